@@ -1,0 +1,87 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+using Json = nlohmann::json;
+
+/// An allowed interval for a numeric option, e.g. `at_least(1)` or `between(0, 1)`.
+struct Bound {
+  double lo = -std::numeric_limits<double>::infinity();
+  double hi = std::numeric_limits<double>::infinity();
+  bool lo_open = false;
+  bool hi_open = false;
+
+  bool contains(double value) const;
+  /// Human wording, e.g. ">= 1" or "in (0, 1]".
+  std::string describe() const;
+};
+
+Bound at_least(double lo);
+Bound greater_than(double lo);
+Bound between(double lo, double hi);
+/// (lo, hi): both ends excluded.
+Bound strictly_between(double lo, double hi);
+
+/// Reads one JSON object (a config section) strictly: every read names its key and its
+/// default, checks the type and range, and records the value in `resolved()`. `finish()`
+/// refuses any key that was never read, so a typo is an error instead of a silent default.
+///
+///   OptionReader r(config["train"], "train");
+///   int64_t epochs = r.integer("epochs", 10, at_least(1));
+///   std::string opt = r.choice("optimizer", "adam", {"adam", "sgd"});
+///   r.finish();
+class OptionReader {
+ public:
+  /// `prefix` is the dotted path of the section, used in messages ("model", "train").
+  OptionReader(const Json& section, std::string prefix);
+
+  int64_t integer(const std::string& key, int64_t fallback, Bound bound = {});
+  double number(const std::string& key, double fallback, Bound bound = {});
+  bool boolean(const std::string& key, bool fallback);
+  std::string string(const std::string& key, const std::string& fallback);
+  std::string choice(const std::string& key, const std::string& fallback,
+                     const std::vector<std::string>& allowed);
+  std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback,
+                                Bound bound = {});
+  std::vector<double> numbers(const std::string& key, const std::vector<double>& fallback,
+                              Bound bound = {});
+
+  /// Whether the user gave `key` (defaults not counted).
+  bool given(const std::string& key) const;
+  /// The full dotted name of `key`, for messages: "model.hidden".
+  std::string name(const std::string& key) const;
+  /// Throws Error naming `key` unless `ok`; for checks that involve several options.
+  void require(bool ok, const std::string& key, const std::string& message) const;
+  /// Refuses keys that were never read, listing the known ones.
+  void finish() const;
+  /// Every option read so far, with its value or its default.
+  const Json& resolved() const { return resolved_; }
+
+ private:
+  const Json* lookup(const std::string& key);
+
+  Json section_;
+  std::string prefix_;
+  Json resolved_ = Json::object();
+  std::set<std::string> read_;
+};
+
+/// Parses a JSON file; any failure is one line naming the file (and line/column if known).
+Json load_json_file(const std::filesystem::path& path);
+
+/// Applies one `--set key=value` override: dotted key, value parsed as JSON when it is valid
+/// JSON (`3`, `true`, `[256,64]`, `"x"`) and taken as a string otherwise (`cuda:0`).
+void apply_override(Json& config, const std::string& assignment);
+
+/// Reads the value at a dotted key, or nullptr when absent.
+const Json* find_dotted(const Json& config, const std::string& dotted_key);
+
+}  // namespace torchae

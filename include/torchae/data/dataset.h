@@ -1,0 +1,92 @@
+#pragma once
+
+#include "torchae/core/config.h"
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// What a model needs to know about its input: one example's shape and the range of values.
+struct DataSpec {
+  /// Shape of one example, e.g. {1, 28, 28}.
+  std::vector<int64_t> shape;
+  /// Bounds of the values a model sees (after centring, if any).
+  double min = 0.0;
+  double max = 1.0;
+  /// Dynamic range of the original data (the peak in PSNR): 1 for images in [0, 1].
+  double peak = 1.0;
+
+  int64_t numel() const;
+};
+
+/// A data set held in memory: inputs [N, ...] as one float tensor, labels [N] (int64, may be
+/// undefined). Batches are taken by `index_select`, never by per-example collation.
+struct Dataset {
+  torch::Tensor inputs;
+  torch::Tensor labels;
+
+  int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
+  /// The examples at `index` (an int64 tensor), in that order.
+  Dataset select(const torch::Tensor& index) const;
+  /// The same data on `device` (a no-op when already there).
+  Dataset to(const torch::Device& device) const;
+};
+
+/// The `data` section of the configuration.
+struct DataOptions {
+  /// "fashion-mnist" (Debian's dataset-fashion-mnist) or "idx" (MNIST-format files at `path`).
+  std::string dataset = "fashion-mnist";
+  /// Directory of train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
+  /// t10k-labels-idx1-ubyte, each raw or with .gz. Empty: the data set's default location.
+  std::string path;
+  /// Use only the first `limit` training examples (0: all).
+  int64_t limit = 0;
+  /// Fraction of the (limited) training set held out for validation.
+  double validation_fraction = 0.1;
+  /// Subtract the training split's per-feature mean from every split.
+  bool center = false;
+
+  static DataOptions from(OptionReader& reader);
+};
+
+/// Training, validation and test splits of one data set. The validation split is drawn from
+/// the training file by a fixed permutation (independent of train.seed, so that runs with
+/// different seeds are validated on the same examples); the test file is only read for `eval`.
+struct DataSplits {
+  Dataset train;
+  Dataset validation;
+  Dataset test;  // empty unless requested
+  DataSpec spec;
+  /// The per-feature training mean that was subtracted (undefined unless centring).
+  torch::Tensor mean;
+};
+
+/// The default location of Fashion-MNIST: /usr/share/datasets/fashion-mnist.
+extern const char* const kFashionMnistDir;
+
+/// Loads the splits described by `options`; the test split only when `with_test`.
+DataSplits load_data(const DataOptions& options, bool with_test);
+
+/// The batches of one pass over a data set, in the order of `order` (a permutation, or
+/// arange for a fixed order): batch i is one `index_select` of order[i*B : (i+1)*B]. The last
+/// batch may be smaller.
+class Batches {
+ public:
+  Batches(const Dataset& data, int64_t batch_size, torch::Tensor order);
+  int64_t size() const { return count_; }
+  torch::Tensor inputs(int64_t i) const;
+  Dataset at(int64_t i) const;
+
+ private:
+  torch::Tensor indices(int64_t i) const;
+
+  const Dataset& data_;
+  int64_t batch_size_;
+  torch::Tensor order_;
+  int64_t count_;
+};
+
+}  // namespace torchae

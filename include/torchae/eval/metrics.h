@@ -1,0 +1,55 @@
+#pragma once
+
+#include "torchae/core/config.h"
+#include "torchae/data/dataset.h"
+#include "torchae/models/autoencoder.h"
+
+#include <torch/types.h>
+
+#include <functional>
+
+namespace torchae {
+
+/// Reconstruction error over a data set.
+struct ReconstructionMetrics {
+  /// Mean squared error per element (pixel).
+  double mse = 0.0;
+  /// Sum of squared errors per example, averaged over examples.
+  double sse_per_example = 0.0;
+  /// Mean over examples of 10 log10(peak^2 / MSE of the example), in dB.
+  double psnr_db = 0.0;
+};
+
+/// Metrics of `reconstruct` (a batch of inputs to a batch of reconstructions, same shape) on
+/// `data`, in batches.
+ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(const torch::Tensor&)>& reconstruct,
+                                             const Dataset& data, double peak, int64_t batch_size = 1000);
+
+/// Principal component analysis, computed in double precision from the covariance matrix.
+///
+///   PCA pca = PCA::fit(train.inputs.flatten(1), 32);
+///   torch::Tensor xhat = pca.reconstruct(x);
+struct PCA {
+  /// Per-feature mean, [D].
+  torch::Tensor mean;
+  /// Principal directions as orthonormal columns, largest variance first, [D, k].
+  torch::Tensor components;
+  /// Variances along the components, [k].
+  torch::Tensor variances;
+
+  static PCA fit(const torch::Tensor& data, int64_t k);
+  /// Projects onto the principal subspace and back; keeps x's shape and dtype.
+  torch::Tensor reconstruct(const torch::Tensor& x) const;
+};
+
+/// The largest principal angle, in degrees, between the column spaces of a [D, k] and b [D, k]
+/// (0: the same subspace).
+double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tensor& b);
+
+/// The evaluation of a trained autoencoder: its reconstruction metrics on the test set next
+/// to those of PCA with the same code size fitted on the training split, as JSON with keys
+/// test_mse, test_sse_per_image, test_psnr_db, test_loss, pca_test_mse, pca_test_sse_per_image,
+/// pca_test_psnr_db, code_size, n_test.
+Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device);
+
+}  // namespace torchae

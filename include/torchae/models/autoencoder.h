@@ -1,0 +1,74 @@
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace torchae {
+
+/// What `forward` returns. Fields a family does not produce stay undefined.
+struct Output {
+  /// The reconstruction in data space (after the output activation), shaped like the input.
+  torch::Tensor reconstruction;
+  /// The decoder's pre-activation output; with a sigmoid output, these are the logits from
+  /// which binary cross-entropy is computed stably.
+  torch::Tensor logits;
+  /// The code h = f(x), [batch, code_size].
+  torch::Tensor code;
+  /// Gaussian posterior parameters (variational families).
+  torch::Tensor mu;
+  torch::Tensor log_var;
+};
+
+/// A loss with its named parts: `total` is what is minimised; `terms` are for logging
+/// ("recon", "kl", ...), in a stable order.
+struct Losses {
+  torch::Tensor total;
+  std::vector<std::pair<std::string, torch::Tensor>> terms;
+};
+
+/// Reconstruction costs shared by the families.
+enum class ReconstructionLoss {
+  /// Mean squared error per element.
+  mse,
+  /// Binary cross-entropy per element, computed from logits (needs a sigmoid output).
+  bce,
+};
+
+ReconstructionLoss parse_reconstruction_loss(const std::string& name);
+std::string to_string(ReconstructionLoss loss);
+
+/// The cost of `output` against `target`, averaged over elements.
+torch::Tensor reconstruction_loss(ReconstructionLoss kind, const Output& output,
+                                  const torch::Tensor& target);
+
+/// The interface every family implements next to its `torch::nn::Module` base, and all the
+/// trainer, evaluation and export know of a model.
+///
+///   std::shared_ptr<Autoencoder> ae = build_model(config["model"], data.spec).model;
+///   Output out = ae->forward(x);
+///   Losses l = ae->loss(x, x, out);
+class Autoencoder {
+ public:
+  virtual ~Autoencoder() = default;
+
+  /// Full pass: encode then decode.
+  virtual Output forward(const torch::Tensor& input) = 0;
+  /// The code of `input`, [batch, code_size].
+  virtual torch::Tensor encode(const torch::Tensor& input) = 0;
+  /// Data-space output for `code`, shaped like the model's input.
+  virtual torch::Tensor decode(const torch::Tensor& code) = 0;
+  /// The training objective. `target` is the clean example, `input` what was fed to
+  /// `forward` (they differ when the input was corrupted).
+  virtual Losses loss(const torch::Tensor& target, const torch::Tensor& input,
+                      const Output& output) = 0;
+  /// Width of the code.
+  virtual int64_t code_size() const = 0;
+  /// The module itself: parameters, train()/eval(), to(device), save/load.
+  virtual torch::nn::Module& module() = 0;
+};
+
+}  // namespace torchae

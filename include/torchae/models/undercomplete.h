@@ -1,0 +1,75 @@
+#pragma once
+
+#include "torchae/models/autoencoder.h"
+#include "torchae/nn/mlp.h"
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+namespace torchae {
+
+/// Options for `Undercomplete`.
+struct UndercompleteOptions {
+  UndercompleteOptions(std::vector<int64_t> input_shape, int64_t code_size);
+
+  /// Shape of one example, e.g. {1, 28, 28}; the MLP sees it flattened.
+  TORCH_ARG(std::vector<int64_t>, input_shape);
+  /// Width of the code (smaller than the input: that is what makes it undercomplete).
+  TORCH_ARG(int64_t, code_size);
+  /// Hidden widths of the encoder, input side first; the decoder mirrors them.
+  TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512};
+  /// Non-linearity of the hidden layers.
+  TORCH_ARG(Activation, activation) = Activation::relu;
+  /// Non-linearity applied to the code.
+  TORCH_ARG(Activation, code_activation) = Activation::relu;
+  /// Non-linearity of the decoder's output.
+  TORCH_ARG(Activation, output_activation) = Activation::sigmoid;
+  /// Tie the decoder to the encoder, W_d = W_e^T layer by layer (the decoder keeps its biases).
+  TORCH_ARG(bool, tied) = false;
+  /// No non-linearity anywhere. Under MSE on centred data the code then spans the PCA
+  /// subspace (Baldi & Hornik 1989), which the test suite checks.
+  TORCH_ARG(bool, linear) = false;
+  /// Reconstruction cost.
+  TORCH_ARG(ReconstructionLoss, loss) = ReconstructionLoss::bce;
+};
+
+/// The undercomplete autoencoder: x -> h = f(x) -> g(h), trained to reconstruct x through a
+/// code narrower than x.
+///
+///   Undercomplete ae(UndercompleteOptions({1, 28, 28}, 32).hidden({256}).tied(true));
+///   Output out = ae->forward(x);
+///   Losses l = ae->loss(x, x, out);
+class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public Autoencoder {
+ public:
+  explicit UndercompleteImpl(UndercompleteOptions options);
+
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+
+  Output forward(const torch::Tensor& input) override;
+  torch::Tensor encode(const torch::Tensor& input) override;
+  torch::Tensor decode(const torch::Tensor& code) override;
+  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  int64_t code_size() const override { return options.code_size(); }
+  torch::nn::Module& module() override { return *this; }
+
+  /// The decoder's last affine map as a [input_size, code_size] matrix when the decoder is a
+  /// single layer (its column space is what a linear autoencoder learns); undefined otherwise.
+  torch::Tensor decoder_matrix() const;
+
+  UndercompleteOptions options;
+
+ private:
+  /// Decoder output before the output activation, flat [batch, input_size].
+  torch::Tensor decode_logits(const torch::Tensor& code);
+
+  MLP encoder_{nullptr};
+  MLP decoder_{nullptr};                     // untied only
+  std::vector<torch::Tensor> decoder_bias_;  // tied only
+};
+
+TORCH_MODULE(Undercomplete);
+
+}  // namespace torchae

@@ -1,0 +1,44 @@
+#pragma once
+
+#include "torchae/core/config.h"
+#include "torchae/data/dataset.h"
+#include "torchae/models/registry.h"
+#include "torchae/train/trainer.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// A configuration read strictly: each section resolved (defaults filled in), the data
+/// loaded and the model built, ready to train or evaluate.
+struct Run {
+  /// The resolved configuration, as written to config.json.
+  Json config;
+  DataOptions data_options;
+  TrainOptions train_options;
+  DataSplits data;
+  BuiltModel model;
+};
+
+/// Resolves `config` ({"model": ..., "data": ..., "train": ...}; any section may be absent),
+/// seeds the global generator with train.seed, loads the data (the test split only when
+/// `with_test`) and builds the model. Unknown keys and bad values are refused by name.
+Run prepare_run(const Json& config, bool with_test);
+
+/// Trains a new run into `run_dir` (created; refused when it already holds a run).
+void train_run(const Json& config, const std::filesystem::path& run_dir);
+
+/// Continues the run in `run_dir` exactly where its checkpoint stopped. `overrides` are
+/// `--set` assignments; only train.epochs, train.device, train.threads and train.progress
+/// may change on resume (anything else would make the continuation differ from the run).
+void resume_run(const std::filesystem::path& run_dir, const std::vector<std::string>& overrides);
+
+/// Loads a run's configuration and trained weights.
+Run load_run(const std::filesystem::path& run_dir, bool with_test);
+
+/// `torchae eval`: the test-set metrics of a trained run as JSON.
+Json evaluate_run(const std::filesystem::path& run_dir);
+
+}  // namespace torchae

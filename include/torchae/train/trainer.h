@@ -1,0 +1,129 @@
+#pragma once
+
+#include "torchae/core/config.h"
+#include "torchae/data/dataset.h"
+#include "torchae/models/autoencoder.h"
+
+#include <ATen/core/Generator.h>
+#include <torch/optim/optimizer.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace torchae {
+
+/// The `train` section of the configuration.
+struct TrainOptions {
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 1e-3;
+  /// Seeds weight initialisation (the global generator) and the shuffling of batches.
+  int64_t seed = 0;
+  /// "auto", "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
+  /// "adam" or "sgd".
+  std::string optimizer = "adam";
+  /// Adam's (beta1, beta2).
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  /// SGD's momentum and Nesterov flag.
+  double momentum = 0.0;
+  bool nesterov = false;
+  /// L2 penalty added to the gradient (both optimizers).
+  double weight_decay = 0.0;
+  /// Learning-rate schedule per epoch: "none", "step" (times gamma every step_size epochs)
+  /// or "cosine" (from lr down to min_lr over `epochs`).
+  std::string schedule = "none";
+  int64_t step_size = 10;
+  double gamma = 0.1;
+  double min_lr = 0.0;
+  /// Clip the global gradient norm to this value (0: off).
+  double clip_grad_norm = 0.0;
+  /// Stop after this many epochs without a validation improvement of more than min_delta
+  /// (0: never stop early).
+  int64_t patience = 0;
+  double min_delta = 0.0;
+  /// Intra-op threads (0: LibTorch's default).
+  int64_t threads = 0;
+  /// "auto" (a progress bar on a terminal, epoch lines otherwise), "lines" or "none".
+  std::string progress = "auto";
+
+  static TrainOptions from(OptionReader& reader);
+  /// The learning rate of epoch `epoch` (0-based) under the schedule.
+  double lr_at(int64_t epoch) const;
+};
+
+/// One epoch's figures, as written to metrics.jsonl.
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based: the number of epochs completed
+  double lr = 0.0;
+  double train_loss = 0.0;
+  std::vector<std::pair<std::string, double>> train_terms;
+  double val_loss = 0.0;
+  std::vector<std::pair<std::string, double>> val_terms;
+  double seconds = 0.0;
+  double samples_per_s = 0.0;
+
+  Json to_json() const;
+};
+
+/// Mean loss and terms of a model over a data set.
+struct LossSummary {
+  double total = 0.0;
+  std::vector<std::pair<std::string, double>> terms;
+};
+
+/// The generic trainer: it drives any `Autoencoder` through its `forward` and `loss`, and
+/// knows nothing of families. With a run directory it writes metrics.jsonl (one line per
+/// epoch) and checkpoint.pt (model, optimizer, epoch, RNG state, early-stopping state; written
+/// atomically at the end of each epoch), and `resume()` continues a run exactly.
+///
+///   Trainer trainer(model, options, "runs/ae");
+///   trainer.fit(data.train, data.validation);
+class Trainer {
+ public:
+  Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir = {});
+
+  /// Restores run_dir/checkpoint.pt; false when there is none.
+  bool resume();
+  /// Trains from the current epoch up to options.epochs (or an early stop).
+  void fit(const Dataset& train, const Dataset& validation);
+  /// One optimisation step on a batch already on the trainer's device.
+  Losses step(const torch::Tensor& batch);
+  /// Mean loss over `data` in eval mode, without gradients.
+  LossSummary evaluate(const Dataset& data);
+
+  int64_t epochs_done() const { return epoch_; }
+  bool stopped_early() const { return stopped_early_; }
+  const torch::Device& device() const { return device_; }
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+
+ private:
+  void save_checkpoint() const;
+  void append_metrics(const EpochRecord& record) const;
+
+  std::shared_ptr<Autoencoder> model_;
+  TrainOptions options_;
+  std::filesystem::path run_dir_;
+  torch::Device device_;
+  std::vector<torch::Tensor> parameters_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  at::Generator shuffle_;
+  int64_t epoch_ = 0;
+  double best_val_;
+  int64_t bad_epochs_ = 0;
+  bool stopped_early_ = false;
+};
+
+/// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`.
+void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
+
+/// Files of a run directory.
+inline constexpr const char* kCheckpointFile = "checkpoint.pt";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kConfigFile = "config.json";
+
+}  // namespace torchae

@@ -1,0 +1,142 @@
+#include "torchae/models/undercomplete.h"
+
+#include "families.h"
+#include "torchae/models/registry.h"
+
+#include <torch/nn/init.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <numeric>
+
+namespace torchae {
+
+UndercompleteOptions::UndercompleteOptions(std::vector<int64_t> input_shape, int64_t code_size)
+    : input_shape_(std::move(input_shape)), code_size_(code_size) {}
+
+UndercompleteImpl::UndercompleteImpl(UndercompleteOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void UndercompleteImpl::reset() {
+  const auto& shape = options.input_shape();
+  const int64_t input_size = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+  TORCH_CHECK(!shape.empty() && input_size > 0, "undercomplete: empty input shape");
+  TORCH_CHECK(options.code_size() > 0, "undercomplete: code_size must be positive");
+  if (options.linear()) {
+    TORCH_CHECK(options.activation() == Activation::identity &&
+                    options.code_activation() == Activation::identity &&
+                    options.output_activation() == Activation::identity,
+                "undercomplete: a linear autoencoder has identity activations everywhere");
+  }
+  TORCH_CHECK(options.loss() != ReconstructionLoss::bce || options.output_activation() == Activation::sigmoid,
+              "undercomplete: loss bce is computed from logits and needs output_activation sigmoid");
+
+  std::vector<int64_t> widths{input_size};
+  widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
+  widths.push_back(options.code_size());
+  encoder_ = register_module("encoder", MLP(MLPOptions(widths)
+                                                .activation(options.activation())
+                                                .output_activation(options.code_activation())));
+  decoder_bias_.clear();
+  if (options.tied()) {
+    decoder_ = nullptr;
+    const auto& layers = encoder_->layers();
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+      // The k-th decoder layer is the transpose of encoder layer (n-1-k): its bias has the
+      // width of that layer's input. Zero-initialised, as the decoder reuses trained weights.
+      const int64_t width = layers[layers.size() - 1 - k]->options.in_features();
+      decoder_bias_.push_back(register_parameter("decoder_bias" + std::to_string(k), torch::zeros({width})));
+    }
+  } else {
+    std::vector<int64_t> mirrored(widths.rbegin(), widths.rend());
+    decoder_ = register_module("decoder", MLP(MLPOptions(mirrored).activation(options.activation())));
+  }
+}
+
+void UndercompleteImpl::pretty_print(std::ostream& stream) const {
+  stream << fmt::format(
+      "torchae::Undercomplete(input_shape=[{}], hidden=[{}], code_size={}, activation={}, "
+      "code_activation={}, output_activation={}, tied={}, linear={}, loss={})",
+      fmt::join(options.input_shape(), ", "), fmt::join(options.hidden(), ", "), options.code_size(),
+      to_string(options.activation()), to_string(options.code_activation()),
+      to_string(options.output_activation()), options.tied(), options.linear(), to_string(options.loss()));
+}
+
+torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) {
+  return encoder_->forward(input.flatten(1));
+}
+
+torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code) {
+  return options.tied() ? encoder_->forward_transposed(code, decoder_bias_, options.activation())
+                        : decoder_->forward_preactivation(code);
+}
+
+torch::Tensor UndercompleteImpl::decode(const torch::Tensor& code) {
+  std::vector<int64_t> shape{code.size(0)};
+  shape.insert(shape.end(), options.input_shape().begin(), options.input_shape().end());
+  return activate(decode_logits(code), options.output_activation()).view(shape);
+}
+
+Output UndercompleteImpl::forward(const torch::Tensor& input) {
+  Output out;
+  out.code = encode(input);
+  out.logits = decode_logits(out.code).view(input.sizes());
+  out.reconstruction = activate(out.logits, options.output_activation());
+  return out;
+}
+
+Losses UndercompleteImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/,
+                               const Output& output) {
+  torch::Tensor recon = reconstruction_loss(options.loss(), output, target);
+  return {recon, {{"recon", recon}}};
+}
+
+torch::Tensor UndercompleteImpl::decoder_matrix() const {
+  if (options.tied()) {
+    const auto& layers = encoder_->layers();
+    return layers.size() == 1 ? layers[0]->weight.t() : torch::Tensor();
+  }
+  const auto& layers = decoder_->layers();
+  return layers.size() == 1 ? layers[0]->weight : torch::Tensor();
+}
+
+void register_undercomplete(Registry& registry) {
+  registry.add({"undercomplete",
+                "encoder f and decoder g around a narrow code; MLP widths, activations, tied "
+                "weights (W_d = W_e^T), linear (PCA-equivalent) mode; loss mse or bce",
+                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                  UndercompleteOptions o(data.shape, 128);
+                  o.code_size(r.integer("code_size", o.code_size(), at_least(1)));
+                  o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
+                  o.linear(r.boolean("linear", o.linear()));
+                  o.tied(r.boolean("tied", o.tied()));
+                  // A linear autoencoder defaults to identity activations and MSE; giving it
+                  // a non-linearity or BCE is a contradiction and refused.
+                  const std::string none = "identity";
+                  const auto& names = activation_names();
+                  const std::string act = r.choice("activation", o.linear() ? none : "relu", names);
+                  const std::string code_act = r.choice("code_activation", o.linear() ? none : "relu", names);
+                  const std::string out_act = r.choice("output_activation", o.linear() ? none : "sigmoid", names);
+                  const std::string loss = r.choice("loss", o.linear() ? "mse" : "bce", {"mse", "bce"});
+                  for (const auto& [key, value] : {std::pair{"activation", act}, {"code_activation", code_act},
+                                                   {"output_activation", out_act}}) {
+                    r.require(!o.linear() || value == none, key,
+                              fmt::format("must be identity when model.linear is true, got \"{}\"", value));
+                  }
+                  o.activation(parse_activation(act));
+                  o.code_activation(parse_activation(code_act));
+                  o.output_activation(parse_activation(out_act));
+                  o.loss(parse_reconstruction_loss(loss));
+                  r.require(o.loss() != ReconstructionLoss::bce || o.output_activation() == Activation::sigmoid,
+                            "loss", "bce is computed from logits and needs output_activation sigmoid");
+                  r.require(o.loss() != ReconstructionLoss::bce || (data.min >= 0.0 && data.max <= 1.0), "loss",
+                            fmt::format("bce needs data in [0, 1], this data spans [{:.3g}, {:.3g}] "
+                                        "(data.center?)", data.min, data.max));
+                  r.finish();
+                  return Undercomplete(o).ptr();
+                }});
+}
+
+}  // namespace torchae

@@ -1,0 +1,236 @@
+#include "torchae/core/config.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <utility>
+
+namespace torchae {
+
+bool Bound::contains(double value) const {
+  if (std::isnan(value)) return false;
+  const bool above = lo_open ? value > lo : value >= lo;
+  const bool below = hi_open ? value < hi : value <= hi;
+  return above && below;
+}
+
+std::string Bound::describe() const {
+  const bool has_lo = std::isfinite(lo);
+  const bool has_hi = std::isfinite(hi);
+  if (has_lo && has_hi) {
+    return fmt::format("in {}{}, {}{}", lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
+  }
+  if (has_lo) return fmt::format("{} {}", lo_open ? ">" : ">=", lo);
+  if (has_hi) return fmt::format("{} {}", hi_open ? "<" : "<=", hi);
+  return "finite";
+}
+
+Bound at_least(double lo) { return Bound{lo}; }
+Bound greater_than(double lo) { return Bound{lo, Bound{}.hi, true, false}; }
+Bound between(double lo, double hi) { return Bound{lo, hi}; }
+Bound strictly_between(double lo, double hi) { return Bound{lo, hi, true, true}; }
+
+namespace {
+
+std::string shown(const Json& value) {
+  std::string text = value.dump();
+  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
+}
+
+}  // namespace
+
+OptionReader::OptionReader(const Json& section, std::string prefix)
+    : section_(section.is_null() ? Json::object() : section), prefix_(std::move(prefix)) {
+  if (!section_.is_object()) {
+    throw Error(fmt::format("config: {}: expected an object, got {}", prefix_, shown(section_)));
+  }
+}
+
+std::string OptionReader::name(const std::string& key) const {
+  return prefix_.empty() ? key : prefix_ + "." + key;
+}
+
+bool OptionReader::given(const std::string& key) const { return section_.contains(key); }
+
+void OptionReader::require(bool ok, const std::string& key, const std::string& message) const {
+  if (!ok) throw Error(fmt::format("config: {}: {}", name(key), message));
+}
+
+const Json* OptionReader::lookup(const std::string& key) {
+  read_.insert(key);
+  auto it = section_.find(key);
+  return it == section_.end() ? nullptr : &*it;
+}
+
+int64_t OptionReader::integer(const std::string& key, int64_t fallback, Bound bound) {
+  int64_t value = fallback;
+  if (const Json* j = lookup(key)) {
+    require(j->is_number_integer(), key,
+            fmt::format("expected an integer {}, got {}", bound.describe(), shown(*j)));
+    value = j->get<int64_t>();
+  }
+  require(bound.contains(static_cast<double>(value)), key,
+          fmt::format("must be {}, got {}", bound.describe(), value));
+  resolved_[key] = value;
+  return value;
+}
+
+double OptionReader::number(const std::string& key, double fallback, Bound bound) {
+  double value = fallback;
+  if (const Json* j = lookup(key)) {
+    require(j->is_number(), key,
+            fmt::format("expected a number {}, got {}", bound.describe(), shown(*j)));
+    value = j->get<double>();
+  }
+  require(bound.contains(value), key, fmt::format("must be {}, got {}", bound.describe(), value));
+  resolved_[key] = value;
+  return value;
+}
+
+bool OptionReader::boolean(const std::string& key, bool fallback) {
+  bool value = fallback;
+  if (const Json* j = lookup(key)) {
+    require(j->is_boolean(), key, fmt::format("expected true or false, got {}", shown(*j)));
+    value = j->get<bool>();
+  }
+  resolved_[key] = value;
+  return value;
+}
+
+std::string OptionReader::string(const std::string& key, const std::string& fallback) {
+  std::string value = fallback;
+  if (const Json* j = lookup(key)) {
+    require(j->is_string(), key, fmt::format("expected a string, got {}", shown(*j)));
+    value = j->get<std::string>();
+  }
+  resolved_[key] = value;
+  return value;
+}
+
+std::string OptionReader::choice(const std::string& key, const std::string& fallback,
+                                 const std::vector<std::string>& allowed) {
+  std::string value = fallback;
+  if (const Json* j = lookup(key)) {
+    require(j->is_string(), key,
+            fmt::format("expected one of {}, got {}", fmt::join(allowed, ", "), shown(*j)));
+    value = j->get<std::string>();
+  }
+  bool known = false;
+  for (const auto& a : allowed) known = known || a == value;
+  require(known, key, fmt::format("expected one of {}, got \"{}\"", fmt::join(allowed, ", "), value));
+  resolved_[key] = value;
+  return value;
+}
+
+std::vector<int64_t> OptionReader::integers(const std::string& key,
+                                            const std::vector<int64_t>& fallback, Bound bound) {
+  std::vector<int64_t> values = fallback;
+  if (const Json* j = lookup(key)) {
+    const std::string expected = fmt::format("expected a list of integers {}", bound.describe());
+    require(j->is_array(), key, fmt::format("{}, got {}", expected, shown(*j)));
+    values.clear();
+    for (const Json& item : *j) {
+      require(item.is_number_integer(), key, fmt::format("{}, got {}", expected, shown(*j)));
+      values.push_back(item.get<int64_t>());
+    }
+  }
+  for (int64_t v : values) {
+    require(bound.contains(static_cast<double>(v)), key,
+            fmt::format("every entry must be {}, got {}", bound.describe(), v));
+  }
+  resolved_[key] = values;
+  return values;
+}
+
+std::vector<double> OptionReader::numbers(const std::string& key,
+                                          const std::vector<double>& fallback, Bound bound) {
+  std::vector<double> values = fallback;
+  if (const Json* j = lookup(key)) {
+    const std::string expected = fmt::format("expected a list of numbers {}", bound.describe());
+    require(j->is_array(), key, fmt::format("{}, got {}", expected, shown(*j)));
+    values.clear();
+    for (const Json& item : *j) {
+      require(item.is_number(), key, fmt::format("{}, got {}", expected, shown(*j)));
+      values.push_back(item.get<double>());
+    }
+  }
+  for (double v : values) {
+    require(bound.contains(v), key,
+            fmt::format("every entry must be {}, got {}", bound.describe(), v));
+  }
+  resolved_[key] = values;
+  return values;
+}
+
+void OptionReader::finish() const {
+  for (const auto& item : section_.items()) {
+    if (read_.count(item.key()) == 0) {
+      std::vector<std::string> known(read_.begin(), read_.end());
+      throw Error(fmt::format("config: {}: unknown key (known here: {})", name(item.key()),
+                              fmt::join(known, ", ")));
+    }
+  }
+}
+
+Json load_json_file(const std::filesystem::path& path) {
+  const std::string text = read_text(path);
+  try {
+    return Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    // nlohmann's message is "[json.exception.parse_error.101] parse error at line L, column C: ..."
+    std::string what = e.what();
+    const auto at = what.find("parse error");
+    throw Error(fmt::format("{}: invalid JSON: {}", path.string(),
+                            at == std::string::npos ? what : what.substr(at)));
+  }
+}
+
+const Json* find_dotted(const Json& config, const std::string& dotted_key) {
+  const Json* node = &config;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = dotted_key.find('.', start);
+    const std::string part = dotted_key.substr(start, dot - start);
+    if (!node->is_object()) return nullptr;
+    auto it = node->find(part);
+    if (it == node->end()) return nullptr;
+    node = &*it;
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
+void apply_override(Json& config, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw Error(fmt::format("--set {}: expected key=value, e.g. train.epochs=3", assignment));
+  }
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+
+  Json* node = &config;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = key.find('.', start);
+    const std::string part = key.substr(start, dot - start);
+    if (part.empty()) throw Error(fmt::format("--set {}: empty part in key \"{}\"", assignment, key));
+    if (!node->is_object()) {
+      throw Error(fmt::format("--set {}: \"{}\" is not inside an object", assignment, key));
+    }
+    if (dot == std::string::npos) {
+      (*node)[part] = value;
+      return;
+    }
+    node = &(*node)[part];
+    if (node->is_null()) *node = Json::object();
+    start = dot + 1;
+  }
+}
+
+}  // namespace torchae

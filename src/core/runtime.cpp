@@ -1,0 +1,45 @@
+#include "torchae/core/runtime.h"
+
+#include "torchae/core/error.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <regex>
+#include <unistd.h>
+
+namespace torchae {
+
+void ensure_passive_omp_wait(int /*argc*/, char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;
+  ::execv("/proc/self/exe", argv);
+  // execv only returns on failure (no /proc, say): carry on with the spinning default rather
+  // than refuse to run; the variable set above reaches child processes at least.
+}
+
+torch::Device resolve_device(const std::string& spec) {
+  if (spec == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  if (spec == "cpu") return torch::kCPU;
+  static const std::regex cuda(R"(cuda(:(\d+))?)");
+  std::smatch m;
+  if (!std::regex_match(spec, m, cuda)) {
+    throw Error(fmt::format("device \"{}\": expected auto, cpu, cuda or cuda:N", spec));
+  }
+  const int64_t index = m[2].matched ? std::stoll(m[2].str()) : 0;
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (count == 0) throw Error(fmt::format("device \"{}\": no CUDA device is available", spec));
+  if (index >= count) {
+    throw Error(fmt::format("device \"{}\": only {} CUDA device(s) present", spec, count));
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+void set_threads(int64_t threads) {
+  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+}
+
+}  // namespace torchae

@@ -1,0 +1,126 @@
+#include "torchae/data/dataset.h"
+
+#include "torchae/core/error.h"
+#include "torchae/data/idx.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+namespace torchae {
+
+const char* const kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+int64_t DataSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+Dataset Dataset::select(const torch::Tensor& index) const {
+  return {inputs.index_select(0, index), labels.defined() ? labels.index_select(0, index) : labels};
+}
+
+Dataset Dataset::to(const torch::Device& device) const {
+  return {inputs.to(device), labels.defined() ? labels.to(device) : labels};
+}
+
+DataOptions DataOptions::from(OptionReader& r) {
+  DataOptions o;
+  o.dataset = r.choice("dataset", o.dataset, {"fashion-mnist", "idx"});
+  o.path = r.string("path", o.path);
+  r.require(o.dataset != "idx" || !o.path.empty(), "path",
+            "data.dataset \"idx\" needs data.path (a directory of MNIST-format files)");
+  o.limit = r.integer("limit", o.limit, at_least(0));
+  o.validation_fraction = r.number("validation_fraction", o.validation_fraction, between(0, 0.9));
+  o.center = r.boolean("center", o.center);
+  r.finish();
+  return o;
+}
+
+namespace {
+
+std::filesystem::path find_part(const std::filesystem::path& dir, const std::string& stem) {
+  for (const char* suffix : {".gz", ""}) {
+    const auto candidate = dir / (stem + suffix);
+    std::error_code ec;
+    if (std::filesystem::exists(candidate, ec)) return candidate;
+  }
+  throw Error(fmt::format("{}: no {} or {}.gz{}", dir.string(), stem, stem,
+                          dir == kFashionMnistDir ? " (install Debian's dataset-fashion-mnist)" : ""));
+}
+
+// Images as float in [0, 1], shape [N, 1, H, W]; labels as int64 [N].
+Dataset read_split(const std::filesystem::path& dir, const std::string& prefix) {
+  const auto images_path = find_part(dir, prefix + "-images-idx3-ubyte");
+  const auto labels_path = find_part(dir, prefix + "-labels-idx1-ubyte");
+  torch::Tensor images = read_idx(images_path);
+  torch::Tensor labels = read_idx(labels_path);
+  if (images.dim() != 3 || images.scalar_type() != torch::kUInt8) {
+    throw Error(fmt::format("{}: expected uint8 images [N, H, W], got {} with {} dimensions",
+                            images_path.string(), c10::toString(images.scalar_type()), images.dim()));
+  }
+  if (labels.dim() != 1 || labels.size(0) != images.size(0)) {
+    throw Error(fmt::format("{}: {} labels for {} images", labels_path.string(),
+                            labels.numel(), images.size(0)));
+  }
+  return {images.unsqueeze(1).to(torch::kFloat32).div_(255.0f), labels.to(torch::kInt64)};
+}
+
+// A fixed seed for the validation split, independent of train.seed (see DataSplits).
+constexpr uint64_t kSplitSeed = 20130712;
+
+}  // namespace
+
+DataSplits load_data(const DataOptions& options, bool with_test) {
+  const std::filesystem::path dir = options.path.empty() ? kFashionMnistDir : options.path;
+  Dataset full = read_split(dir, "train");
+  if (options.limit > 0 && options.limit < full.size()) {
+    full = {full.inputs.narrow(0, 0, options.limit).clone(), full.labels.narrow(0, 0, options.limit).clone()};
+  }
+  const int64_t n = full.size();
+  const auto n_val = static_cast<int64_t>(static_cast<double>(n) * options.validation_fraction);
+  if (n - n_val < 1) throw Error(fmt::format("data: {} training examples leave none to train on", n));
+
+  DataSplits splits;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(kSplitSeed);
+  const torch::Tensor order = torch::randperm(n, generator, torch::kLong);
+  // Keep the training examples in file order: the split is a choice of examples, not a shuffle.
+  const torch::Tensor train_index = std::get<0>(order.narrow(0, n_val, n - n_val).sort());
+  const torch::Tensor val_index = std::get<0>(order.narrow(0, 0, n_val).sort());
+  splits.train = full.select(train_index);
+  splits.validation = full.select(val_index);
+  if (with_test) splits.test = read_split(dir, "t10k");
+
+  const auto shape = splits.train.inputs.sizes();
+  splits.spec.shape.assign(shape.begin() + 1, shape.end());
+  splits.spec.min = 0.0;
+  splits.spec.max = 1.0;
+  splits.spec.peak = 1.0;
+  if (options.center) {
+    splits.mean = splits.train.inputs.mean(0, /*keepdim=*/true);
+    for (Dataset* d : {&splits.train, &splits.validation, &splits.test}) {
+      if (d->inputs.defined()) d->inputs.sub_(splits.mean);
+    }
+    splits.spec.min = -splits.mean.max().item<double>();
+    splits.spec.max = 1.0 - splits.mean.min().item<double>();
+  }
+  return splits;
+}
+
+Batches::Batches(const Dataset& data, int64_t batch_size, torch::Tensor order)
+    : data_(data), batch_size_(batch_size), order_(std::move(order)) {
+  TORCH_CHECK(batch_size_ > 0, "batch size must be positive");
+  count_ = (order_.numel() + batch_size_ - 1) / batch_size_;
+}
+
+torch::Tensor Batches::indices(int64_t i) const {
+  const int64_t start = i * batch_size_;
+  return order_.narrow(0, start, std::min(batch_size_, order_.numel() - start));
+}
+
+torch::Tensor Batches::inputs(int64_t i) const { return data_.inputs.index_select(0, indices(i)); }
+
+Dataset Batches::at(int64_t i) const { return data_.select(indices(i)); }
+
+}  // namespace torchae

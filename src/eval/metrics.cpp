@@ -1,0 +1,87 @@
+#include "torchae/eval/metrics.h"
+
+#include "torchae/core/error.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace torchae {
+
+ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(const torch::Tensor&)>& reconstruct,
+                                             const Dataset& data, double peak, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(data.size() > 0, "reconstruction_metrics: empty data set");
+  double sse = 0.0;
+  double psnr_sum = 0.0;
+  const int64_t per_example = data.inputs[0].numel();
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    const torch::Tensor x = data.inputs.narrow(0, start, std::min(batch_size, data.size() - start));
+    const torch::Tensor err = (reconstruct(x).to(torch::kFloat64) - x.to(torch::kFloat64)).flatten(1);
+    const torch::Tensor example_sse = err.pow(2).sum(1).cpu();
+    sse += example_sse.sum().item<double>();
+    // A perfect reconstruction would give infinite PSNR; 1e-10 caps it at 100 dB + 20 log10 peak.
+    const torch::Tensor example_mse = (example_sse / static_cast<double>(per_example)).clamp_min(1e-10);
+    psnr_sum += (10.0 * torch::log10(peak * peak / example_mse)).sum().item<double>();
+  }
+  const auto n = static_cast<double>(data.size());
+  return {sse / (n * static_cast<double>(per_example)), sse / n, psnr_sum / n};
+}
+
+PCA PCA::fit(const torch::Tensor& data, int64_t k) {
+  TORCH_CHECK(data.dim() == 2, "PCA::fit: expected [N, D] data");
+  TORCH_CHECK(k >= 1 && k <= data.size(1), "PCA::fit: k must be in [1, D]");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = data.to(torch::kFloat64);
+  const torch::Tensor mean = x.mean(0);
+  const torch::Tensor centred = x - mean;
+  const torch::Tensor covariance = centred.t().mm(centred) / static_cast<double>(std::max<int64_t>(x.size(0) - 1, 1));
+  auto [values, vectors] = torch::linalg::eigh(covariance, "L");  // ascending eigenvalues
+  const int64_t d = values.size(0);
+  return {mean, vectors.narrow(1, d - k, k).flip({1}).contiguous(), values.narrow(0, d - k, k).flip({0})};
+}
+
+torch::Tensor PCA::reconstruct(const torch::Tensor& x) const {
+  const torch::Tensor flat = x.flatten(1).to(torch::kFloat64);
+  const torch::Tensor projected = (flat - mean).mm(components).mm(components.t()) + mean;
+  return projected.to(x.scalar_type()).view(x.sizes());
+}
+
+double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tensor& b) {
+  // Björck & Golub (1973): the cosines of the principal angles are the singular values of
+  // Qa^T Qb for orthonormal bases Qa, Qb; the largest angle belongs to the smallest value.
+  const torch::Tensor qa = std::get<0>(torch::linalg::qr(a.to(torch::kFloat64)));
+  const torch::Tensor qb = std::get<0>(torch::linalg::qr(b.to(torch::kFloat64)));
+  const torch::Tensor cosines = torch::linalg::svdvals(qa.t().mm(qb), c10::nullopt);
+  const double smallest = std::min(1.0, cosines.min().item<double>());
+  return std::acos(smallest) * 180.0 / M_PI;
+}
+
+Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  model.module().eval();
+  const double peak = data.spec.peak;
+  double loss_sum = 0.0;
+  const ReconstructionMetrics ae = reconstruction_metrics(
+      [&](const torch::Tensor& x) {
+        const torch::Tensor on_device = x.to(device);
+        const Output out = model.forward(on_device);
+        loss_sum += model.loss(on_device, on_device, out).total.item<double>() * static_cast<double>(x.size(0));
+        return out.reconstruction.to(torch::kCPU);
+      },
+      data.test, peak);
+  const PCA pca = PCA::fit(data.train.inputs.flatten(1), model.code_size());
+  const ReconstructionMetrics baseline =
+      reconstruction_metrics([&](const torch::Tensor& x) { return pca.reconstruct(x); }, data.test, peak);
+  return Json{{"test_mse", ae.mse},
+              {"test_sse_per_image", ae.sse_per_example},
+              {"test_psnr_db", ae.psnr_db},
+              {"test_loss", loss_sum / static_cast<double>(data.test.size())},
+              {"pca_test_mse", baseline.mse},
+              {"pca_test_sse_per_image", baseline.sse_per_example},
+              {"pca_test_psnr_db", baseline.psnr_db},
+              {"code_size", model.code_size()},
+              {"n_test", data.test.size()}};
+}
+
+}  // namespace torchae

@@ -1,0 +1,87 @@
+#include "torchae/nn/mlp.h"
+
+#include "torchae/core/error.h"
+
+#include <torch/nn/functional/linear.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace torchae {
+
+namespace F = torch::nn::functional;
+
+const std::vector<std::string>& activation_names() {
+  static const std::vector<std::string> names{"relu", "sigmoid", "tanh", "identity"};
+  return names;
+}
+
+Activation parse_activation(const std::string& name) {
+  if (name == "relu") return Activation::relu;
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "tanh") return Activation::tanh;
+  if (name == "identity") return Activation::identity;
+  throw Error(fmt::format("unknown activation \"{}\" (known: {})", name, fmt::join(activation_names(), ", ")));
+}
+
+std::string to_string(Activation activation) {
+  return activation_names().at(static_cast<std::size_t>(activation));
+}
+
+torch::Tensor activate(const torch::Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::relu: return torch::relu(x);
+    case Activation::sigmoid: return torch::sigmoid(x);
+    case Activation::tanh: return torch::tanh(x);
+    case Activation::identity: return x;
+  }
+  TORCH_CHECK(false, "unreachable activation");
+}
+
+MLPOptions::MLPOptions(std::vector<int64_t> widths) : widths_(std::move(widths)) {}
+
+MLPImpl::MLPImpl(MLPOptions options_) : options(std::move(options_)) { reset(); }
+
+void MLPImpl::reset() {
+  const auto& w = options.widths();
+  TORCH_CHECK(w.size() >= 2, "MLP needs at least an input and an output width");
+  layers_.clear();
+  for (std::size_t i = 0; i + 1 < w.size(); ++i) {
+    TORCH_CHECK(w[i] > 0 && w[i + 1] > 0, "MLP widths must be positive");
+    layers_.push_back(register_module(
+        "layer" + std::to_string(i),
+        torch::nn::Linear(torch::nn::LinearOptions(w[i], w[i + 1]).bias(options.bias()))));
+  }
+}
+
+void MLPImpl::pretty_print(std::ostream& stream) const {
+  stream << "torchae::MLP(widths=" << fmt::format("{}", fmt::join(options.widths(), "-"))
+         << ", activation=" << to_string(options.activation())
+         << ", output_activation=" << to_string(options.output_activation()) << ")";
+}
+
+torch::Tensor MLPImpl::forward_preactivation(torch::Tensor x) {
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    x = layers_[i]->forward(x);
+    if (i + 1 < layers_.size()) x = activate(x, options.activation());
+  }
+  return x;
+}
+
+torch::Tensor MLPImpl::forward(torch::Tensor x) {
+  return activate(forward_preactivation(std::move(x)), options.output_activation());
+}
+
+torch::Tensor MLPImpl::forward_transposed(torch::Tensor x, const std::vector<torch::Tensor>& biases,
+                                          Activation activation) const {
+  TORCH_CHECK(biases.size() == layers_.size(), "forward_transposed: one bias per layer");
+  const std::size_t n = layers_.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto& layer = layers_[n - 1 - k];
+    x = F::linear(x, layer->weight.t(), biases[k]);
+    if (k + 1 < n) x = activate(x, activation);
+  }
+  return x;
+}
+
+}  // namespace torchae

@@ -1,0 +1,125 @@
+#include "torchae/train/run.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "torchae/core/runtime.h"
+#include "torchae/eval/metrics.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+namespace torchae {
+
+namespace fs = std::filesystem;
+
+Run prepare_run(const Json& config, bool with_test) {
+  if (!config.is_object()) throw Error(fmt::format("config: expected a JSON object, got {}", config.dump()));
+  for (const auto& item : config.items()) {
+    if (item.key() != "model" && item.key() != "data" && item.key() != "train") {
+      throw Error(fmt::format("config: {}: unknown section (known: model, data, train)", item.key()));
+    }
+  }
+  const Json none = Json::object();
+  auto section = [&](const char* name) -> const Json& {
+    return config.contains(name) ? config.at(name) : none;
+  };
+  Run run;
+  OptionReader data_reader(section("data"), "data");
+  run.data_options = DataOptions::from(data_reader);
+  OptionReader train_reader(section("train"), "train");
+  run.train_options = TrainOptions::from(train_reader);
+  try {
+    resolve_device(run.train_options.device);
+  } catch (const Error& e) {
+    throw Error(fmt::format("config: train.device: {}", e.what()));
+  }
+
+  torch::manual_seed(static_cast<uint64_t>(run.train_options.seed));
+  run.data = load_data(run.data_options, with_test);
+  run.model = build_model(section("model"), run.data.spec);
+  run.config = Json{{"model", run.model.resolved},
+                    {"data", data_reader.resolved()},
+                    {"train", train_reader.resolved()}};
+  return run;
+}
+
+void train_run(const Json& config, const fs::path& run_dir) {
+  std::error_code ec;
+  for (const char* file : {kConfigFile, kCheckpointFile}) {
+    if (fs::exists(run_dir / file, ec)) {
+      throw Error(fmt::format("{} already holds a run ({}); continue it with --resume {} or choose another --out",
+                              run_dir.string(), file, run_dir.string()));
+    }
+  }
+  Run run = prepare_run(config, /*with_test=*/false);
+  fs::create_directories(run_dir, ec);
+  if (ec) throw Error(fmt::format("cannot create {}: {}", run_dir.string(), ec.message()));
+  write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
+  Trainer trainer(run.model.model, run.train_options, run_dir);
+  trainer.fit(run.data.train, run.data.validation);
+}
+
+namespace {
+
+Json read_run_config(const fs::path& run_dir) {
+  std::error_code ec;
+  if (!fs::exists(run_dir / kConfigFile, ec)) {
+    throw Error(fmt::format("{}: not a run directory (no {})", run_dir.string(), kConfigFile));
+  }
+  return load_json_file(run_dir / kConfigFile);
+}
+
+fs::path checkpoint_of(const fs::path& run_dir) {
+  const fs::path path = run_dir / kCheckpointFile;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw Error(fmt::format("{}: no {} (the run never completed an epoch); train it again with --out",
+                            run_dir.string(), kCheckpointFile));
+  }
+  return path;
+}
+
+}  // namespace
+
+void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides) {
+  Json config = read_run_config(run_dir);
+  checkpoint_of(run_dir);
+  static const std::vector<std::string> changeable{"train.epochs", "train.device", "train.threads", "train.progress"};
+  for (const auto& assignment : overrides) {
+    const std::string key = assignment.substr(0, assignment.find('='));
+    if (std::find(changeable.begin(), changeable.end(), key) == changeable.end()) {
+      throw Error(fmt::format("--set {}: cannot change {} when resuming (only {} can)", assignment, key,
+                              fmt::join(changeable, ", ")));
+    }
+    apply_override(config, assignment);
+  }
+  Run run = prepare_run(config, /*with_test=*/false);
+  write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
+  Trainer trainer(run.model.model, run.train_options, run_dir);
+  trainer.resume();
+  trainer.fit(run.data.train, run.data.validation);
+}
+
+Run load_run(const fs::path& run_dir, bool with_test) {
+  Run run = prepare_run(read_run_config(run_dir), with_test);
+  load_model_weights(*run.model.model, checkpoint_of(run_dir), torch::kCPU);
+  return run;
+}
+
+Json evaluate_run(const fs::path& run_dir) {
+  Run run = load_run(run_dir, /*with_test=*/true);
+  const torch::Device device = resolve_device(run.train_options.device);
+  set_threads(run.train_options.threads);
+  run.model.model->module().to(device);
+  Json metrics = evaluate_reconstruction(*run.model.model, run.data, device);
+  metrics["family"] = run.config["model"]["family"];
+  metrics["run"] = run_dir.string();
+  write_text_atomically(run_dir / "eval.json", metrics.dump(2) + "\n");
+  return metrics;
+}
+
+}  // namespace torchae

@@ -1,0 +1,356 @@
+#include "torchae/train/trainer.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "torchae/core/runtime.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <unistd.h>
+
+namespace torchae {
+
+TrainOptions TrainOptions::from(OptionReader& r) {
+  TrainOptions o;
+  o.epochs = r.integer("epochs", o.epochs, at_least(1));
+  o.batch_size = r.integer("batch_size", o.batch_size, at_least(1));
+  o.lr = r.number("lr", o.lr, greater_than(0));
+  o.seed = r.integer("seed", o.seed, at_least(0));
+  o.device = r.string("device", o.device);
+  o.optimizer = r.choice("optimizer", o.optimizer, {"adam", "sgd"});
+  o.beta1 = r.number("beta1", o.beta1, Bound{0, 1, false, true});
+  o.beta2 = r.number("beta2", o.beta2, Bound{0, 1, false, true});
+  o.momentum = r.number("momentum", o.momentum, Bound{0, 1, false, true});
+  o.nesterov = r.boolean("nesterov", o.nesterov);
+  r.require(!o.nesterov || (o.optimizer == "sgd" && o.momentum > 0), "nesterov",
+            "Nesterov momentum needs optimizer sgd with momentum > 0");
+  o.weight_decay = r.number("weight_decay", o.weight_decay, at_least(0));
+  o.schedule = r.choice("schedule", o.schedule, {"none", "step", "cosine"});
+  o.step_size = r.integer("step_size", o.step_size, at_least(1));
+  o.gamma = r.number("gamma", o.gamma, Bound{0, 1, true, false});
+  o.min_lr = r.number("min_lr", o.min_lr, at_least(0));
+  o.clip_grad_norm = r.number("clip_grad_norm", o.clip_grad_norm, at_least(0));
+  o.patience = r.integer("patience", o.patience, at_least(0));
+  o.min_delta = r.number("min_delta", o.min_delta, at_least(0));
+  o.threads = r.integer("threads", o.threads, between(0, 1024));
+  o.progress = r.choice("progress", o.progress, {"auto", "lines", "none"});
+  r.finish();
+  return o;
+}
+
+double TrainOptions::lr_at(int64_t epoch) const {
+  if (schedule == "step") return lr * std::pow(gamma, static_cast<double>(epoch / step_size));
+  if (schedule == "cosine") {
+    // Loshchilov & Hutter (SGDR, 2017), one cycle over the whole run, without restarts.
+    const double t = static_cast<double>(epoch) / static_cast<double>(epochs);
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + std::cos(M_PI * t));
+  }
+  return lr;
+}
+
+namespace {
+
+Json terms_json(const std::vector<std::pair<std::string, double>>& terms) {
+  Json j = Json::object();
+  for (const auto& [name, value] : terms) j[name] = value;
+  return j;
+}
+
+std::string format_terms(const std::vector<std::pair<std::string, double>>& terms) {
+  std::string text;
+  for (const auto& [name, value] : terms) text += fmt::format(" {}={:.5g}", name, value);
+  return text;
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+                   : fmt::format("{}:{:02}", s / 60, s % 60);
+}
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Accumulates example-weighted means of a loss and its terms.
+class LossMeter {
+ public:
+  void add(const Losses& losses, double total, int64_t count) {
+    if (terms_.empty()) {
+      for (const auto& [name, t] : losses.terms) terms_.emplace_back(name, 0.0);
+    }
+    total_ += total * static_cast<double>(count);
+    for (std::size_t i = 0; i < terms_.size(); ++i) {
+      terms_[i].second += losses.terms[i].second.item<double>() * static_cast<double>(count);
+    }
+    count_ += count;
+  }
+  double mean() const { return count_ ? total_ / static_cast<double>(count_) : 0.0; }
+  LossSummary summary() const {
+    LossSummary s{mean(), terms_};
+    for (auto& [name, value] : s.terms) value /= static_cast<double>(std::max<int64_t>(count_, 1));
+    return s;
+  }
+
+ private:
+  double total_ = 0.0;
+  int64_t count_ = 0;
+  std::vector<std::pair<std::string, double>> terms_;
+};
+
+// A one-line progress bar redrawn in place on a terminal, at most ten times a second.
+class ProgressBar {
+ public:
+  ProgressBar(int64_t epoch, int64_t epochs, int64_t total) : epoch_(epoch), epochs_(epochs), total_(total) {}
+
+  void update(int64_t done, double loss) {
+    const double elapsed = seconds_since(start_);
+    if (done < total_ && elapsed - last_ < 0.1) return;
+    last_ = elapsed;
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+    const int width = 24;
+    const int filled = static_cast<int>(width * done / std::max<int64_t>(total_, 1));
+    std::fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s%s] %lld/%lld  %.0f samples/s  loss %.5g  ETA %s",
+                 static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total_), rate, loss,
+                 format_duration(rate > 0 ? static_cast<double>(total_ - done) / rate : 0).c_str());
+    std::fflush(stderr);
+  }
+  void clear() {
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+  }
+
+ private:
+  int64_t epoch_, epochs_, total_;
+  Clock::time_point start_ = Clock::now();
+  double last_ = -1.0;
+};
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
+                                                        const std::vector<torch::Tensor>& params) {
+  if (o.optimizer == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
+  }
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+}
+
+}  // namespace
+
+void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device) {
+  try {
+    torch::serialize::InputArchive archive, model_archive;
+    archive.load_from(checkpoint.string(), device);
+    archive.read("model", model_archive);
+    model.module().load(model_archive);
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("{}: cannot load the model: {}", checkpoint.string(), e.what_without_backtrace()));
+  }
+}
+
+Json EpochRecord::to_json() const {
+  return Json{{"epoch", epoch},          {"lr", lr},
+              {"train_loss", train_loss}, {"train", terms_json(train_terms)},
+              {"val_loss", val_loss},     {"val", terms_json(val_terms)},
+              {"seconds", seconds},       {"samples_per_s", samples_per_s}};
+}
+
+Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir)
+    : model_(std::move(model)),
+      options_(std::move(options)),
+      run_dir_(std::move(run_dir)),
+      device_(resolve_device(options_.device)),
+      shuffle_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed))),
+      best_val_(std::numeric_limits<double>::infinity()) {
+  set_threads(options_.threads);
+  model_->module().to(device_);
+  parameters_ = model_->module().parameters();
+  optimizer_ = make_optimizer(options_, parameters_);
+}
+
+bool Trainer::resume() {
+  const auto path = run_dir_ / kCheckpointFile;
+  std::error_code ec;
+  if (run_dir_.empty() || !std::filesystem::exists(path, ec)) return false;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string(), device_);
+    torch::serialize::InputArchive model_archive, optimizer_archive;
+    archive.read("model", model_archive);
+    model_->module().load(model_archive);
+    archive.read("optimizer", optimizer_archive);
+    optimizer_->load(optimizer_archive);
+    // A fresh tensor for each entry: reading into a defined tensor would set_() its storage.
+    auto entry = [&](const char* key) {
+      torch::Tensor t;
+      archive.read(key, t);
+      return t.cpu();
+    };
+    epoch_ = entry("epoch").item<int64_t>();
+    best_val_ = entry("best_val").item<double>();
+    bad_epochs_ = entry("bad_epochs").item<int64_t>();
+    stopped_early_ = entry("stopped_early").item<bool>();
+    shuffle_.set_state(entry("rng_shuffle"));
+    at::Generator(at::detail::getDefaultCPUGenerator()).set_state(entry("rng_cpu"));
+    if (device_.is_cuda()) at::Generator(at::globalContext().defaultGenerator(device_)).set_state(entry("rng_cuda"));
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("{}: cannot resume from this checkpoint: {}", path.string(),
+                            e.what_without_backtrace()));
+  }
+  return true;
+}
+
+void Trainer::save_checkpoint() const {
+  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
+  model_->module().save(model_archive);
+  optimizer_->save(optimizer_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optimizer_archive);
+  archive.write("epoch", torch::tensor(epoch_));
+  archive.write("best_val", torch::tensor(best_val_, torch::kFloat64));
+  archive.write("bad_epochs", torch::tensor(bad_epochs_));
+  archive.write("stopped_early", torch::tensor(stopped_early_));
+  archive.write("rng_shuffle", at::Generator(shuffle_).get_state());
+  archive.write("rng_cpu", at::Generator(at::detail::getDefaultCPUGenerator()).get_state());
+  if (device_.is_cuda()) archive.write("rng_cuda", at::Generator(at::globalContext().defaultGenerator(device_)).get_state());
+  write_atomically(run_dir_ / kCheckpointFile,
+                   [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
+}
+
+void Trainer::append_metrics(const EpochRecord& record) const {
+  const auto path = run_dir_ / kMetricsFile;
+  // Rewrite the file without lines of epochs this run is about to redo (a run killed between
+  // writing metrics and checkpoint, then resumed), then add the new line: atomically.
+  std::string kept;
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    std::istringstream lines(read_text(path));
+    for (std::string line; std::getline(lines, line);) {
+      const Json j = Json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.is_object() && j.value("epoch", int64_t{0}) < record.epoch) kept += line + "\n";
+    }
+  }
+  write_text_atomically(path, kept + record.to_json().dump() + "\n");
+}
+
+Losses Trainer::step(const torch::Tensor& batch) {
+  Output out = model_->forward(batch);
+  Losses losses = model_->loss(batch, batch, out);
+  // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
+  // lets backward write fresh gradients directly.
+  for (auto& p : parameters_) p.mutable_grad().reset();
+  losses.total.backward();
+  if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
+  optimizer_->step();
+  return losses;
+}
+
+LossSummary Trainer::evaluate(const Dataset& data) {
+  torch::NoGradGuard no_grad;
+  model_->module().eval();
+  LossMeter meter;
+  const Dataset on_device = data.to(device_);
+  Batches batches(on_device, std::max<int64_t>(options_.batch_size, 1000), torch::arange(data.size(), torch::TensorOptions(device_).dtype(torch::kLong)));
+  for (int64_t i = 0; i < batches.size(); ++i) {
+    const torch::Tensor x = batches.inputs(i);
+    Losses losses = model_->loss(x, x, model_->forward(x));
+    meter.add(losses, losses.total.item<double>(), x.size(0));
+  }
+  model_->module().train();
+  return meter.summary();
+}
+
+void Trainer::fit(const Dataset& train, const Dataset& validation) {
+  if (stopped_early_) {
+    if (options_.progress != "none") {
+      std::cout << fmt::format("run had stopped early after epoch {}; nothing to do\n", epoch_);
+    }
+    return;
+  }
+  const Dataset train_on_device = train.to(device_);
+  const bool bar = options_.progress == "auto" && ::isatty(STDERR_FILENO);
+  const bool lines = options_.progress != "none";
+  if (!run_dir_.empty()) std::filesystem::create_directories(run_dir_);
+
+  for (; epoch_ < options_.epochs && !stopped_early_;) {
+    const double lr = options_.lr_at(epoch_);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+    model_->module().train();
+    const auto start = Clock::now();
+    const torch::Tensor order = torch::randperm(train.size(), shuffle_, torch::kLong).to(device_);
+    Batches batches(train_on_device, options_.batch_size, order);
+    ProgressBar progress(epoch_ + 1, options_.epochs, train.size());
+    LossMeter meter;
+    int64_t seen = 0;
+    for (int64_t i = 0; i < batches.size(); ++i) {
+      const torch::Tensor x = batches.inputs(i);
+      Losses losses = step(x);
+      const double total = losses.total.item<double>();
+      if (!std::isfinite(total)) {
+        if (bar) progress.clear();
+        throw Error(fmt::format(
+            "training diverged: loss is {} at epoch {}, step {} of {}; {}", total, epoch_ + 1, i + 1,
+            batches.size(),
+            run_dir_.empty() || epoch_ == 0
+                ? std::string("no checkpoint was written")
+                : fmt::format("the last good checkpoint (epoch {}) is left intact in {}", epoch_,
+                              (run_dir_ / kCheckpointFile).string())));
+      }
+      meter.add(losses, total, x.size(0));
+      seen += x.size(0);
+      if (bar) progress.update(seen, meter.mean());
+    }
+    const double train_seconds = seconds_since(start);
+    if (bar) progress.clear();
+
+    EpochRecord record;
+    record.epoch = epoch_ + 1;
+    record.lr = lr;
+    const LossSummary train_summary = meter.summary();
+    record.train_loss = train_summary.total;
+    record.train_terms = train_summary.terms;
+    const LossSummary val = evaluate(validation);
+    record.val_loss = val.total;
+    record.val_terms = val.terms;
+    record.seconds = seconds_since(start);
+    record.samples_per_s = static_cast<double>(seen) / train_seconds;
+
+    if (val.total < best_val_ - options_.min_delta) {
+      best_val_ = val.total;
+      bad_epochs_ = 0;
+    } else {
+      ++bad_epochs_;
+    }
+    epoch_ += 1;
+    stopped_early_ = options_.patience > 0 && bad_epochs_ >= options_.patience;
+    if (!run_dir_.empty()) {
+      append_metrics(record);
+      save_checkpoint();
+    }
+    if (lines) {
+      std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
+                               record.epoch, options_.epochs, record.train_loss, format_terms(record.train_terms),
+                               record.val_loss, record.samples_per_s, record.seconds)
+                << std::flush;
+      if (stopped_early_) {
+        std::cout << fmt::format("early stop: no validation improvement for {} epochs (best {:.5g})\n",
+                                 bad_epochs_, best_val_);
+      }
+    }
+  }
+}
+
+}  // namespace torchae

@@ -1,0 +1,117 @@
+#include "test_tools.h"
+
+#include "torchae/core/config.h"
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+
+namespace torchae {
+namespace {
+
+using test::TorchaeTest;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(OptionReader, FillsDefaultsAndRecordsThem) {
+  OptionReader r(Json{{"epochs", 3}}, "train");
+  EXPECT_EQ(r.integer("epochs", 10, at_least(1)), 3);
+  EXPECT_DOUBLE_EQ(r.number("lr", 1e-3, greater_than(0)), 1e-3);
+  EXPECT_EQ(r.choice("optimizer", "adam", {"adam", "sgd"}), "adam");
+  EXPECT_EQ(r.integers("hidden", {512, 128}), (std::vector<int64_t>{512, 128}));
+  r.finish();
+  EXPECT_EQ(r.resolved(), (Json{{"epochs", 3}, {"lr", 1e-3}, {"optimizer", "adam"}, {"hidden", {512, 128}}}));
+}
+
+TEST(OptionReader, RefusesWrongTypeNamingTheKey) {
+  OptionReader r(Json{{"epochs", "three"}}, "train");
+  const std::string message = error_of([&] { r.integer("epochs", 10, at_least(1)); });
+  EXPECT_NE(message.find("train.epochs"), std::string::npos) << message;
+  EXPECT_NE(message.find("expected an integer"), std::string::npos) << message;
+  OptionReader floats(Json{{"epochs", 2.5}}, "train");
+  EXPECT_NE(error_of([&] { floats.integer("epochs", 10); }).find("train.epochs"), std::string::npos);
+}
+
+TEST(OptionReader, RefusesOutOfRangeNamingTheKeyAndBound) {
+  OptionReader r(Json{{"lr", -1.0}, {"hidden", {64, 0}}, {"fraction", 1.5}}, "train");
+  EXPECT_EQ(error_of([&] { r.number("lr", 1e-3, greater_than(0)); }), "config: train.lr: must be > 0, got -1");
+  EXPECT_NE(error_of([&] { r.integers("hidden", {}, at_least(1)); }).find("train.hidden: every entry must be >= 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { r.number("fraction", 0.1, between(0, 0.9)); }).find("in [0, 0.9]"), std::string::npos);
+}
+
+TEST(OptionReader, RefusesUnknownKeyListingKnownOnes) {
+  OptionReader r(Json{{"epochs", 3}, {"epoch", 4}}, "train");
+  r.integer("epochs", 10);
+  const std::string message = error_of([&] { r.finish(); });
+  EXPECT_EQ(message, "config: train.epoch: unknown key (known here: epochs)");
+}
+
+TEST(OptionReader, RefusesUnknownChoice) {
+  OptionReader r(Json{{"optimizer", "adamw"}}, "train");
+  EXPECT_EQ(error_of([&] { r.choice("optimizer", "adam", {"adam", "sgd"}); }),
+            "config: train.optimizer: expected one of adam, sgd, got \"adamw\"");
+}
+
+TEST(OptionReader, RefusesNonObjectSection) {
+  EXPECT_NE(error_of([] { OptionReader(Json::array(), "model"); }).find("config: model: expected an object"),
+            std::string::npos);
+}
+
+TEST(ApplyOverride, ParsesJsonValuesAndFallsBackToStrings) {
+  Json config = Json::object();
+  apply_override(config, "train.epochs=3");
+  apply_override(config, "model.hidden=[256,64]");
+  apply_override(config, "model.tied=true");
+  apply_override(config, "train.device=cuda:1");
+  apply_override(config, "data.path=/tmp/a=b");
+  EXPECT_EQ(config["train"]["epochs"], 3);
+  EXPECT_EQ(config["model"]["hidden"], Json({256, 64}));
+  EXPECT_EQ(config["model"]["tied"], true);
+  EXPECT_EQ(config["train"]["device"], "cuda:1");
+  EXPECT_EQ(config["data"]["path"], "/tmp/a=b");
+  ASSERT_NE(find_dotted(config, "model.hidden"), nullptr);
+  EXPECT_EQ(find_dotted(config, "model.nothing"), nullptr);
+}
+
+TEST(ApplyOverride, RefusesMalformedAssignments) {
+  Json config = Json::object();
+  EXPECT_NE(error_of([&] { apply_override(config, "train.epochs"); }).find("expected key=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_override(config, "train..epochs=3"); }).find("empty part"), std::string::npos);
+  apply_override(config, "train=1");
+  EXPECT_NE(error_of([&] { apply_override(config, "train.epochs=3"); }).find("not inside an object"),
+            std::string::npos);
+}
+
+TEST(LoadJsonFile, ReportsParseErrorsOnOneLineWithThePlace) {
+  test::TempDir dir;
+  write_text_atomically(dir / "bad.json", "{\"train\": {\"epochs\": 3,}}");
+  const std::string message = error_of([&] { load_json_file(dir / "bad.json"); });
+  EXPECT_NE(message.find("bad.json: invalid JSON: parse error at line 1"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+  EXPECT_NE(error_of([&] { load_json_file(dir / "missing.json"); }).find("missing.json: cannot open"),
+            std::string::npos);
+}
+
+TEST(WriteAtomically, LeavesTheOldFileWhenTheWriterFails) {
+  test::TempDir dir;
+  write_text_atomically(dir / "f.txt", "good");
+  EXPECT_THROW(write_atomically(dir / "f.txt",
+                                [](const std::filesystem::path& tmp) {
+                                  write_text_atomically(tmp, "half");
+                                  throw Error("disk full");
+                                }),
+               Error);
+  EXPECT_EQ(read_text(dir / "f.txt"), "good");
+  int files = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 1) << "the temporary file must be removed";
+}
+
+}  // namespace
+}  // namespace torchae

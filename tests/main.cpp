@@ -1,0 +1,43 @@
+#include "test_tools.h"
+
+#include "torchae/core/io.h"
+#include "torchae/core/runtime.h"
+#include "torchae/data/dataset.h"
+
+#include <fmt/format.h>
+
+#include <sstream>
+
+namespace torchae::test {
+
+CliResult run_cli(const std::string& args) {
+  TempDir dir;
+  const auto out = dir / "stdout", err = dir / "stderr";
+  const std::string command = fmt::format("'{}' {} > '{}' 2> '{}' < /dev/null", TORCHAE_CLI, args,
+                                          out.string(), err.string());
+  const int status = std::system(command.c_str());
+  CliResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.out = read_text(out);
+  result.err = read_text(err);
+  return result;
+}
+
+std::vector<std::string> read_lines(const std::filesystem::path& path) {
+  std::istringstream text(read_text(path));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(text, line);) lines.push_back(line);
+  return lines;
+}
+
+bool have_fashion_mnist() {
+  return std::filesystem::exists(std::filesystem::path(kFashionMnistDir) / "train-images-idx3-ubyte.gz");
+}
+
+}  // namespace torchae::test
+
+int main(int argc, char** argv) {
+  torchae::ensure_passive_omp_wait(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,94 @@
+#pragma once
+
+// Shared helpers of the test suite: tensor comparison, gradient checks, temporary
+// directories, running the command line, and the seeding fixture every test uses.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace torchae::test {
+
+/// Every test starts from the same global seed.
+class TorchaeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+};
+
+/// Asserts |a - b| <= atol + rtol * |b| elementwise, reporting the worst element.
+inline void expect_tensors_near(const torch::Tensor& a, const torch::Tensor& b, double atol, double rtol = 0.0) {
+  ASSERT_EQ(a.sizes(), b.sizes());
+  const torch::Tensor ad = a.detach().cpu().to(torch::kFloat64);
+  const torch::Tensor bd = b.detach().cpu().to(torch::kFloat64);
+  const torch::Tensor excess = (ad - bd).abs() - (atol + rtol * bd.abs());
+  const int64_t worst = excess.flatten().argmax().item<int64_t>();
+  EXPECT_LE(excess.flatten()[worst].item<double>(), 0.0)
+      << "worst element " << worst << ": " << ad.flatten()[worst].item<double>() << " vs "
+      << bd.flatten()[worst].item<double>();
+}
+
+/// Compares the autograd gradient of a scalar function f at x (float64) with central finite
+/// differences, on up to `probes` randomly chosen coordinates.
+inline void check_gradient(const std::function<torch::Tensor(const torch::Tensor&)>& f, torch::Tensor x,
+                           double eps = 1e-6, double tol = 1e-5, int64_t probes = 20) {
+  ASSERT_EQ(x.scalar_type(), torch::kFloat64) << "gradient checks need float64";
+  x = x.detach().clone().requires_grad_(true);
+  const torch::Tensor value = f(x);
+  ASSERT_EQ(value.numel(), 1);
+  const torch::Tensor grad = torch::autograd::grad({value}, {x})[0].flatten();
+  const torch::Tensor flat = x.detach().flatten();
+  const torch::Tensor picks = torch::randperm(flat.numel()).narrow(0, 0, std::min(probes, flat.numel()));
+  for (int64_t k = 0; k < picks.numel(); ++k) {
+    const int64_t i = picks[k].item<int64_t>();
+    torch::Tensor plus = flat.clone(), minus = flat.clone();
+    plus[i] += eps;
+    minus[i] -= eps;
+    const double numeric = (f(plus.view(x.sizes())).item<double>() - f(minus.view(x.sizes())).item<double>()) / (2 * eps);
+    EXPECT_NEAR(grad[i].item<double>(), numeric, tol * std::max(1.0, std::abs(numeric))) << "coordinate " << i;
+  }
+}
+
+/// A fresh directory under the system's temporary directory, removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("torchae_test_" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// What a run of the `torchae` binary gave.
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Runs the built `torchae` with `args` (shell-quoted by the caller where needed).
+CliResult run_cli(const std::string& args);
+
+/// Reads every line of metrics.jsonl as JSON text.
+std::vector<std::string> read_lines(const std::filesystem::path& path);
+
+/// Whether Debian's Fashion-MNIST package is installed (scripts/install-deps.sh installs it).
+bool have_fashion_mnist();
+
+}  // namespace torchae::test

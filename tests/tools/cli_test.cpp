@@ -1,0 +1,156 @@
+// The command-line contract of DESIGN.md, exercised through the built binary.
+
+#include "test_tools.h"
+
+#include "torchae/core/io.h"
+#include "torchae/data/idx.h"
+#include "torchae/models/registry.h"
+
+#include <fmt/format.h>
+
+namespace torchae {
+namespace {
+
+using test::CliResult;
+using test::run_cli;
+using test::TempDir;
+
+// Small, fast runs on the first 1,200 Fashion-MNIST images.
+const std::string kSmall = "--set data.limit=1200 --set train.batch_size=64 --set model.hidden=[64] "
+                           "--set model.code_size=16 --set train.progress=lines";
+
+void expect_one_line_error(const CliResult& r, const std::string& fragment) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.err.rfind("torchae: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+}
+
+std::vector<Json> metrics_lines(const std::filesystem::path& run) {
+  std::vector<Json> lines;
+  for (const auto& line : test::read_lines(run / "metrics.jsonl")) lines.push_back(Json::parse(line));
+  return lines;
+}
+
+class Cli : public test::TorchaeTest {
+ protected:
+  void SetUp() override {
+    TorchaeTest::SetUp();
+    if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  }
+};
+
+TEST(CliList, ShowsEveryRegisteredFamily) {
+  const CliResult r = run_cli("list");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const auto* family : Registry::builtin().families()) {
+    EXPECT_NE(r.out.find(family->name + " "), std::string::npos) << family->name << " missing from\n" << r.out;
+  }
+}
+
+TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
+  TempDir dir;
+  const std::string out = (dir / "run").string();
+  expect_one_line_error(run_cli("train --set model.family=nope --out " + out),
+                        "unknown model family \"nope\" (known: undercomplete");
+  expect_one_line_error(run_cli("train --set train.epochs=0 --out " + out), "train.epochs: must be >= 1");
+  expect_one_line_error(run_cli("train --set train.lr=fast --out " + out), "train.lr: expected a number");
+  expect_one_line_error(run_cli("train --set train.optimiser=sgd --out " + out), "train.optimiser: unknown key");
+  expect_one_line_error(run_cli("train --set trian.epochs=3 --out " + out), "trian: unknown section");
+  expect_one_line_error(run_cli("train --set train.device=tpu --out " + out), "train.device");
+  write_text_atomically(dir / "bad.json", "{\"train\": {\"epochs\": }");
+  expect_one_line_error(run_cli(fmt::format("train --config {} --out {}", (dir / "bad.json").string(), out)),
+                        "bad.json: invalid JSON: parse error at line 1");
+  expect_one_line_error(run_cli("train --config /nonexistent.json --out " + out), "/nonexistent.json: cannot open");
+  expect_one_line_error(run_cli("train --set data.dataset=idx --set data.path=/nonexistent --out " + out),
+                        "/nonexistent: no train-images-idx3-ubyte");
+  expect_one_line_error(run_cli("eval --run " + out), "not a run directory");
+  expect_one_line_error(run_cli("train --resume " + out), "not a run directory");
+  EXPECT_FALSE(std::filesystem::exists(out)) << "a refused run must not leave a directory behind";
+  EXPECT_NE(run_cli("frobnicate").exit_code, 0);
+  EXPECT_NE(run_cli("train --out a --resume b").exit_code, 0);
+}
+
+TEST(CliErrors, CorruptDataIsRefused) {
+  TempDir dir;
+  write_idx(dir / "train-images-idx3-ubyte", torch::zeros({20, 4, 4}, torch::kUInt8));
+  write_idx(dir / "train-labels-idx1-ubyte", torch::zeros({20}, torch::kUInt8));
+  std::filesystem::resize_file(dir / "train-images-idx3-ubyte", 100);
+  expect_one_line_error(
+      run_cli(fmt::format("train --set data.dataset=idx --set data.path={} --out {}", dir.path().string(),
+                          (dir / "run").string())),
+      "train-images-idx3-ubyte: truncated");
+}
+
+TEST_F(Cli, TrainEvalAndExactResume) {
+  TempDir dir;
+  const std::string straight = (dir / "straight").string(), split = (dir / "split").string();
+  CliResult r = run_cli(fmt::format("train {} --set train.epochs=4 --out {}", kSmall, straight));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("epoch 4/4"), std::string::npos) << r.out;
+  r = run_cli(fmt::format("train {} --set train.epochs=2 --out {}", kSmall, split));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(fmt::format("train --resume {} --set train.epochs=4", split));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  const auto a = metrics_lines(straight), b = metrics_lines(split);
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), 4u);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    for (const char* key : {"epoch", "lr", "train_loss", "val_loss", "train", "val"}) {
+      EXPECT_EQ(a[i][key], b[i][key]) << "epoch " << i + 1 << " key " << key;
+    }
+  }
+  const Json config = load_json_file(std::filesystem::path(straight) / "config.json");
+  EXPECT_EQ(config["model"]["family"], "undercomplete");
+  EXPECT_EQ(config["model"]["code_size"], 16);
+  EXPECT_EQ(config["train"]["epochs"], 4);
+  EXPECT_EQ(config["data"]["limit"], 1200);
+  EXPECT_TRUE(config["train"].contains("optimizer")) << "defaults are resolved into config.json";
+
+  r = run_cli("eval --run " + straight);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json metrics = Json::parse(r.out);
+  for (const char* key : {"test_mse", "test_sse_per_image", "test_psnr_db", "pca_test_mse", "pca_test_sse_per_image",
+                          "pca_test_psnr_db"}) {
+    ASSERT_TRUE(metrics.contains(key)) << key;
+    EXPECT_GT(metrics[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(metrics["n_test"], 10000);
+  EXPECT_NEAR(metrics["test_sse_per_image"].get<double>(), metrics["test_mse"].get<double>() * 784, 1e-6);
+}
+
+TEST_F(Cli, NeverOverwritesARunAndResumeChangesOnlyWhatIsSafe) {
+  TempDir dir;
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, run)).exit_code, 0);
+  const std::string checkpoint = read_text(std::filesystem::path(run) / "checkpoint.pt");
+  const std::string config = read_text(std::filesystem::path(run) / "config.json");
+  expect_one_line_error(run_cli(fmt::format("train {} --out {}", kSmall, run)), "already holds a run");
+  expect_one_line_error(run_cli(fmt::format("train --resume {} --set model.code_size=3", run)),
+                        "cannot change model.code_size when resuming");
+  EXPECT_EQ(read_text(std::filesystem::path(run) / "checkpoint.pt"), checkpoint);
+  EXPECT_EQ(read_text(std::filesystem::path(run) / "config.json"), config);
+}
+
+TEST_F(Cli, DivergenceIsAOneLineErrorNamingEpochAndStep) {
+  TempDir dir;
+  const CliResult r = run_cli(fmt::format(
+      "train {} --set model.linear=true --set train.optimizer=sgd --set train.lr=1e8 --out {}", kSmall,
+      (dir / "run").string()));
+  expect_one_line_error(r, "training diverged: loss is");
+  EXPECT_NE(r.err.find("at epoch 1, step"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, BenchPrintsThroughputAsJson) {
+  const CliResult r = run_cli("bench --steps 5 --warmup 1 --batch 32");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_EQ(j["impl"], "torchae");
+  EXPECT_EQ(j["batch"], 32);
+  EXPECT_GT(j["samples_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["omp_wait_policy"], "PASSIVE") << "torchae sets the passive wait policy itself";
+}
+
+}  // namespace
+}  // namespace torchae

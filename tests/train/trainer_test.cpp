@@ -1,0 +1,238 @@
+#include "test_tools.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "torchae/models/registry.h"
+#include "torchae/train/trainer.h"
+
+namespace torchae {
+namespace {
+
+using test::TempDir;
+using test::TorchaeTest;
+
+const DataSpec kSpec{{1, 6, 5}, 0, 1, 1};
+
+Dataset random_data(int64_t n) { return {torch::rand({n, 1, 6, 5}), torch::arange(n) % 10}; }
+
+std::shared_ptr<Autoencoder> small_model(int64_t seed = 0) {
+  torch::manual_seed(seed);
+  return build_model({{"code_size", 4}, {"hidden", {12}}}, kSpec).model;
+}
+
+TrainOptions small_options(int64_t epochs) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 16;
+  o.lr = 3e-3;
+  o.device = "cpu";
+  o.progress = "none";
+  return o;
+}
+
+std::vector<double> losses_of(const std::filesystem::path& metrics) {
+  std::vector<double> values;
+  for (const auto& line : test::read_lines(metrics)) {
+    const Json j = Json::parse(line);
+    values.push_back(j["train_loss"].get<double>());
+    values.push_back(j["val_loss"].get<double>());
+  }
+  return values;
+}
+
+// An autoencoder the trainer has never heard of: one affine map each way, and a loss that
+// turns NaN on a chosen call, to exercise the divergence guard.
+struct ProbeAutoencoder : torch::nn::Module, Autoencoder {
+  ProbeAutoencoder() {
+    enc = register_module("enc", torch::nn::Linear(30, 3));
+    dec = register_module("dec", torch::nn::Linear(3, 30));
+  }
+  Output forward(const torch::Tensor& x) override {
+    Output out;
+    out.code = encode(x);
+    out.reconstruction = dec->forward(out.code).view(x.sizes());
+    return out;
+  }
+  torch::Tensor encode(const torch::Tensor& x) override { return enc->forward(x.flatten(1)); }
+  torch::Tensor decode(const torch::Tensor& h) override { return dec->forward(h); }
+  Losses loss(const torch::Tensor& target, const torch::Tensor&, const Output& out) override {
+    torch::Tensor l = (out.reconstruction - target).pow(2).mean();
+    if (is_training() && ++calls == nan_on_call) l = l * std::numeric_limits<float>::quiet_NaN();
+    return {l, {{"recon", l}}};
+  }
+  int64_t code_size() const override { return 3; }
+  torch::nn::Module& module() override { return *this; }
+
+  torch::nn::Linear enc{nullptr}, dec{nullptr};
+  int64_t calls = 0;
+  int64_t nan_on_call = -1;
+};
+
+class TrainerTest : public TorchaeTest {};
+
+TEST_F(TrainerTest, LearnsAndLogsOneLinePerEpoch) {
+  TempDir dir;
+  const Dataset train = random_data(256), val = random_data(64);
+  Trainer trainer(small_model(), small_options(3), dir.path());
+  trainer.fit(train, val);
+  const auto lines = test::read_lines(dir / kMetricsFile);
+  ASSERT_EQ(lines.size(), 3u);
+  const Json first = Json::parse(lines.front()), last = Json::parse(lines.back());
+  EXPECT_EQ(first["epoch"], 1);
+  EXPECT_EQ(last["epoch"], 3);
+  EXPECT_LT(last["train_loss"].get<double>(), first["train_loss"].get<double>());
+  EXPECT_TRUE(last["train"].contains("recon"));
+  EXPECT_TRUE(last["val"].contains("recon"));
+  EXPECT_GT(last["samples_per_s"].get<double>(), 0.0);
+  EXPECT_TRUE(std::filesystem::exists(dir / kCheckpointFile));
+}
+
+TEST_F(TrainerTest, SameSeedSameResult) {
+  const Dataset train = random_data(256), val = random_data(64);
+  std::vector<std::vector<double>> runs;
+  for (int r = 0; r < 2; ++r) {
+    TempDir dir;
+    Trainer trainer(small_model(7), small_options(2), dir.path());
+    trainer.fit(train, val);
+    runs.push_back(losses_of(dir / kMetricsFile));
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+TEST_F(TrainerTest, ResumeContinuesExactly) {
+  const Dataset train = random_data(256), val = random_data(64);
+  TempDir straight, split;
+  {
+    Trainer trainer(small_model(), small_options(4), straight.path());
+    trainer.fit(train, val);
+  }
+  {
+    Trainer trainer(small_model(), small_options(2), split.path());
+    trainer.fit(train, val);
+  }
+  torch::manual_seed(999);  // whatever the global generator holds now, resume restores it
+  auto resumed_model = small_model(42);
+  Trainer resumed(resumed_model, small_options(4), split.path());
+  ASSERT_TRUE(resumed.resume());
+  EXPECT_EQ(resumed.epochs_done(), 2);
+  resumed.fit(train, val);
+  EXPECT_EQ(losses_of(straight / kMetricsFile), losses_of(split / kMetricsFile));
+}
+
+TEST_F(TrainerTest, DivergenceStopsWithEpochAndStepAndKeepsTheLastGoodCheckpoint) {
+  TempDir dir;
+  const Dataset train = random_data(64), val = random_data(16);
+  auto probe = std::make_shared<ProbeAutoencoder>();
+  probe->nan_on_call = 4 + 3;  // 4 steps per epoch (64 / 16): the 3rd step of epoch 2
+  Trainer trainer(probe, small_options(5), dir.path());
+  try {
+    trainer.fit(train, val);
+    FAIL() << "expected the divergence guard to stop training";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("loss is nan at epoch 2, step 3 of 4"), std::string::npos) << message;
+    EXPECT_NE(message.find("last good checkpoint (epoch 1) is left intact"), std::string::npos) << message;
+  }
+  auto restored = std::make_shared<ProbeAutoencoder>();
+  Trainer check(restored, small_options(5), dir.path());
+  ASSERT_TRUE(check.resume());
+  EXPECT_EQ(check.epochs_done(), 1);
+  for (const auto& p : restored->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  EXPECT_EQ(test::read_lines(dir / kMetricsFile).size(), 1u);
+}
+
+TEST_F(TrainerTest, EarlyStoppingAfterPatienceEpochsWithoutImprovement) {
+  TempDir dir;
+  TrainOptions o = small_options(10);
+  o.patience = 2;
+  o.min_delta = 1e9;  // no epoch after the first can improve by that much
+  Trainer trainer(small_model(), o, dir.path());
+  trainer.fit(random_data(64), random_data(16));
+  EXPECT_EQ(trainer.epochs_done(), 3);
+  EXPECT_TRUE(trainer.stopped_early());
+  // Resuming a run that stopped early does nothing more.
+  Trainer again(small_model(), o, dir.path());
+  ASSERT_TRUE(again.resume());
+  again.fit(random_data(64), random_data(16));
+  EXPECT_EQ(again.epochs_done(), 3);
+}
+
+TEST_F(TrainerTest, LearningRateSchedules) {
+  TrainOptions o = small_options(10);
+  o.lr = 0.1;
+  o.schedule = "step";
+  o.step_size = 3;
+  o.gamma = 0.5;
+  EXPECT_DOUBLE_EQ(o.lr_at(0), 0.1);
+  EXPECT_DOUBLE_EQ(o.lr_at(2), 0.1);
+  EXPECT_DOUBLE_EQ(o.lr_at(3), 0.05);
+  EXPECT_DOUBLE_EQ(o.lr_at(9), 0.0125);
+  o.schedule = "cosine";
+  o.min_lr = 0.01;
+  EXPECT_DOUBLE_EQ(o.lr_at(0), 0.1);
+  EXPECT_NEAR(o.lr_at(5), 0.055, 1e-12);
+  EXPECT_GT(o.lr_at(9), 0.01);
+
+  TempDir dir;
+  o.epochs = 4;
+  o.schedule = "step";
+  o.step_size = 2;
+  Trainer trainer(small_model(), o, dir.path());
+  trainer.fit(random_data(32), random_data(8));
+  std::vector<double> lrs;
+  for (const auto& line : test::read_lines(dir / kMetricsFile)) lrs.push_back(Json::parse(line)["lr"].get<double>());
+  EXPECT_EQ(lrs, (std::vector<double>{0.1, 0.1, 0.05, 0.05}));
+}
+
+TEST_F(TrainerTest, GradientClippingBoundsTheUpdate) {
+  TrainOptions o = small_options(1);
+  o.optimizer = "sgd";
+  o.lr = 1.0;
+  o.clip_grad_norm = 1e-3;
+  auto model = small_model();
+  Trainer trainer(model, o);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : model->module().parameters()) before.push_back(p.detach().clone());
+  trainer.step(torch::rand({16, 1, 6, 5}));
+  double squared = 0.0;
+  const auto after = model->module().parameters();
+  for (std::size_t i = 0; i < before.size(); ++i) squared += (after[i] - before[i]).pow(2).sum().item<double>();
+  EXPECT_LE(std::sqrt(squared), 1e-3 * (1 + 1e-4));
+  EXPECT_GT(std::sqrt(squared), 0.0);
+}
+
+TEST_F(TrainerTest, SgdWithNesterovMomentumTrains) {
+  TrainOptions o = small_options(3);
+  o.optimizer = "sgd";
+  o.lr = 0.5;
+  o.momentum = 0.9;
+  o.nesterov = true;
+  o.weight_decay = 1e-4;
+  TempDir dir;
+  Trainer trainer(small_model(), o, dir.path());
+  trainer.fit(random_data(256), random_data(32));
+  const auto losses = losses_of(dir / kMetricsFile);
+  EXPECT_LT(losses[4], losses[0]);
+}
+
+TEST_F(TrainerTest, OptionsAreReadStrictly) {
+  auto error_of = [](const Json& section) -> std::string {
+    try {
+      OptionReader r(section, "train");
+      TrainOptions::from(r);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  EXPECT_EQ(error_of({{"epochs", 0}}), "config: train.epochs: must be >= 1, got 0");
+  EXPECT_NE(error_of({{"nesterov", true}}).find("train.nesterov: Nesterov momentum needs optimizer sgd"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"schedule", "linear"}}).find("train.schedule: expected one of none, step, cosine"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"batchsize", 3}}).find("train.batchsize: unknown key"), std::string::npos);
+  EXPECT_EQ(error_of({{"epochs", 2}, {"optimizer", "sgd"}, {"momentum", 0.9}, {"nesterov", true}}), "(no error)");
+}
+
+}  // namespace
+}  // namespace torchae

@@ -1,0 +1,174 @@
+// The `torchae` command line: a thin layer over the library (see DESIGN.md for the contract).
+
+#include "torchae/core/error.h"
+#include "torchae/core/runtime.h"
+#include "torchae/data/dataset.h"
+#include "torchae/models/registry.h"
+#include "torchae/train/run.h"
+#include "torchae/train/trainer.h"
+#include "torchae/version.h"
+
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+
+namespace {
+
+using torchae::Json;
+
+void list_families() {
+  for (const auto* family : torchae::Registry::builtin().families()) {
+    std::cout << fmt::format("{:<16}{}\n", family->name, family->description);
+  }
+}
+
+Json read_config(const std::string& file, const std::vector<std::string>& overrides) {
+  Json config = file.empty() ? Json::object() : torchae::load_json_file(file);
+  if (!config.is_object()) throw torchae::Error(fmt::format("{}: expected a JSON object", file));
+  for (const auto& assignment : overrides) torchae::apply_override(config, assignment);
+  return config;
+}
+
+struct BenchArgs {
+  int64_t batch = 128;
+  int64_t steps = 300;
+  int64_t warmup = 30;
+  int64_t threads = 0;
+  std::string device = "cpu";
+};
+
+// Training throughput of the reference model (the default undercomplete autoencoder:
+// 784-512-128-512-784, ReLU, sigmoid output with BCE from logits, Adam 1e-3) on Fashion-MNIST,
+// through the same Trainer::step and batching that `train` uses. bench/reference.py is its
+// plain-PyTorch twin.
+Json bench(const BenchArgs& args) {
+  torchae::DataOptions data_options;
+  data_options.validation_fraction = 0.0;
+  const torchae::DataSplits data = torchae::load_data(data_options, false);
+  torch::manual_seed(0);
+  const torchae::BuiltModel built = torchae::build_model(Json::object(), data.spec);
+  torchae::TrainOptions options;
+  options.batch_size = args.batch;
+  options.device = args.device;
+  options.threads = args.threads;
+  torchae::Trainer trainer(built.model, options);
+  const torchae::Dataset train = data.train.to(trainer.device());
+
+  const int64_t n = train.size();
+  torch::Tensor order;
+  int64_t position = n;
+  auto next_batch = [&] {
+    if (position + args.batch > n) {
+      order = torch::randperm(n, torch::TensorOptions(trainer.device()).dtype(torch::kLong));
+      position = 0;
+    }
+    const torch::Tensor x = train.inputs.index_select(0, order.narrow(0, position, args.batch));
+    position += args.batch;
+    return x;
+  };
+  for (int64_t i = 0; i < args.warmup; ++i) trainer.step(next_batch());
+  if (trainer.device().is_cuda()) torch::cuda::synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  double loss = 0.0;
+  for (int64_t i = 0; i < args.steps; ++i) loss = trainer.step(next_batch()).total.item<double>();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  return Json{{"impl", "torchae"},
+              {"model", "undercomplete 784-512-128-512-784 relu, sigmoid+bce, adam"},
+              {"device", trainer.device().str()},
+              {"batch", args.batch},
+              {"steps", args.steps},
+              {"threads", at::get_num_threads()},
+              {"omp_wait_policy", wait_policy ? wait_policy : "(unset)"},
+              {"seconds", seconds},
+              {"samples_per_s", static_cast<double>(args.batch * args.steps) / seconds},
+              {"final_loss", loss}};
+}
+
+// Commands that compute re-execute under the passive OpenMP wait policy (see runtime.h);
+// listing and help do not, sparing them a second load of LibTorch (about 0.9 s here).
+bool computes(int argc, char** argv) {
+  if (argc < 2) return false;
+  const std::string command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") return false;
+  }
+  return command == "train" || command == "eval" || command == "bench";
+}
+
+// One line, whatever the source: c10 messages carry context lines and backtraces.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (computes(argc, argv)) torchae::ensure_passive_omp_wait(argc, argv);
+
+  CLI::App app{"torchae: autoencoders on LibTorch"};
+  app.set_version_flag("--version", std::string(TORCHAE_VERSION));
+  app.require_subcommand(1);
+
+  app.add_subcommand("list", "list the model families");
+
+  auto* train = app.add_subcommand("train", "train a model (no config: the default model on Fashion-MNIST)");
+  std::string config_file, out_dir, resume_dir;
+  std::vector<std::string> overrides;
+  train->add_option("--config", config_file, "JSON configuration file");
+  train->add_option("--set", overrides, "override a key, e.g. --set train.epochs=3 (repeatable)")->take_all();
+  auto* out_opt = train->add_option("--out", out_dir, "run directory to create");
+  auto* resume_opt = train->add_option("--resume", resume_dir, "run directory to continue");
+  out_opt->excludes(resume_opt);
+  resume_opt->excludes("--config");
+
+  auto* eval = app.add_subcommand("eval", "evaluate a trained run; metrics as JSON on stdout");
+  std::string eval_dir;
+  eval->add_option("--run", eval_dir, "run directory")->required();
+
+  auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
+  BenchArgs bench_args;
+  bench_cmd->add_option("--batch", bench_args.batch, "batch size")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--steps", bench_args.steps, "timed steps")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--warmup", bench_args.warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--threads", bench_args.threads, "intra-op threads (0: LibTorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--device", bench_args.device, "cpu, cuda or cuda:N");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (app.got_subcommand("list")) {
+      list_families();
+    } else if (app.got_subcommand(train)) {
+      if (!resume_dir.empty()) {
+        torchae::resume_run(resume_dir, overrides);
+      } else {
+        if (out_dir.empty()) throw torchae::Error("train: --out RUN_DIR (or --resume RUN_DIR) is required");
+        torchae::train_run(read_config(config_file, overrides), out_dir);
+      }
+    } else if (app.got_subcommand(eval)) {
+      std::cout << torchae::evaluate_run(eval_dir).dump(2) << "\n";
+    } else if (app.got_subcommand(bench_cmd)) {
+      std::cout << bench(bench_args).dump() << "\n";
+    }
+  } catch (const torchae::Error& e) {
+    std::cerr << "torchae: error: " << first_line(e.what()) << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "torchae: error: " << first_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "torchae: error: " << first_line(e.what()) << "\n";
+    return 1;
+  }
+  return 0;
+}
