@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh -DTORCHAE_BUILD_TESTS=OFF
+scripts/build.sh torchae_cli
 run=runs/default-$(date +%Y%m%d-%H%M%S)
 echo "== training the default model into $run"
 build/torchae train --out "$run"

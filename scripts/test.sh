@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh -DTORCHAE_BUILD_TESTS=ON
+scripts/build.sh
 cd build
 ctest --output-on-failure --timeout 900 -j "$(nproc)"

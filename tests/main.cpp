@@ -37,7 +37,7 @@ bool have_fashion_mnist() {
 }  // namespace torchae::test
 
 int main(int argc, char** argv) {
-  torchae::ensure_passive_omp_wait(argc, argv);
+  torchae::ensure_passive_omp_wait(argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

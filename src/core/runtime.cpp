@@ -13,7 +13,7 @@
 
 namespace torchae {
 
-void ensure_passive_omp_wait(int /*argc*/, char** argv) {
+void ensure_passive_omp_wait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;
   ::execv("/proc/self/exe", argv);

@@ -262,10 +262,10 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   torch::NoGradGuard no_grad;
   model_->module().eval();
   LossMeter meter;
-  const Dataset on_device = data.to(device_);
-  Batches batches(on_device, std::max<int64_t>(options_.batch_size, 1000), torch::arange(data.size(), torch::TensorOptions(device_).dtype(torch::kLong)));
-  for (int64_t i = 0; i < batches.size(); ++i) {
-    const torch::Tensor x = batches.inputs(i);
+  const torch::Tensor inputs = data.inputs.to(device_);
+  const int64_t batch_size = std::max<int64_t>(options_.batch_size, 1000);
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    const torch::Tensor x = inputs.narrow(0, start, std::min(batch_size, data.size() - start));
     Losses losses = model_->loss(x, x, model_->forward(x));
     meter.add(losses, losses.total.item<double>(), x.size(0));
   }
@@ -281,6 +281,7 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
     return;
   }
   const Dataset train_on_device = train.to(device_);
+  const Dataset validation_on_device = validation.to(device_);
   const bool bar = options_.progress == "auto" && ::isatty(STDERR_FILENO);
   const bool lines = options_.progress != "none";
   if (!run_dir_.empty()) std::filesystem::create_directories(run_dir_);
@@ -322,7 +323,7 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
     const LossSummary train_summary = meter.summary();
     record.train_loss = train_summary.total;
     record.train_terms = train_summary.terms;
-    const LossSummary val = evaluate(validation);
+    const LossSummary val = evaluate(validation_on_device);
     record.val_loss = val.total;
     record.val_terms = val.terms;
     record.seconds = seconds_since(start);

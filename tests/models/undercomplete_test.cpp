@@ -152,7 +152,8 @@ TEST_F(UndercompleteTest, FactoryRefusesBadOptionsNamingTheKey) {
 TEST_F(UndercompleteTest, FactoryResolvesDefaults) {
   const BuiltModel built = build_model(Json::object(), DataSpec{kShape, 0, 1, 1});
   EXPECT_EQ(built.resolved["family"], "undercomplete");
-  EXPECT_EQ(built.resolved["code_size"], 128);
+  EXPECT_EQ(built.resolved["code_size"], 32);
+  EXPECT_EQ(built.resolved["code_activation"], "identity");
   EXPECT_EQ(built.resolved["hidden"], Json({512}));
   EXPECT_EQ(built.resolved["loss"], "bce");
   // Building again from the resolved section gives the same model.

@@ -13,7 +13,7 @@ namespace torchae {
 /// to set it and re-execute the program. Call this first thing in `main`; it returns at once
 /// when OMP_WAIT_POLICY is already set (by the user or by the re-executed process), so a
 /// user's explicit choice always wins.
-void ensure_passive_omp_wait(int argc, char** argv);
+void ensure_passive_omp_wait(char** argv);
 
 /// Resolves "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"; throws Error
 /// for an unknown spec or a CUDA device that is not there.

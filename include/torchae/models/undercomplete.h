@@ -22,8 +22,8 @@ struct UndercompleteOptions {
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512};
   /// Non-linearity of the hidden layers.
   TORCH_ARG(Activation, activation) = Activation::relu;
-  /// Non-linearity applied to the code.
-  TORCH_ARG(Activation, code_activation) = Activation::relu;
+  /// Non-linearity applied to the code (identity: a linear bottleneck).
+  TORCH_ARG(Activation, code_activation) = Activation::identity;
   /// Non-linearity of the decoder's output.
   TORCH_ARG(Activation, output_activation) = Activation::sigmoid;
   /// Tie the decoder to the encoder, W_d = W_e^T layer by layer (the decoder keeps its biases).

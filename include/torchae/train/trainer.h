@@ -93,7 +93,8 @@ class Trainer {
   void fit(const Dataset& train, const Dataset& validation);
   /// One optimisation step on a batch already on the trainer's device.
   Losses step(const torch::Tensor& batch);
-  /// Mean loss over `data` in eval mode, without gradients.
+  /// Mean loss over `data` in eval mode, without gradients (data already on the trainer's
+  /// device is used in place).
   LossSummary evaluate(const Dataset& data);
 
   int64_t epochs_done() const { return epoch_; }
