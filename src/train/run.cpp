@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <iostream>
 
 namespace torchae {
 
@@ -77,8 +78,8 @@ fs::path checkpoint_of(const fs::path& run_dir) {
   const fs::path path = run_dir / kCheckpointFile;
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    throw Error(fmt::format("{}: no {} (the run never completed an epoch); train it again with --out",
-                            run_dir.string(), kCheckpointFile));
+    throw Error(fmt::format("{}: no {} (the run has not completed an epoch); continue it with train --resume {}",
+                            run_dir.string(), kCheckpointFile, run_dir.string()));
   }
   return path;
 }
@@ -87,7 +88,6 @@ fs::path checkpoint_of(const fs::path& run_dir) {
 
 void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides) {
   Json config = read_run_config(run_dir);
-  checkpoint_of(run_dir);
   static const std::vector<std::string> changeable{"train.epochs", "train.device", "train.threads", "train.progress"};
   for (const auto& assignment : overrides) {
     const std::string key = assignment.substr(0, assignment.find('='));
@@ -100,7 +100,11 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   Run run = prepare_run(config, /*with_test=*/false);
   write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
   Trainer trainer(run.model.model, run.train_options, run_dir);
-  trainer.resume();
+  // A run stopped before its first epoch ended has a config but no checkpoint: starting it
+  // from epoch 0 with the same config and seed is exactly what it would have done.
+  if (!trainer.resume() && run.train_options.progress != "none") {
+    std::cout << fmt::format("{}: no checkpoint yet; starting from epoch 0\n", run_dir.string());
+  }
   trainer.fit(run.data.train, run.data.validation);
 }
 

@@ -260,6 +260,7 @@ Losses Trainer::step(const torch::Tensor& batch) {
 
 LossSummary Trainer::evaluate(const Dataset& data) {
   torch::NoGradGuard no_grad;
+  const bool was_training = model_->module().is_training();
   model_->module().eval();
   LossMeter meter;
   const torch::Tensor inputs = data.inputs.to(device_);
@@ -269,7 +270,7 @@ LossSummary Trainer::evaluate(const Dataset& data) {
     Losses losses = model_->loss(x, x, model_->forward(x));
     meter.add(losses, losses.total.item<double>(), x.size(0));
   }
-  model_->module().train();
+  model_->module().train(was_training);
   return meter.summary();
 }
 

@@ -66,6 +66,7 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
                         "/nonexistent: no train-images-idx3-ubyte");
   expect_one_line_error(run_cli("eval --run " + out), "not a run directory");
   expect_one_line_error(run_cli("train --resume " + out), "not a run directory");
+  expect_one_line_error(run_cli("train"), "--out RUN_DIR (or --resume RUN_DIR) is required");
   EXPECT_FALSE(std::filesystem::exists(out)) << "a refused run must not leave a directory behind";
   EXPECT_NE(run_cli("frobnicate").exit_code, 0);
   EXPECT_NE(run_cli("train --out a --resume b").exit_code, 0);
@@ -131,6 +132,19 @@ TEST_F(Cli, NeverOverwritesARunAndResumeChangesOnlyWhatIsSafe) {
                         "cannot change model.code_size when resuming");
   EXPECT_EQ(read_text(std::filesystem::path(run) / "checkpoint.pt"), checkpoint);
   EXPECT_EQ(read_text(std::filesystem::path(run) / "config.json"), config);
+}
+
+TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {
+  TempDir dir;
+  const std::string run = (dir / "run").string(), fresh = (dir / "fresh").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, run)).exit_code, 0);
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, fresh)).exit_code, 0);
+  std::filesystem::remove(std::filesystem::path(run) / "checkpoint.pt");
+  std::filesystem::remove(std::filesystem::path(run) / "metrics.jsonl");
+  const CliResult r = run_cli("train --resume " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("no checkpoint yet; starting from epoch 0"), std::string::npos) << r.out;
+  EXPECT_EQ(metrics_lines(run)[0]["train_loss"], metrics_lines(fresh)[0]["train_loss"]);
 }
 
 TEST_F(Cli, DivergenceIsAOneLineErrorNamingEpochAndStep) {

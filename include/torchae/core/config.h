@@ -67,6 +67,9 @@ class OptionReader {
 
  private:
   const Json* lookup(const std::string& key);
+  /// `integers` and `numbers`: a list of T, each entry type- and range-checked.
+  template <typename T>
+  std::vector<T> list(const std::string& key, const std::vector<T>& fallback, Bound bound);
 
   Json section_;
   std::string prefix_;

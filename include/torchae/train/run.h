@@ -30,7 +30,8 @@ Run prepare_run(const Json& config, bool with_test);
 /// Trains a new run into `run_dir` (created; refused when it already holds a run).
 void train_run(const Json& config, const std::filesystem::path& run_dir);
 
-/// Continues the run in `run_dir` exactly where its checkpoint stopped. `overrides` are
+/// Continues the run in `run_dir` exactly where its checkpoint stopped (from epoch 0 when it
+/// stopped before writing one). `overrides` are
 /// `--set` assignments; only train.epochs, train.device, train.threads and train.progress
 /// may change on resume (anything else would make the continuation differ from the run).
 void resume_run(const std::filesystem::path& run_dir, const std::vector<std::string>& overrides);
