@@ -7,6 +7,10 @@ namespace torchae {
 
 class Registry;
 
-void register_undercomplete(Registry& registry);
+void register_undercomplete(Registry& registry);  // also registers "dropout"
+void register_sparse(Registry& registry);
+void register_ksparse(Registry& registry);
+void register_denoising(Registry& registry);
+void register_contractive(Registry& registry);
 
 }  // namespace torchae

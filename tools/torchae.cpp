@@ -7,6 +7,7 @@
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
 #include "torchae/version.h"
+#include "torchae/viz/pictures.h"
 
 #include <torch/torch.h>
 
@@ -40,6 +41,7 @@ struct BenchArgs {
   int64_t warmup = 30;
   int64_t threads = 0;
   std::string device = "cpu";
+  std::string model;  // JSON of a model section; empty: the reference model
 };
 
 // The reference model of the benchmark: 784-512-128-512-784, ReLU on every hidden layer (the
@@ -60,7 +62,12 @@ Json bench(const BenchArgs& args) {
   data_options.validation_fraction = 0.0;
   const torchae::DataSplits data = torchae::load_data(data_options, false);
   torch::manual_seed(0);
-  const torchae::BuiltModel built = torchae::build_model(kReferenceModel, data.spec);
+  Json model = kReferenceModel;
+  if (!args.model.empty()) {
+    model = Json::parse(args.model, nullptr, /*allow_exceptions=*/false);
+    if (!model.is_object()) throw torchae::Error(fmt::format("bench: --model: expected a JSON object, got {}", args.model));
+  }
+  const torchae::BuiltModel built = torchae::build_model(model, data.spec);
   torchae::TrainOptions options;
   options.batch_size = args.batch;
   options.device = args.device;
@@ -88,7 +95,7 @@ Json bench(const BenchArgs& args) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
   return Json{{"impl", "torchae"},
-              {"model", "undercomplete 784-512-128-512-784 relu, sigmoid+bce, adam"},
+              {"model", built.resolved},
               {"device", trainer.device().str()},
               {"batch", args.batch},
               {"steps", args.steps},
@@ -108,7 +115,7 @@ bool computes(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") return false;
   }
-  return command == "train" || command == "eval" || command == "bench";
+  return command == "train" || command == "eval" || command == "bench" || command == "viz";
 }
 
 // One line, whatever the source: c10 messages carry context lines and backtraces.
@@ -139,6 +146,17 @@ int main(int argc, char** argv) {
   std::string eval_dir;
   eval->add_option("--run", eval_dir, "run directory")->required();
 
+  auto* viz = app.add_subcommand("viz", "draw a trained run as a PNG");
+  std::string viz_dir, viz_what, viz_out;
+  int64_t viz_unit = -1, viz_count = 0;
+  viz->add_option("--run", viz_dir, "run directory")->required();
+  viz->add_option("--what", viz_what, "filters, recon or maximize")->required();
+  viz->add_option("--out", viz_out, "PNG file to write")->required();
+  viz->add_option("--unit", viz_unit, "maximize: the code unit (default: units 0..count-1)")
+      ->check(CLI::NonNegativeNumber);
+  viz->add_option("--count", viz_count, "how many filters (100), images (10) or units (16)")
+      ->check(CLI::PositiveNumber);
+
   auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
   BenchArgs bench_args;
   bench_cmd->add_option("--batch", bench_args.batch, "batch size")->check(CLI::PositiveNumber);
@@ -147,6 +165,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--threads", bench_args.threads, "intra-op threads (0: LibTorch's default)")
       ->check(CLI::NonNegativeNumber);
   bench_cmd->add_option("--device", bench_args.device, "cpu, cuda or cuda:N");
+  bench_cmd->add_option("--model", bench_args.model, "a model section as JSON (default: the reference model)");
 
   try {
     app.parse(argc, argv);
@@ -166,6 +185,10 @@ int main(int argc, char** argv) {
       }
     } else if (app.got_subcommand(eval)) {
       std::cout << torchae::evaluate_run(eval_dir).dump(2) << "\n";
+    } else if (app.got_subcommand(viz)) {
+      const int64_t count = viz_count > 0 ? viz_count : viz_what == "filters" ? 100 : viz_what == "recon" ? 10 : 16;
+      torchae::viz_run(viz_dir, viz_what, viz_out, viz_unit, count);
+      std::cout << viz_out << "\n";
     } else if (app.got_subcommand(bench_cmd)) {
       std::cout << bench(bench_args).dump() << "\n";
     }

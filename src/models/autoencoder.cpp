@@ -26,4 +26,16 @@ torch::Tensor reconstruction_loss(ReconstructionLoss kind, const Output& output,
   TORCH_CHECK(false, "unreachable reconstruction loss");
 }
 
+torch::Tensor reconstruction_loss_elements(ReconstructionLoss kind, const Output& output,
+                                           const torch::Tensor& target) {
+  switch (kind) {
+    case ReconstructionLoss::mse:
+      return F::mse_loss(output.reconstruction, target, F::MSELossFuncOptions().reduction(torch::kNone));
+    case ReconstructionLoss::bce:
+      return F::binary_cross_entropy_with_logits(
+          output.logits, target, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+  }
+  TORCH_CHECK(false, "unreachable reconstruction loss");
+}
+
 }  // namespace torchae

@@ -36,6 +36,10 @@ const Registry& Registry::builtin() {
   static const Registry registry = [] {
     Registry r;
     register_undercomplete(r);
+    register_sparse(r);
+    register_ksparse(r);
+    register_denoising(r);
+    register_contractive(r);
     return r;
   }();
   return registry;

@@ -45,6 +45,7 @@ MLPImpl::MLPImpl(MLPOptions options_) : options(std::move(options_)) { reset(); 
 void MLPImpl::reset() {
   const auto& w = options.widths();
   TORCH_CHECK(w.size() >= 2, "MLP needs at least an input and an output width");
+  TORCH_CHECK(options.dropout() >= 0 && options.dropout() < 1, "MLP dropout must be in [0, 1)");
   layers_.clear();
   for (std::size_t i = 0; i + 1 < w.size(); ++i) {
     TORCH_CHECK(w[i] > 0 && w[i + 1] > 0, "MLP widths must be positive");
@@ -60,10 +61,15 @@ void MLPImpl::pretty_print(std::ostream& stream) const {
          << ", output_activation=" << to_string(options.output_activation()) << ")";
 }
 
+torch::Tensor MLPImpl::hidden(const torch::Tensor& x, Activation activation) const {
+  const torch::Tensor h = activate(x, activation);
+  return options.dropout() > 0 ? torch::dropout(h, options.dropout(), is_training()) : h;
+}
+
 torch::Tensor MLPImpl::forward_preactivation(torch::Tensor x) {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     x = layers_[i]->forward(x);
-    if (i + 1 < layers_.size()) x = activate(x, options.activation());
+    if (i + 1 < layers_.size()) x = hidden(x, options.activation());
   }
   return x;
 }
@@ -79,7 +85,7 @@ torch::Tensor MLPImpl::forward_transposed(torch::Tensor x, const std::vector<tor
   for (std::size_t k = 0; k < n; ++k) {
     const auto& layer = layers_[n - 1 - k];
     x = F::linear(x, layer->weight.t(), biases[k]);
-    if (k + 1 < n) x = activate(x, activation);
+    if (k + 1 < n) x = hidden(x, activation);
   }
   return x;
 }

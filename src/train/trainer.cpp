@@ -290,6 +290,7 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
   for (; epoch_ < options_.epochs && !stopped_early_;) {
     const double lr = options_.lr_at(epoch_);
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+    model_->set_progress(epoch_, options_.epochs);
     model_->module().train();
     const auto start = Clock::now();
     const torch::Tensor order = torch::randperm(train.size(), shuffle_, torch::kLong).to(device_);

@@ -52,7 +52,7 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   TempDir dir;
   const std::string out = (dir / "run").string();
   expect_one_line_error(run_cli("train --set model.family=nope --out " + out),
-                        "unknown model family \"nope\" (known: undercomplete");
+                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, undercomplete)");
   expect_one_line_error(run_cli("train --set train.epochs=0 --out " + out), "train.epochs: must be >= 1");
   expect_one_line_error(run_cli("train --set train.lr=fast --out " + out), "train.lr: expected a number");
   expect_one_line_error(run_cli("train --set train.optimiser=sgd --out " + out), "train.optimiser: unknown key");
@@ -154,6 +154,43 @@ TEST_F(Cli, DivergenceIsAOneLineErrorNamingEpochAndStep) {
       (dir / "run").string()));
   expect_one_line_error(r, "training diverged: loss is");
   EXPECT_NE(r.err.find("at epoch 1, step"), std::string::npos) << r.err;
+}
+
+// Width and height from a PNG's IHDR chunk; {0, 0} when the file is not a PNG.
+std::pair<int, int> png_size(const std::filesystem::path& path) {
+  const std::string bytes = read_text(path);
+  if (bytes.size() < 24 || bytes.compare(1, 3, "PNG") != 0) return {0, 0};
+  auto be32 = [&](std::size_t at) {
+    int v = 0;
+    for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[at + i]);
+    return v;
+  };
+  return {be32(16), be32(20)};
+}
+
+TEST_F(Cli, VizDrawsFiltersReconstructionsAndMaximisingInputs) {
+  TempDir dir;
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set model.family=denoising --set train.epochs=1 --out {}", kSmall, run))
+                .exit_code,
+            0);
+  // 16 filters of 28x28 in rows of 10: 10 * 29 + 1 wide, 2 * 29 + 1 high.
+  CliResult r = run_cli(fmt::format("viz --run {} --what filters --count 16 --out {}", run, (dir / "f.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(png_size(dir / "f.png"), (std::pair<int, int>{291, 59}));
+  // 5 test images: inputs, masked inputs, reconstructions.
+  r = run_cli(fmt::format("viz --run {} --what recon --count 5 --out {}", run, (dir / "r.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(png_size(dir / "r.png"), (std::pair<int, int>{5 * 29 + 1, 3 * 29 + 1}));
+  r = run_cli(fmt::format("viz --run {} --what maximize --unit 3 --out {}", run, (dir / "m.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(png_size(dir / "m.png"), (std::pair<int, int>{29 + 1, 29 + 1}));
+  expect_one_line_error(run_cli(fmt::format("viz --run {} --what maximize --unit 99 --out {}", run,
+                                            (dir / "x.png").string())),
+                        "--unit 99: the code has 16 units");
+  expect_one_line_error(run_cli(fmt::format("viz --run {} --what colours --out {}", run, (dir / "x.png").string())),
+                        "expected filters, recon or maximize");
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.png"));
 }
 
 TEST_F(Cli, BenchPrintsThroughputAsJson) {

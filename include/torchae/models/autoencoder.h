@@ -21,6 +21,11 @@ struct Output {
   /// Gaussian posterior parameters (variational families).
   torch::Tensor mu;
   torch::Tensor log_var;
+  /// What the encoder actually saw, when that is not the batch given to `forward`: the
+  /// corrupted input of a denoising model, or the input leaf a Jacobian penalty differentiates.
+  torch::Tensor input;
+  /// Bool, the input's shape: the components a corruption chose.
+  torch::Tensor mask;
 };
 
 /// A loss with its named parts: `total` is what is minimised; `terms` are for logging
@@ -44,6 +49,9 @@ std::string to_string(ReconstructionLoss loss);
 /// The cost of `output` against `target`, averaged over elements.
 torch::Tensor reconstruction_loss(ReconstructionLoss kind, const Output& output,
                                   const torch::Tensor& target);
+/// The same cost per element, unreduced (for weighted losses).
+torch::Tensor reconstruction_loss_elements(ReconstructionLoss kind, const Output& output,
+                                           const torch::Tensor& target);
 
 /// The interface every family implements next to its `torch::nn::Module` base, and all the
 /// trainer, evaluation and export know of a model.
@@ -67,6 +75,9 @@ class Autoencoder {
                       const Output& output) = 0;
   /// Width of the code.
   virtual int64_t code_size() const = 0;
+  /// Called by the trainer before each epoch (0-based) of `epochs`, for schedules that live
+  /// in the model (k-sparse annealing). Derived from the epoch alone, so resume stays exact.
+  virtual void set_progress(int64_t /*epoch*/, int64_t /*epochs*/) {}
   /// The module itself: parameters, train()/eval(), to(device), save/load.
   virtual torch::nn::Module& module() = 0;
 };

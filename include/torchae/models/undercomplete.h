@@ -1,5 +1,7 @@
 #pragma once
 
+#include "torchae/core/config.h"
+#include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
 #include "torchae/nn/mlp.h"
 
@@ -33,6 +35,10 @@ struct UndercompleteOptions {
   TORCH_ARG(bool, linear) = false;
   /// Reconstruction cost.
   TORCH_ARG(ReconstructionLoss, loss) = ReconstructionLoss::bce;
+  /// Dropout on the input, in training mode (0: none).
+  TORCH_ARG(double, input_dropout) = 0.0;
+  /// Dropout after every hidden layer, the code included, in training mode (0: none).
+  TORCH_ARG(double, dropout) = 0.0;
 };
 
 /// The undercomplete autoencoder: x -> h = f(x) -> g(h), trained to reconstruct x through a
@@ -55,6 +61,11 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   int64_t code_size() const override { return options.code_size(); }
   torch::nn::Module& module() override { return *this; }
 
+  /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`.
+  Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape);
+  /// The encoder network (its first layer's weight is what `viz filters` draws).
+  const MLP& encoder() const { return encoder_; }
+
   /// The decoder's last affine map as a [input_size, code_size] matrix when the decoder is a
   /// single layer (its column space is what a linear autoencoder learns); undefined otherwise.
   torch::Tensor decoder_matrix() const;
@@ -71,5 +82,11 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
 };
 
 TORCH_MODULE(Undercomplete);
+
+/// Reads the options every MLP family shares (hidden, code_size, activation, code_activation,
+/// output_activation, loss, tied, linear, input_dropout, dropout) from `reader`, taking the
+/// family's `defaults` for keys not given, and checks that they fit together and fit `data`.
+UndercompleteOptions read_undercomplete_options(OptionReader& reader, const DataSpec& data,
+                                                const UndercompleteOptions& defaults);
 
 }  // namespace torchae

@@ -33,6 +33,8 @@ struct MLPOptions {
   TORCH_ARG(Activation, output_activation) = Activation::identity;
   /// Whether the affine layers have biases.
   TORCH_ARG(bool, bias) = true;
+  /// Dropout probability after every hidden activation, in training mode (0: none).
+  TORCH_ARG(double, dropout) = 0.0;
 };
 
 /// A multi-layer perceptron, the MLP backbone of every family.
@@ -52,7 +54,7 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   torch::Tensor forward_preactivation(torch::Tensor x);
   /// Runs the transposed network: layers in reverse order with W^T and the given biases
   /// (one per layer, in the order applied; undefined for none). This is the tied decoder
-  /// W_d = W_e^T of an encoder. `activation` follows every layer but the last.
+  /// W_d = W_e^T of an encoder. `activation` (and dropout) follows every layer but the last.
   torch::Tensor forward_transposed(torch::Tensor x, const std::vector<torch::Tensor>& biases,
                                    Activation activation) const;
 
@@ -61,6 +63,9 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   MLPOptions options;
 
  private:
+  /// A hidden layer's activation, then dropout.
+  torch::Tensor hidden(const torch::Tensor& x, Activation activation) const;
+
   std::vector<torch::nn::Linear> layers_;
 };
 

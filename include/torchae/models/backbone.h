@@ -1,0 +1,39 @@
+#pragma once
+
+#include "torchae/models/autoencoder.h"
+#include "torchae/models/undercomplete.h"
+
+#include <torch/nn/cloneable.h>
+
+namespace torchae {
+
+/// Base of the families that add one thing to an undercomplete backbone (a penalty, a
+/// corruption, a top-k code): it holds the backbone as the submodule "backbone" and forwards
+/// forward/encode/decode/code_size to it, so a family writes only what it adds.
+///
+///   class SparseImpl : public BackboneAutoencoder<SparseImpl> { ... Losses loss(...) override; };
+template <typename Derived>
+class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder {
+ public:
+  Output forward(const torch::Tensor& input) override { return backbone_->forward(input); }
+  torch::Tensor encode(const torch::Tensor& input) override { return backbone_->encode(input); }
+  torch::Tensor decode(const torch::Tensor& code) override { return backbone_->decode(code); }
+  int64_t code_size() const override { return backbone_->code_size(); }
+  torch::nn::Module& module() override { return *this; }
+
+  const Undercomplete& backbone() const { return backbone_; }
+
+ protected:
+  /// For the derived reset(): (re)builds and registers the backbone.
+  void reset_backbone(const UndercompleteOptions& options) {
+    backbone_ = this->register_module("backbone", Undercomplete(options));
+  }
+  /// The backbone's reconstruction cost.
+  torch::Tensor recon_loss(const Output& output, const torch::Tensor& target) const {
+    return reconstruction_loss(backbone_->options.loss(), output, target);
+  }
+
+  Undercomplete backbone_{nullptr};
+};
+
+}  // namespace torchae

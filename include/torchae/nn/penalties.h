@@ -1,0 +1,42 @@
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// sum_j |h_j|, averaged over the batch (Ng, "Sparse autoencoder", CS294A notes; the L1 form).
+torch::Tensor l1_penalty(const torch::Tensor& code);
+
+/// sum_j KL(rho || rho_hat_j), rho_hat_j the batch mean of code unit j (Ng, CS294A, section
+/// 2.3). The code must lie in [0, 1] (a sigmoid code): anything else is refused with an Error.
+torch::Tensor kl_sparsity_penalty(const torch::Tensor& code, double rho);
+
+/// How the contractive penalty ||J_f(x)||_F^2 is computed.
+enum class JacobianMethod {
+  /// Autograd double backward, one backward pass per code unit: exact for any encoder.
+  exact,
+  /// Hutchinson's estimator E_v ||J^T v||^2 with Rademacher probes v, one backward pass per
+  /// probe: unbiased for any encoder.
+  hutchinson,
+  /// The closed form of Rifai et al. (ICML 2011, eq. 3) for h = sigmoid(W x + b):
+  /// sum_j (h_j (1 - h_j))^2 sum_i W_ji^2.
+  analytic,
+};
+
+JacobianMethod parse_jacobian_method(const std::string& name);
+std::string to_string(JacobianMethod method);
+const std::vector<std::string>& jacobian_method_names();
+
+/// ||J||_F^2 of code = f(input) w.r.t. input, averaged over the batch, differentiable
+/// (create_graph) so that it can be trained. `input` must require grad and `code` must have
+/// been computed from it; f must treat examples independently. `probes`: Hutchinson only.
+torch::Tensor jacobian_penalty(const torch::Tensor& code, const torch::Tensor& input, JacobianMethod method,
+                               int64_t probes = 1);
+
+/// The analytic penalty for a sigmoid code h = sigmoid(x W^T + b), averaged over the batch.
+torch::Tensor sigmoid_jacobian_penalty(const torch::Tensor& code, const torch::Tensor& weight);
+
+}  // namespace torchae

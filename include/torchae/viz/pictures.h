@@ -1,0 +1,43 @@
+#pragma once
+
+#include "torchae/models/autoencoder.h"
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// Tiles images [N, C, H, W] (C = 1 or 3) into one grid of `columns` columns with a 1-pixel
+/// border, each image scaled by itself to [0, 255] when `normalise_each` (for filters) or
+/// clamped from [0, 1] otherwise (for data and reconstructions). Returns uint8 [rows*H', cols*W', C].
+torch::Tensor image_grid(const torch::Tensor& images, int64_t columns, bool normalise_each);
+
+/// Writes an image grid (uint8 [H, W, C]) as PNG, atomically; throws Error when it cannot.
+void write_png(const std::filesystem::path& path, const torch::Tensor& grid);
+
+/// The rows of the model's first affine layer (in registration order), each divided by its
+/// norm and shaped like an input: W_i / ||W_i|| is the input of norm 1 that activates unit i
+/// most. Throws Error when the model has no affine layer.
+torch::Tensor first_layer_filters(Autoencoder& model, const std::vector<int64_t>& input_shape);
+
+/// Rows of pictures for `torchae viz --what recon`: the inputs; the inputs as the model
+/// corrupts them in training mode, when it does (denoising); the eval-mode reconstructions of
+/// what the encoder saw. Each row is [N, C, H, W].
+std::vector<torch::Tensor> reconstruction_rows(Autoencoder& model, const torch::Tensor& inputs);
+
+/// Activation maximisation (Erhan et al. 2009): gradient ascent on the input to maximise code
+/// unit `unit` in eval mode, the input kept on the sphere ||x|| = `norm`. Returns [1, ...].
+torch::Tensor maximize_unit(Autoencoder& model, int64_t unit, const std::vector<int64_t>& input_shape, double norm,
+                            int64_t steps = 300, double lr = 0.05);
+
+/// `torchae viz`: draws `what` for the trained run in `run_dir` into the PNG `out`:
+/// "filters" (the first `count` first-layer filters), "recon" (`count` test images: inputs,
+/// corrupted inputs where the model corrupts, reconstructions), "maximize" (the input that
+/// maximises code unit `unit`, or units 0..count-1 when unit < 0).
+void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
+             int64_t unit, int64_t count);
+
+}  // namespace torchae

@@ -1,0 +1,82 @@
+#include "torchae/models/contractive.h"
+
+#include "families.h"
+#include "torchae/models/registry.h"
+
+#include <torch/torch.h>
+
+namespace torchae {
+
+ContractiveOptions::ContractiveOptions(UndercompleteOptions backbone) : backbone_(std::move(backbone)) {}
+
+ContractiveImpl::ContractiveImpl(ContractiveOptions options_) : options(std::move(options_)) { reset(); }
+
+namespace {
+
+bool one_sigmoid_layer(const UndercompleteOptions& o) {
+  return o.hidden().empty() && o.code_activation() == Activation::sigmoid;
+}
+
+}  // namespace
+
+void ContractiveImpl::reset() {
+  TORCH_CHECK(options.method() != JacobianMethod::analytic || one_sigmoid_layer(options.backbone()),
+              "contractive: the analytic penalty is for one affine layer followed by a sigmoid; use exact or "
+              "hutchinson for other encoders");
+  TORCH_CHECK(options.probes() >= 1, "contractive: probes must be >= 1");
+  reset_backbone(options.backbone());
+}
+
+void ContractiveImpl::pretty_print(std::ostream& stream) const {
+  stream << "torchae::Contractive(lambda=" << options.lambda() << ", method=" << to_string(options.method())
+         << ", probes=" << options.probes() << ")";
+}
+
+Output ContractiveImpl::forward(const torch::Tensor& input) {
+  const bool differentiate = options.method() != JacobianMethod::analytic && torch::GradMode::is_enabled();
+  if (!differentiate) return backbone_->forward(input);
+  // The penalty differentiates the code w.r.t. the input, so the input becomes a leaf that
+  // requires grad; the double-backward methods then run through autograd (create_graph).
+  const torch::Tensor leaf = input.detach().requires_grad_(true);
+  Output out = backbone_->forward(leaf);
+  out.input = leaf;
+  return out;
+}
+
+Losses ContractiveImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
+  const torch::Tensor recon = recon_loss(output, target);
+  torch::Tensor jacobian;
+  if (options.method() == JacobianMethod::analytic) {
+    jacobian = sigmoid_jacobian_penalty(output.code, backbone_->encoder()->layers()[0]->weight);
+  } else if (output.input.defined()) {
+    jacobian = jacobian_penalty(output.code, output.input, options.method(), options.probes());
+  } else {
+    return {recon, {{"recon", recon}}};
+  }
+  const torch::Tensor penalty = options.lambda() * jacobian;
+  return {recon + penalty, {{"recon", recon}, {"contractive", penalty}}};
+}
+
+void register_contractive(Registry& registry) {
+  registry.add({"contractive",
+                "undercomplete backbone + lambda ||J_f(x)||_F^2: exact (double backward) or hutchinson "
+                "for any encoder, analytic for one sigmoid layer (Rifai et al. 2011)",
+                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                  // Rifai et al.'s CAE: one sigmoid layer of code units.
+                  const UndercompleteOptions defaults =
+                      UndercompleteOptions(data.shape, 128).hidden({}).code_activation(Activation::sigmoid);
+                  ContractiveOptions o(read_undercomplete_options(r, data, defaults));
+                  o.lambda(r.number("lambda", o.lambda(), at_least(0)));
+                  const bool analytic_fits = one_sigmoid_layer(o.backbone());
+                  o.method(parse_jacobian_method(
+                      r.choice("method", analytic_fits ? "analytic" : "exact", jacobian_method_names())));
+                  r.require(o.method() != JacobianMethod::analytic || analytic_fits, "method",
+                            "analytic is the closed form for one affine layer + sigmoid (hidden [] and "
+                            "code_activation sigmoid); use exact or hutchinson for this encoder");
+                  o.probes(r.integer("probes", o.probes(), at_least(1)));
+                  r.finish();
+                  return Contractive(o).ptr();
+                }});
+}
+
+}  // namespace torchae

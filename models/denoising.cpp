@@ -1,0 +1,62 @@
+#include "torchae/models/denoising.h"
+
+#include "families.h"
+#include "torchae/models/registry.h"
+
+#include <torch/torch.h>
+
+namespace torchae {
+
+DenoisingOptions::DenoisingOptions(UndercompleteOptions backbone) : backbone_(std::move(backbone)) {}
+
+DenoisingImpl::DenoisingImpl(DenoisingOptions options_) : options(std::move(options_)) { reset(); }
+
+void DenoisingImpl::reset() {
+  TORCH_CHECK(options.alpha() >= 0 && options.beta() >= 0, "denoising: emphasis weights must be >= 0");
+  reset_backbone(options.backbone());
+}
+
+void DenoisingImpl::pretty_print(std::ostream& stream) const {
+  stream << "torchae::Denoising(corruption=" << to_string(options.corruption().kind)
+         << ", level=" << options.corruption().level << ", alpha=" << options.alpha() << ", beta=" << options.beta()
+         << ")";
+}
+
+Output DenoisingImpl::forward(const torch::Tensor& input) {
+  if (!is_training()) return backbone_->forward(input);
+  const Corrupted corrupted = corrupt(input, options.corruption());
+  Output out = backbone_->forward(corrupted.input);
+  out.input = corrupted.input;
+  out.mask = corrupted.mask;
+  return out;
+}
+
+Losses DenoisingImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
+  const bool emphasis = output.mask.defined() && (options.alpha() != 1.0 || options.beta() != 1.0);
+  if (!emphasis) {
+    const torch::Tensor recon = recon_loss(output, target);
+    return {recon, {{"recon", recon}}};
+  }
+  // Vincent et al. 2010, section 4.3: alpha on the corrupted components, beta on the others.
+  const torch::Tensor per_element = reconstruction_loss_elements(backbone_->options.loss(), output, target);
+  const torch::Tensor weights = torch::where(output.mask, torch::full_like(per_element, options.alpha()),
+                                             torch::full_like(per_element, options.beta()));
+  const torch::Tensor recon = (weights * per_element).mean();
+  return {recon, {{"recon", recon}}};
+}
+
+void register_denoising(Registry& registry) {
+  registry.add({"denoising",
+                "reconstructs the clean input from a corrupted one: gaussian, masking or salt_pepper "
+                "noise, optional emphasis alpha/beta on corrupted/clean components (Vincent et al. 2010)",
+                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                  DenoisingOptions o(read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32)));
+                  o.corruption(CorruptionOptions::from(r, data, "masking", 0.25));
+                  o.alpha(r.number("alpha", o.alpha(), at_least(0)));
+                  o.beta(r.number("beta", o.beta(), at_least(0)));
+                  r.finish();
+                  return Denoising(o).ptr();
+                }});
+}
+
+}  // namespace torchae

@@ -1,0 +1,139 @@
+#include "torchae/viz/pictures.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "torchae/train/run.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <numeric>
+
+namespace torchae {
+
+torch::Tensor image_grid(const torch::Tensor& images, int64_t columns, bool normalise_each) {
+  TORCH_CHECK(images.dim() == 4 && (images.size(1) == 1 || images.size(1) == 3), "image_grid: expected [N, 1|3, H, W]");
+  torch::Tensor x = images.detach().cpu().to(torch::kFloat32);
+  if (normalise_each) {
+    const torch::Tensor flat = x.flatten(1);
+    const torch::Tensor lo = std::get<0>(flat.min(1)).view({-1, 1, 1, 1});
+    const torch::Tensor hi = std::get<0>(flat.max(1)).view({-1, 1, 1, 1});
+    x = (x - lo) / (hi - lo).clamp_min(1e-12);
+  }
+  x = x.clamp(0, 1).mul(255).round().to(torch::kUInt8);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t cols = std::max<int64_t>(1, std::min(columns, n));
+  const int64_t rows = (n + cols - 1) / cols;
+  torch::Tensor grid = torch::full({rows * (h + 1) + 1, cols * (w + 1) + 1, c}, 64, torch::kUInt8);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = i / cols, col = i % cols;
+    grid.narrow(0, 1 + r * (h + 1), h).narrow(1, 1 + col * (w + 1), w).copy_(x[i].permute({1, 2, 0}));
+  }
+  return grid;
+}
+
+void write_png(const std::filesystem::path& path, const torch::Tensor& grid) {
+  const torch::Tensor g = grid.contiguous();
+  const int type = g.size(2) == 3 ? CV_8UC3 : CV_8UC1;
+  cv::Mat image(static_cast<int>(g.size(0)), static_cast<int>(g.size(1)), type, g.data_ptr<uint8_t>());
+  if (g.size(2) == 3) {
+    cv::Mat bgr;
+    cv::cvtColor(image, bgr, cv::COLOR_RGB2BGR);
+    image = bgr;
+  }
+  write_atomically(path, [&](const std::filesystem::path& tmp) {
+    // OpenCV picks the codec from the extension, so the temporary name must end in .png.
+    const std::filesystem::path png = tmp.string() + ".png";
+    if (!cv::imwrite(png.string(), image)) throw Error(fmt::format("cannot write {}", path.string()));
+    std::filesystem::rename(png, tmp);
+  });
+}
+
+torch::Tensor first_layer_filters(Autoencoder& model, const std::vector<int64_t>& input_shape) {
+  for (const auto& m : model.module().modules(/*include_self=*/false)) {
+    if (const auto* linear = m->as<torch::nn::Linear>()) {
+      const torch::Tensor w = linear->weight.detach().cpu();
+      std::vector<int64_t> shape{w.size(0)};
+      shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+      TORCH_CHECK(w.size(1) == std::accumulate(input_shape.begin(), input_shape.end(), int64_t{1}, std::multiplies<>()),
+                  "first_layer_filters: the first affine layer does not take the input");
+      return (w / w.norm(2, {1}, true).clamp_min(1e-12)).view(shape);
+    }
+  }
+  throw Error("this model has no affine layer to draw filters from");
+}
+
+std::vector<torch::Tensor> reconstruction_rows(Autoencoder& model, const torch::Tensor& inputs) {
+  std::vector<torch::Tensor> rows{inputs};
+  torch::Tensor seen = inputs;
+  {
+    model.module().train();
+    const Output out = model.forward(inputs);
+    if (out.input.defined() && !torch::equal(out.input.detach(), inputs)) seen = out.input.detach();
+  }
+  model.module().eval();
+  torch::NoGradGuard no_grad;
+  if (!seen.is_same(inputs)) rows.push_back(seen);
+  rows.push_back(model.forward(seen).reconstruction);
+  return rows;
+}
+
+torch::Tensor maximize_unit(Autoencoder& model, int64_t unit, const std::vector<int64_t>& input_shape, double norm,
+                            int64_t steps, double lr) {
+  TORCH_CHECK(unit >= 0 && unit < model.code_size(), "maximize_unit: unit out of range");
+  model.module().eval();
+  std::vector<int64_t> shape{1};
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+  torch::Tensor x = torch::randn(shape);
+  x = (x * (norm / x.norm().item<double>())).requires_grad_(true);
+  torch::optim::Adam optimizer({x}, torch::optim::AdamOptions(lr));
+  for (int64_t step = 0; step < steps; ++step) {
+    optimizer.zero_grad();
+    const torch::Tensor objective = -model.encode(x).select(1, unit).sum();
+    objective.backward();
+    optimizer.step();
+    torch::NoGradGuard no_grad;
+    x.mul_(norm / x.norm().item<double>());  // projection back onto the sphere
+  }
+  return x.detach();
+}
+
+void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
+             int64_t unit, int64_t count) {
+  if (what != "filters" && what != "recon" && what != "maximize") {
+    throw Error(fmt::format("viz: --what {}: expected filters, recon or maximize", what));
+  }
+  if (count < 1) throw Error("viz: --count must be at least 1");
+  Run run = load_run(run_dir, /*with_test=*/true);
+  Autoencoder& model = *run.model.model;
+  const auto& shape = run.data.spec.shape;
+  // Pictures of data show it as it was before centring.
+  auto uncentre = [&](const torch::Tensor& x) { return run.data.mean.defined() ? x + run.data.mean : x; };
+  torch::Tensor grid;
+  if (what == "filters") {
+    const torch::Tensor filters = first_layer_filters(model, shape);
+    grid = image_grid(filters.narrow(0, 0, std::min(count, filters.size(0))), 10, /*normalise_each=*/true);
+  } else if (what == "recon") {
+    const torch::Tensor inputs = run.data.test.inputs.narrow(0, 0, std::min(count, run.data.test.size()));
+    std::vector<torch::Tensor> rows;
+    for (const auto& row : reconstruction_rows(model, inputs)) rows.push_back(uncentre(row));
+    grid = image_grid(torch::cat(rows), inputs.size(0), /*normalise_each=*/false);
+  } else {
+    if (unit >= model.code_size()) {
+      throw Error(fmt::format("viz: --unit {}: the code has {} units", unit, model.code_size()));
+    }
+    const double norm = run.data.test.inputs.narrow(0, 0, std::min<int64_t>(1000, run.data.test.size()))
+                            .flatten(1).norm(2, {1}).mean().item<double>();
+    std::vector<torch::Tensor> optima;
+    const int64_t first = unit >= 0 ? unit : 0;
+    const int64_t last = unit >= 0 ? unit + 1 : std::min(count, model.code_size());
+    for (int64_t u = first; u < last; ++u) optima.push_back(maximize_unit(model, u, shape, norm));
+    grid = image_grid(torch::cat(optima), 8, /*normalise_each=*/true);
+  }
+  write_png(out, grid);
+}
+
+}  // namespace torchae
