@@ -75,6 +75,12 @@ torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) {
   return encoder_->forward(x);
 }
 
+torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input) {
+  torch::Tensor x = input.flatten(1);
+  if (options.input_dropout() > 0) x = torch::dropout(x, options.input_dropout(), is_training());
+  return encoder_->forward_preactivation(x);
+}
+
 torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code) {
   return options.tied() ? encoder_->forward_transposed(code, decoder_bias_, options.activation())
                         : decoder_->forward_preactivation(code);

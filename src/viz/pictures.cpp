@@ -88,17 +88,22 @@ torch::Tensor maximize_unit(Autoencoder& model, int64_t unit, const std::vector<
   std::vector<int64_t> shape{1};
   shape.insert(shape.end(), input_shape.begin(), input_shape.end());
   torch::Tensor x = torch::randn(shape);
-  x = (x * (norm / x.norm().item<double>())).requires_grad_(true);
-  torch::optim::Adam optimizer({x}, torch::optim::AdamOptions(lr));
+  x = x * (norm / x.norm().item<double>());
+  // Projected ascent with normalised gradient steps, decaying linearly to zero: the step
+  // length does not depend on the gradient's scale, and (unlike Adam's per-coordinate
+  // scaling) the step follows the gradient's direction, so for one affine unit x converges
+  // to the filter direction.
   for (int64_t step = 0; step < steps; ++step) {
-    optimizer.zero_grad();
-    const torch::Tensor objective = -model.encode(x).select(1, unit).sum();
-    objective.backward();
-    optimizer.step();
-    torch::NoGradGuard no_grad;
-    x.mul_(norm / x.norm().item<double>());  // projection back onto the sphere
+    const torch::Tensor leaf = x.detach().requires_grad_(true);
+    const torch::Tensor objective = model.encode_preactivation(leaf).select(1, unit).sum();
+    const torch::Tensor grad = torch::autograd::grad({objective}, {leaf})[0];
+    const double grad_norm = grad.norm().item<double>();
+    if (grad_norm == 0.0) break;  // a dead unit: nothing to ascend
+    const double length = lr * norm * (1.0 - static_cast<double>(step) / static_cast<double>(steps));
+    x = leaf.detach() + grad * (length / grad_norm);
+    x = x * (norm / x.norm().item<double>());
   }
-  return x.detach();
+  return x;
 }
 
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,

@@ -342,6 +342,16 @@ TEST(Pictures, ActivationMaximisationBeatsRandomInputsOfTheSameNorm) {
   EXPECT_GT(top, ae->encode(random).select(1, 2).max().item<double>());
 }
 
+// For one affine layer and a monotone activation, the maximiser on the sphere is the filter
+// direction, however saturated the unit gets on the way.
+TEST(Pictures, ActivationMaximisationOfOneLayerFindsTheFilter) {
+  torch::manual_seed(0);
+  auto ae = build({{"family", "contractive"}, {"code_size", 6}});  // one sigmoid layer
+  const torch::Tensor best = maximize_unit(*ae, 4, kSpec.shape, 40.0).flatten();
+  const torch::Tensor filter = first_layer_filters(*ae, kSpec.shape)[4].flatten();
+  EXPECT_GT(torch::dot(best, filter).item<double>() / best.norm().item<double>(), 0.99);
+}
+
 TEST(Pictures, FiltersAreUnitNormRowsOfTheFirstLayer) {
   torch::manual_seed(0);
   auto ae = build({{"family", "denoising"}, {"code_size", 6}, {"hidden", {16}}});

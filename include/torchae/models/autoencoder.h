@@ -67,6 +67,10 @@ class Autoencoder {
   virtual Output forward(const torch::Tensor& input) = 0;
   /// The code of `input`, [batch, code_size].
   virtual torch::Tensor encode(const torch::Tensor& input) = 0;
+  /// The code before its activation. Code activations are monotone, so a unit's maximising
+  /// input is the same for both; activation maximisation ascends this one, whose gradient does
+  /// not vanish when a sigmoid unit saturates. Defaults to `encode`.
+  virtual torch::Tensor encode_preactivation(const torch::Tensor& input) { return encode(input); }
   /// Data-space output for `code`, shaped like the model's input.
   virtual torch::Tensor decode(const torch::Tensor& code) = 0;
   /// The training objective. `target` is the clean example, `input` what was fed to

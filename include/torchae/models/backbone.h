@@ -17,6 +17,9 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
  public:
   Output forward(const torch::Tensor& input) override { return backbone_->forward(input); }
   torch::Tensor encode(const torch::Tensor& input) override { return backbone_->encode(input); }
+  torch::Tensor encode_preactivation(const torch::Tensor& input) override {
+    return backbone_->encode_preactivation(input);
+  }
   torch::Tensor decode(const torch::Tensor& code) override { return backbone_->decode(code); }
   int64_t code_size() const override { return backbone_->code_size(); }
   torch::nn::Module& module() override { return *this; }

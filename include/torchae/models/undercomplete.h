@@ -56,6 +56,7 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
 
   Output forward(const torch::Tensor& input) override;
   torch::Tensor encode(const torch::Tensor& input) override;
+  torch::Tensor encode_preactivation(const torch::Tensor& input) override;
   torch::Tensor decode(const torch::Tensor& code) override;
   Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
   int64_t code_size() const override { return options.code_size(); }

@@ -29,9 +29,10 @@ torch::Tensor first_layer_filters(Autoencoder& model, const std::vector<int64_t>
 std::vector<torch::Tensor> reconstruction_rows(Autoencoder& model, const torch::Tensor& inputs);
 
 /// Activation maximisation (Erhan et al. 2009): gradient ascent on the input to maximise code
-/// unit `unit` in eval mode, the input kept on the sphere ||x|| = `norm`. Returns [1, ...].
+/// unit `unit` in eval mode (through `encode_preactivation`), the input kept on the sphere
+/// ||x|| = `norm`. Returns [1, ...].
 torch::Tensor maximize_unit(Autoencoder& model, int64_t unit, const std::vector<int64_t>& input_shape, double norm,
-                            int64_t steps = 300, double lr = 0.05);
+                            int64_t steps = 300, double lr = 0.1);
 
 /// `torchae viz`: draws `what` for the trained run in `run_dir` into the PNG `out`:
 /// "filters" (the first `count` first-layer filters), "recon" (`count` test images: inputs,
