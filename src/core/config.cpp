@@ -169,6 +169,13 @@ void OptionReader::finish() const {
   }
 }
 
+std::size_t index_of_name(const std::vector<std::string>& names, const std::string& name, const std::string& what) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return i;
+  }
+  throw Error(fmt::format("unknown {} \"{}\" (known: {})", what, name, fmt::join(names, ", ")));
+}
+
 Json load_json_file(const std::filesystem::path& path) {
   const std::string text = read_text(path);
   try {

@@ -1,11 +1,6 @@
 #include "torchae/data/corruption.h"
 
-#include "torchae/core/error.h"
-
 #include <torch/torch.h>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <cmath>
 
@@ -17,11 +12,7 @@ const std::vector<std::string>& corruption_names() {
 }
 
 CorruptionKind parse_corruption(const std::string& name) {
-  const auto& names = corruption_names();
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == name) return static_cast<CorruptionKind>(i);
-  }
-  throw Error(fmt::format("unknown corruption \"{}\" (known: {})", name, fmt::join(names, ", ")));
+  return static_cast<CorruptionKind>(index_of_name(corruption_names(), name, "corruption"));
 }
 
 std::string to_string(CorruptionKind kind) { return corruption_names().at(static_cast<std::size_t>(kind)); }

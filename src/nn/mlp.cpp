@@ -1,6 +1,6 @@
 #include "torchae/nn/mlp.h"
 
-#include "torchae/core/error.h"
+#include "torchae/core/config.h"
 
 #include <torch/nn/functional/linear.h>
 
@@ -17,11 +17,7 @@ const std::vector<std::string>& activation_names() {
 }
 
 Activation parse_activation(const std::string& name) {
-  if (name == "relu") return Activation::relu;
-  if (name == "sigmoid") return Activation::sigmoid;
-  if (name == "tanh") return Activation::tanh;
-  if (name == "identity") return Activation::identity;
-  throw Error(fmt::format("unknown activation \"{}\" (known: {})", name, fmt::join(activation_names(), ", ")));
+  return static_cast<Activation>(index_of_name(activation_names(), name, "activation"));
 }
 
 std::string to_string(Activation activation) {

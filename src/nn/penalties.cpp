@@ -1,11 +1,11 @@
 #include "torchae/nn/penalties.h"
 
+#include "torchae/core/config.h"
 #include "torchae/core/error.h"
 
 #include <torch/torch.h>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 namespace torchae {
 
@@ -32,11 +32,7 @@ const std::vector<std::string>& jacobian_method_names() {
 }
 
 JacobianMethod parse_jacobian_method(const std::string& name) {
-  const auto& names = jacobian_method_names();
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == name) return static_cast<JacobianMethod>(i);
-  }
-  throw Error(fmt::format("unknown Jacobian method \"{}\" (known: {})", name, fmt::join(names, ", ")));
+  return static_cast<JacobianMethod>(index_of_name(jacobian_method_names(), name, "Jacobian method"));
 }
 
 std::string to_string(JacobianMethod method) { return jacobian_method_names().at(static_cast<std::size_t>(method)); }

@@ -26,6 +26,27 @@ const DataSpec kSpec{{1, 6, 5}, 0, 1, 1};
 
 std::shared_ptr<Autoencoder> build(const Json& section) { return build_model(section, kSpec).model; }
 
+// Builds `model` for `data` from seed 0, trains it quietly on CPU and returns it in eval mode.
+std::shared_ptr<Autoencoder> trained(const Json& model, const DataSplits& data, int64_t epochs) {
+  torch::manual_seed(0);
+  auto built = build_model(model, data.spec);
+  TrainOptions options;
+  options.epochs = epochs;
+  options.device = "cpu";
+  options.progress = "none";
+  Trainer trainer(built.model, options);
+  trainer.fit(data.train, data.validation);
+  built.model->module().eval();
+  return built.model;
+}
+
+// The first `limit` Fashion-MNIST training images (split) and the test set.
+DataSplits fashion_mnist(int64_t limit) {
+  DataOptions options;
+  options.limit = limit;
+  return load_data(options, /*with_test=*/true);
+}
+
 // ---- every family, through the factory -------------------------------------------------
 
 class EveryFamily : public TorchaeTest, public ::testing::WithParamInterface<const char*> {
@@ -86,6 +107,7 @@ TEST_P(EveryFamily, EvalModeIsDeterministic) {
 INSTANTIATE_TEST_SUITE_P(
     Families, EveryFamily,
     ::testing::Values(R"({"family": "undercomplete", "code_size": 4, "hidden": [12]})",
+                      R"({"family": "undercomplete", "code_size": 4, "hidden": [12], "tied": true, "activation": "tanh"})",
                       R"({"family": "sparse", "code_size": 6, "hidden": [12]})",
                       R"({"family": "sparse", "penalty": "kl", "code_size": 6, "hidden": [12]})",
                       R"({"family": "ksparse", "code_size": 20, "k": 4})",
@@ -152,20 +174,10 @@ TEST_F(SparseTest, PenaltiesEqualHandComputedValues) {
 }
 
 Json train_and_measure(const Json& model, int64_t epochs) {
-  DataOptions data_options;
-  data_options.limit = 3000;
-  const DataSplits data = load_data(data_options, /*with_test=*/true);
-  torch::manual_seed(0);
-  auto built = build_model(model, data.spec);
-  TrainOptions options;
-  options.epochs = epochs;
-  options.device = "cpu";
-  options.progress = "none";
-  Trainer trainer(built.model, options);
-  trainer.fit(data.train, data.validation);
-  built.model->module().eval();
+  const DataSplits data = fashion_mnist(3000);
+  auto ae = trained(model, data, epochs);
   torch::NoGradGuard no_grad;
-  const torch::Tensor code = built.model->encode(data.test.inputs.narrow(0, 0, 2000));
+  const torch::Tensor code = ae->encode(data.test.inputs.narrow(0, 0, 2000));
   return {{"mean_activation", code.mean().item<double>()}, {"mean_abs", code.abs().mean().item<double>()}};
 }
 
@@ -265,9 +277,7 @@ TEST_F(DenoisingTest, EmphasisedLossEqualsHandComputedValue) {
 
 TEST_F(DenoisingTest, ReconstructsMaskedInputsBetterThanAPlainAutoencoder) {
   if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
-  DataOptions data_options;
-  data_options.limit = 6000;
-  const DataSplits data = load_data(data_options, /*with_test=*/true);
+  const DataSplits data = fashion_mnist(6000);
   const Dataset test{data.test.inputs.narrow(0, 0, 2000), {}};
   const CorruptionOptions masking{CorruptionKind::masking, 0.5};
   torch::manual_seed(1);
@@ -279,17 +289,9 @@ TEST_F(DenoisingTest, ReconstructsMaskedInputsBetterThanAPlainAutoencoder) {
   denoising["family"] = "denoising";
   denoising["level"] = 0.5;
   for (const Json& model : {plain, denoising}) {
-    torch::manual_seed(0);
-    auto built = build_model(model, data.spec);
-    TrainOptions options;
-    options.epochs = 5;
-    options.device = "cpu";
-    options.progress = "none";
-    Trainer trainer(built.model, options);
-    trainer.fit(data.train, data.validation);
-    built.model->module().eval();
+    auto ae = trained(model, data, 5);
     torch::NoGradGuard no_grad;
-    mse[i++] = (built.model->forward(corrupted).reconstruction - test.inputs).pow(2).mean().item<double>();
+    mse[i++] = (ae->forward(corrupted).reconstruction - test.inputs).pow(2).mean().item<double>();
   }
   RecordProperty("masked50_mse_plain", std::to_string(mse[0]));
   RecordProperty("masked50_mse_denoising", std::to_string(mse[1]));
@@ -300,9 +302,7 @@ TEST_F(DenoisingTest, ReconstructsMaskedInputsBetterThanAPlainAutoencoder) {
 
 TEST(ContractiveFamily, LowersTheTestJacobianNormAgainstAPlainAutoencoder) {
   if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
-  DataOptions data_options;
-  data_options.limit = 3000;
-  const DataSplits data = load_data(data_options, /*with_test=*/true);
+  const DataSplits data = fashion_mnist(3000);
   const Json plain = {{"family", "undercomplete"}, {"hidden", Json::array()}, {"code_size", 64},
                       {"code_activation", "sigmoid"}};
   Json contractive = plain;
@@ -311,17 +311,9 @@ TEST(ContractiveFamily, LowersTheTestJacobianNormAgainstAPlainAutoencoder) {
   double norm[2];
   int i = 0;
   for (const Json& model : {plain, contractive}) {
-    torch::manual_seed(0);
-    auto built = build_model(model, data.spec);
-    TrainOptions options;
-    options.epochs = 4;
-    options.device = "cpu";
-    options.progress = "none";
-    Trainer trainer(built.model, options);
-    trainer.fit(data.train, data.validation);
-    built.model->module().eval();
+    auto ae = trained(model, data, 4);
     const torch::Tensor x = data.test.inputs.narrow(0, 0, 500).detach().requires_grad_(true);
-    norm[i++] = std::sqrt(jacobian_penalty(built.model->encode(x), x, JacobianMethod::exact).item<double>());
+    norm[i++] = std::sqrt(jacobian_penalty(ae->encode(x), x, JacobianMethod::exact).item<double>());
   }
   RecordProperty("test_jacobian_norm_plain", std::to_string(norm[0]));
   RecordProperty("test_jacobian_norm_contractive", std::to_string(norm[1]));

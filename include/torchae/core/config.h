@@ -77,6 +77,10 @@ class OptionReader {
   std::set<std::string> read_;
 };
 
+/// The position of `name` in `names`; throws Error "unknown <what> "name" (known: ...)" when
+/// absent. Turns an option's string into an enum whose values follow `names`.
+std::size_t index_of_name(const std::vector<std::string>& names, const std::string& name, const std::string& what);
+
 /// Parses a JSON file; any failure is one line naming the file (and line/column if known).
 Json load_json_file(const std::filesystem::path& path);
 
