@@ -13,7 +13,9 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -118,6 +120,25 @@ bool computes(int argc, char** argv) {
   return command == "train" || command == "eval" || command == "bench" || command == "viz";
 }
 
+// Integer checks that say what they want ("--steps: must be an integer >= 1, got 0").
+CLI::Validator integer_at_least(int64_t lo) {
+  return CLI::Validator(
+      [lo](std::string& text) -> std::string {
+        std::size_t used = 0;
+        int64_t value = 0;
+        try {
+          value = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || used == 0 || value < lo) {
+          return fmt::format("must be an integer >= {}, got {}", lo, text);
+        }
+        return {};
+      },
+      fmt::format("INT>={}", lo));
+}
+
 // One line, whatever the source: c10 messages carry context lines and backtraces.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
@@ -129,6 +150,10 @@ int main(int argc, char** argv) {
   CLI::App app{"torchae: autoencoders on LibTorch"};
   app.set_version_flag("--version", std::string(TORCHAE_VERSION));
   app.require_subcommand(1);
+  // Usage errors read like every other error: one line, then a non-zero exit (CLI11's code).
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "torchae: error: " + first_line(e.what()) + " (see torchae --help)\n";
+  });
 
   app.add_subcommand("list", "list the model families");
 
@@ -153,20 +178,28 @@ int main(int argc, char** argv) {
   viz->add_option("--what", viz_what, "filters, recon or maximize")->required();
   viz->add_option("--out", viz_out, "PNG file to write")->required();
   viz->add_option("--unit", viz_unit, "maximize: the code unit (default: units 0..count-1)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   viz->add_option("--count", viz_count, "how many filters (100), images (10) or units (16)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
 
   auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
   BenchArgs bench_args;
-  bench_cmd->add_option("--batch", bench_args.batch, "batch size")->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--steps", bench_args.steps, "timed steps")->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--warmup", bench_args.warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--batch", bench_args.batch, "batch size")->check(integer_at_least(1));
+  bench_cmd->add_option("--steps", bench_args.steps, "timed steps")->check(integer_at_least(1));
+  bench_cmd->add_option("--warmup", bench_args.warmup, "untimed steps first")->check(integer_at_least(0));
   bench_cmd->add_option("--threads", bench_args.threads, "intra-op threads (0: LibTorch's default)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   bench_cmd->add_option("--device", bench_args.device, "cpu, cuda or cuda:N");
   bench_cmd->add_option("--model", bench_args.model, "a model section as JSON (default: the reference model)");
 
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> known;
+    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known.push_back(sub->get_name());
+    if (std::find(known.begin(), known.end(), argv[1]) == known.end()) {
+      std::cerr << fmt::format("torchae: error: unknown command \"{}\" (known: {})\n", argv[1], fmt::join(known, ", "));
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
