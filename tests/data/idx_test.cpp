@@ -140,7 +140,7 @@ TEST_F(Idx, BatchesCoverEveryExampleOnceWithOneIndexSelectEach) {
 }
 
 TEST_F(Idx, FashionMnistIsThereAndWellFormed) {
-  if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   DataOptions options;
   const DataSplits splits = load_data(options, /*with_test=*/true);
   EXPECT_EQ(splits.train.size() + splits.validation.size(), 60000);

@@ -59,7 +59,7 @@ TEST_F(MetricsTest, PcaRecoversAPlantedSubspace) {
 // The theorem behind the `linear` option (Baldi & Hornik, 1989): a linear autoencoder trained
 // with MSE on centred data spans the top-k principal subspace, and so matches PCA's error.
 TEST_F(MetricsTest, LinearAutoencoderLearnsThePcaSubspace) {
-  if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   DataOptions data_options;
   data_options.limit = 4000;
   data_options.center = true;

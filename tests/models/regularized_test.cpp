@@ -182,14 +182,14 @@ Json train_and_measure(const Json& model, int64_t epochs) {
 }
 
 TEST_F(SparseTest, KlPenaltyDrivesTheMeanActivationToRho) {
-  if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   const Json m = train_and_measure({{"family", "sparse"}, {"penalty", "kl"}, {"rho", 0.05}, {"code_size", 64}}, 8);
   RecordProperty("mean_activation", std::to_string(m["mean_activation"].get<double>()));
   EXPECT_NEAR(m["mean_activation"].get<double>(), 0.05, 0.02);
 }
 
 TEST_F(SparseTest, L1PenaltyLowersTheMeanAbsoluteCode) {
-  if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   const Json with = train_and_measure({{"family", "sparse"}, {"lambda", 1e-2}, {"code_size", 64}}, 3);
   const Json without = train_and_measure({{"family", "sparse"}, {"lambda", 0.0}, {"code_size", 64}}, 3);
   RecordProperty("mean_abs_l1", std::to_string(with["mean_abs"].get<double>()));
@@ -276,7 +276,7 @@ TEST_F(DenoisingTest, EmphasisedLossEqualsHandComputedValue) {
 }
 
 TEST_F(DenoisingTest, ReconstructsMaskedInputsBetterThanAPlainAutoencoder) {
-  if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   const DataSplits data = fashion_mnist(6000);
   const Dataset test{data.test.inputs.narrow(0, 0, 2000), {}};
   const CorruptionOptions masking{CorruptionKind::masking, 0.5};
@@ -301,7 +301,7 @@ TEST_F(DenoisingTest, ReconstructsMaskedInputsBetterThanAPlainAutoencoder) {
 // ---- contractive ------------------------------------------------------------------------
 
 TEST(ContractiveFamily, LowersTheTestJacobianNormAgainstAPlainAutoencoder) {
-  if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   const DataSplits data = fashion_mnist(3000);
   const Json plain = {{"family", "undercomplete"}, {"hidden", Json::array()}, {"code_size", 64},
                       {"code_activation", "sigmoid"}};

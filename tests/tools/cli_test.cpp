@@ -36,7 +36,7 @@ class Cli : public test::TorchaeTest {
  protected:
   void SetUp() override {
     TorchaeTest::SetUp();
-    if (!test::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed (scripts/install-deps.sh)";
+    ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
   }
 };
 
