@@ -36,9 +36,9 @@ void UndercompleteImpl::reset() {
   std::vector<int64_t> widths{input_size};
   widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
   widths.push_back(options.code_size());
-  TORCH_CHECK(options.input_dropout() >= 0 && options.input_dropout() < 1 && options.dropout() >= 0 &&
-                  options.dropout() < 1,
-              "undercomplete: dropout probabilities must be in [0, 1)");
+  // The hidden dropout rate is checked by MLP; the input's is this module's own.
+  TORCH_CHECK(options.input_dropout() >= 0 && options.input_dropout() < 1,
+              "undercomplete: input_dropout must be in [0, 1)");
   encoder_ = register_module("encoder", MLP(MLPOptions(widths)
                                                 .activation(options.activation())
                                                 .output_activation(options.code_activation())
@@ -69,16 +69,15 @@ void UndercompleteImpl::pretty_print(std::ostream& stream) const {
       to_string(options.output_activation()), options.tied(), options.linear(), to_string(options.loss()));
 }
 
-torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) {
-  torch::Tensor x = input.flatten(1);
-  if (options.input_dropout() > 0) x = torch::dropout(x, options.input_dropout(), is_training());
-  return encoder_->forward(x);
+torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input) const {
+  const torch::Tensor x = input.flatten(1);
+  return options.input_dropout() > 0 ? torch::dropout(x, options.input_dropout(), is_training()) : x;
 }
 
+torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) { return encoder_->forward(encoder_input(input)); }
+
 torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input) {
-  torch::Tensor x = input.flatten(1);
-  if (options.input_dropout() > 0) x = torch::dropout(x, options.input_dropout(), is_training());
-  return encoder_->forward_preactivation(x);
+  return encoder_->forward_preactivation(encoder_input(input));
 }
 
 torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code) {

@@ -74,6 +74,8 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   UndercompleteOptions options;
 
  private:
+  /// The input as the encoder takes it: flattened, with input dropout in training mode.
+  torch::Tensor encoder_input(const torch::Tensor& input) const;
   /// Decoder output before the output activation, flat [batch, input_size].
   torch::Tensor decode_logits(const torch::Tensor& code);
 
