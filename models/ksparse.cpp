@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+
 #include <cmath>
 
 namespace torchae {
@@ -51,10 +53,27 @@ Output KSparseImpl::forward(const torch::Tensor& input) {
   return backbone_->reconstruct(keep_top_k(backbone_->encode(input), current_k_), input.sizes());
 }
 
+int64_t KSparseImpl::feature_units() const {
+  return std::min<int64_t>(code_size(), std::llround(options.encode_alpha() * static_cast<double>(options.k())));
+}
+
 torch::Tensor KSparseImpl::encode(const torch::Tensor& input) {
-  const int64_t features = std::min<int64_t>(
-      code_size(), std::llround(options.encode_alpha() * static_cast<double>(options.k())));
-  return keep_top_k(backbone_->encode(input), is_training() ? current_k_ : features);
+  return keep_top_k(backbone_->encode(input), is_training() ? current_k_ : feature_units());
+}
+
+void KSparseImpl::script(ScriptModel& script) const {
+  script.method("keep_top_k(self, h: Tensor, k: int) -> Tensor",
+                {"if k >= h.size(1):", "    return h", "kept = torch.topk(h, k, 1)[1]",
+                 "return h * torch.zeros_like(h).scatter_(1, kept, 1.0)"});
+  std::vector<std::string> encode = backbone_->script_encoder(script, "backbone.");
+  std::vector<std::string> forward = encode;
+  encode.push_back(fmt::format("return self.keep_top_k(h, {})", feature_units()));
+  forward.push_back(fmt::format("return self.decode(self.keep_top_k(h, {}))", current_k_));
+  std::vector<std::string> decode = backbone_->script_decoder(script, "backbone.");
+  decode.emplace_back("return y");
+  script.method("encode(self, x: Tensor) -> Tensor", encode);
+  script.method("decode(self, h: Tensor) -> Tensor", decode);
+  script.method("forward(self, x: Tensor) -> Tensor", forward);
 }
 
 Losses KSparseImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {

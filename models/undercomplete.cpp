@@ -109,6 +109,33 @@ Losses UndercompleteImpl::loss(const torch::Tensor& target, const torch::Tensor&
   return {recon, {{"recon", recon}}};
 }
 
+std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, const std::string& prefix) const {
+  std::vector<std::string> lines{"h = x.flatten(1)"};
+  const auto encoder = encoder_->script(script, prefix + "encoder", "h");
+  lines.insert(lines.end(), encoder.begin(), encoder.end());
+  return lines;
+}
+
+std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, const std::string& prefix) const {
+  std::vector<std::string> lines;
+  if (options.tied()) {
+    std::vector<std::string> biases;
+    for (std::size_t k = 0; k < decoder_bias_.size(); ++k) {
+      biases.push_back(script.tensor(prefix + "decoder_bias" + std::to_string(k), decoder_bias_[k]));
+    }
+    lines = encoder_->script_transposed(script, prefix + "encoder", "h", biases, options.activation());
+  } else {
+    lines = decoder_->script(script, prefix + "decoder", "h");
+  }
+  lines.push_back(fmt::format("y = {}.view([h.size(0), {}])", script_activation(options.output_activation(), "h"),
+                              fmt::join(options.input_shape(), ", ")));
+  return lines;
+}
+
+void UndercompleteImpl::script(ScriptModel& script) const {
+  define_autoencoder_methods(script, script_encoder(script, ""), script_decoder(script, ""));
+}
+
 torch::Tensor UndercompleteImpl::decoder_matrix() const {
   if (options.tied()) {
     const auto& layers = encoder_->layers();

@@ -10,18 +10,19 @@
 
 namespace torchae::test {
 
-CliResult run_cli(const std::string& args) {
+CliResult run_command(const std::string& command) {
   TempDir dir;
   const auto out = dir / "stdout", err = dir / "stderr";
-  const std::string command = fmt::format("'{}' {} > '{}' 2> '{}' < /dev/null", TORCHAE_CLI, args,
-                                          out.string(), err.string());
-  const int status = std::system(command.c_str());
+  const std::string redirected = fmt::format("{} > '{}' 2> '{}' < /dev/null", command, out.string(), err.string());
+  const int status = std::system(redirected.c_str());
   CliResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.out = read_text(out);
   result.err = read_text(err);
   return result;
 }
+
+CliResult run_cli(const std::string& args) { return run_command(fmt::format("'{}' {}", TORCHAE_CLI, args)); }
 
 std::vector<std::string> read_lines(const std::filesystem::path& path) {
   std::istringstream text(read_text(path));

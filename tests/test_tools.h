@@ -15,6 +15,24 @@
 
 namespace torchae::test {
 
+/// One model section per family and notable option (tied, top-k, corruptions, Jacobian
+/// methods), for example shape {1, 6, 5}: the suites that every family must pass run over it.
+inline const std::vector<const char*> kFamilyConfigs{
+    R"({"family": "undercomplete", "code_size": 4, "hidden": [12]})",
+    R"({"family": "undercomplete", "code_size": 4, "hidden": [12], "tied": true, "activation": "tanh"})",
+    R"({"family": "undercomplete", "linear": true, "code_size": 3, "hidden": [10]})",
+    R"({"family": "sparse", "code_size": 6, "hidden": [12]})",
+    R"({"family": "sparse", "penalty": "kl", "code_size": 6, "hidden": [12]})",
+    R"({"family": "ksparse", "code_size": 20, "k": 4})",
+    R"({"family": "ksparse", "code_size": 20, "k": 4, "tied": false, "hidden": [12]})",
+    R"({"family": "denoising", "code_size": 4, "hidden": [12]})",
+    R"({"family": "denoising", "corruption": "gaussian", "level": 0.2, "alpha": 2, "beta": 0.5})",
+    R"({"family": "denoising", "corruption": "salt_pepper", "level": 0.1, "tied": true})",
+    R"({"family": "contractive", "code_size": 8})",
+    R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "exact"})",
+    R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "hutchinson", "probes": 2})",
+    R"({"family": "dropout", "code_size": 4, "hidden": [12]})"};
+
 /// Every test starts from the same global seed.
 class TorchaeTest : public ::testing::Test {
  protected:
@@ -81,6 +99,9 @@ struct CliResult {
   std::string out;
   std::string err;
 };
+
+/// Runs a shell command, capturing its exit code, stdout and stderr.
+CliResult run_command(const std::string& command);
 
 /// Runs the built `torchae` with `args` (shell-quoted by the caller where needed).
 CliResult run_cli(const std::string& args);

@@ -3,6 +3,8 @@
 #include "torchae/core/error.h"
 #include "torchae/core/runtime.h"
 #include "torchae/data/dataset.h"
+#include "torchae/export/export.h"
+#include "torchae/export/zoo.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 namespace {
@@ -108,6 +111,44 @@ Json bench(const BenchArgs& args) {
               {"final_loss", loss}};
 }
 
+// The zoo's recipes: installed beside the binary (share/torchae/zoo), else the source tree's.
+std::filesystem::path default_recipe_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto installed = exe.parent_path().parent_path() / TORCHAE_INSTALLED_ZOO_DIR;
+    if (std::filesystem::is_directory(installed, ec)) return installed;
+  }
+  return TORCHAE_SOURCE_ZOO_DIR;
+}
+
+std::string metric_text(const Json& card, const char* key, const char* format) {
+  const Json metrics = card.value("metrics", Json::object());
+  return metrics.contains(key) && metrics[key].is_number() ? fmt::format(format, metrics[key].get<double>()) : "-";
+}
+
+// `zoo list`: each recipe, and what its archive in `built_dir` scored where one is there.
+void list_zoo(const std::filesystem::path& recipe_dir, const std::filesystem::path& built_dir) {
+  std::cout << fmt::format("{:<22}{:<15}{:>8}{:>10}{:>9}  {}\n", "recipe", "family", "epochs", "test_mse", "train_s",
+                           "description");
+  for (const auto& recipe : torchae::zoo_recipes(recipe_dir)) {
+    const std::string family = recipe.config.contains("model") ? recipe.config["model"].value("family", "undercomplete")
+                                                               : "undercomplete";
+    std::string epochs = "-", mse = "-", seconds = "-";
+    const auto archive = built_dir / (recipe.name + ".pt");
+    std::error_code ec;
+    if (std::filesystem::exists(archive, ec)) {
+      const Json card = torchae::read_model_card(archive);
+      const Json training = card.value("training", Json::object());
+      epochs = std::to_string(training.value("epochs", int64_t{0}));
+      seconds = fmt::format("{:.0f}", training.value("seconds", 0.0));
+      mse = metric_text(card, "test_mse", "{:.4f}");
+    }
+    std::cout << fmt::format("{:<22}{:<15}{:>8}{:>10}{:>9}  {}\n", recipe.name, family, epochs, mse, seconds,
+                             recipe.description);
+  }
+}
+
 // Commands that compute re-execute under the passive OpenMP wait policy (see runtime.h);
 // listing and help do not, sparing them a second load of LibTorch (about 0.9 s here).
 bool computes(int argc, char** argv) {
@@ -117,7 +158,8 @@ bool computes(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") return false;
   }
-  return command == "train" || command == "eval" || command == "bench" || command == "viz";
+  return command == "train" || command == "eval" || command == "bench" || command == "viz" ||
+         command == "export" || command == "zoo";
 }
 
 // Integer checks that say what they want ("--steps: must be an integer >= 1, got 0").
@@ -182,6 +224,23 @@ int main(int argc, char** argv) {
   viz->add_option("--count", viz_count, "how many filters (100), images (10) or units (16)")
       ->check(integer_at_least(1));
 
+  auto* export_cmd = app.add_subcommand("export", "export a trained run as a TorchScript archive");
+  std::string export_dir, export_out;
+  export_cmd->add_option("--run", export_dir, "run directory")->required();
+  export_cmd->add_option("--out", export_out, "archive to write, e.g. model.pt")->required();
+
+  auto* zoo = app.add_subcommand("zoo", "the model zoo: recipes in models/zoo/*.json, archives with model cards");
+  zoo->require_subcommand(0, 1);
+  std::string zoo_info, zoo_recipe_dir = default_recipe_dir().string(), zoo_dir = "runs/zoo";
+  zoo->add_option("--info", zoo_info, "print the model card of a TorchScript archive");
+  zoo->add_option("--recipes", zoo_recipe_dir, "recipe directory")->capture_default_str();
+  auto* zoo_list = zoo->add_subcommand("list", "the recipes, with the scores of those built in --dir");
+  zoo_list->add_option("--dir", zoo_dir, "where built archives are")->capture_default_str();
+  auto* zoo_build = zoo->add_subcommand("build", "train, evaluate and export recipes (all when none is named)");
+  std::vector<std::string> zoo_names;
+  zoo_build->add_option("names", zoo_names, "recipes to build");
+  zoo_build->add_option("--out", zoo_dir, "directory for the runs and archives")->capture_default_str();
+
   auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
   BenchArgs bench_args;
   bench_cmd->add_option("--batch", bench_args.batch, "batch size")->check(integer_at_least(1));
@@ -222,6 +281,29 @@ int main(int argc, char** argv) {
       const int64_t count = viz_count > 0 ? viz_count : viz_what == "filters" ? 100 : viz_what == "recon" ? 10 : 16;
       torchae::viz_run(viz_dir, viz_what, viz_out, viz_unit, count);
       std::cout << viz_out << "\n";
+    } else if (app.got_subcommand(export_cmd)) {
+      torchae::export_run(export_dir, export_out);
+      std::cout << export_out << "\n";
+    } else if (app.got_subcommand(zoo)) {
+      if (!zoo_info.empty()) {
+        std::cout << torchae::read_model_card(zoo_info).dump(2) << "\n";
+      } else if (zoo->got_subcommand(zoo_list)) {
+        list_zoo(zoo_recipe_dir, zoo_dir);
+      } else if (zoo->got_subcommand(zoo_build)) {
+        const auto recipes = torchae::zoo_recipes(zoo_recipe_dir);
+        std::vector<std::string> names = zoo_names;
+        if (names.empty()) {
+          for (const auto& recipe : recipes) names.push_back(recipe.name);
+        }
+        for (const auto& name : names) torchae::find_recipe(recipes, name);  // all names checked first
+        for (const auto& name : names) {
+          std::cout << "== zoo: " << name << "\n" << std::flush;
+          torchae::zoo_build(torchae::find_recipe(recipes, name), zoo_dir);
+          std::cout << (std::filesystem::path(zoo_dir) / (name + ".pt")).string() << "\n";
+        }
+      } else {
+        throw torchae::Error("zoo: give list, build or --info MODEL.pt");
+      }
     } else if (app.got_subcommand(bench_cmd)) {
       std::cout << bench(bench_args).dump() << "\n";
     }

@@ -70,7 +70,11 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
         return out.reconstruction.to(torch::kCPU);
       },
       data.test, peak);
-  const PCA pca = PCA::fit(data.train.inputs.flatten(1), model.code_size());
+  // The baseline keeps as many components as the code has units, all of them for an
+  // overcomplete code (then PCA is lossless and the comparison says only that).
+  const torch::Tensor train = data.train.inputs.flatten(1);
+  const int64_t components = std::min(model.code_size(), train.size(1));
+  const PCA pca = PCA::fit(train, components);
   const ReconstructionMetrics baseline =
       reconstruction_metrics([&](const torch::Tensor& x) { return pca.reconstruct(x); }, data.test, peak);
   return Json{{"test_mse", ae.mse},
@@ -81,6 +85,7 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
               {"pca_test_sse_per_image", baseline.sse_per_example},
               {"pca_test_psnr_db", baseline.psnr_db},
               {"code_size", model.code_size()},
+              {"pca_components", components},
               {"n_test", data.test.size()}};
 }
 

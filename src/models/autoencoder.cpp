@@ -38,4 +38,8 @@ torch::Tensor reconstruction_loss_elements(ReconstructionLoss kind, const Output
   TORCH_CHECK(false, "unreachable reconstruction loss");
 }
 
+void Autoencoder::script(ScriptModel& /*script*/) const {
+  throw Error("this model has no TorchScript description, so it cannot be exported");
+}
+
 }  // namespace torchae

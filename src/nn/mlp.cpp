@@ -34,6 +34,16 @@ torch::Tensor activate(const torch::Tensor& x, Activation activation) {
   TORCH_CHECK(false, "unreachable activation");
 }
 
+std::string script_activation(Activation activation, const std::string& x) {
+  switch (activation) {
+    case Activation::relu: return "torch.relu(" + x + ")";
+    case Activation::sigmoid: return "torch.sigmoid(" + x + ")";
+    case Activation::tanh: return "torch.tanh(" + x + ")";
+    case Activation::identity: return x;
+  }
+  TORCH_CHECK(false, "unreachable activation");
+}
+
 MLPOptions::MLPOptions(std::vector<int64_t> widths) : widths_(std::move(widths)) {}
 
 MLPImpl::MLPImpl(MLPOptions options_) : options(std::move(options_)) { reset(); }
@@ -84,6 +94,37 @@ torch::Tensor MLPImpl::forward_transposed(torch::Tensor x, const std::vector<tor
     if (k + 1 < n) x = hidden(x, activation);
   }
   return x;
+}
+
+std::vector<std::string> MLPImpl::script(ScriptModel& script, const std::string& name, const std::string& var) const {
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const auto& layer = layers_[i];
+    const std::string prefix = name + ".layer" + std::to_string(i);
+    std::string affine = "torch.linear(" + var + ", " + script.tensor(prefix + ".weight", layer->weight);
+    if (layer->bias.defined()) affine += ", " + script.tensor(prefix + ".bias", layer->bias);
+    affine += ")";
+    const Activation activation = i + 1 < layers_.size() ? options.activation() : options.output_activation();
+    lines.push_back(var + " = " + script_activation(activation, affine));
+  }
+  return lines;
+}
+
+std::vector<std::string> MLPImpl::script_transposed(ScriptModel& script, const std::string& name,
+                                                    const std::string& var, const std::vector<std::string>& biases,
+                                                    Activation activation) const {
+  TORCH_CHECK(biases.size() == layers_.size(), "script_transposed: one bias per layer");
+  std::vector<std::string> lines;
+  const std::size_t n = layers_.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t i = n - 1 - k;
+    const std::string weight = script.tensor(name + ".layer" + std::to_string(i) + ".weight", layers_[i]->weight);
+    std::string affine = "torch.linear(" + var + ", " + weight + ".t()";
+    if (!biases[k].empty()) affine += ", " + biases[k];
+    affine += ")";
+    lines.push_back(var + " = " + (k + 1 < n ? script_activation(activation, affine) : affine));
+  }
+  return lines;
 }
 
 }  // namespace torchae

@@ -106,19 +106,7 @@ TEST_P(EveryFamily, EvalModeIsDeterministic) {
 
 INSTANTIATE_TEST_SUITE_P(
     Families, EveryFamily,
-    ::testing::Values(R"({"family": "undercomplete", "code_size": 4, "hidden": [12]})",
-                      R"({"family": "undercomplete", "code_size": 4, "hidden": [12], "tied": true, "activation": "tanh"})",
-                      R"({"family": "sparse", "code_size": 6, "hidden": [12]})",
-                      R"({"family": "sparse", "penalty": "kl", "code_size": 6, "hidden": [12]})",
-                      R"({"family": "ksparse", "code_size": 20, "k": 4})",
-                      R"({"family": "ksparse", "code_size": 20, "k": 4, "tied": false, "hidden": [12]})",
-                      R"({"family": "denoising", "code_size": 4, "hidden": [12]})",
-                      R"({"family": "denoising", "corruption": "gaussian", "level": 0.2, "alpha": 2, "beta": 0.5})",
-                      R"({"family": "denoising", "corruption": "salt_pepper", "level": 0.1, "tied": true})",
-                      R"({"family": "contractive", "code_size": 8})",
-                      R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "exact"})",
-                      R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "hutchinson", "probes": 2})",
-                      R"({"family": "dropout", "code_size": 4, "hidden": [12]})"));
+    ::testing::ValuesIn(test::kFamilyConfigs));
 
 TEST(Families, RegistryListsEveryFamily) {
   std::vector<std::string> names;

@@ -49,7 +49,7 @@ double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tens
 /// The evaluation of a trained autoencoder: its reconstruction metrics on the test set next
 /// to those of PCA with the same code size fitted on the training split, as JSON with keys
 /// test_mse, test_sse_per_image, test_psnr_db, test_loss, pca_test_mse, pca_test_sse_per_image,
-/// pca_test_psnr_db, code_size, n_test.
+/// pca_test_psnr_db, code_size, pca_components (min(code_size, input size)), n_test.
 Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device);
 
 }  // namespace torchae

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "torchae/export/script.h"
+
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
@@ -84,6 +86,11 @@ class Autoencoder {
   virtual void set_progress(int64_t /*epoch*/, int64_t /*epochs*/) {}
   /// The module itself: parameters, train()/eval(), to(device), save/load.
   virtual torch::nn::Module& module() = 0;
+  /// Describes the model as it computes in eval mode, in TorchScript: `encode`, `decode` and
+  /// `forward` (the reconstruction), with the tensors they use. This is what `torchae export`
+  /// compiles and checks against the model. The default throws: a family that cannot be
+  /// exported says so rather than export something else.
+  virtual void script(ScriptModel& script) const;
 };
 
 }  // namespace torchae

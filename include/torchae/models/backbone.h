@@ -23,6 +23,11 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   torch::Tensor decode(const torch::Tensor& code) override { return backbone_->decode(code); }
   int64_t code_size() const override { return backbone_->code_size(); }
   torch::nn::Module& module() override { return *this; }
+  /// In eval mode these families compute what their backbone does.
+  void script(ScriptModel& script) const override {
+    define_autoencoder_methods(script, backbone_->script_encoder(script, "backbone."),
+                               backbone_->script_decoder(script, "backbone."));
+  }
 
   const Undercomplete& backbone() const { return backbone_; }
 

@@ -37,6 +37,8 @@ class KSparseImpl : public BackboneAutoencoder<KSparseImpl> {
   torch::Tensor encode(const torch::Tensor& input) override;
   Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
   void set_progress(int64_t epoch, int64_t epochs) override;
+  /// Exports `keep_top_k(h, k)` too: `forward` keeps k units, `encode` encode_alpha * k.
+  void script(ScriptModel& script) const override;
 
   /// The k in force (annealed while training).
   int64_t current_k() const { return current_k_; }
@@ -46,6 +48,9 @@ class KSparseImpl : public BackboneAutoencoder<KSparseImpl> {
   KSparseOptions options;
 
  private:
+  /// Units `encode` keeps in eval mode: round(encode_alpha * k), at most the code width.
+  int64_t feature_units() const;
+
   int64_t current_k_ = 0;
 };
 

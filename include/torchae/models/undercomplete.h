@@ -61,6 +61,13 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
   int64_t code_size() const override { return options.code_size(); }
   torch::nn::Module& module() override { return *this; }
+  void script(ScriptModel& script) const override;
+
+  /// For export: TorchScript statements computing the code `h` from the input `x`, with the
+  /// tensors registered under `prefix` (the module's name in its owner, "" at the top).
+  std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix) const;
+  /// For export: statements computing the output `y`, shaped like the input, from the code `h`.
+  std::vector<std::string> script_decoder(ScriptModel& script, const std::string& prefix) const;
 
   /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`.
   Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "torchae/export/script.h"
+
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/linear.h>
@@ -19,6 +21,8 @@ std::string to_string(Activation activation);
 /// The names `parse_activation` accepts, for option checking.
 const std::vector<std::string>& activation_names();
 torch::Tensor activate(const torch::Tensor& x, Activation activation);
+/// `activate` as a TorchScript expression applied to the expression `x` (for export).
+std::string script_activation(Activation activation, const std::string& x);
 
 /// Options for `MLP`.
 struct MLPOptions {
@@ -57,6 +61,13 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   /// W_d = W_e^T of an encoder. `activation` (and dropout) follows every layer but the last.
   torch::Tensor forward_transposed(torch::Tensor x, const std::vector<torch::Tensor>& biases,
                                    Activation activation) const;
+
+  /// For export: TorchScript statements applying `forward` (eval mode: no dropout) to the
+  /// variable `var` in place, its tensors registered in `script` under `name`.
+  std::vector<std::string> script(ScriptModel& script, const std::string& name, const std::string& var) const;
+  /// The same for `forward_transposed`; `biases` are the expressions of its biases.
+  std::vector<std::string> script_transposed(ScriptModel& script, const std::string& name, const std::string& var,
+                                             const std::vector<std::string>& biases, Activation activation) const;
 
   const std::vector<torch::nn::Linear>& layers() const { return layers_; }
 

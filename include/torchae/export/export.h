@@ -1,0 +1,48 @@
+#pragma once
+
+#include "torchae/core/config.h"
+#include "torchae/export/script.h"
+#include "torchae/models/autoencoder.h"
+
+#include <torch/script.h>
+
+#include <filesystem>
+
+namespace torchae {
+
+/// The name of the model card inside an archive (a TorchScript extra file, stored under
+/// extra/): JSON with the family, resolved config, data, input shape and value range,
+/// training epochs, evaluation metrics, torchae version and creation date.
+///
+///   torch::jit::ExtraFilesMap extra{{kModelCardFile, ""}};
+///   torch::jit::Module m = torch::jit::load("model.pt", torch::kCPU, extra);
+///   Json card = Json::parse(extra[kModelCardFile]);
+inline constexpr const char* kModelCardFile = "model_card.json";
+
+/// The largest difference `to_torchscript` accepts between the compiled module and the
+/// native one on the probe batch.
+inline constexpr double kExportTolerance = 1e-5;
+
+/// Compiles `model`'s own TorchScript description (`Autoencoder::script`) into a module that
+/// needs nothing of torchae: its tensors are copied to the CPU, it is in eval mode. It is then
+/// checked against the native model (in eval mode, on the CPU) on `probe`, a batch of inputs:
+/// `forward`, `encode`, and `decode` of the native codes must agree within kExportTolerance,
+/// or an Error says which method differed and by how much. A family without a TorchScript
+/// description fails with an Error too. The model is left in eval mode on the CPU.
+torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe);
+
+/// Writes `module` to `path` with `card` as its model card, atomically.
+void save_torchscript(const torch::jit::Module& module, const Json& card, const std::filesystem::path& path);
+
+/// Reads the model card of an archive written by torchae, with a one-line Error when the file
+/// is missing, not a TorchScript archive, or has no card.
+Json read_model_card(const std::filesystem::path& archive);
+
+/// `torchae export`: the trained run in `run_dir` as a TorchScript archive at `out`, checked
+/// against the native model on inputs drawn from the run's test split. The run is evaluated
+/// first when it has no eval.json yet, so that the card carries its metrics; `card_extra`'s
+/// keys are added to the card. Returns the card.
+Json export_run(const std::filesystem::path& run_dir, const std::filesystem::path& out,
+                const Json& card_extra = Json::object());
+
+}  // namespace torchae

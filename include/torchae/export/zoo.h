@@ -1,0 +1,34 @@
+#pragma once
+
+#include "torchae/core/config.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// A recipe of the model zoo: models/zoo/NAME.json, a run configuration
+/// ({"model": ..., "data": ..., "train": ...}) with a one-line "description".
+struct ZooRecipe {
+  std::string name;
+  std::string description;
+  /// The run configuration, the description taken out.
+  Json config;
+};
+
+/// The recipes in `dir` (every *.json), sorted by name; an unreadable recipe is an Error
+/// naming its file.
+std::vector<ZooRecipe> zoo_recipes(const std::filesystem::path& dir);
+
+/// The recipe called `name` among `recipes`, or an Error listing the known names.
+const ZooRecipe& find_recipe(const std::vector<ZooRecipe>& recipes, const std::string& name);
+
+/// `torchae zoo build`: trains `recipe` into out/NAME (continuing it when a run is already
+/// there, so an interrupted build resumes), evaluates it and exports out/NAME.pt. Returns the
+/// archive's model card.
+///
+///   for (const auto& r : zoo_recipes("models/zoo")) zoo_build(r, "runs/zoo");
+Json zoo_build(const ZooRecipe& recipe, const std::filesystem::path& out);
+
+}  // namespace torchae

@@ -1,0 +1,225 @@
+#include "torchae/export/export.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "torchae/train/run.h"
+#include "torchae/version.h"
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+namespace torchae {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string identifier(const std::string& name) {
+  std::string out = name;
+  for (char& c : out) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  }
+  TORCH_CHECK(!out.empty() && !std::isdigit(static_cast<unsigned char>(out[0])),
+              "ScriptModel: not a usable tensor name: \"", name, "\"");
+  return out;
+}
+
+std::string method_name(const std::string& signature) { return signature.substr(0, signature.find('(')); }
+
+}  // namespace
+
+std::string ScriptModel::tensor(const std::string& name, const torch::Tensor& tensor) {
+  const std::string id = identifier(name);
+  for (const auto& [known, value] : tensors_) {
+    if (known != id) continue;
+    TORCH_CHECK(value.sizes() == tensor.sizes() && torch::equal(value, tensor.detach().to(torch::kCPU)),
+                "ScriptModel: the name \"", id, "\" is taken by another tensor");
+    return "self." + id;
+  }
+  tensors_.emplace_back(id, tensor.detach().to(torch::kCPU).clone());
+  return "self." + id;
+}
+
+void ScriptModel::method(const std::string& signature, const std::vector<std::string>& body) {
+  const std::string name = method_name(signature);
+  TORCH_CHECK(!has_method(name), "ScriptModel: method \"", name, "\" is defined twice");
+  methods_.push_back(name);
+  source_ += "def " + signature + ":\n";
+  for (const auto& line : body) source_ += "    " + line + "\n";
+}
+
+bool ScriptModel::has_method(const std::string& name) const {
+  return std::find(methods_.begin(), methods_.end(), name) != methods_.end();
+}
+
+void define_autoencoder_methods(ScriptModel& script, const std::vector<std::string>& encoder,
+                                const std::vector<std::string>& decoder) {
+  std::vector<std::string> encode = encoder;
+  encode.emplace_back("return h");
+  std::vector<std::string> decode = decoder;
+  decode.emplace_back("return y");
+  script.method("encode(self, x: Tensor) -> Tensor", encode);
+  script.method("decode(self, h: Tensor) -> Tensor", decode);
+  script.method("forward(self, x: Tensor) -> Tensor", {"return self.decode(self.encode(x))"});
+}
+
+namespace {
+
+double max_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.sizes() != b.sizes()) return std::numeric_limits<double>::infinity();
+  return (a - b).abs().max().item<double>();
+}
+
+}  // namespace
+
+torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe) {
+  model.module().to(torch::kCPU);
+  model.module().eval();
+  ScriptModel script;
+  model.script(script);
+  for (const char* required : {"forward", "encode", "decode"}) {
+    if (!script.has_method(required)) {
+      throw Error(fmt::format("export: the model's TorchScript description has no {} method", required));
+    }
+  }
+
+  torch::jit::Module module("__torch__.torchae.Autoencoder");
+  for (const auto& [name, tensor] : script.tensors()) module.register_parameter(name, tensor, /*is_buffer=*/false);
+  try {
+    module.define(script.source());
+  } catch (const c10::Error& e) {
+    // A family's source that does not compile is a bug in torchae, not in the user's input.
+    throw Error(fmt::format("export: the model's TorchScript does not compile: {}", e.what_without_backtrace()));
+  }
+  module.eval();
+
+  // The exported module must compute what the native one does; anything else is refused.
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = probe.to(torch::kCPU, torch::kFloat);
+  const torch::Tensor code = model.encode(x);
+  const std::vector<std::tuple<std::string, torch::Tensor, torch::Tensor>> checks{
+      {"forward", model.forward(x).reconstruction, module.forward({x}).toTensor()},
+      {"encode", code, module.get_method("encode")({x}).toTensor()},
+      {"decode", model.decode(code), module.get_method("decode")({code}).toTensor()},
+  };
+  for (const auto& [name, native, exported] : checks) {
+    const double difference = max_difference(native, exported);
+    if (!(difference <= kExportTolerance)) {
+      throw Error(fmt::format("export: the TorchScript {} differs from the model's (max |difference| {:.3g}, "
+                              "shapes [{}] vs [{}]); nothing was written",
+                              name, difference, fmt::join(native.sizes(), ", "), fmt::join(exported.sizes(), ", ")));
+    }
+  }
+  return module;
+}
+
+void save_torchscript(const torch::jit::Module& module, const Json& card, const fs::path& path) {
+  const torch::jit::ExtraFilesMap extra{{kModelCardFile, card.dump(2) + "\n"}};
+  write_atomically(path, [&](const fs::path& tmp) { module.save(tmp.string(), extra); });
+}
+
+Json read_model_card(const fs::path& archive) {
+  std::error_code ec;
+  if (!fs::is_regular_file(archive, ec)) throw Error(fmt::format("{}: no such file", archive.string()));
+  torch::jit::ExtraFilesMap extra{{kModelCardFile, ""}};
+  try {
+    torch::jit::load(archive.string(), torch::kCPU, extra);
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    throw Error(fmt::format("{}: not a TorchScript archive ({})", archive.string(), what.substr(0, what.find('\n'))));
+  }
+  const std::string& text = extra[kModelCardFile];
+  if (text.empty()) throw Error(fmt::format("{}: has no {} (not exported by torchae?)", archive.string(), kModelCardFile));
+  Json card = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!card.is_object()) throw Error(fmt::format("{}: its {} is not a JSON object", archive.string(), kModelCardFile));
+  return card;
+}
+
+namespace {
+
+std::string utc_now() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// What metrics.jsonl says of the training: epochs done, final losses, seconds spent.
+Json training_summary(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.jsonl");
+  Json last = Json::object();
+  double seconds = 0.0;
+  std::string line;
+  while (std::getline(in, line)) {
+    Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;
+    seconds += j.value("seconds", 0.0);
+    last = std::move(j);
+  }
+  return Json{{"epochs", last.value("epoch", int64_t{0})},
+              {"train_loss", last.value("train_loss", Json())},
+              {"val_loss", last.value("val_loss", Json())},
+              {"seconds", seconds}};
+}
+
+}  // namespace
+
+Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_extra) {
+  std::error_code ec;
+  Json metrics = fs::exists(run_dir / "eval.json", ec) ? load_json_file(run_dir / "eval.json") : evaluate_run(run_dir);
+  Run run = load_run(run_dir, /*with_test=*/true);
+  const std::string family = run.config["model"].value("family", "");
+  const int64_t n_probe = std::min<int64_t>(64, run.data.test.size());
+  torch::jit::Module module;
+  try {
+    module = to_torchscript(*run.model.model, run.data.test.inputs.narrow(0, 0, n_probe));
+  } catch (const Error& e) {
+    throw Error(fmt::format("family \"{}\": {}", family, e.what()));
+  }
+  if (run.data.mean.defined()) module.register_buffer("input_mean", run.data.mean.to(torch::kCPU).contiguous());
+
+  const DataSpec& spec = run.data.spec;
+  Json card = {
+      {"format", "torchae-model-card/1"},
+      {"family", family},
+      {"methods", {"forward", "encode", "decode"}},
+      {"code_size", run.model.model->code_size()},
+      {"input",
+       {{"shape", spec.shape},
+        {"range", {spec.min, spec.max}},
+        {"centered", run.data_options.center},
+        {"note", run.data_options.center
+                     ? "inputs are images in [0, 1] minus the buffer input_mean (the training mean)"
+                     : "inputs are images with values in the range, batched as [N, shape...]"}}},
+      {"data",
+       {{"dataset", run.data_options.dataset},
+        {"path", run.data_options.path},
+        {"limit", run.data_options.limit},
+        {"validation_fraction", run.data_options.validation_fraction}}},
+      {"training", training_summary(run_dir)},
+      {"metrics", metrics},
+      {"config", run.config},
+      {"torchae_version", TORCHAE_VERSION},
+      {"libtorch_version", TORCH_VERSION},
+      {"created", utc_now()},
+      {"run", run_dir.string()},
+  };
+  if (module.find_method("sample")) card["methods"].push_back("sample");
+  if (module.find_method("classify")) card["methods"].push_back("classify");
+  card.update(card_extra);
+  save_torchscript(module, card, out);
+  return card;
+}
+
+}  // namespace torchae
