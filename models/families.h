@@ -12,5 +12,6 @@ void register_sparse(Registry& registry);
 void register_ksparse(Registry& registry);
 void register_denoising(Registry& registry);
 void register_contractive(Registry& registry);
+void register_vae(Registry& registry);
 
 }  // namespace torchae

@@ -31,7 +31,10 @@ inline const std::vector<const char*> kFamilyConfigs{
     R"({"family": "contractive", "code_size": 8})",
     R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "exact"})",
     R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "hutchinson", "probes": 2})",
-    R"({"family": "dropout", "code_size": 4, "hidden": [12]})"};
+    R"({"family": "dropout", "code_size": 4, "hidden": [12]})",
+    R"({"family": "vae", "code_size": 3, "hidden": [12]})",
+    R"({"family": "vae", "code_size": 2, "hidden": [10, 8], "decoder": "gaussian"})",
+    R"({"family": "vae", "code_size": 2, "decoder": "gaussian", "variance": "fixed", "sigma": 0.5, "beta": 4})"};
 
 /// Every test starts from the same global seed.
 class TorchaeTest : public ::testing::Test {

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 namespace {
 
@@ -212,16 +213,21 @@ int main(int argc, char** argv) {
   auto* eval = app.add_subcommand("eval", "evaluate a trained run; metrics as JSON on stdout");
   std::string eval_dir;
   eval->add_option("--run", eval_dir, "run directory")->required();
+  int64_t iw_samples = torchae::kDefaultIwSamples;
+  eval->add_option("--iw-samples", iw_samples, "vae: importance samples per test image for log p(x)")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
 
   auto* viz = app.add_subcommand("viz", "draw a trained run as a PNG");
   std::string viz_dir, viz_what, viz_out;
   int64_t viz_unit = -1, viz_count = 0;
   viz->add_option("--run", viz_dir, "run directory")->required();
-  viz->add_option("--what", viz_what, "filters, recon or maximize")->required();
+  viz->add_option("--what", viz_what, "filters, recon, maximize, samples, interp or latent")->required();
   viz->add_option("--out", viz_out, "PNG file to write")->required();
   viz->add_option("--unit", viz_unit, "maximize: the code unit (default: units 0..count-1)")
       ->check(integer_at_least(0));
-  viz->add_option("--count", viz_count, "how many filters (100), images (10) or units (16)")
+  viz->add_option("--count", viz_count,
+                  "how many filters (100), images (10), units (16), samples (100), interpolations (8) or codes (5000)")
       ->check(integer_at_least(1));
 
   auto* export_cmd = app.add_subcommand("export", "export a trained run as a TorchScript archive");
@@ -276,9 +282,12 @@ int main(int argc, char** argv) {
         torchae::train_run(read_config(config_file, overrides), out_dir);
       }
     } else if (app.got_subcommand(eval)) {
-      std::cout << torchae::evaluate_run(eval_dir).dump(2) << "\n";
+      std::cout << torchae::evaluate_run(eval_dir, iw_samples).dump(2) << "\n";
     } else if (app.got_subcommand(viz)) {
-      const int64_t count = viz_count > 0 ? viz_count : viz_what == "filters" ? 100 : viz_what == "recon" ? 10 : 16;
+      static const std::map<std::string, int64_t> default_count{{"filters", 100}, {"recon", 10},  {"maximize", 16},
+                                                                {"samples", 100}, {"interp", 8},  {"latent", 5000}};
+      const auto known = default_count.find(viz_what);
+      const int64_t count = viz_count > 0 ? viz_count : known != default_count.end() ? known->second : 1;
       torchae::viz_run(viz_dir, viz_what, viz_out, viz_unit, count);
       std::cout << viz_out << "\n";
     } else if (app.got_subcommand(export_cmd)) {

@@ -40,6 +40,7 @@ const Registry& Registry::builtin() {
     register_ksparse(r);
     register_denoising(r);
     register_contractive(r);
+    register_vae(r);
     return r;
   }();
   return registry;

@@ -4,6 +4,7 @@
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
 #include "torchae/eval/metrics.h"
+#include "torchae/models/vae.h"
 
 #include <torch/torch.h>
 
@@ -114,12 +115,15 @@ Run load_run(const fs::path& run_dir, bool with_test) {
   return run;
 }
 
-Json evaluate_run(const fs::path& run_dir) {
+Json evaluate_run(const fs::path& run_dir, int64_t iw_samples) {
   Run run = load_run(run_dir, /*with_test=*/true);
   const torch::Device device = resolve_device(run.train_options.device);
   set_threads(run.train_options.threads);
   run.model.model->module().to(device);
   Json metrics = evaluate_reconstruction(*run.model.model, run.data, device);
+  if (auto* vae = dynamic_cast<VAEImpl*>(run.model.model.get())) {
+    metrics.update(evaluate_likelihood(*vae, run.data.test, iw_samples, device));
+  }
   metrics["family"] = run.config["model"]["family"];
   metrics["run"] = run_dir.string();
   write_text_atomically(run_dir / "eval.json", metrics.dump(2) + "\n");

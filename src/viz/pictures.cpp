@@ -2,14 +2,18 @@
 
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
+#include "torchae/eval/metrics.h"
+#include "torchae/models/vae.h"
 #include "torchae/train/run.h"
 
 #include <torch/torch.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <numeric>
 
 namespace torchae {
@@ -106,10 +110,64 @@ torch::Tensor maximize_unit(Autoencoder& model, int64_t unit, const std::vector<
   return x;
 }
 
+torch::Tensor interpolation_rows(Autoencoder& model, const torch::Tensor& a, const torch::Tensor& b, int64_t steps) {
+  TORCH_CHECK(a.sizes() == b.sizes() && steps >= 2, "interpolation_rows: pairs of equal shape, steps >= 2");
+  model.module().eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor from = model.encode(a), to = model.encode(b);
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < a.size(0); ++i) {
+    const torch::Tensor t = torch::linspace(0, 1, steps).unsqueeze(1);
+    const torch::Tensor line = (1 - t) * from[i].unsqueeze(0) + t * to[i].unsqueeze(0);
+    rows.push_back(a[i].unsqueeze(0));
+    rows.push_back(model.decode(line));
+    rows.push_back(b[i].unsqueeze(0));
+  }
+  return torch::cat(rows);
+}
+
+torch::Tensor codes_to_plane(const torch::Tensor& codes) {
+  const torch::Tensor c = codes.detach().cpu().to(torch::kFloat32);
+  if (c.size(1) == 2) return c;
+  if (c.size(1) == 1) return torch::cat({c, torch::zeros_like(c)}, 1);
+  const PCA pca = PCA::fit(c, 2);
+  return (c.to(torch::kDouble) - pca.mean).mm(pca.components).to(torch::kFloat32);
+}
+
+torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& labels,
+                           const std::vector<std::string>& names, int64_t size) {
+  // Matplotlib's "tab10" colours (RGB), which stay apart for the usual kinds of colour blindness.
+  static const std::vector<cv::Scalar> palette{
+      {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
+      {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+  const int side = static_cast<int>(size), legend = 200, margin = 20;
+  cv::Mat image(side, side + legend, CV_8UC3, cv::Scalar(255, 255, 255));
+  const torch::Tensor p = points.detach().cpu().to(torch::kFloat32);
+  const torch::Tensor lo = std::get<0>(p.min(0)), hi = std::get<0>(p.max(0));
+  const torch::Tensor scaled = (p - lo) / (hi - lo).clamp_min(1e-12) * static_cast<float>(side - 2 * margin) + margin;
+  const torch::Tensor label = labels.defined() ? labels.cpu().to(torch::kLong) : torch::zeros({p.size(0)}, torch::kLong);
+  const auto xy = scaled.accessor<float, 2>();
+  const auto l = label.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < p.size(0); ++i) {
+    const cv::Point centre(static_cast<int>(xy[i][0]), side - static_cast<int>(xy[i][1]));
+    cv::circle(image, centre, 2, palette[static_cast<std::size_t>(l[i]) % palette.size()], cv::FILLED, cv::LINE_AA);
+  }
+  const int64_t classes = label.numel() > 0 ? label.max().item<int64_t>() + 1 : 0;
+  for (int64_t k = 0; k < classes; ++k) {
+    const int y = margin + 24 * static_cast<int>(k);
+    cv::circle(image, {side + 16, y}, 6, palette[static_cast<std::size_t>(k) % palette.size()], cv::FILLED, cv::LINE_AA);
+    const std::string name = static_cast<std::size_t>(k) < names.size() ? names[static_cast<std::size_t>(k)] : std::to_string(k);
+    cv::putText(image, name, {side + 30, y + 5}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  }
+  // The image was drawn in RGB order; the tensor is returned as RGB too.
+  return torch::from_blob(image.data, {image.rows, image.cols, 3}, torch::kUInt8).clone();
+}
+
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
              int64_t unit, int64_t count) {
-  if (what != "filters" && what != "recon" && what != "maximize") {
-    throw Error(fmt::format("viz: --what {}: expected filters, recon or maximize", what));
+  static const std::vector<std::string> kinds{"filters", "recon", "maximize", "samples", "interp", "latent"};
+  if (std::find(kinds.begin(), kinds.end(), what) == kinds.end()) {
+    throw Error(fmt::format("viz: --what {}: expected one of {}", what, fmt::join(kinds, ", ")));
   }
   if (count < 1) throw Error("viz: --count must be at least 1");
   Run run = load_run(run_dir, /*with_test=*/true);
@@ -126,6 +184,32 @@ void viz_run(const std::filesystem::path& run_dir, const std::string& what, cons
     std::vector<torch::Tensor> rows;
     for (const auto& row : reconstruction_rows(model, inputs)) rows.push_back(uncentre(row));
     grid = image_grid(torch::cat(rows), inputs.size(0), /*normalise_each=*/false);
+  } else if (what == "samples") {
+    auto* vae = dynamic_cast<VAEImpl*>(&model);
+    if (vae == nullptr) {
+      throw Error(fmt::format("viz: samples need a generative family (vae); this run is {}",
+                              run.config["model"].value("family", "?")));
+    }
+    vae->eval();
+    torch::NoGradGuard no_grad;
+    grid = image_grid(vae->sample(count), 10, /*normalise_each=*/false);
+  } else if (what == "interp") {
+    const int64_t pairs = std::min(count, run.data.test.size() / 2);
+    const torch::Tensor a = run.data.test.inputs.narrow(0, 0, pairs);
+    const torch::Tensor b = run.data.test.inputs.narrow(0, pairs, pairs);
+    const int64_t steps = 10;
+    grid = image_grid(uncentre(interpolation_rows(model, a, b, steps)), steps + 2, /*normalise_each=*/false);
+  } else if (what == "latent") {
+    const int64_t n = std::min(count, run.data.test.size());
+    model.module().eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor codes = model.encode(run.data.test.inputs.narrow(0, 0, n));
+    const torch::Tensor labels =
+        run.data.test.labels.defined() ? run.data.test.labels.narrow(0, 0, n) : torch::Tensor();
+    static const std::vector<std::string> fashion{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                  "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    const bool is_fashion = run.data_options.dataset == "fashion-mnist";
+    grid = scatter_plot(codes_to_plane(codes), labels, is_fashion ? fashion : std::vector<std::string>{});
   } else {
     if (unit >= model.code_size()) {
       throw Error(fmt::format("viz: --unit {}: the code has {} units", unit, model.code_size()));

@@ -52,7 +52,7 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   TempDir dir;
   const std::string out = (dir / "run").string();
   expect_one_line_error(run_cli("train --set model.family=nope --out " + out),
-                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, undercomplete)");
+                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, undercomplete, vae)");
   expect_one_line_error(run_cli("train --set train.epochs=0 --out " + out), "train.epochs: must be >= 1");
   expect_one_line_error(run_cli("train --set train.lr=fast --out " + out), "train.lr: expected a number");
   expect_one_line_error(run_cli("train --set train.optimiser=sgd --out " + out), "train.optimiser: unknown key");
@@ -191,7 +191,7 @@ TEST_F(Cli, VizDrawsFiltersReconstructionsAndMaximisingInputs) {
                                             (dir / "x.png").string())),
                         "--unit 99: the code has 16 units");
   expect_one_line_error(run_cli(fmt::format("viz --run {} --what colours --out {}", run, (dir / "x.png").string())),
-                        "expected filters, recon or maximize");
+                        "expected one of filters, recon, maximize, samples, interp, latent");
   EXPECT_FALSE(std::filesystem::exists(dir / "x.png"));
 }
 

@@ -2,6 +2,7 @@
 
 #include "torchae/core/config.h"
 #include "torchae/data/dataset.h"
+#include "torchae/eval/metrics.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/trainer.h"
 
@@ -39,7 +40,8 @@ void resume_run(const std::filesystem::path& run_dir, const std::vector<std::str
 /// Loads a run's configuration and trained weights.
 Run load_run(const std::filesystem::path& run_dir, bool with_test);
 
-/// `torchae eval`: the test-set metrics of a trained run as JSON.
-Json evaluate_run(const std::filesystem::path& run_dir);
+/// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
+/// A variational model adds its likelihood, importance-sampled with `iw_samples` per image.
+Json evaluate_run(const std::filesystem::path& run_dir, int64_t iw_samples = kDefaultIwSamples);
 
 }  // namespace torchae

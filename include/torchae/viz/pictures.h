@@ -34,10 +34,27 @@ std::vector<torch::Tensor> reconstruction_rows(Autoencoder& model, const torch::
 torch::Tensor maximize_unit(Autoencoder& model, int64_t unit, const std::vector<int64_t>& input_shape, double norm,
                             int64_t steps = 300, double lr = 0.1);
 
+/// Rows for `torchae viz --what interp`: for each pair (a_i, b_i), the image a_i, the decoded
+/// points of the straight line from its code to b_i's at `steps` evenly spaced t in [0, 1],
+/// and the image b_i, all in eval mode. Returns [N * (steps + 2), C, H, W], row by row.
+torch::Tensor interpolation_rows(Autoencoder& model, const torch::Tensor& a, const torch::Tensor& b, int64_t steps);
+
+/// Codes [N, d] as 2-D points: the codes themselves when d <= 2 (padded with zeros for d = 1),
+/// else their projection onto the first two principal components.
+torch::Tensor codes_to_plane(const torch::Tensor& codes);
+
+/// A scatter plot of `points` [N, 2] coloured by `labels` [N] (0-9 distinct colours), with a
+/// legend naming each label by `names` (where given), as an RGB image uint8 [size, size + 200, 3].
+torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& labels,
+                           const std::vector<std::string>& names, int64_t size = 800);
+
 /// `torchae viz`: draws `what` for the trained run in `run_dir` into the PNG `out`:
 /// "filters" (the first `count` first-layer filters), "recon" (`count` test images: inputs,
 /// corrupted inputs where the model corrupts, reconstructions), "maximize" (the input that
-/// maximises code unit `unit`, or units 0..count-1 when unit < 0).
+/// maximises code unit `unit`, or units 0..count-1 when unit < 0), "samples" (`count` draws
+/// from the prior of a generative family, decoded), "interp" (`count` rows of decoded straight
+/// lines between the codes of test images) or "latent" (the codes of the first `count` test
+/// images in the plane, coloured by label).
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
              int64_t unit, int64_t count);
 

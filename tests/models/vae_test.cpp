@@ -1,0 +1,198 @@
+// The variational autoencoder: its KL term, its likelihood estimates, and the linear-Gaussian
+// case where log p(x) is known in closed form (probabilistic PCA).
+
+#include "test_tools.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "torchae/data/dataset.h"
+#include "torchae/eval/metrics.h"
+#include "torchae/export/export.h"
+#include "torchae/models/registry.h"
+#include "torchae/models/vae.h"
+#include "torchae/train/run.h"
+#include "torchae/train/trainer.h"
+#include "torchae/viz/pictures.h"
+
+#include <fmt/format.h>
+
+namespace torchae {
+namespace {
+
+using test::expect_tensors_near;
+using test::TorchaeTest;
+
+class VaeTest : public TorchaeTest {};
+
+// Trains `model` on `data` quietly on the CPU and returns it in eval mode.
+std::shared_ptr<VAEImpl> trained_vae(const Json& model, const DataSplits& data, int64_t epochs, double lr = 1e-3) {
+  auto built = build_model(model, data.spec);
+  TrainOptions options;
+  options.epochs = epochs;
+  options.lr = lr;
+  options.device = "cpu";
+  options.progress = "none";
+  Trainer trainer(built.model, options);
+  trainer.fit(data.train, data.validation);
+  auto vae = std::dynamic_pointer_cast<VAEImpl>(built.model);
+  vae->eval();
+  return vae;
+}
+
+TEST_F(VaeTest, ClosedFormKlAgreesWithMonteCarlo) {
+  const torch::Tensor mu = torch::randn({4, 3}, torch::kDouble);
+  const torch::Tensor log_var = 0.5 * torch::randn({4, 3}, torch::kDouble);
+  const int64_t samples = 400000;
+  const torch::Tensor z = mu + torch::exp(0.5 * log_var) * torch::randn({samples, 4, 3}, torch::kDouble);
+  const torch::Tensor log_q = diagonal_gaussian_log_density(z, mu, log_var);
+  const torch::Tensor log_p = diagonal_gaussian_log_density(z, torch::zeros_like(mu), torch::zeros_like(log_var));
+  const torch::Tensor monte_carlo = (log_q - log_p).mean(0);
+  // The Monte Carlo error is about std(log q - log p) / sqrt(samples): under 0.01 here.
+  expect_tensors_near(monte_carlo, kl_to_standard_normal(mu, log_var), 0.01);
+  EXPECT_TRUE(torch::allclose(kl_to_standard_normal(torch::zeros({2, 5}), torch::zeros({2, 5})), torch::zeros({2})));
+}
+
+TEST_F(VaeTest, ImportanceSampledLikelihoodBoundsTheElboAndRisesWithK) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
+  DataOptions data_options;
+  data_options.limit = 3000;
+  const DataSplits data = load_data(data_options, /*with_test=*/true);
+  auto vae = trained_vae({{"family", "vae"}, {"code_size", 4}, {"hidden", {128}}}, data, 3);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::bernoulli(data.test.inputs.narrow(0, 0, 200));
+  double elbo = 0.0;
+  for (int i = 0; i < 20; ++i) elbo += vae->elbo(x).mean().item<double>() / 20;
+  std::vector<double> estimates;
+  for (int64_t k : {1, 10, 100, 1000}) estimates.push_back(vae->importance_log_likelihood(x, k).mean().item<double>());
+  RecordProperty("elbo", std::to_string(elbo));
+  RecordProperty("is_k1_10_100_1000", fmt::format("{:.3f} {:.3f} {:.3f} {:.3f}", estimates[0], estimates[1],
+                                                  estimates[2], estimates[3]));
+  // k = 1 is the ELBO in expectation (one sample each: noise of a few tenths of a nat).
+  EXPECT_NEAR(estimates[0], elbo, 1.0);
+  for (std::size_t i = 1; i < estimates.size(); ++i) EXPECT_GT(estimates[i], estimates[i - 1]) << "k index " << i;
+  EXPECT_GT(estimates.back(), elbo + 0.5);
+}
+
+TEST_F(VaeTest, LinearGaussianVaeEstimatesTheProbabilisticPcaLikelihood) {
+  // Data from a probabilistic PCA model, x = W z + b + noise with z in R^2, x in R^6.
+  const int64_t n = 4000, dim = 6, latent = 2;
+  const torch::Tensor w = torch::randn({dim, latent});
+  const torch::Tensor b = torch::randn({dim});
+  const torch::Tensor x = torch::randn({n, latent}).mm(w.t()) + b + 0.3 * torch::randn({n, dim});
+  DataSplits data;
+  data.train.inputs = x.narrow(0, 0, 3500);
+  data.validation.inputs = x.narrow(0, 3500, 500);
+  data.spec = DataSpec{{dim}, x.min().item<double>(), x.max().item<double>(), 1.0};
+  // Linear encoder and decoder (no hidden layer), Gaussian p(x|z) with a learned variance.
+  auto vae = trained_vae({{"family", "vae"}, {"code_size", latent}, {"hidden", Json::array()}, {"decoder", "gaussian"},
+                          {"sigma", 1.0}},
+                         data, 60, 1e-2);
+
+  // The model's own marginal: x ~ N(b_d, W_d W_d^T + diag(exp(log_variance))).
+  torch::Tensor w_d, b_d, log_variance;
+  for (const auto& p : vae->named_parameters()) {
+    if (p.key() == "decoder.layer0.weight") w_d = p.value().detach().to(torch::kDouble);
+    if (p.key() == "decoder.layer0.bias") b_d = p.value().detach().to(torch::kDouble);
+    if (p.key() == "log_variance") log_variance = p.value().detach().to(torch::kDouble);
+  }
+  ASSERT_TRUE(w_d.defined() && b_d.defined() && log_variance.defined());
+  const torch::Tensor covariance = w_d.mm(w_d.t()) + torch::diag(log_variance.exp());
+  const torch::Tensor test = data.validation.inputs.narrow(0, 0, 200);
+  const torch::Tensor centred = test.to(torch::kDouble) - b_d;
+  const torch::Tensor solved = torch::linalg::solve(covariance, centred.t(), /*left=*/true);
+  const double log_det = std::get<1>(torch::linalg::slogdet(covariance)).item<double>();
+  const torch::Tensor exact =
+      -0.5 * (static_cast<double>(dim) * std::log(2 * M_PI) + log_det + (centred.t() * solved).sum(0));
+
+  torch::NoGradGuard no_grad;
+  const torch::Tensor estimate = vae->importance_log_likelihood(test, 2000).to(torch::kDouble);
+  const double mean_gap = (estimate - exact).mean().item<double>();
+  RecordProperty("mean_gap_nats", std::to_string(mean_gap));
+  EXPECT_LT(std::abs(mean_gap), 1.0);
+  EXPECT_LT((estimate - exact).abs().max().item<double>(), 1.0);
+}
+
+TEST_F(VaeTest, EvalModeEncodesToTheMeanAndExportSamplesFromThePrior) {
+  auto vae = std::dynamic_pointer_cast<VAEImpl>(
+      build_model(Json{{"family", "vae"}, {"code_size", 3}, {"hidden", {12}}}, DataSpec{{1, 6, 5}, 0, 1, 1}).model);
+  const torch::Tensor x = torch::rand({5, 1, 6, 5});
+  vae->train();
+  EXPECT_FALSE(torch::equal(vae->encode(x), vae->encode(x))) << "training mode samples z";
+  vae->eval();
+  expect_tensors_near(vae->encode(x), vae->posterior(x).first, 0.0);
+  EXPECT_EQ(vae->sample(7).sizes(), (std::vector<int64_t>{7, 1, 6, 5}));
+
+  torch::jit::Module exported = to_torchscript(*vae, x);
+  const torch::Tensor samples = exported.get_method("sample")({int64_t{9}}).toTensor();
+  EXPECT_EQ(samples.sizes(), (std::vector<int64_t>{9, 1, 6, 5}));
+  EXPECT_TRUE(samples.ge(0).all().item<bool>() && samples.le(1).all().item<bool>());
+}
+
+TEST_F(VaeTest, BinarizesInTrainingAndScoresLikelihoodOnAFixedBinarisation) {
+  auto vae = std::dynamic_pointer_cast<VAEImpl>(
+      build_model(Json{{"family", "vae"}, {"code_size", 3}, {"hidden", {12}}}, DataSpec{{1, 6, 5}, 0, 1, 1}).model);
+  vae->train();
+  const Output out = vae->forward(torch::full({4, 1, 6, 5}, 0.5));
+  ASSERT_TRUE(out.input.defined());
+  EXPECT_TRUE((out.input.eq(0) | out.input.eq(1)).all().item<bool>());
+  const Losses losses = vae->loss(torch::full({4, 1, 6, 5}, 0.5), torch::Tensor(), out);
+  ASSERT_EQ(losses.terms.size(), 2u);
+  EXPECT_EQ(losses.terms[1].first, "kl");
+
+  Dataset test;
+  test.inputs = torch::rand({30, 1, 6, 5});
+  const Json a = evaluate_likelihood(*vae, test, 5, torch::kCPU);
+  const Json b = evaluate_likelihood(*vae, test, 50, torch::kCPU);
+  EXPECT_EQ(a["binarized"], true);
+  EXPECT_EQ(b["iw_samples"], 50);
+  EXPECT_GE(b["test_log_likelihood_is"].get<double>(), b["test_elbo"].get<double>());
+}
+
+TEST_F(VaeTest, BernoulliDecoderRefusesDataOutsideTheUnitInterval) {
+  try {
+    build_model(Json{{"family", "vae"}}, DataSpec{{4}, -1, 1, 1});
+    FAIL() << "built a Bernoulli VAE for data in [-1, 1]";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("model.decoder: bernoulli needs data in [0, 1]"), std::string::npos)
+        << e.what();
+  }
+}
+
+// Width and height from a PNG's IHDR chunk (bytes 16-23, big-endian).
+std::pair<int, int> png_size(const std::filesystem::path& path) {
+  const std::string bytes = read_text(path);
+  auto word = [&](std::size_t at) {
+    int value = 0;
+    for (std::size_t i = 0; i < 4; ++i) value = value * 256 + static_cast<unsigned char>(bytes.at(at + i));
+    return value;
+  };
+  return {word(16), word(20)};
+}
+
+TEST_F(VaeTest, VizDrawsSamplesInterpolationsAndTheLatentPlane) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
+  test::TempDir dir;
+  train_run({{"model", {{"family", "vae"}, {"code_size", 3}, {"hidden", {32}}}},
+             {"data", {{"limit", 600}}},
+             {"train", {{"epochs", 1}, {"progress", "none"}}}},
+            dir / "run");
+  viz_run(dir / "run", "samples", dir / "samples.png", -1, 20);
+  viz_run(dir / "run", "interp", dir / "interp.png", -1, 3);
+  viz_run(dir / "run", "latent", dir / "latent.png", -1, 500);
+  // 20 samples in rows of 10, 28x28 with a 1-pixel border; 3 rows of 10 steps + 2 ends.
+  EXPECT_EQ(png_size(dir / "samples.png"), std::make_pair(10 * 29 + 1, 2 * 29 + 1));
+  EXPECT_EQ(png_size(dir / "interp.png"), std::make_pair(12 * 29 + 1, 3 * 29 + 1));
+  EXPECT_EQ(png_size(dir / "latent.png"), std::make_pair(1000, 800));
+
+  train_run({{"model", {{"code_size", 3}, {"hidden", {16}}}},
+             {"data", {{"limit", 300}}},
+             {"train", {{"epochs", 1}, {"progress", "none"}}}},
+            dir / "plain");
+  EXPECT_THROW(viz_run(dir / "plain", "samples", dir / "no.png", -1, 4), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir / "no.png"));
+  viz_run(dir / "plain", "latent", dir / "plain-latent.png", -1, 300);  // any family has codes
+  EXPECT_TRUE(std::filesystem::exists(dir / "plain-latent.png"));
+}
+
+}  // namespace
+}  // namespace torchae
