@@ -13,5 +13,6 @@ void register_ksparse(Registry& registry);
 void register_denoising(Registry& registry);
 void register_contractive(Registry& registry);
 void register_vae(Registry& registry);
+void register_wae(Registry& registry);
 
 }  // namespace torchae

@@ -34,7 +34,9 @@ inline const std::vector<const char*> kFamilyConfigs{
     R"({"family": "dropout", "code_size": 4, "hidden": [12]})",
     R"({"family": "vae", "code_size": 3, "hidden": [12]})",
     R"({"family": "vae", "code_size": 2, "hidden": [10, 8], "decoder": "gaussian"})",
-    R"({"family": "vae", "code_size": 2, "decoder": "gaussian", "variance": "fixed", "sigma": 0.5, "beta": 4})"};
+    R"({"family": "vae", "code_size": 2, "decoder": "gaussian", "variance": "fixed", "sigma": 0.5, "beta": 4})",
+    R"({"family": "wae", "code_size": 3, "hidden": [12]})",
+    R"({"family": "wae", "code_size": 2, "kernel": "rbf", "lambda": 1, "prior_sigma": 2})"};
 
 /// Every test starts from the same global seed.
 class TorchaeTest : public ::testing::Test {

@@ -41,6 +41,7 @@ const Registry& Registry::builtin() {
     register_denoising(r);
     register_contractive(r);
     register_vae(r);
+    register_wae(r);
     return r;
   }();
   return registry;

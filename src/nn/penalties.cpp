@@ -69,4 +69,47 @@ torch::Tensor sigmoid_jacobian_penalty(const torch::Tensor& code, const torch::T
   return slope.mv(row_norms).mean();
 }
 
+const std::vector<double>& mmd_kernel_scales() {
+  // Tolstikhin et al. 2018, section 4: "we used ... C = 2 d_z sigma_z^2 s" for these s.
+  static const std::vector<double> scales{0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0};
+  return scales;
+}
+
+namespace {
+
+// The kernel summed over the scales, on a matrix of squared distances.
+torch::Tensor summed_kernel(const torch::Tensor& squared_distance, MmdKernel kernel, double base,
+                            const std::vector<double>& scales) {
+  torch::Tensor total = torch::zeros_like(squared_distance);
+  for (double s : scales) {
+    const double c = base * s;
+    total = total + (kernel == MmdKernel::inverse_multiquadratic ? c / (c + squared_distance)
+                                                                 : torch::exp(-squared_distance / c));
+  }
+  return total;
+}
+
+// Mean of a square kernel matrix off its diagonal.
+torch::Tensor off_diagonal_mean(const torch::Tensor& k) {
+  const auto n = static_cast<double>(k.size(0));
+  return (k.sum() - k.diagonal().sum()) / (n * (n - 1.0));
+}
+
+}  // namespace
+
+torch::Tensor mmd_penalty(const torch::Tensor& x, const torch::Tensor& y, MmdKernel kernel, double base,
+                          const std::vector<double>& scales) {
+  TORCH_CHECK(x.dim() == 2 && y.dim() == 2 && x.size(1) == y.size(1), "mmd_penalty: expected [n, d] and [m, d]");
+  TORCH_CHECK(x.size(0) >= 2 && y.size(0) >= 2, "mmd_penalty: the U-statistic needs at least 2 samples of each");
+  TORCH_CHECK(base > 0 && !scales.empty(), "mmd_penalty: base must be > 0, with at least one scale");
+  // Squared distances from the Gram matrices; clamped, as rounding can make them slightly negative.
+  auto squared = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a.pow(2).sum(1, true) + b.pow(2).sum(1).unsqueeze(0) - 2.0 * a.mm(b.t())).clamp_min(0.0);
+  };
+  const torch::Tensor kxx = summed_kernel(squared(x, x), kernel, base, scales);
+  const torch::Tensor kyy = summed_kernel(squared(y, y), kernel, base, scales);
+  const torch::Tensor kxy = summed_kernel(squared(x, y), kernel, base, scales);
+  return off_diagonal_mean(kxx) + off_diagonal_mean(kyy) - 2.0 * kxy.mean();
+}
+
 }  // namespace torchae

@@ -3,7 +3,6 @@
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
 #include "torchae/eval/metrics.h"
-#include "torchae/models/vae.h"
 #include "torchae/train/run.h"
 
 #include <torch/torch.h>
@@ -185,14 +184,14 @@ void viz_run(const std::filesystem::path& run_dir, const std::string& what, cons
     for (const auto& row : reconstruction_rows(model, inputs)) rows.push_back(uncentre(row));
     grid = image_grid(torch::cat(rows), inputs.size(0), /*normalise_each=*/false);
   } else if (what == "samples") {
-    auto* vae = dynamic_cast<VAEImpl*>(&model);
-    if (vae == nullptr) {
-      throw Error(fmt::format("viz: samples need a generative family (vae); this run is {}",
+    auto* generative = dynamic_cast<Generative*>(&model);
+    if (generative == nullptr) {
+      throw Error(fmt::format("viz: samples need a generative family (vae, wae); this run is {}",
                               run.config["model"].value("family", "?")));
     }
-    vae->eval();
+    model.module().eval();
     torch::NoGradGuard no_grad;
-    grid = image_grid(vae->sample(count), 10, /*normalise_each=*/false);
+    grid = image_grid(uncentre(generative->sample(count)), 10, /*normalise_each=*/false);
   } else if (what == "interp") {
     const int64_t pairs = std::min(count, run.data.test.size() / 2);
     const torch::Tensor a = run.data.test.inputs.narrow(0, 0, pairs);

@@ -10,6 +10,7 @@
 #include "torchae/export/export.h"
 #include "torchae/models/registry.h"
 #include "torchae/models/vae.h"
+#include "torchae/nn/penalties.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
 #include "torchae/viz/pictures.h"
@@ -192,6 +193,44 @@ TEST_F(VaeTest, VizDrawsSamplesInterpolationsAndTheLatentPlane) {
   EXPECT_FALSE(std::filesystem::exists(dir / "no.png"));
   viz_run(dir / "plain", "latent", dir / "plain-latent.png", -1, 300);  // any family has codes
   EXPECT_TRUE(std::filesystem::exists(dir / "plain-latent.png"));
+}
+
+// ---- WAE -----------------------------------------------------------------------------------
+
+TEST_F(VaeTest, WaeMmdPenaltyPullsTheCodesTowardsThePrior) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
+  DataOptions data_options;
+  data_options.limit = 3000;
+  const DataSplits data = load_data(data_options, /*with_test=*/true);
+  auto mmd_of = [&](double lambda) {
+    torch::manual_seed(0);
+    auto built = build_model({{"family", "wae"}, {"code_size", 4}, {"hidden", {128}}, {"lambda", lambda}}, data.spec);
+    TrainOptions options;
+    options.epochs = 3;
+    options.device = "cpu";
+    options.progress = "none";
+    Trainer trainer(built.model, options);
+    trainer.fit(data.train, data.validation);
+    built.model->module().eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor z = built.model->encode(data.test.inputs.narrow(0, 0, 1000));
+    return mmd_penalty(z, torch::randn_like(z), MmdKernel::inverse_multiquadratic, 2.0 * 4).item<double>();
+  };
+  const double with = mmd_of(10.0), without = mmd_of(0.0);
+  RecordProperty("mmd_lambda10_vs_0", fmt::format("{:.4f} {:.4f}", with, without));
+  EXPECT_GT(without, 4 * with);
+}
+
+TEST_F(VaeTest, WaeSamplesFromItsPriorAndExportsSample) {
+  auto model = build_model(Json{{"family", "wae"}, {"code_size", 3}, {"hidden", {12}}}, DataSpec{{1, 6, 5}, 0, 1, 1});
+  auto* generative = dynamic_cast<Generative*>(model.model.get());
+  ASSERT_NE(generative, nullptr);
+  model.model->module().eval();
+  EXPECT_EQ(generative->sample(4).sizes(), (std::vector<int64_t>{4, 1, 6, 5}));
+  torch::jit::Module exported = to_torchscript(*model.model, torch::rand({6, 1, 6, 5}));
+  EXPECT_EQ(exported.get_method("sample")({int64_t{5}}).toTensor().sizes(), (std::vector<int64_t>{5, 1, 6, 5}));
+  EXPECT_EQ(model.resolved["penalty"], "mmd");
+  EXPECT_THROW(build_model(Json{{"family", "wae"}, {"penalty", "gan"}}, DataSpec{{1, 6, 5}, 0, 1, 1}), Error);
 }
 
 }  // namespace

@@ -105,5 +105,45 @@ TEST_F(CorruptionTest, GaussianNoiseHasTheRequestedSigma) {
   EXPECT_TRUE(torch::equal(corrupt(x, {CorruptionKind::none, 0.0}).input, x));
 }
 
+// ---- MMD ---------------------------------------------------------------------------------
+
+class MmdTest : public TorchaeTest {};
+
+TEST_F(MmdTest, NearZeroForOneDistributionClearlyPositiveForTwo) {
+  const double base = 2.0 * 8;  // C = 2 d sigma^2 for d = 8, sigma = 1
+  for (MmdKernel kernel : {MmdKernel::inverse_multiquadratic, MmdKernel::rbf}) {
+    const torch::Tensor x = torch::randn({400, 8}, torch::kFloat64);
+    const double same = mmd_penalty(x, torch::randn({400, 8}, torch::kFloat64), kernel, base).item<double>();
+    const double shifted = mmd_penalty(x, torch::randn({400, 8}, torch::kFloat64) + 1.0, kernel, base).item<double>();
+    const double wider = mmd_penalty(x, 2.0 * torch::randn({400, 8}, torch::kFloat64), kernel, base).item<double>();
+    EXPECT_LT(std::abs(same), 0.01) << static_cast<int>(kernel);
+    EXPECT_GT(shifted, 0.1) << static_cast<int>(kernel);
+    EXPECT_GT(wider, 0.1) << static_cast<int>(kernel);
+    EXPECT_GT(shifted, 20 * std::abs(same)) << static_cast<int>(kernel);
+  }
+}
+
+TEST_F(MmdTest, TheUStatisticIsUnbiased) {
+  // Over many draws of small samples of one distribution the estimate averages to zero; the
+  // biased (V-statistic) estimate, which keeps k(x_i, x_i), would sit near 2 * 7 * (1 - E k) / n,
+  // above 0.1 here, which the standard error below is small enough to tell apart.
+  const int draws = 2000;
+  const int64_t n = 20;
+  std::vector<double> values;
+  for (int i = 0; i < draws; ++i) {
+    values.push_back(mmd_penalty(torch::randn({n, 4}, torch::kFloat64), torch::randn({n, 4}, torch::kFloat64),
+                                 MmdKernel::inverse_multiquadratic, 8.0)
+                         .item<double>());
+  }
+  const torch::Tensor v = torch::tensor(values, torch::kFloat64);
+  const double mean = v.mean().item<double>();
+  const double standard_error = v.std().item<double>() / std::sqrt(static_cast<double>(draws));
+  RecordProperty("mean", std::to_string(mean));
+  RecordProperty("standard_error", std::to_string(standard_error));
+  EXPECT_LT(3 * standard_error, 0.02);
+  EXPECT_LT(std::abs(mean), 3 * standard_error);
+  EXPECT_TRUE(v.lt(0).any().item<bool>()) << "an unbiased estimate of zero must sometimes be negative";
+}
+
 }  // namespace
 }  // namespace torchae

@@ -52,7 +52,7 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   TempDir dir;
   const std::string out = (dir / "run").string();
   expect_one_line_error(run_cli("train --set model.family=nope --out " + out),
-                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, undercomplete, vae)");
+                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, undercomplete, vae, wae)");
   expect_one_line_error(run_cli("train --set train.epochs=0 --out " + out), "train.epochs: must be >= 1");
   expect_one_line_error(run_cli("train --set train.lr=fast --out " + out), "train.lr: expected a number");
   expect_one_line_error(run_cli("train --set train.optimiser=sgd --out " + out), "train.optimiser: unknown key");

@@ -93,4 +93,13 @@ class Autoencoder {
   virtual void script(ScriptModel& script) const;
 };
 
+/// A family with a prior to sample from (vae, wae), next to `Autoencoder`: `viz --what
+/// samples` draws with it, and its export adds `sample(n)`.
+class Generative {
+ public:
+  virtual ~Generative() = default;
+  /// `n` codes drawn from the prior, decoded: [n, input shape...].
+  virtual torch::Tensor sample(int64_t n) = 0;
+};
+
 }  // namespace torchae

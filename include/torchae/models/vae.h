@@ -60,7 +60,7 @@ torch::Tensor diagonal_gaussian_log_density(const torch::Tensor& z, const torch:
 ///   VAE vae(VAEOptions({1, 28, 28}, 8));
 ///   Output out = vae->forward(x);                  // out.mu, out.log_var, out.code = z
 ///   torch::Tensor ll = vae->importance_log_likelihood(x, 1000);   // log p(x), nats, [N]
-class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder {
+class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public Generative {
  public:
   explicit VAEImpl(VAEOptions options);
 
@@ -91,7 +91,7 @@ class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder {
   /// expectation that rises with k towards log p(x). About `rows` images are decoded at a time.
   torch::Tensor importance_log_likelihood(const torch::Tensor& x, int64_t k, int64_t rows = 2048);
   /// Draws `n` codes from the prior N(0, I) and decodes them.
-  torch::Tensor sample(int64_t n);
+  torch::Tensor sample(int64_t n) override;
   /// Whether likelihoods are meant for binarised data (a Bernoulli decoder that binarises).
   bool binarizes() const { return options.decoder() == VaeDecoder::bernoulli && options.binarize(); }
 

@@ -39,4 +39,25 @@ torch::Tensor jacobian_penalty(const torch::Tensor& code, const torch::Tensor& i
 /// The analytic penalty for a sigmoid code h = sigmoid(x W^T + b), averaged over the batch.
 torch::Tensor sigmoid_jacobian_penalty(const torch::Tensor& code, const torch::Tensor& weight);
 
+/// Kernels of the MMD penalty.
+enum class MmdKernel {
+  /// Inverse multiquadratic, C / (C + ||x - y||^2) (the WAE paper's choice: heavy tails keep
+  /// gradients alive for outliers).
+  inverse_multiquadratic,
+  /// Gaussian, exp(-||x - y||^2 / C).
+  rbf,
+};
+
+/// The WAE paper's kernel scales: the kernel is summed over C = 2 * d * sigma^2 * s for these s.
+const std::vector<double>& mmd_kernel_scales();
+
+/// The unbiased U-statistic estimate of MMD^2 between the samples `x` [n, d] and `y` [m, d]
+/// (Gretton et al. 2012, eq. 3), with `kernel` summed over C = base * s for s in `scales`:
+/// mean over i != j of k(x_i, x_j) + mean over i != j of k(y_i, y_j) - 2 mean of k(x_i, y_j).
+/// Zero in expectation when x and y come from one distribution; may then be negative.
+///
+///   torch::Tensor d = mmd_penalty(codes, prior_sample, MmdKernel::inverse_multiquadratic, 2.0 * 8);
+torch::Tensor mmd_penalty(const torch::Tensor& x, const torch::Tensor& y, MmdKernel kernel, double base,
+                          const std::vector<double>& scales = mmd_kernel_scales());
+
 }  // namespace torchae
