@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -110,6 +111,15 @@ CliResult run_command(const std::string& command);
 
 /// Runs the built `torchae` with `args` (shell-quoted by the caller where needed).
 CliResult run_cli(const std::string& args);
+
+/// Expects a failed run of the command line that printed one line, "torchae: error: ...",
+/// containing `fragment`.
+inline void expect_one_line_error(const CliResult& r, const std::string& fragment) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.err.rfind("torchae: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+}
 
 /// Reads every line of metrics.jsonl as JSON text.
 std::vector<std::string> read_lines(const std::filesystem::path& path);

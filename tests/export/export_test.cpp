@@ -18,6 +18,7 @@
 namespace torchae {
 namespace {
 
+using test::expect_one_line_error;
 using test::expect_tensors_near;
 using test::run_cli;
 using test::TempDir;
@@ -152,13 +153,6 @@ TEST(Export, ModelCardOfAFileThatIsNoArchiveIsAOneLineError) {
 }
 
 // ---- the command line, the examples and the zoo ------------------------------------------
-
-void expect_one_line_error(const test::CliResult& r, const std::string& fragment) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_EQ(r.err.rfind("torchae: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
-}
 
 // Writes [H, W] values in [0, 1] as a binary PGM, the examples' input format.
 void write_pgm(const std::filesystem::path& path, const torch::Tensor& image) {

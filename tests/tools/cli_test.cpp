@@ -12,19 +12,13 @@ namespace torchae {
 namespace {
 
 using test::CliResult;
+using test::expect_one_line_error;
 using test::run_cli;
 using test::TempDir;
 
 // Small, fast runs on the first 1,200 Fashion-MNIST images.
 const std::string kSmall = "--set data.limit=1200 --set train.batch_size=64 --set model.hidden=[64] "
                            "--set model.code_size=16 --set train.progress=lines";
-
-void expect_one_line_error(const CliResult& r, const std::string& fragment) {
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_EQ(r.err.rfind("torchae: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
-}
 
 std::vector<Json> metrics_lines(const std::filesystem::path& run) {
   std::vector<Json> lines;
