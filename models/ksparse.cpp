@@ -65,15 +65,11 @@ void KSparseImpl::script(ScriptModel& script) const {
   script.method("keep_top_k(self, h: Tensor, k: int) -> Tensor",
                 {"if k >= h.size(1):", "    return h", "kept = torch.topk(h, k, 1)[1]",
                  "return h * torch.zeros_like(h).scatter_(1, kept, 1.0)"});
-  std::vector<std::string> encode = backbone_->script_encoder(script, "backbone.");
-  std::vector<std::string> forward = encode;
-  encode.push_back(fmt::format("return self.keep_top_k(h, {})", feature_units()));
+  const std::vector<std::string> encoder = backbone_->script_encoder(script, "backbone.");
+  std::vector<std::string> encode = encoder, forward = encoder;
+  encode.push_back(fmt::format("h = self.keep_top_k(h, {})", feature_units()));
   forward.push_back(fmt::format("return self.decode(self.keep_top_k(h, {}))", current_k_));
-  std::vector<std::string> decode = backbone_->script_decoder(script, "backbone.");
-  decode.emplace_back("return y");
-  script.method("encode(self, x: Tensor) -> Tensor", encode);
-  script.method("decode(self, h: Tensor) -> Tensor", decode);
-  script.method("forward(self, x: Tensor) -> Tensor", forward);
+  define_autoencoder_methods(script, encode, backbone_->script_decoder(script, "backbone."), forward);
 }
 
 Losses KSparseImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {

@@ -62,14 +62,14 @@ bool ScriptModel::has_method(const std::string& name) const {
 }
 
 void define_autoencoder_methods(ScriptModel& script, const std::vector<std::string>& encoder,
-                                const std::vector<std::string>& decoder) {
+                                const std::vector<std::string>& decoder, const std::vector<std::string>& forward) {
   std::vector<std::string> encode = encoder;
   encode.emplace_back("return h");
   std::vector<std::string> decode = decoder;
   decode.emplace_back("return y");
   script.method("encode(self, x: Tensor) -> Tensor", encode);
   script.method("decode(self, h: Tensor) -> Tensor", decode);
-  script.method("forward(self, x: Tensor) -> Tensor", {"return self.decode(self.encode(x))"});
+  script.method("forward(self, x: Tensor) -> Tensor", forward);
 }
 
 namespace {

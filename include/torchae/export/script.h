@@ -43,8 +43,10 @@ class ScriptModel {
 /// Defines the three methods every exported autoencoder has from statement lists:
 /// `encode(self, x) -> Tensor` runs `encoder` (from `x`, leaving the code in `h`),
 /// `decode(self, h) -> Tensor` runs `decoder` (from `h`, leaving the output in `y`), and
-/// `forward(self, x)` is `decode(encode(x))`.
+/// `forward(self, x)` runs `forward`, by default `return self.decode(self.encode(x))` (a family
+/// whose forward keeps a different code than encode gives its own).
 void define_autoencoder_methods(ScriptModel& script, const std::vector<std::string>& encoder,
-                                const std::vector<std::string>& decoder);
+                                const std::vector<std::string>& decoder,
+                                const std::vector<std::string>& forward = {"return self.decode(self.encode(x))"});
 
 }  // namespace torchae
