@@ -177,8 +177,9 @@ Json training_summary(const fs::path& run_dir) {
 
 Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_extra) {
   std::error_code ec;
-  Json metrics = fs::exists(run_dir / "eval.json", ec) ? load_json_file(run_dir / "eval.json") : evaluate_run(run_dir);
   Run run = load_run(run_dir, /*with_test=*/true);
+  const Json metrics =
+      fs::exists(run_dir / "eval.json", ec) ? load_json_file(run_dir / "eval.json") : evaluate_run(run, run_dir);
   const std::string family = run.config["model"].value("family", "");
   const int64_t n_probe = std::min<int64_t>(64, run.data.test.size());
   torch::jit::Module module;

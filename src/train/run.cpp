@@ -117,6 +117,10 @@ Run load_run(const fs::path& run_dir, bool with_test) {
 
 Json evaluate_run(const fs::path& run_dir, int64_t iw_samples) {
   Run run = load_run(run_dir, /*with_test=*/true);
+  return evaluate_run(run, run_dir, iw_samples);
+}
+
+Json evaluate_run(Run& run, const fs::path& run_dir, int64_t iw_samples) {
   const torch::Device device = resolve_device(run.train_options.device);
   set_threads(run.train_options.threads);
   run.model.model->module().to(device);

@@ -43,5 +43,7 @@ Run load_run(const std::filesystem::path& run_dir, bool with_test);
 /// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
 /// A variational model adds its likelihood, importance-sampled with `iw_samples` per image.
 Json evaluate_run(const std::filesystem::path& run_dir, int64_t iw_samples = kDefaultIwSamples);
+/// The same for a run already loaded (with its test split) from `run_dir`.
+Json evaluate_run(Run& run, const std::filesystem::path& run_dir, int64_t iw_samples = kDefaultIwSamples);
 
 }  // namespace torchae
