@@ -17,6 +17,11 @@ namespace {
 
 constexpr double kLog2Pi = 1.8378770664093453;  // log(2 pi)
 
+// z = mu + sigma * eps, the reparameterisation (Kingma & Welling 2014, section 2.4).
+torch::Tensor reparameterize(const torch::Tensor& mu, const torch::Tensor& log_var, const torch::Tensor& eps) {
+  return mu + torch::exp(0.5 * log_var) * eps;
+}
+
 int64_t flat_size(const std::vector<int64_t>& shape) {
   return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
 }
@@ -100,7 +105,7 @@ Output VAEImpl::forward(const torch::Tensor& input) {
   auto [mu, log_var] = posterior(x);
   out.mu = mu;
   out.log_var = log_var;
-  out.code = is_training() ? mu + torch::exp(0.5 * log_var) * torch::randn_like(mu) : mu;
+  out.code = is_training() ? reparameterize(mu, log_var, torch::randn_like(mu)) : mu;
   const torch::Tensor decoded = decoder_output(out.code).view(input.sizes());
   if (options.decoder() == VaeDecoder::bernoulli) {
     out.logits = decoded;
@@ -113,7 +118,7 @@ Output VAEImpl::forward(const torch::Tensor& input) {
 
 torch::Tensor VAEImpl::encode(const torch::Tensor& input) {
   auto [mu, log_var] = posterior(input);
-  return is_training() ? mu + torch::exp(0.5 * log_var) * torch::randn_like(mu) : mu;
+  return is_training() ? reparameterize(mu, log_var, torch::randn_like(mu)) : mu;
 }
 
 torch::Tensor VAEImpl::decode(const torch::Tensor& code) {
@@ -133,7 +138,7 @@ Losses VAEImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/
 
 torch::Tensor VAEImpl::elbo(const torch::Tensor& x) {
   auto [mu, log_var] = posterior(x);
-  const torch::Tensor z = mu + torch::exp(0.5 * log_var) * torch::randn_like(mu);
+  const torch::Tensor z = reparameterize(mu, log_var, torch::randn_like(mu));
   return log_likelihood(x, z) - kl_to_standard_normal(mu, log_var);
 }
 
@@ -150,7 +155,7 @@ torch::Tensor VAEImpl::importance_log_likelihood(const torch::Tensor& x, int64_t
   for (int64_t done = 0; done < k; done += per_chunk) {
     const int64_t s = std::min(per_chunk, k - done);
     const torch::Tensor eps = torch::randn({s, n, d}, mu.options());
-    const torch::Tensor z = mu.unsqueeze(0) + torch::exp(0.5 * log_var).unsqueeze(0) * eps;  // [s, n, d]
+    const torch::Tensor z = reparameterize(mu.unsqueeze(0), log_var.unsqueeze(0), eps);  // [s, n, d]
     const torch::Tensor log_px = log_likelihood_of_output(x_flat.unsqueeze(0).expand({s, n, x_flat.size(1)}),
                                                           decoder_output(z.view({s * n, d})).view({s, n, -1}));
     const torch::Tensor log_pz = -0.5 * (kLog2Pi + z.pow(2)).sum(-1);
