@@ -22,7 +22,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <map>
 
 namespace {
 
@@ -284,10 +283,7 @@ int main(int argc, char** argv) {
     } else if (app.got_subcommand(eval)) {
       std::cout << torchae::evaluate_run(eval_dir, iw_samples).dump(2) << "\n";
     } else if (app.got_subcommand(viz)) {
-      static const std::map<std::string, int64_t> default_count{{"filters", 100}, {"recon", 10},  {"maximize", 16},
-                                                                {"samples", 100}, {"interp", 8},  {"latent", 5000}};
-      const auto known = default_count.find(viz_what);
-      const int64_t count = viz_count > 0 ? viz_count : known != default_count.end() ? known->second : 1;
+      const int64_t count = viz_count > 0 ? viz_count : torchae::default_viz_count(viz_what);
       torchae::viz_run(viz_dir, viz_what, viz_out, viz_unit, count);
       std::cout << viz_out << "\n";
     } else if (app.got_subcommand(export_cmd)) {

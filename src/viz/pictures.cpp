@@ -162,12 +162,20 @@ torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& lab
   return torch::from_blob(image.data, {image.rows, image.cols, 3}, torch::kUInt8).clone();
 }
 
+int64_t default_viz_count(const std::string& what) {
+  static const std::vector<std::pair<std::string, int64_t>> kinds{{"filters", 100}, {"recon", 10},  {"maximize", 16},
+                                                                  {"samples", 100}, {"interp", 8},  {"latent", 5000}};
+  std::vector<std::string> names;
+  for (const auto& [name, count] : kinds) {
+    if (name == what) return count;
+    names.push_back(name);
+  }
+  throw Error(fmt::format("viz: --what {}: expected one of {}", what, fmt::join(names, ", ")));
+}
+
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
              int64_t unit, int64_t count) {
-  static const std::vector<std::string> kinds{"filters", "recon", "maximize", "samples", "interp", "latent"};
-  if (std::find(kinds.begin(), kinds.end(), what) == kinds.end()) {
-    throw Error(fmt::format("viz: --what {}: expected one of {}", what, fmt::join(kinds, ", ")));
-  }
+  default_viz_count(what);  // refuses an unknown kind by name
   if (count < 1) throw Error("viz: --count must be at least 1");
   Run run = load_run(run_dir, /*with_test=*/true);
   Autoencoder& model = *run.model.model;

@@ -48,6 +48,11 @@ torch::Tensor codes_to_plane(const torch::Tensor& codes);
 torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& labels,
                            const std::vector<std::string>& names, int64_t size = 800);
 
+/// How many things `torchae viz --what <what>` draws when not told (filters 100, recon 10,
+/// maximize 16, samples 100, interp 8, latent 5000); an unknown `what` is an Error listing the
+/// kinds.
+int64_t default_viz_count(const std::string& what);
+
 /// `torchae viz`: draws `what` for the trained run in `run_dir` into the PNG `out`:
 /// "filters" (the first `count` first-layer filters), "recon" (`count` test images: inputs,
 /// corrupted inputs where the model corrupts, reconstructions), "maximize" (the input that
