@@ -14,5 +14,6 @@ void register_denoising(Registry& registry);
 void register_contractive(Registry& registry);
 void register_vae(Registry& registry);
 void register_wae(Registry& registry);
+void register_stacked(Registry& registry);
 
 }  // namespace torchae

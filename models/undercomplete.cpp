@@ -101,6 +101,12 @@ Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef
   return out;
 }
 
+Output UndercompleteImpl::reconstruct(const torch::Tensor& code) {
+  std::vector<int64_t> shape{code.size(0)};
+  shape.insert(shape.end(), options.input_shape().begin(), options.input_shape().end());
+  return reconstruct(code, shape);
+}
+
 Output UndercompleteImpl::forward(const torch::Tensor& input) { return reconstruct(encode(input), input.sizes()); }
 
 Losses UndercompleteImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/,

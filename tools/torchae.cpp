@@ -212,10 +212,12 @@ int main(int argc, char** argv) {
   auto* eval = app.add_subcommand("eval", "evaluate a trained run; metrics as JSON on stdout");
   std::string eval_dir;
   eval->add_option("--run", eval_dir, "run directory")->required();
-  int64_t iw_samples = torchae::kDefaultIwSamples;
-  eval->add_option("--iw-samples", iw_samples, "vae: importance samples per test image for log p(x)")
+  torchae::EvalOptions eval_options;
+  eval->add_option("--iw-samples", eval_options.iw_samples, "vae: importance samples per test image for log p(x)")
       ->check(integer_at_least(1))
       ->capture_default_str();
+  eval->add_flag("--probe", eval_options.probe,
+                 "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
 
   auto* viz = app.add_subcommand("viz", "draw a trained run as a PNG");
   std::string viz_dir, viz_what, viz_out;
@@ -281,7 +283,7 @@ int main(int argc, char** argv) {
         torchae::train_run(read_config(config_file, overrides), out_dir);
       }
     } else if (app.got_subcommand(eval)) {
-      std::cout << torchae::evaluate_run(eval_dir, iw_samples).dump(2) << "\n";
+      std::cout << torchae::evaluate_run(eval_dir, eval_options).dump(2) << "\n";
     } else if (app.got_subcommand(viz)) {
       const int64_t count = viz_count > 0 ? viz_count : torchae::default_viz_count(viz_what);
       torchae::viz_run(viz_dir, viz_what, viz_out, viz_unit, count);

@@ -67,6 +67,8 @@ const Json* OptionReader::lookup(const std::string& key) {
   return it == section_.end() ? nullptr : &*it;
 }
 
+const Json* OptionReader::raw(const std::string& key) { return lookup(key); }
+
 int64_t OptionReader::integer(const std::string& key, int64_t fallback, Bound bound) {
   int64_t value = fallback;
   if (const Json* j = lookup(key)) {

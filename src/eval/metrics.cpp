@@ -91,6 +91,72 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
               {"n_test", data.test.size()}};
 }
 
+double classification_accuracy(const std::function<torch::Tensor(const torch::Tensor&)>& scores,
+                               const Dataset& data, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(data.size() > 0 && data.labels.defined(), "classification_accuracy: needs labeled data");
+  int64_t right = 0;
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    const int64_t n = std::min(batch_size, data.size() - start);
+    const torch::Tensor predicted = scores(data.inputs.narrow(0, start, n)).argmax(1).cpu();
+    right += predicted.eq(data.labels.narrow(0, start, n).cpu()).sum().item<int64_t>();
+  }
+  return static_cast<double>(right) / static_cast<double>(data.size());
+}
+
+ProbeResult linear_probe(const Dataset& train, const Dataset& validation, const Dataset& test,
+                         int64_t max_iterations) {
+  TORCH_CHECK(train.size() > 0 && train.labels.defined(), "linear_probe: needs labeled training data");
+  const torch::Tensor x = train.inputs.flatten(1).to(torch::kFloat);
+  const torch::Tensor mean = x.mean(0);
+  // Constant features (dead units) are left at zero rather than divided by zero.
+  const torch::Tensor deviation = x.std(0).clamp_min(1e-6);
+  auto standardize = [&](const Dataset& d) { return (d.inputs.flatten(1).to(torch::kFloat).to(x.device()) - mean) / deviation; };
+  const torch::Tensor features = (x - mean) / deviation;
+  const torch::Tensor labels = train.labels.to(x.device());
+  const int64_t classes = labels.max().item<int64_t>() + 1;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat).device(x.device());
+  torch::Tensor weight = torch::zeros({features.size(1), classes}, options).requires_grad_();
+  torch::Tensor bias = torch::zeros({classes}, options).requires_grad_();
+  // scikit-learn's LogisticRegression(C=1) minimises sum(CE) + 0.5 ||W||^2; per example:
+  const double l2 = 0.5 / static_cast<double>(features.size(0));
+  torch::optim::LBFGS lbfgs({weight, bias}, torch::optim::LBFGSOptions(1.0)
+                                                .max_iter(max_iterations)
+                                                .history_size(10)
+                                                .line_search_fn("strong_wolfe"));
+  lbfgs.step([&] {
+    lbfgs.zero_grad();
+    torch::Tensor loss = torch::nn::functional::cross_entropy(torch::addmm(bias, features, weight), labels) +
+                         l2 * weight.pow(2).sum();
+    loss.backward();
+    return loss;
+  });
+  torch::NoGradGuard no_grad;
+  auto accuracy = [&](const Dataset& d) {
+    if (d.size() == 0) return 0.0;
+    return classification_accuracy([&](const torch::Tensor& in) { return torch::addmm(bias, in, weight); },
+                                   Dataset{standardize(d), d.labels});
+  };
+  return {accuracy(train), accuracy(validation), accuracy(test)};
+}
+
+Json evaluate_probe(Autoencoder& model, const DataSplits& data, const torch::Device& device) {
+  model.module().to(device);
+  auto codes = [&](const Dataset& d) {
+    Dataset c = encode_dataset(model, d);
+    c.inputs = c.inputs.flatten(1).to(torch::kCPU);
+    return c;
+  };
+  const ProbeResult on_codes = linear_probe(codes(data.train), codes(data.validation), codes(data.test));
+  const ProbeResult on_pixels = linear_probe(data.train, data.validation, data.test);
+  return Json{{"probe_train_accuracy", on_codes.train},
+              {"probe_validation_accuracy", on_codes.validation},
+              {"probe_test_accuracy", on_codes.test},
+              {"probe_pixels_test_accuracy", on_pixels.test},
+              {"probe_features", model.code_size()},
+              {"probe_iterations", kProbeIterations}};
+}
+
 Json evaluate_likelihood(VAEImpl& vae, const Dataset& test, int64_t iw_samples, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   vae.eval();

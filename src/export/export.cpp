@@ -38,7 +38,7 @@ std::string method_name(const std::string& signature) { return signature.substr(
 }  // namespace
 
 std::string ScriptModel::tensor(const std::string& name, const torch::Tensor& tensor) {
-  const std::string id = identifier(name);
+  const std::string id = identifier(scope_ + name);
   for (const auto& [known, value] : tensors_) {
     if (known != id) continue;
     TORCH_CHECK(value.sizes() == tensor.sizes() && torch::equal(value, tensor.detach().to(torch::kCPU)),
@@ -51,14 +51,28 @@ std::string ScriptModel::tensor(const std::string& name, const torch::Tensor& te
 
 void ScriptModel::method(const std::string& signature, const std::vector<std::string>& body) {
   const std::string name = method_name(signature);
-  TORCH_CHECK(!has_method(name), "ScriptModel: method \"", name, "\" is defined twice");
-  methods_.push_back(name);
-  source_ += "def " + signature + ":\n";
-  for (const auto& line : body) source_ += "    " + line + "\n";
+  TORCH_CHECK(!has_method(name), "ScriptModel: method \"", scope_ + name, "\" is defined twice");
+  methods_.push_back(scope_ + name);
+  source_ += "def " + scope_ + signature + ":\n";
+  for (std::string line : body) {
+    for (const auto& callee : scope_methods_) {
+      const std::string call = "self." + callee + "(", scoped = "self." + scope_ + callee + "(";
+      for (auto at = line.find(call); at != std::string::npos; at = line.find(call, at + scoped.size())) {
+        line.replace(at, call.size(), scoped);
+      }
+    }
+    source_ += "    " + line + "\n";
+  }
+  if (!scope_.empty()) scope_methods_.push_back(name);
 }
 
 bool ScriptModel::has_method(const std::string& name) const {
-  return std::find(methods_.begin(), methods_.end(), name) != methods_.end();
+  return std::find(methods_.begin(), methods_.end(), scope_ + name) != methods_.end();
+}
+
+void ScriptModel::set_scope(std::string prefix) {
+  scope_ = std::move(prefix);
+  scope_methods_.clear();
 }
 
 void define_autoencoder_methods(ScriptModel& script, const std::vector<std::string>& encoder,
@@ -106,11 +120,17 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
   torch::NoGradGuard no_grad;
   const torch::Tensor x = probe.to(torch::kCPU, torch::kFloat);
   const torch::Tensor code = model.encode(x);
-  const std::vector<std::tuple<std::string, torch::Tensor, torch::Tensor>> checks{
+  std::vector<std::tuple<std::string, torch::Tensor, torch::Tensor>> checks{
       {"forward", model.forward(x).reconstruction, module.forward({x}).toTensor()},
       {"encode", code, module.get_method("encode")({x}).toTensor()},
       {"decode", model.decode(code), module.get_method("decode")({code}).toTensor()},
   };
+  if (auto* classifier = dynamic_cast<Classifier*>(&model); classifier && classifier->classes() > 0) {
+    if (!script.has_method("classify")) {
+      throw Error("export: the model has a classifier head but its TorchScript description has no classify method");
+    }
+    checks.emplace_back("classify", classifier->classify(x), module.get_method("classify")({x}).toTensor());
+  }
   for (const auto& [name, native, exported] : checks) {
     const double difference = max_difference(native, exported);
     if (!(difference <= kExportTolerance)) {

@@ -3,6 +3,7 @@
 #include "torchae/core/error.h"
 
 #include <torch/nn/functional/loss.h>
+#include <torch/torch.h>
 
 #include <fmt/format.h>
 
@@ -36,6 +37,33 @@ torch::Tensor reconstruction_loss_elements(ReconstructionLoss kind, const Output
           output.logits, target, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
   }
   TORCH_CHECK(false, "unreachable reconstruction loss");
+}
+
+Output Autoencoder::reconstruct(const torch::Tensor& code) {
+  Output out;
+  out.code = code;
+  out.reconstruction = decode(code);
+  return out;
+}
+
+Losses Autoencoder::supervised_loss(const Output& /*output*/, const torch::Tensor& /*labels*/) {
+  throw Error("this model has no supervised objective");
+}
+
+Dataset encode_dataset(Autoencoder& model, const Dataset& data, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  torch::nn::Module& module = model.module();
+  const bool was_training = module.is_training();
+  module.eval();
+  const auto parameters = module.parameters();
+  const torch::Device device = parameters.empty() ? torch::Device(torch::kCPU) : parameters.front().device();
+  std::vector<torch::Tensor> codes;
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    const torch::Tensor x = data.inputs.narrow(0, start, std::min(batch_size, data.size() - start)).to(device);
+    codes.push_back(model.encode(x));
+  }
+  module.train(was_training);
+  return {codes.empty() ? torch::Tensor() : torch::cat(codes), data.labels};
 }
 
 void Autoencoder::script(ScriptModel& /*script*/) const {

@@ -42,6 +42,7 @@ const Registry& Registry::builtin() {
     register_contractive(r);
     register_vae(r);
     register_wae(r);
+    register_stacked(r);
     return r;
   }();
   return registry;

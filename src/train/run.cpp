@@ -4,7 +4,9 @@
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
 #include "torchae/eval/metrics.h"
+#include "torchae/models/stacked.h"
 #include "torchae/models/vae.h"
+#include "torchae/train/layerwise.h"
 
 #include <torch/torch.h>
 
@@ -61,7 +63,25 @@ void train_run(const Json& config, const fs::path& run_dir) {
   fs::create_directories(run_dir, ec);
   if (ec) throw Error(fmt::format("cannot create {}: {}", run_dir.string(), ec.message()));
   write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
+  fit_run(run, run_dir, /*resume=*/false);
+}
+
+void fit_run(Run& run, const fs::path& run_dir, bool resume) {
+  // A run stopped before its first epoch ended has a config but no checkpoint: starting it
+  // from epoch 0 with the same config and seed is exactly what it would have done.
+  const auto nothing_to_resume = [&] {
+    if (run.train_options.progress != "none") {
+      std::cout << fmt::format("{}: no checkpoint yet; starting from the beginning\n", run_dir.string());
+    }
+  };
+  if (auto stacked = std::dynamic_pointer_cast<StackedImpl>(run.model.model)) {
+    LayerwisePretrainer pretrainer(Stacked(stacked), run.train_options, run_dir);
+    if (resume && !pretrainer.resume()) nothing_to_resume();
+    pretrainer.fit(run.data.train, run.data.validation);
+    return;
+  }
   Trainer trainer(run.model.model, run.train_options, run_dir);
+  if (resume && !trainer.resume()) nothing_to_resume();
   trainer.fit(run.data.train, run.data.validation);
 }
 
@@ -100,13 +120,7 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   }
   Run run = prepare_run(config, /*with_test=*/false);
   write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
-  Trainer trainer(run.model.model, run.train_options, run_dir);
-  // A run stopped before its first epoch ended has a config but no checkpoint: starting it
-  // from epoch 0 with the same config and seed is exactly what it would have done.
-  if (!trainer.resume() && run.train_options.progress != "none") {
-    std::cout << fmt::format("{}: no checkpoint yet; starting from epoch 0\n", run_dir.string());
-  }
-  trainer.fit(run.data.train, run.data.validation);
+  fit_run(run, run_dir, /*resume=*/true);
 }
 
 Run load_run(const fs::path& run_dir, bool with_test) {
@@ -115,19 +129,25 @@ Run load_run(const fs::path& run_dir, bool with_test) {
   return run;
 }
 
-Json evaluate_run(const fs::path& run_dir, int64_t iw_samples) {
+Json evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
   Run run = load_run(run_dir, /*with_test=*/true);
-  return evaluate_run(run, run_dir, iw_samples);
+  return evaluate_run(run, run_dir, options);
 }
 
-Json evaluate_run(Run& run, const fs::path& run_dir, int64_t iw_samples) {
+Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options) {
   const torch::Device device = resolve_device(run.train_options.device);
   set_threads(run.train_options.threads);
   run.model.model->module().to(device);
   Json metrics = evaluate_reconstruction(*run.model.model, run.data, device);
   if (auto* vae = dynamic_cast<VAEImpl*>(run.model.model.get())) {
-    metrics.update(evaluate_likelihood(*vae, run.data.test, iw_samples, device));
+    metrics.update(evaluate_likelihood(*vae, run.data.test, options.iw_samples, device));
   }
+  if (auto* classifier = dynamic_cast<Classifier*>(run.model.model.get()); classifier && classifier->classes() > 0) {
+    run.model.model->module().eval();
+    metrics["test_accuracy"] = classification_accuracy(
+        [&](const torch::Tensor& x) { return classifier->classify(x.to(device)); }, run.data.test);
+  }
+  if (options.probe) metrics.update(evaluate_probe(*run.model.model, run.data, device));
   metrics["family"] = run.config["model"]["family"];
   metrics["run"] = run_dir.string();
   write_text_atomically(run_dir / "eval.json", metrics.dump(2) + "\n");

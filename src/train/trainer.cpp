@@ -161,17 +161,36 @@ void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpo
   }
 }
 
-Json EpochRecord::to_json() const {
-  return Json{{"epoch", epoch},          {"lr", lr},
-              {"train_loss", train_loss}, {"train", terms_json(train_terms)},
-              {"val_loss", val_loss},     {"val", terms_json(val_terms)},
-              {"seconds", seconds},       {"samples_per_s", samples_per_s}};
+int64_t checkpoint_stage(const std::filesystem::path& run_dir) {
+  const auto path = run_dir / kCheckpointFile;
+  std::error_code ec;
+  if (run_dir.empty() || !std::filesystem::exists(path, ec)) return -1;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string(), torch::kCPU);
+    torch::Tensor stage;
+    return archive.try_read("stage", stage) ? stage.item<int64_t>() : 0;
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("{}: cannot read this checkpoint: {}", path.string(), e.what_without_backtrace()));
+  }
 }
 
-Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir)
+Json EpochRecord::to_json() const {
+  Json j = tag;
+  if (!tag.empty()) j["stage"] = stage;
+  j.update(Json{{"epoch", epoch},          {"lr", lr},
+                {"train_loss", train_loss}, {"train", terms_json(train_terms)},
+                {"val_loss", val_loss},     {"val", terms_json(val_terms)},
+                {"seconds", seconds},       {"samples_per_s", samples_per_s}});
+  return j;
+}
+
+Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir,
+                 TrainingStage stage)
     : model_(std::move(model)),
       options_(std::move(options)),
       run_dir_(std::move(run_dir)),
+      stage_(std::move(stage)),
       device_(resolve_device(options_.device)),
       shuffle_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed))),
       best_val_(std::numeric_limits<double>::infinity()) {
@@ -188,9 +207,15 @@ bool Trainer::resume() {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path.string(), device_);
+    torch::Tensor stage;
+    const int64_t written_in = archive.try_read("stage", stage) ? stage.cpu().item<int64_t>() : 0;
+    if (written_in != stage_.index) {
+      throw Error(fmt::format("{}: the checkpoint belongs to stage {} of the run, not to stage {}", path.string(),
+                              written_in, stage_.index));
+    }
     torch::serialize::InputArchive model_archive, optimizer_archive;
     archive.read("model", model_archive);
-    model_->module().load(model_archive);
+    saved_module().load(model_archive);
     archive.read("optimizer", optimizer_archive);
     optimizer_->load(optimizer_archive);
     // A fresh tensor for each entry: reading into a defined tensor would set_() its storage.
@@ -215,7 +240,7 @@ bool Trainer::resume() {
 
 void Trainer::save_checkpoint() const {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
-  model_->module().save(model_archive);
+  saved_module().save(model_archive);
   optimizer_->save(optimizer_archive);
   archive.write("model", model_archive);
   archive.write("optimizer", optimizer_archive);
@@ -223,6 +248,7 @@ void Trainer::save_checkpoint() const {
   archive.write("best_val", torch::tensor(best_val_, torch::kFloat64));
   archive.write("bad_epochs", torch::tensor(bad_epochs_));
   archive.write("stopped_early", torch::tensor(stopped_early_));
+  archive.write("stage", torch::tensor(stage_.index));
   archive.write("rng_shuffle", at::Generator(shuffle_).get_state());
   archive.write("rng_cpu", at::Generator(at::detail::getDefaultCPUGenerator()).get_state());
   if (device_.is_cuda()) archive.write("rng_cuda", at::Generator(at::globalContext().defaultGenerator(device_)).get_state());
@@ -233,22 +259,33 @@ void Trainer::save_checkpoint() const {
 void Trainer::append_metrics(const EpochRecord& record) const {
   const auto path = run_dir_ / kMetricsFile;
   // Rewrite the file without lines of epochs this run is about to redo (a run killed between
-  // writing metrics and checkpoint, then resumed), then add the new line: atomically.
+  // writing metrics and checkpoint, then resumed), then add the new line: atomically. Lines
+  // of earlier stages stay.
   std::string kept;
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
     std::istringstream lines(read_text(path));
     for (std::string line; std::getline(lines, line);) {
       const Json j = Json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.is_object() && j.value("epoch", int64_t{0}) < record.epoch) kept += line + "\n";
+      if (j.is_discarded() || !j.is_object()) continue;
+      const int64_t stage = j.value("stage", int64_t{0});
+      if (stage < record.stage || (stage == record.stage && j.value("epoch", int64_t{0}) < record.epoch)) {
+        kept += line + "\n";
+      }
     }
   }
   write_text_atomically(path, kept + record.to_json().dump() + "\n");
 }
 
-Losses Trainer::step(const torch::Tensor& batch) {
+Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& labels) {
   Output out = model_->forward(batch);
-  Losses losses = model_->loss(batch, batch, out);
+  if (!model_->supervised()) return model_->loss(batch, batch, out);
+  if (!labels.defined()) throw Error("this training stage is supervised and needs labeled data");
+  return model_->supervised_loss(out, labels);
+}
+
+Losses Trainer::step(const torch::Tensor& batch, const torch::Tensor& labels) {
+  Losses losses = losses_of(batch, labels);
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
@@ -263,11 +300,13 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   const bool was_training = model_->module().is_training();
   model_->module().eval();
   LossMeter meter;
-  const torch::Tensor inputs = data.inputs.to(device_);
+  const Dataset on_device = data.to(device_);
   const int64_t batch_size = std::max<int64_t>(options_.batch_size, 1000);
   for (int64_t start = 0; start < data.size(); start += batch_size) {
-    const torch::Tensor x = inputs.narrow(0, start, std::min(batch_size, data.size() - start));
-    Losses losses = model_->loss(x, x, model_->forward(x));
+    const int64_t n = std::min(batch_size, data.size() - start);
+    const torch::Tensor x = on_device.inputs.narrow(0, start, n);
+    Losses losses =
+        losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor());
     meter.add(losses, losses.total.item<double>(), x.size(0));
   }
   model_->module().train(was_training);
@@ -298,9 +337,16 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
     ProgressBar progress(epoch_ + 1, options_.epochs, train.size());
     LossMeter meter;
     int64_t seen = 0;
+    const bool supervised = model_->supervised();
     for (int64_t i = 0; i < batches.size(); ++i) {
-      const torch::Tensor x = batches.inputs(i);
-      Losses losses = step(x);
+      Dataset batch;
+      if (supervised) {
+        batch = batches.at(i);
+      } else {
+        batch.inputs = batches.inputs(i);
+      }
+      const torch::Tensor& x = batch.inputs;
+      Losses losses = step(x, batch.labels);
       const double total = losses.total.item<double>();
       if (!std::isfinite(total)) {
         if (bar) progress.clear();
@@ -322,6 +368,8 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
     EpochRecord record;
     record.epoch = epoch_ + 1;
     record.lr = lr;
+    record.tag = stage_.tag;
+    record.stage = stage_.index;
     const LossSummary train_summary = meter.summary();
     record.train_loss = train_summary.total;
     record.train_terms = train_summary.terms;
@@ -344,6 +392,7 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
       save_checkpoint();
     }
     if (lines) {
+      if (!stage_.name.empty()) std::cout << stage_.name << "  ";
       std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
                                record.epoch, options_.epochs, record.train_loss, format_terms(record.train_terms),
                                record.val_loss, record.samples_per_s, record.seconds)
@@ -353,6 +402,7 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
                                  bad_epochs_, best_val_);
       }
     }
+    if (on_epoch_end_) on_epoch_end_(record);
   }
 }
 

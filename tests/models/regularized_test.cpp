@@ -111,7 +111,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Families, RegistryListsEveryFamily) {
   std::vector<std::string> names;
   for (const auto* f : Registry::builtin().families()) names.push_back(f->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"contractive", "denoising", "dropout", "ksparse", "sparse", "undercomplete", "vae", "wae"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"contractive", "denoising", "dropout", "ksparse", "sparse", "stacked", "undercomplete", "vae", "wae"}));
 }
 
 std::string build_error(const Json& section) {

@@ -4,6 +4,7 @@
 
 #include "torchae/core/io.h"
 #include "torchae/data/idx.h"
+#include "torchae/export/export.h"
 #include "torchae/models/registry.h"
 
 #include <fmt/format.h>
@@ -46,7 +47,7 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   TempDir dir;
   const std::string out = (dir / "run").string();
   expect_one_line_error(run_cli("train --set model.family=nope --out " + out),
-                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, undercomplete, vae, wae)");
+                        "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, sparse, stacked, undercomplete, vae, wae)");
   expect_one_line_error(run_cli("train --set train.epochs=0 --out " + out), "train.epochs: must be >= 1");
   expect_one_line_error(run_cli("train --set train.lr=fast --out " + out), "train.lr: expected a number");
   expect_one_line_error(run_cli("train --set train.optimiser=sgd --out " + out), "train.optimiser: unknown key");
@@ -117,6 +118,42 @@ TEST_F(Cli, TrainEvalAndExactResume) {
   EXPECT_NEAR(metrics["test_sse_per_image"].get<double>(), metrics["test_mse"].get<double>() * 784, 1e-6);
 }
 
+// A stacked run through the command line: phases in the log, the head's accuracy and a
+// linear probe from eval, classify in the export.
+TEST_F(Cli, StackedRunReportsAccuracyProbeAndExportsClassify) {
+  TempDir dir;
+  const std::string run = (dir / "sdae").string();
+  const std::string config = (dir / "sdae.json").string();
+  write_text_atomically(config, R"({"model": {"family": "stacked", "classify": true, "finetune_epochs": 1,
+      "classify_epochs": 4, "classify_lr": 0.005,
+      "layers": [{"units": 64, "family": "denoising", "corruption": "masking", "level": 0.25},
+                 {"units": 32, "family": "sparse", "epochs": 1}]},
+    "data": {"limit": 1200}, "train": {"epochs": 2, "batch_size": 64, "progress": "lines"}})");
+  CliResult r = run_cli(fmt::format("train --config {} --out {}", config, run));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("pretrain layer 2/2  epoch 1/1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("classify  epoch 4/4"), std::string::npos) << r.out;
+  std::vector<std::string> phases;
+  for (const Json& line : metrics_lines(run)) phases.push_back(line["phase"].get<std::string>() + line.value("layer", Json(0)).dump());
+  EXPECT_EQ(phases, (std::vector<std::string>{"pretrain1", "pretrain1", "pretrain2", "finetune0", "classify0", "classify0", "classify0", "classify0"}));
+
+  r = run_cli("eval --probe --run " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json metrics = Json::parse(r.out);
+  // 1,080 training images, four epochs of classifier training: far above chance (10%).
+  EXPECT_GT(metrics["test_accuracy"].get<double>(), 0.5) << metrics;
+  EXPECT_GT(metrics["probe_test_accuracy"].get<double>(), 0.5) << metrics;
+  EXPECT_GT(metrics["probe_pixels_test_accuracy"].get<double>(), 0.6) << metrics;
+  EXPECT_EQ(metrics["probe_features"], 32);
+  EXPECT_EQ(metrics["code_size"], 32);
+
+  r = run_cli(fmt::format("export --run {} --out {}", run, (dir / "sdae.pt").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json card = read_model_card(dir / "sdae.pt");
+  EXPECT_EQ(card["methods"], (Json{"forward", "encode", "decode", "classify"}));
+  EXPECT_EQ(card["metrics"]["test_accuracy"], metrics["test_accuracy"]);
+}
+
 TEST_F(Cli, NeverOverwritesARunAndResumeChangesOnlyWhatIsSafe) {
   TempDir dir;
   const std::string run = (dir / "run").string();
@@ -139,7 +176,7 @@ TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {
   std::filesystem::remove(std::filesystem::path(run) / "metrics.jsonl");
   const CliResult r = run_cli("train --resume " + run);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("no checkpoint yet; starting from epoch 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no checkpoint yet; starting from the beginning"), std::string::npos) << r.out;
   EXPECT_EQ(metrics_lines(run)[0]["train_loss"], metrics_lines(fresh)[0]["train_loss"]);
 }
 

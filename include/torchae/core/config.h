@@ -54,6 +54,12 @@ class OptionReader {
   std::vector<double> numbers(const std::string& key, const std::vector<double>& fallback,
                               Bound bound = {});
 
+  /// The JSON given for `key`, or nullptr: for options whose structure the caller checks
+  /// itself (a list of objects). Record what it resolves to with `resolve`.
+  const Json* raw(const std::string& key);
+  /// Records `value` as the resolved value of `key`.
+  void resolve(const std::string& key, Json value) { resolved_[key] = std::move(value); }
+
   /// Whether the user gave `key` (defaults not counted).
   bool given(const std::string& key) const;
   /// The full dotted name of `key`, for messages: "model.hidden".

@@ -10,6 +10,9 @@
 
 namespace torchae {
 
+/// L-BFGS iterations of the linear probe.
+inline constexpr int64_t kProbeIterations = 200;
+
 /// Reconstruction error over a data set.
 struct ReconstructionMetrics {
   /// Mean squared error per element (pixel).
@@ -51,6 +54,27 @@ double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tens
 /// test_mse, test_sse_per_image, test_psnr_db, test_loss, pca_test_mse, pca_test_sse_per_image,
 /// pca_test_psnr_db, code_size, pca_components (min(code_size, input size)), n_test.
 Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device);
+
+/// The fraction of `data` a classifier (inputs to class scores) labels right, in batches.
+double classification_accuracy(const std::function<torch::Tensor(const torch::Tensor&)>& scores,
+                               const Dataset& data, int64_t batch_size = 1000);
+
+/// A linear probe: multinomial logistic regression fitted on `train` features by full-batch
+/// L-BFGS (the features standardised with the training mean and deviation; L2 penalty as
+/// scikit-learn's default C = 1, i.e. 0.5 ||W||^2 on the summed loss), then scored on each
+/// split. Returns {train, validation, test} accuracy.
+struct ProbeResult {
+  double train = 0.0;
+  double validation = 0.0;
+  double test = 0.0;
+};
+ProbeResult linear_probe(const Dataset& train, const Dataset& validation, const Dataset& test,
+                         int64_t max_iterations = kProbeIterations);
+
+/// `torchae eval --probe`: the probe on the model's codes (encode, eval mode) and, for
+/// reference, on the raw inputs, as JSON: probe_{train,validation,test}_accuracy,
+/// probe_pixels_test_accuracy, probe_features, probe_iterations.
+Json evaluate_probe(Autoencoder& model, const DataSplits& data, const torch::Device& device);
 
 class VAEImpl;
 

@@ -24,8 +24,13 @@ class ScriptModel {
   /// Defines a method. `signature` is "name(self, ...) -> Type"; `body` holds its statements,
   /// unindented. Defining a name twice throws.
   void method(const std::string& signature, const std::vector<std::string>& body);
-  /// Whether a method of that name has been defined.
+  /// Whether a method of that name has been defined (in the current scope).
   bool has_method(const std::string& name) const;
+  /// Prefixes the tensors and methods defined from now on with `prefix` (e.g. "layer1_"), and
+  /// makes calls between the methods of the scope ("self.encode(") call the prefixed ones, so
+  /// that a part's `script()` defines layer1_encode, layer1_decode... next to its owner's
+  /// methods. "" returns to the top.
+  void set_scope(std::string prefix);
 
   /// The TorchScript source of every method defined.
   const std::string& source() const { return source_; }
@@ -38,6 +43,8 @@ class ScriptModel {
   std::string source_;
   std::vector<std::pair<std::string, torch::Tensor>> tensors_;
   std::vector<std::string> methods_;
+  std::string scope_;
+  std::vector<std::string> scope_methods_;
 };
 
 /// Defines the three methods every exported autoencoder has from statement lists:

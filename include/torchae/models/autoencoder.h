@@ -1,5 +1,6 @@
 #pragma once
 
+#include "torchae/data/dataset.h"
 #include "torchae/export/script.h"
 
 #include <torch/nn/module.h>
@@ -28,6 +29,8 @@ struct Output {
   torch::Tensor input;
   /// Bool, the input's shape: the components a corruption chose.
   torch::Tensor mask;
+  /// Class scores (logits) of a classifier head, [batch, classes].
+  torch::Tensor scores;
 };
 
 /// A loss with its named parts: `total` is what is minimised; `terms` are for logging
@@ -75,10 +78,19 @@ class Autoencoder {
   virtual torch::Tensor encode_preactivation(const torch::Tensor& input) { return encode(input); }
   /// Data-space output for `code`, shaped like the model's input.
   virtual torch::Tensor decode(const torch::Tensor& code) = 0;
+  /// The decoder's `Output` for `code` as `forward` computes it (the reconstruction, the logits
+  /// a bce loss needs, the code), for a model that decodes another's code: the bottom layer of
+  /// a stack. Defaults to `decode` without logits.
+  virtual Output reconstruct(const torch::Tensor& code);
   /// The training objective. `target` is the clean example, `input` what was fed to
   /// `forward` (they differ when the input was corrupted).
   virtual Losses loss(const torch::Tensor& target, const torch::Tensor& input,
                       const Output& output) = 0;
+  /// Whether the objective is currently supervised (a classifier head being fine-tuned): the
+  /// trainer then calls `supervised_loss` with the labels of the batch instead of `loss`.
+  virtual bool supervised() const { return false; }
+  /// The supervised objective of `output` against `labels` (int64, [batch]). The default throws.
+  virtual Losses supervised_loss(const Output& output, const torch::Tensor& labels);
   /// Width of the code.
   virtual int64_t code_size() const = 0;
   /// Called by the trainer before each epoch (0-based) of `epochs`, for schedules that live
@@ -93,6 +105,10 @@ class Autoencoder {
   virtual void script(ScriptModel& script) const;
 };
 
+/// The codes of `data` (labels kept), in eval mode, without gradients, in batches, on the
+/// device the model is on: what a stack's next layer or a linear probe trains on.
+Dataset encode_dataset(Autoencoder& model, const Dataset& data, int64_t batch_size = 1000);
+
 /// A family with a prior to sample from (vae, wae), next to `Autoencoder`: `viz --what
 /// samples` draws with it, and its export adds `sample(n)`.
 class Generative {
@@ -100,6 +116,17 @@ class Generative {
   virtual ~Generative() = default;
   /// `n` codes drawn from the prior, decoded: [n, input shape...].
   virtual torch::Tensor sample(int64_t n) = 0;
+};
+
+/// A model with a classifier head, next to `Autoencoder` (a stacked model trained with its
+/// `classify` phase): `eval` reports its test accuracy, and its export adds `classify(x)`.
+class Classifier {
+ public:
+  virtual ~Classifier() = default;
+  /// Class scores (logits) of `input`, [batch, classes].
+  virtual torch::Tensor classify(const torch::Tensor& input) = 0;
+  /// Number of classes; 0 when the model has no head.
+  virtual int64_t classes() const = 0;
 };
 
 }  // namespace torchae

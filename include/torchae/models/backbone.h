@@ -21,6 +21,7 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
     return backbone_->encode_preactivation(input);
   }
   torch::Tensor decode(const torch::Tensor& code) override { return backbone_->decode(code); }
+  Output reconstruct(const torch::Tensor& code) override { return backbone_->reconstruct(code); }
   int64_t code_size() const override { return backbone_->code_size(); }
   torch::nn::Module& module() override { return *this; }
   /// In eval mode these families compute what their backbone does.

@@ -71,6 +71,8 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
 
   /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`.
   Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape);
+  /// The same, shaped like one batch of this model's input.
+  Output reconstruct(const torch::Tensor& code) override;
   /// The encoder network (its first layer's weight is what `viz filters` draws).
   const MLP& encoder() const { return encoder_; }
 

@@ -31,6 +31,10 @@ Run prepare_run(const Json& config, bool with_test);
 /// Trains a new run into `run_dir` (created; refused when it already holds a run).
 void train_run(const Json& config, const std::filesystem::path& run_dir);
 
+/// Trains `run` into `run_dir` (continuing its checkpoint when `resume`): a stacked model
+/// phase by phase (`LayerwisePretrainer`), any other by one `Trainer`.
+void fit_run(Run& run, const std::filesystem::path& run_dir, bool resume);
+
 /// Continues the run in `run_dir` exactly where its checkpoint stopped (from epoch 0 when it
 /// stopped before writing one). `overrides` are
 /// `--set` assignments; only train.epochs, train.device, train.threads and train.progress
@@ -40,10 +44,18 @@ void resume_run(const std::filesystem::path& run_dir, const std::vector<std::str
 /// Loads a run's configuration and trained weights.
 Run load_run(const std::filesystem::path& run_dir, bool with_test);
 
+/// What `torchae eval` computes beyond the reconstruction metrics.
+struct EvalOptions {
+  /// A variational model's likelihood: importance samples per test image.
+  int64_t iw_samples = kDefaultIwSamples;
+  /// Add the linear-probe accuracy of the codes (`evaluate_probe`).
+  bool probe = false;
+};
+
 /// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
-/// A variational model adds its likelihood, importance-sampled with `iw_samples` per image.
-Json evaluate_run(const std::filesystem::path& run_dir, int64_t iw_samples = kDefaultIwSamples);
+/// A variational model adds its likelihood, a model with a classifier head its test accuracy.
+Json evaluate_run(const std::filesystem::path& run_dir, const EvalOptions& options = {});
 /// The same for a run already loaded (with its test split) from `run_dir`.
-Json evaluate_run(Run& run, const std::filesystem::path& run_dir, int64_t iw_samples = kDefaultIwSamples);
+Json evaluate_run(Run& run, const std::filesystem::path& run_dir, const EvalOptions& options = {});
 
 }  // namespace torchae

@@ -8,6 +8,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -64,10 +65,29 @@ struct EpochRecord {
   std::vector<std::pair<std::string, double>> train_terms;
   double val_loss = 0.0;
   std::vector<std::pair<std::string, double>> val_terms;
+  /// The stage's tag ({"phase": ..., "layer": ...}) and index; empty for a run of one stage.
+  Json tag = Json::object();
+  int64_t stage = 0;
   double seconds = 0.0;
   double samples_per_s = 0.0;
 
   Json to_json() const;
+};
+
+/// Where a trainer sits in a run of several stages (a stacked model's pretraining, fine-tuning
+/// and classifier phases, each driven by its own `Trainer`).
+struct TrainingStage {
+  /// 0-based position in the run. The checkpoint records it; metrics.jsonl keeps the lines of
+  /// earlier stages when this one rewrites its own.
+  int64_t index = 0;
+  /// Fields added to every metrics line, e.g. {"phase": "pretrain", "layer": 2}.
+  Json tag = Json::object();
+  /// Printed before each epoch line, e.g. "pretrain layer 2".
+  std::string name;
+  /// The whole model the trained one is part of (a layer of a stack): the checkpoint holds all
+  /// of it, so that a run can be evaluated, exported or resumed from any stage. Null: the
+  /// trained model is the whole model.
+  torch::nn::Module* whole = nullptr;
 };
 
 /// Mean loss and terms of a model over a data set.
@@ -78,21 +98,27 @@ struct LossSummary {
 
 /// The generic trainer: it drives any `Autoencoder` through its `forward` and `loss`, and
 /// knows nothing of families. With a run directory it writes metrics.jsonl (one line per
-/// epoch) and checkpoint.pt (model, optimizer, epoch, RNG state, early-stopping state; written
-/// atomically at the end of each epoch), and `resume()` continues a run exactly.
+/// epoch) and checkpoint.pt (model, optimizer, epoch, RNG state, early-stopping state, stage;
+/// written atomically at the end of each epoch), and `resume()` continues a run exactly. A
+/// model whose objective is `supervised()` is given each batch's labels.
 ///
 ///   Trainer trainer(model, options, "runs/ae");
 ///   trainer.fit(data.train, data.validation);
 class Trainer {
  public:
-  Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir = {});
+  Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir = {},
+          TrainingStage stage = {});
 
-  /// Restores run_dir/checkpoint.pt; false when there is none.
+  /// Restores run_dir/checkpoint.pt; false when there is none. Refuses a checkpoint written
+  /// by another stage.
   bool resume();
   /// Trains from the current epoch up to options.epochs (or an early stop).
   void fit(const Dataset& train, const Dataset& validation);
-  /// One optimisation step on a batch already on the trainer's device.
-  Losses step(const torch::Tensor& batch);
+  /// One optimisation step on a batch already on the trainer's device (`labels`: the batch's,
+  /// needed when the model's objective is supervised).
+  Losses step(const torch::Tensor& batch, const torch::Tensor& labels = {});
+  /// Called after each epoch, once its metrics line and checkpoint are written.
+  void on_epoch_end(std::function<void(const EpochRecord&)> callback) { on_epoch_end_ = std::move(callback); }
   /// Mean loss over `data` in eval mode, without gradients (data already on the trainer's
   /// device is used in place).
   LossSummary evaluate(const Dataset& data);
@@ -105,10 +131,16 @@ class Trainer {
  private:
   void save_checkpoint() const;
   void append_metrics(const EpochRecord& record) const;
+  /// The model's losses on a batch: `loss`, or `supervised_loss` with the labels.
+  Losses losses_of(const torch::Tensor& batch, const torch::Tensor& labels);
+  /// What the checkpoint holds as "model".
+  torch::nn::Module& saved_module() const { return stage_.whole ? *stage_.whole : model_->module(); }
 
   std::shared_ptr<Autoencoder> model_;
   TrainOptions options_;
   std::filesystem::path run_dir_;
+  TrainingStage stage_;
+  std::function<void(const EpochRecord&)> on_epoch_end_;
   torch::Device device_;
   std::vector<torch::Tensor> parameters_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
@@ -118,6 +150,10 @@ class Trainer {
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;
 };
+
+/// The stage a run directory's checkpoint was written in: -1 when there is no checkpoint, 0
+/// for a run of one stage.
+int64_t checkpoint_stage(const std::filesystem::path& run_dir);
 
 /// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`.
 void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
