@@ -175,19 +175,22 @@ std::string utc_now() {
   return text;
 }
 
-// What metrics.jsonl says of the training: epochs done, final losses, seconds spent.
+// What metrics.jsonl says of the training: epochs done (over every stage of a stacked run),
+// final losses, seconds spent.
 Json training_summary(const fs::path& run_dir) {
   std::ifstream in(run_dir / "metrics.jsonl");
   Json last = Json::object();
   double seconds = 0.0;
+  int64_t epochs = 0;
   std::string line;
   while (std::getline(in, line)) {
     Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object()) continue;
     seconds += j.value("seconds", 0.0);
+    ++epochs;
     last = std::move(j);
   }
-  return Json{{"epochs", last.value("epoch", int64_t{0})},
+  return Json{{"epochs", epochs},
               {"train_loss", last.value("train_loss", Json())},
               {"val_loss", last.value("val_loss", Json())},
               {"seconds", seconds}};
