@@ -38,6 +38,7 @@ inline const std::vector<const char*> kFamilyConfigs{
     R"({"family": "vae", "code_size": 2, "decoder": "gaussian", "variance": "fixed", "sigma": 0.5, "beta": 4})",
     R"({"family": "wae", "code_size": 3, "hidden": [12]})",
     R"({"family": "wae", "code_size": 2, "kernel": "rbf", "lambda": 1, "prior_sigma": 2})",
+    R"({"family": "wae", "code_size": 2, "penalty": "gan", "discriminator_hidden": [8]})",
     R"({"family": "stacked", "layers": [{"units": 8, "family": "denoising"}, {"units": 4, "tied": true}]})",
     R"({"family": "stacked", "layers": [{"units": 10, "family": "ksparse", "k": 3}, {"units": 6, "family": "contractive"}, {"units": 3, "family": "sparse"}]})"};
 

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <set>
 #include <unistd.h>
 
 namespace torchae {
@@ -197,6 +198,20 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
   set_threads(options_.threads);
   model_->module().to(device_);
   parameters_ = model_->module().parameters();
+  if (auto* adversarial = dynamic_cast<Adversarial*>(model_.get())) {
+    adversary_parameters_ = adversarial->adversary_parameters();
+    if (!adversary_parameters_.empty()) {
+      adversary_ = adversarial;
+      std::set<const void*> theirs;
+      for (const auto& p : adversary_parameters_) theirs.insert(p.unsafeGetTensorImpl());
+      parameters_.erase(std::remove_if(parameters_.begin(), parameters_.end(),
+                                       [&](const torch::Tensor& p) { return theirs.count(p.unsafeGetTensorImpl()) != 0; }),
+                        parameters_.end());
+      TrainOptions adversary_options = options_;
+      adversary_options.lr = adversarial->adversary_lr();
+      adversary_optimizer_ = make_optimizer(adversary_options, adversary_parameters_);
+    }
+  }
   optimizer_ = make_optimizer(options_, parameters_);
 }
 
@@ -218,6 +233,11 @@ bool Trainer::resume() {
     saved_module().load(model_archive);
     archive.read("optimizer", optimizer_archive);
     optimizer_->load(optimizer_archive);
+    if (adversary_optimizer_) {
+      torch::serialize::InputArchive adversary_archive;
+      archive.read("adversary_optimizer", adversary_archive);
+      adversary_optimizer_->load(adversary_archive);
+    }
     // A fresh tensor for each entry: reading into a defined tensor would set_() its storage.
     auto entry = [&](const char* key) {
       torch::Tensor t;
@@ -244,6 +264,11 @@ void Trainer::save_checkpoint() const {
   optimizer_->save(optimizer_archive);
   archive.write("model", model_archive);
   archive.write("optimizer", optimizer_archive);
+  if (adversary_optimizer_) {
+    torch::serialize::OutputArchive adversary_archive;
+    adversary_optimizer_->save(adversary_archive);
+    archive.write("adversary_optimizer", adversary_archive);
+  }
   archive.write("epoch", torch::tensor(epoch_));
   archive.write("best_val", torch::tensor(best_val_, torch::kFloat64));
   archive.write("bad_epochs", torch::tensor(bad_epochs_));
@@ -277,21 +302,30 @@ void Trainer::append_metrics(const EpochRecord& record) const {
   write_text_atomically(path, kept + record.to_json().dump() + "\n");
 }
 
-Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& labels) {
-  Output out = model_->forward(batch);
+Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& out) {
   if (!model_->supervised()) return model_->loss(batch, batch, out);
   if (!labels.defined()) throw Error("this training stage is supervised and needs labeled data");
   return model_->supervised_loss(out, labels);
 }
 
 Losses Trainer::step(const torch::Tensor& batch, const torch::Tensor& labels) {
-  Losses losses = losses_of(batch, labels);
+  const Output out = model_->forward(batch);
+  Losses losses = losses_of(batch, labels, out);
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
   losses.total.backward();
   if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
   optimizer_->step();
+  if (adversary_) {
+    // The model's backward left gradients in the adversary too (its loss passes through it);
+    // the adversary's step starts from its own loss alone.
+    Losses adversary = adversary_->adversary_loss(out);
+    for (auto& p : adversary_parameters_) p.mutable_grad().reset();
+    adversary.total.backward();
+    adversary_optimizer_->step();
+    losses.terms.insert(losses.terms.end(), adversary.terms.begin(), adversary.terms.end());
+  }
   return losses;
 }
 
@@ -305,8 +339,8 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     const int64_t n = std::min(batch_size, data.size() - start);
     const torch::Tensor x = on_device.inputs.narrow(0, start, n);
-    Losses losses =
-        losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor());
+    Losses losses = losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor(),
+                              model_->forward(x));
     meter.add(losses, losses.total.item<double>(), x.size(0));
   }
   model_->module().train(was_training);

@@ -202,11 +202,14 @@ TEST_F(VaeTest, WaeMmdPenaltyPullsTheCodesTowardsThePrior) {
   DataOptions data_options;
   data_options.limit = 3000;
   const DataSplits data = load_data(data_options, /*with_test=*/true);
-  auto mmd_of = [&](double lambda) {
+  auto mmd_of = [&](const Json& penalty, int64_t epochs = 3, double beta1 = 0.9) {
     torch::manual_seed(0);
-    auto built = build_model({{"family", "wae"}, {"code_size", 4}, {"hidden", {128}}, {"lambda", lambda}}, data.spec);
+    Json section = {{"family", "wae"}, {"code_size", 4}, {"hidden", {128}}};
+    section.update(penalty);
+    auto built = build_model(section, data.spec);
     TrainOptions options;
-    options.epochs = 3;
+    options.epochs = epochs;
+    options.beta1 = beta1;
     options.device = "cpu";
     options.progress = "none";
     Trainer trainer(built.model, options);
@@ -216,9 +219,52 @@ TEST_F(VaeTest, WaeMmdPenaltyPullsTheCodesTowardsThePrior) {
     const torch::Tensor z = built.model->encode(data.test.inputs.narrow(0, 0, 1000));
     return mmd_penalty(z, torch::randn_like(z), MmdKernel::inverse_multiquadratic, 2.0 * 4).item<double>();
   };
-  const double with = mmd_of(10.0), without = mmd_of(0.0);
+  const double with = mmd_of({{"lambda", 10.0}}), without = mmd_of({{"lambda", 0.0}});
   RecordProperty("mmd_lambda10_vs_0", fmt::format("{:.4f} {:.4f}", with, without));
   EXPECT_GT(without, 4 * with);
+  // WAE-GAN's adversarial penalty pulls them too, measured by the same MMD. An adversarial game
+  // needs more steps than MMD: 10 epochs, with the paper's Adam beta1 of 0.5.
+  auto gan = [](double lambda) {
+    return Json{{"penalty", "gan"}, {"discriminator_hidden", {64, 64}}, {"lambda", lambda}};
+  };
+  const double with_gan = mmd_of(gan(1.0), 10, 0.5), without_gan = mmd_of(gan(0.0), 10, 0.5);
+  RecordProperty("mmd_gan_lambda1_vs_0", fmt::format("{:.4f} {:.4f}", with_gan, without_gan));
+  EXPECT_GT(without_gan, 2 * with_gan);
+}
+
+// The discriminator has its own optimizer: the model's leaves it out, both step, both are in
+// the checkpoint, and a resumed run ends where an uninterrupted one does.
+TEST_F(VaeTest, WaeGanTrainsItsDiscriminatorAsAnAdversaryAndResumesExactly) {
+  const DataSpec spec{{1, 6, 5}, 0, 1, 1};
+  const Json section = {{"family", "wae"}, {"penalty", "gan"}, {"code_size", 2}, {"hidden", {12}},
+                        {"discriminator_hidden", {8}}};
+  const Dataset train{torch::rand({64, 1, 6, 5}), torch::Tensor()}, validation{torch::rand({16, 1, 6, 5}), torch::Tensor()};
+  TrainOptions options;
+  options.batch_size = 16;
+  options.device = "cpu";
+  options.progress = "none";
+  auto run = [&](const std::filesystem::path& dir, int64_t epochs, bool resume) {
+    torch::manual_seed(4);
+    auto model = build_model(section, spec).model;
+    options.epochs = epochs;
+    Trainer trainer(model, options, dir);
+    if (resume) EXPECT_TRUE(trainer.resume());
+    trainer.fit(train, validation);
+    return std::make_pair(model, trainer.optimizer().param_groups().front().params().size());
+  };
+  test::TempDir straight, split;
+  auto [reference, model_parameters] = run(straight.path(), 3, false);
+  const auto discriminator = dynamic_cast<Adversarial&>(*reference).adversary_parameters();
+  EXPECT_EQ(discriminator.size(), 4u);  // two affine layers
+  EXPECT_EQ(model_parameters + discriminator.size(), reference->module().parameters().size());
+  const Json line = Json::parse(test::read_lines(straight.path() / kMetricsFile).back());
+  EXPECT_TRUE(line["train"].contains("gan")) << line;
+  EXPECT_TRUE(line["train"].contains("discriminator")) << line;
+
+  run(split.path(), 2, false);
+  auto resumed = run(split.path(), 3, true).first;
+  const auto a = reference->module().named_parameters(), b = resumed->module().named_parameters();
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
 }
 
 TEST_F(VaeTest, WaeSamplesFromItsPriorAndExportsSample) {
@@ -230,7 +276,12 @@ TEST_F(VaeTest, WaeSamplesFromItsPriorAndExportsSample) {
   torch::jit::Module exported = to_torchscript(*model.model, torch::rand({6, 1, 6, 5}));
   EXPECT_EQ(exported.get_method("sample")({int64_t{5}}).toTensor().sizes(), (std::vector<int64_t>{5, 1, 6, 5}));
   EXPECT_EQ(model.resolved["penalty"], "mmd");
-  EXPECT_THROW(build_model(Json{{"family", "wae"}, {"penalty", "gan"}}, DataSpec{{1, 6, 5}, 0, 1, 1}), Error);
+  const auto gan = build_model(Json{{"family", "wae"}, {"penalty", "gan"}}, DataSpec{{1, 6, 5}, 0, 1, 1}).resolved;
+  EXPECT_EQ(gan["lambda"], 1.0);
+  EXPECT_EQ(gan["discriminator_hidden"], (Json{512, 512, 512, 512}));
+  EXPECT_FALSE(gan.contains("kernel"));
+  EXPECT_THROW(build_model(Json{{"family", "wae"}, {"penalty", "gan"}, {"kernel", "rbf"}}, DataSpec{{1, 6, 5}, 0, 1, 1}),
+               Error);
 }
 
 }  // namespace

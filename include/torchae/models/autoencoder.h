@@ -118,6 +118,21 @@ class Generative {
   virtual torch::Tensor sample(int64_t n) = 0;
 };
 
+/// A model trained against an adversary (a WAE-GAN's latent discriminator), next to
+/// `Autoencoder`: the trainer gives the adversary's parameters their own optimizer (same kind
+/// and betas as the model's, at `adversary_lr`, checkpointed with the model's) and, after each
+/// step of the model on a batch, one step of the adversary on that batch's output.
+class Adversarial {
+ public:
+  virtual ~Adversarial() = default;
+  /// The adversary's parameters, kept out of the model's optimizer; empty: no adversary.
+  virtual std::vector<torch::Tensor> adversary_parameters() = 0;
+  /// The adversary's loss on the output of a batch (what it needs of it, detached).
+  virtual Losses adversary_loss(const Output& output) = 0;
+  /// The adversary's learning rate (the model's schedule does not apply to it).
+  virtual double adversary_lr() const = 0;
+};
+
 /// A model with a classifier head, next to `Autoencoder` (a stacked model trained with its
 /// `classify` phase): `eval` reports its test accuracy, and its export adds `classify(x)`.
 class Classifier {

@@ -100,7 +100,8 @@ struct LossSummary {
 /// knows nothing of families. With a run directory it writes metrics.jsonl (one line per
 /// epoch) and checkpoint.pt (model, optimizer, epoch, RNG state, early-stopping state, stage;
 /// written atomically at the end of each epoch), and `resume()` continues a run exactly. A
-/// model whose objective is `supervised()` is given each batch's labels.
+/// model whose objective is `supervised()` is given each batch's labels; an `Adversarial`
+/// model's adversary is stepped after the model, by a second optimizer.
 ///
 ///   Trainer trainer(model, options, "runs/ae");
 ///   trainer.fit(data.train, data.validation);
@@ -132,7 +133,7 @@ class Trainer {
   void save_checkpoint() const;
   void append_metrics(const EpochRecord& record) const;
   /// The model's losses on a batch: `loss`, or `supervised_loss` with the labels.
-  Losses losses_of(const torch::Tensor& batch, const torch::Tensor& labels);
+  Losses losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& output);
   /// What the checkpoint holds as "model".
   torch::nn::Module& saved_module() const { return stage_.whole ? *stage_.whole : model_->module(); }
 
@@ -144,6 +145,10 @@ class Trainer {
   torch::Device device_;
   std::vector<torch::Tensor> parameters_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  /// The adversary of an `Adversarial` model, its parameters and its optimizer (else null).
+  Adversarial* adversary_ = nullptr;
+  std::vector<torch::Tensor> adversary_parameters_;
+  std::unique_ptr<torch::optim::Optimizer> adversary_optimizer_;
   at::Generator shuffle_;
   int64_t epoch_ = 0;
   double best_val_;
