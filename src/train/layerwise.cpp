@@ -38,38 +38,34 @@ bool LayerwisePretrainer::resume() {
 }
 
 void LayerwisePretrainer::fit(const Dataset& train, const Dataset& validation) {
-  const torch::Device device = resolve_device(options_.device);
-  model_->to(device);
-  // The stages before the checkpoint's are done: their weights are in the checkpoint's model.
-  if (resume_stage_ > 0) load_model_weights(*model_, run_dir_ / kCheckpointFile, device);
-
+  model_->to(resolve_device(options_.device));
   // The codes the next pretraining stage trains on, and how many layers made them.
   Dataset codes_train = train, codes_validation = validation;
   std::size_t depth = 0;
   for (std::size_t i = 0; i < stages_.size(); ++i) {
     const StagePlan& stage = stages_[i];
     if (static_cast<int64_t>(i) < resume_stage_) continue;
-    const Dataset* on_train = &train;
-    const Dataset* on_validation = &validation;
+    const bool pretraining = stage.phase == "pretrain";
     TrainingStage where{static_cast<int64_t>(i), Json{{"phase", stage.phase}}, stage.phase, model_.get()};
-    if (stage.phase == "pretrain") {
+    if (pretraining) {
+      where.tag["layer"] = stage.layer;
+      where.name = fmt::format("pretrain layer {}/{}", stage.layer, model_->layers().size());
+    }
+    model_->set_phase(stage.phase == "classify" ? StackedPhase::classify : StackedPhase::reconstruct);
+    Trainer trainer(stage.model, stage.options, run_dir_, where);
+    // The checkpoint holds the whole model: resuming restores the stages done before this one
+    // too, whose layers make the codes below.
+    if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();
+    if (pretraining) {
       for (; depth + 1 < static_cast<std::size_t>(stage.layer); ++depth) {
         Autoencoder& below = *model_->layers()[depth];
         codes_train = encode_dataset(below, codes_train);
         codes_validation = encode_dataset(below, codes_validation);
       }
-      on_train = &codes_train;
-      on_validation = &codes_validation;
-      where.tag["layer"] = stage.layer;
-      where.name = fmt::format("pretrain layer {}/{}", stage.layer, model_->layers().size());
     }
-
-    model_->set_phase(stage.phase == "classify" ? StackedPhase::classify : StackedPhase::reconstruct);
-    Trainer trainer(stage.model, stage.options, run_dir_, where);
-    if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();
     if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stage, record); });
     try {
-      trainer.fit(*on_train, *on_validation);
+      trainer.fit(pretraining ? codes_train : train, pretraining ? codes_validation : validation);
     } catch (...) {
       model_->set_phase(StackedPhase::reconstruct);
       throw;
