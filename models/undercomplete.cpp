@@ -85,10 +85,14 @@ torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code) {
                         : decoder_->forward_preactivation(code);
 }
 
-torch::Tensor UndercompleteImpl::decode(const torch::Tensor& code) {
-  std::vector<int64_t> shape{code.size(0)};
+std::vector<int64_t> UndercompleteImpl::batch_shape(int64_t n) const {
+  std::vector<int64_t> shape{n};
   shape.insert(shape.end(), options.input_shape().begin(), options.input_shape().end());
-  return activate(decode_logits(code), options.output_activation()).view(shape);
+  return shape;
+}
+
+torch::Tensor UndercompleteImpl::decode(const torch::Tensor& code) {
+  return activate(decode_logits(code), options.output_activation()).view(batch_shape(code.size(0)));
 }
 
 Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape) {
@@ -101,11 +105,7 @@ Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef
   return out;
 }
 
-Output UndercompleteImpl::reconstruct(const torch::Tensor& code) {
-  std::vector<int64_t> shape{code.size(0)};
-  shape.insert(shape.end(), options.input_shape().begin(), options.input_shape().end());
-  return reconstruct(code, shape);
-}
+Output UndercompleteImpl::reconstruct(const torch::Tensor& code) { return reconstruct(code, batch_shape(code.size(0))); }
 
 Output UndercompleteImpl::forward(const torch::Tensor& input) { return reconstruct(encode(input), input.sizes()); }
 

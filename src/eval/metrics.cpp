@@ -112,7 +112,7 @@ ProbeResult linear_probe(const Dataset& train, const Dataset& validation, const 
   // Constant features (dead units) are left at zero rather than divided by zero.
   const torch::Tensor deviation = x.std(0).clamp_min(1e-6);
   auto standardize = [&](const Dataset& d) { return (d.inputs.flatten(1).to(torch::kFloat).to(x.device()) - mean) / deviation; };
-  const torch::Tensor features = (x - mean) / deviation;
+  const torch::Tensor features = standardize(train);
   const torch::Tensor labels = train.labels.to(x.device());
   const int64_t classes = labels.max().item<int64_t>() + 1;
   const auto options = torch::TensorOptions().dtype(torch::kFloat).device(x.device());

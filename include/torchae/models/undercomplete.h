@@ -85,6 +85,8 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
  private:
   /// The input as the encoder takes it: flattened, with input dropout in training mode.
   torch::Tensor encoder_input(const torch::Tensor& input) const;
+  /// The shape of `n` examples: {n, input_shape...}.
+  std::vector<int64_t> batch_shape(int64_t n) const;
   /// Decoder output before the output activation, flat [batch, input_size].
   torch::Tensor decode_logits(const torch::Tensor& code);
 
