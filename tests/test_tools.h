@@ -3,6 +3,8 @@
 // Shared helpers of the test suite: tensor comparison, gradient checks, temporary
 // directories, running the command line, and the seeding fixture every test uses.
 
+#include "torchae/train/trainer.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -41,6 +43,15 @@ inline const std::vector<const char*> kFamilyConfigs{
     R"({"family": "wae", "code_size": 2, "penalty": "gan", "discriminator_hidden": [8]})",
     R"({"family": "stacked", "layers": [{"units": 8, "family": "denoising"}, {"units": 4, "tied": true}]})",
     R"({"family": "stacked", "layers": [{"units": 10, "family": "ksparse", "k": 3}, {"units": 6, "family": "contractive"}, {"units": 3, "family": "sparse"}]})"};
+
+/// Train options for a quiet run of `epochs` epochs on the CPU (the rest at their defaults).
+inline TrainOptions quiet_cpu_options(int64_t epochs) {
+  TrainOptions options;
+  options.epochs = epochs;
+  options.device = "cpu";
+  options.progress = "none";
+  return options;
+}
 
 /// Every test starts from the same global seed.
 class TorchaeTest : public ::testing::Test {

@@ -67,15 +67,12 @@ TEST_F(MetricsTest, LinearAutoencoderLearnsThePcaSubspace) {
   const int64_t k = 4;
   torch::manual_seed(GTEST_FLAG_GET(random_seed));
   auto built = build_model({{"linear", true}, {"code_size", k}, {"hidden", Json::array()}}, data.spec);
-  TrainOptions options;
-  options.epochs = 60;
+  TrainOptions options = test::quiet_cpu_options(60);
   options.batch_size = 128;
   // Adam at 1e-3 or 3e-3 is still far from the optimum after 30 epochs (measured: 68 degrees
   // at 3e-3); at 1e-2 with a cosine decay over ~1,700 steps it reaches the subspace.
   options.lr = 1e-2;
   options.schedule = "cosine";
-  options.device = "cpu";
-  options.progress = "none";
   Trainer trainer(built.model, options);
   trainer.fit(data.train, data.validation);
 

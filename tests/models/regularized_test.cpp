@@ -30,11 +30,7 @@ std::shared_ptr<Autoencoder> build(const Json& section) { return build_model(sec
 std::shared_ptr<Autoencoder> trained(const Json& model, const DataSplits& data, int64_t epochs) {
   torch::manual_seed(0);
   auto built = build_model(model, data.spec);
-  TrainOptions options;
-  options.epochs = epochs;
-  options.device = "cpu";
-  options.progress = "none";
-  Trainer trainer(built.model, options);
+  Trainer trainer(built.model, test::quiet_cpu_options(epochs));
   trainer.fit(data.train, data.validation);
   built.model->module().eval();
   return built.model;
@@ -225,11 +221,7 @@ TEST_F(KSparseTest, AnnealingScheduleAndTrainerHook) {
   std::vector<int64_t> ks;
   for (int64_t e = 0; e < 10; ++e) ks.push_back(ae->k_at(e, 10));
   EXPECT_EQ(ks, (std::vector<int64_t>{90, 74, 58, 42, 26, 10, 10, 10, 10, 10}));
-  TrainOptions options;
-  options.epochs = 2;
-  options.device = "cpu";
-  options.progress = "none";
-  Trainer trainer(ae, options);
+  Trainer trainer(ae, test::quiet_cpu_options(2));
   const Dataset data{torch::rand({32, 1, 6, 5}), {}};
   trainer.fit(data, data);
   // Over 2 epochs the annealing span is round(0.5 * 2) = 1 epoch: 90 in epoch 0, 10 in epoch 1.

@@ -47,12 +47,9 @@ Stacked build_stack(const Json& section, int64_t seed = 0) {
 }
 
 TrainOptions small_options() {
-  TrainOptions o;
-  o.epochs = 1;
+  TrainOptions o = test::quiet_cpu_options(1);
   o.batch_size = 16;
   o.lr = 3e-3;
-  o.device = "cpu";
-  o.progress = "none";
   return o;
 }
 

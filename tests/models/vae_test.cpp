@@ -28,11 +28,8 @@ class VaeTest : public TorchaeTest {};
 // Trains `model` on `data` quietly on the CPU and returns it in eval mode.
 std::shared_ptr<VAEImpl> trained_vae(const Json& model, const DataSplits& data, int64_t epochs, double lr = 1e-3) {
   auto built = build_model(model, data.spec);
-  TrainOptions options;
-  options.epochs = epochs;
+  TrainOptions options = test::quiet_cpu_options(epochs);
   options.lr = lr;
-  options.device = "cpu";
-  options.progress = "none";
   Trainer trainer(built.model, options);
   trainer.fit(data.train, data.validation);
   auto vae = std::dynamic_pointer_cast<VAEImpl>(built.model);
@@ -207,11 +204,8 @@ TEST_F(VaeTest, WaeMmdPenaltyPullsTheCodesTowardsThePrior) {
     Json section = {{"family", "wae"}, {"code_size", 4}, {"hidden", {128}}};
     section.update(penalty);
     auto built = build_model(section, data.spec);
-    TrainOptions options;
-    options.epochs = epochs;
+    TrainOptions options = test::quiet_cpu_options(epochs);
     options.beta1 = beta1;
-    options.device = "cpu";
-    options.progress = "none";
     Trainer trainer(built.model, options);
     trainer.fit(data.train, data.validation);
     built.model->module().eval();
@@ -239,10 +233,8 @@ TEST_F(VaeTest, WaeGanTrainsItsDiscriminatorAsAnAdversaryAndResumesExactly) {
   const Json section = {{"family", "wae"}, {"penalty", "gan"}, {"code_size", 2}, {"hidden", {12}},
                         {"discriminator_hidden", {8}}};
   const Dataset train{torch::rand({64, 1, 6, 5}), torch::Tensor()}, validation{torch::rand({16, 1, 6, 5}), torch::Tensor()};
-  TrainOptions options;
+  TrainOptions options = test::quiet_cpu_options(1);
   options.batch_size = 16;
-  options.device = "cpu";
-  options.progress = "none";
   auto run = [&](const std::filesystem::path& dir, int64_t epochs, bool resume) {
     torch::manual_seed(4);
     auto model = build_model(section, spec).model;

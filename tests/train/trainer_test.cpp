@@ -21,12 +21,9 @@ std::shared_ptr<Autoencoder> small_model(int64_t seed = 0) {
 }
 
 TrainOptions small_options(int64_t epochs) {
-  TrainOptions o;
-  o.epochs = epochs;
+  TrainOptions o = test::quiet_cpu_options(epochs);
   o.batch_size = 16;
   o.lr = 3e-3;
-  o.device = "cpu";
-  o.progress = "none";
   return o;
 }
 
