@@ -5,14 +5,16 @@
 
 #include "torchae/train/trainer.h"
 
+#include <ftw.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
-#include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -96,13 +98,15 @@ inline void check_gradient(const std::function<torch::Tensor(const torch::Tensor
 class TempDir {
  public:
   TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("torchae_test_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
+    std::string name = (std::filesystem::temp_directory_path() / "torchae_test_XXXXXX").string();
+    if (mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed in " + name);
+    path_ = name;
   }
+  // Not std::filesystem::remove_all: PyTorch's pip wheels (2.11 at least) export a copy of it
+  // from libtorch.so that jumps to address 0, and the dynamic linker binds the tests to it.
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+         FTW_DEPTH | FTW_PHYS);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

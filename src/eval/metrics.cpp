@@ -38,7 +38,7 @@ PCA PCA::fit(const torch::Tensor& data, int64_t k) {
   const torch::Tensor mean = x.mean(0);
   const torch::Tensor centred = x - mean;
   const torch::Tensor covariance = centred.t().mm(centred) / static_cast<double>(std::max<int64_t>(x.size(0) - 1, 1));
-  auto [values, vectors] = torch::linalg::eigh(covariance, "L");  // ascending eigenvalues
+  auto [values, vectors] = torch::linalg_eigh(covariance, "L");  // ascending eigenvalues
   const int64_t d = values.size(0);
   return {mean, vectors.narrow(1, d - k, k).flip({1}).contiguous(), values.narrow(0, d - k, k).flip({0})};
 }
@@ -52,9 +52,9 @@ torch::Tensor PCA::reconstruct(const torch::Tensor& x) const {
 double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tensor& b) {
   // Björck & Golub (1973): the cosines of the principal angles are the singular values of
   // Qa^T Qb for orthonormal bases Qa, Qb; the largest angle belongs to the smallest value.
-  const torch::Tensor qa = std::get<0>(torch::linalg::qr(a.to(torch::kFloat64)));
-  const torch::Tensor qb = std::get<0>(torch::linalg::qr(b.to(torch::kFloat64)));
-  const torch::Tensor cosines = torch::linalg::svdvals(qa.t().mm(qb), c10::nullopt);
+  const torch::Tensor qa = std::get<0>(torch::linalg_qr(a.to(torch::kFloat64)));
+  const torch::Tensor qb = std::get<0>(torch::linalg_qr(b.to(torch::kFloat64)));
+  const torch::Tensor cosines = torch::linalg_svdvals(qa.t().mm(qb));
   const double smallest = std::min(1.0, cosines.min().item<double>());
   return std::acos(smallest) * 180.0 / M_PI;
 }

@@ -250,7 +250,12 @@ bool Trainer::resume() {
     stopped_early_ = entry("stopped_early").item<bool>();
     shuffle_.set_state(entry("rng_shuffle"));
     at::Generator(at::detail::getDefaultCPUGenerator()).set_state(entry("rng_cpu"));
-    if (device_.is_cuda()) at::Generator(at::globalContext().defaultGenerator(device_)).set_state(entry("rng_cuda"));
+    // A checkpoint written on the CPU has no CUDA generator state: resumed on CUDA, that
+    // generator goes on from where it is.
+    torch::Tensor rng_cuda;
+    if (device_.is_cuda() && archive.try_read("rng_cuda", rng_cuda)) {
+      at::Generator(at::globalContext().defaultGenerator(device_)).set_state(rng_cuda.cpu());
+    }
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot resume from this checkpoint: {}", path.string(),
                             e.what_without_backtrace()));

@@ -97,8 +97,8 @@ TEST_F(VaeTest, LinearGaussianVaeEstimatesTheProbabilisticPcaLikelihood) {
   const torch::Tensor covariance = w_d.mm(w_d.t()) + torch::diag(log_variance.exp());
   const torch::Tensor test = data.validation.inputs.narrow(0, 0, 200);
   const torch::Tensor centred = test.to(torch::kDouble) - b_d;
-  const torch::Tensor solved = torch::linalg::solve(covariance, centred.t(), /*left=*/true);
-  const double log_det = std::get<1>(torch::linalg::slogdet(covariance)).item<double>();
+  const torch::Tensor solved = torch::linalg_solve(covariance, centred.t(), /*left=*/true);
+  const double log_det = std::get<1>(torch::linalg_slogdet(covariance)).item<double>();
   const torch::Tensor exact =
       -0.5 * (static_cast<double>(dim) * std::log(2 * M_PI) + log_det + (centred.t() * solved).sum(0));
 

@@ -231,23 +231,5 @@ TEST_F(TrainerTest, OptionsAreReadStrictly) {
   EXPECT_EQ(error_of({{"epochs", 2}, {"optimizer", "sgd"}, {"momentum", 0.9}, {"nesterov", true}}), "(no error)");
 }
 
-// The same steps on CUDA and on CPU, from the same weights and batches, agree.
-TEST_F(TrainerTest, CudaStepsMatchCpu_CUDA) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (this LibTorch or machine has none)";
-  const Dataset data = random_data(64);
-  std::vector<double> losses[2];
-  int k = 0;
-  for (const char* device : {"cpu", "cuda"}) {
-    TrainOptions o = small_options(1);
-    o.device = device;
-    Trainer trainer(small_model(3), o);
-    for (int64_t i = 0; i < 4; ++i) {
-      losses[k].push_back(trainer.step(data.inputs.narrow(0, 16 * i, 16).to(trainer.device())).total.item<double>());
-    }
-    ++k;
-  }
-  for (std::size_t i = 0; i < losses[0].size(); ++i) EXPECT_NEAR(losses[0][i], losses[1][i], 1e-4) << "step " << i;
-}
-
 }  // namespace
 }  // namespace torchae
