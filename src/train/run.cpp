@@ -3,6 +3,7 @@
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
+#include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/models/stacked.h"
 #include "torchae/models/vae.h"
@@ -148,6 +149,14 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
         [&](const torch::Tensor& x) { return classifier->classify(x.to(device)); }, run.data.test);
   }
   if (options.probe) metrics.update(evaluate_probe(*run.model.model, run.data, device));
+  // Sample quality, where the feature network means something: generative models of the
+  // Fashion-MNIST images themselves.
+  if (auto* generative = dynamic_cast<Generative*>(run.model.model.get());
+      generative && run.data_options.dataset == "fashion-mnist" && !run.data_options.center) {
+    FashionNet net = load_fashion_net(shipped_fashion_net_path());
+    run.model.model->module().eval();
+    metrics.update(evaluate_sample_quality(*generative, run.data, net, options.fd_samples));
+  }
   metrics["family"] = run.config["model"]["family"];
   metrics["run"] = run_dir.string();
   write_text_atomically(run_dir / "eval.json", metrics.dump(2) + "\n");

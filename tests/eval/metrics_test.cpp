@@ -1,10 +1,15 @@
 #include "test_tools.h"
 
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
 #include "torchae/data/dataset.h"
+#include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/models/registry.h"
 #include "torchae/models/undercomplete.h"
 #include "torchae/train/trainer.h"
+
+#include <fmt/format.h>
 
 #include <cmath>
 
@@ -86,6 +91,100 @@ TEST_F(MetricsTest, LinearAutoencoderLearnsThePcaSubspace) {
   RecordProperty("test_mse_over_pca", std::to_string(ratio));
   EXPECT_LT(angle, 5.0);
   EXPECT_LT(std::abs(ratio - 1.0), 0.02) << metrics.dump();
+}
+
+// ---- fd_fashion ------------------------------------------------------------------------------
+
+// Diagonal covariances commute, and then the distance is ||m1 - m2||^2 + sum (sqrt s1 - sqrt s2)^2;
+// for general ones tr (C1^1/2 C2 C1^1/2)^1/2 is the sum of the square roots of the (real,
+// non-negative) eigenvalues of C1 C2, computed here by a general eigensolver instead.
+TEST(FrechetDistance, MatchesClosedFormsAndIsASymmetricDistance) {
+  torch::manual_seed(0);
+  const torch::Tensor m1 = torch::randn({5}, torch::kFloat64), m2 = torch::randn({5}, torch::kFloat64);
+  const torch::Tensor s1 = torch::rand({5}, torch::kFloat64) + 0.1, s2 = torch::rand({5}, torch::kFloat64) + 0.1;
+  const FeatureMoments da{m1, torch::diag(s1)}, db{m2, torch::diag(s2)};
+  const double diagonal = ((m1 - m2).pow(2).sum() + (s1.sqrt() - s2.sqrt()).pow(2).sum()).item<double>();
+  EXPECT_NEAR(frechet_distance(da, db), diagonal, 1e-10);
+
+  const torch::Tensor a = torch::randn({6, 6}, torch::kFloat64), b = torch::randn({6, 6}, torch::kFloat64);
+  const torch::Tensor c1 = a.mm(a.t()) + 0.1 * torch::eye(6, torch::kFloat64);
+  const torch::Tensor c2 = b.mm(b.t()) + 0.1 * torch::eye(6, torch::kFloat64);
+  const torch::Tensor mu1 = torch::randn({6}, torch::kFloat64), mu2 = torch::randn({6}, torch::kFloat64);
+  const double cross = torch::real(torch::linalg_eigvals(c1.mm(c2))).clamp_min(0).sqrt().sum().item<double>();
+  const double expected = ((mu1 - mu2).pow(2).sum() + c1.trace() + c2.trace()).item<double>() - 2 * cross;
+  const FeatureMoments ga{mu1, c1}, gb{mu2, c2};
+  EXPECT_NEAR(frechet_distance(ga, gb), expected, 1e-8 * expected);
+  EXPECT_NEAR(frechet_distance(gb, ga), expected, 1e-8 * expected);
+  EXPECT_NEAR(frechet_distance(ga, ga), 0.0, 1e-8);
+}
+
+TEST(FrechetDistance, MomentsAreTheMeanAndUnbiasedCovariance) {
+  torch::manual_seed(1);
+  const torch::Tensor x = torch::randn({50, 4});
+  const FeatureMoments m = FeatureMoments::of(x);
+  expect_tensors_near(m.mean, x.to(torch::kFloat64).mean(0), 1e-12);
+  expect_tensors_near(m.covariance, torch::cov(x.to(torch::kFloat64).t()), 1e-12);
+  EXPECT_THROW(FeatureMoments::of(torch::randn({1, 4})), c10::Error);
+}
+
+// The shipped network classifies Fashion-MNIST, and the distance in its features ranks
+// degradations: two halves of the test set are close, noisier copies further and further away.
+TEST(FdFashion, ShippedNetworkClassifiesAndTheDistanceRanksDegradations) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
+  FashionNet net = load_fashion_net(shipped_fashion_net_path());
+  DataOptions options;
+  options.limit = 100;
+  const Dataset test = load_data(options, /*with_test=*/true).test;
+  torch::NoGradGuard no_grad;
+  const Dataset first = test.select(torch::arange(3000));
+  const double accuracy = net->forward(first.inputs).argmax(1).eq(first.labels).to(torch::kFloat64).mean().item<double>();
+  RecordProperty("test_accuracy_3000", std::to_string(accuracy));
+  EXPECT_GT(accuracy, 0.90);
+
+  torch::manual_seed(0);
+  const torch::Tensor half1 = test.inputs.narrow(0, 0, 1500), half2 = test.inputs.narrow(0, 1500, 1500);
+  const FeatureMoments reference = FeatureMoments::of(fashion_features(net, half1));
+  auto fd = [&](const torch::Tensor& images) {
+    return frechet_distance(FeatureMoments::of(fashion_features(net, images)), reference);
+  };
+  const double halves = fd(half2);
+  const double noise_small = fd(half2 + 0.1 * torch::randn_like(half2));
+  const double noise_large = fd(half2 + 0.3 * torch::randn_like(half2));
+  const double blank = fd(torch::full_like(half2, half2.mean().item<double>()) + 0.01 * torch::randn_like(half2));
+  RecordProperty("fd_halves_noise01_noise03_flat", fmt::format("{:.3f} {:.3f} {:.3f} {:.3f}", halves, noise_small,
+                                                               noise_large, blank));
+  EXPECT_LT(halves * 4, noise_small);
+  EXPECT_LT(noise_small, noise_large);
+  EXPECT_LT(noise_large, blank);
+}
+
+// Blur lowers the Laplacian variance; a flat image has none.
+TEST(Sharpness, LaplacianVarianceFallsWithBlur) {
+  torch::manual_seed(0);
+  const torch::Tensor images = torch::rand({4, 1, 12, 12});
+  const torch::Tensor box = torch::full({1, 1, 3, 3}, 1.0 / 9);
+  const torch::Tensor blurred = torch::conv2d(images, box, {}, 1, 1);
+  EXPECT_TRUE(laplacian_variance(blurred).lt(laplacian_variance(images)).all().item<bool>());
+  expect_tensors_near(laplacian_variance(torch::full({2, 1, 5, 5}, 0.3)), torch::zeros({2}), 1e-12);
+  // One bright pixel in the middle of a 5x5 image: the 3x3 responses are -4 there and 1 at its
+  // four neighbours, 0 at the corners: mean 0, unbiased variance (16 + 4 * 1) / 8.
+  torch::Tensor dot = torch::zeros({1, 1, 5, 5});
+  dot[0][0][2][2] = 1.0;
+  EXPECT_NEAR(laplacian_variance(dot).item<double>(), 20.0 / 8.0, 1e-6);
+}
+
+TEST(FdFashion, AFileThatIsNotTheNetworkIsAOneLineError) {
+  test::TempDir dir;
+  write_text_atomically(dir / "junk.pt", "not an archive");
+  for (const auto& path : {dir / "junk.pt", dir / "missing.pt"}) {
+    try {
+      load_fashion_net(path);
+      FAIL() << "loaded " << path;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path.filename().string()), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

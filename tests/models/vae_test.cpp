@@ -167,7 +167,7 @@ std::pair<int, int> png_size(const std::filesystem::path& path) {
   return {word(16), word(20)};
 }
 
-TEST_F(VaeTest, VizDrawsSamplesInterpolationsAndTheLatentPlane) {
+TEST_F(VaeTest, SamplesInterpolationsAndLatentPlaneAreDrawnAndSamplesScored) {
   ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
   test::TempDir dir;
   train_run({{"model", {{"family", "vae"}, {"code_size", 3}, {"hidden", {32}}}},
@@ -186,6 +186,17 @@ TEST_F(VaeTest, VizDrawsSamplesInterpolationsAndTheLatentPlane) {
              {"data", {{"limit", 300}}},
              {"train", {{"epochs", 1}, {"progress", "none"}}}},
             dir / "plain");
+  // eval scores samples in the features of the shipped Fashion-MNIST classifier; for a family
+  // without a prior there is nothing to score.
+  EvalOptions eval_options;
+  eval_options.iw_samples = 2;
+  eval_options.fd_samples = 1000;
+  const Json metrics = evaluate_run(dir / "run", eval_options);
+  EXPECT_EQ(metrics["fd_fashion_samples"], 540);  // capped by the training split (600 less 10% validation)
+  EXPECT_GT(metrics["fd_fashion"].get<double>(), metrics["fd_fashion_reference"].get<double>());
+  EXPECT_GT(metrics["fd_fashion_reference"].get<double>(), 0.0);
+  EXPECT_FALSE(evaluate_run(dir / "plain", eval_options).contains("fd_fashion"));
+
   EXPECT_THROW(viz_run(dir / "plain", "samples", dir / "no.png", -1, 4), Error);
   EXPECT_FALSE(std::filesystem::exists(dir / "no.png"));
   viz_run(dir / "plain", "latent", dir / "plain-latent.png", -1, 300);  // any family has codes

@@ -63,10 +63,12 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   expect_one_line_error(run_cli("train --resume " + out), "not a run directory");
   expect_one_line_error(run_cli("train"), "--out RUN_DIR (or --resume RUN_DIR) is required");
   EXPECT_FALSE(std::filesystem::exists(out)) << "a refused run must not leave a directory behind";
-  expect_one_line_error(run_cli("frobnicate"), "unknown command \"frobnicate\" (known: list, train, eval, viz, export, zoo, bench)");
+  expect_one_line_error(run_cli("frobnicate"), "unknown command \"frobnicate\" (known: list, train, eval, viz, export, zoo, bench, fd-net)");
   expect_one_line_error(run_cli("train --out a --resume b"), "--out excludes --resume");
   expect_one_line_error(run_cli("eval"), "--run is required");
   expect_one_line_error(run_cli("bench --steps 0"), "--steps: must be an integer >= 1, got 0");
+  expect_one_line_error(run_cli("eval --run x --fd-samples 1"), "--fd-samples: must be an integer >= 2, got 1");
+  expect_one_line_error(run_cli("fd-net"), "--out is required");
 }
 
 TEST(CliErrors, CorruptDataIsRefused) {

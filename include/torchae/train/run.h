@@ -2,6 +2,7 @@
 
 #include "torchae/core/config.h"
 #include "torchae/data/dataset.h"
+#include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/trainer.h"
@@ -50,6 +51,8 @@ struct EvalOptions {
   int64_t iw_samples = kDefaultIwSamples;
   /// Add the linear-probe accuracy of the codes (`evaluate_probe`).
   bool probe = false;
+  /// A generative model of Fashion-MNIST: samples scored by fd_fashion (`evaluate_sample_quality`).
+  int64_t fd_samples = kDefaultFdSamples;
 };
 
 /// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
