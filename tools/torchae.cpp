@@ -238,6 +238,7 @@ int main(int argc, char** argv) {
                    "vae, wae on Fashion-MNIST: samples from the prior that fd_fashion scores")
       ->check(integer_at_least(2))
       ->capture_default_str();
+  eval->add_option("--device", eval_options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
   eval->add_flag("--probe", eval_options.probe,
                  "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
 

@@ -200,7 +200,7 @@ Json training_summary(const fs::path& run_dir) {
 
 Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_extra) {
   std::error_code ec;
-  Run run = load_run(run_dir, /*with_test=*/true);
+  Run run = load_run(run_dir, /*with_test=*/true, "auto");  // wherever it was trained
   const Json metrics =
       fs::exists(run_dir / "eval.json", ec) ? load_json_file(run_dir / "eval.json") : evaluate_run(run, run_dir);
   const std::string family = run.config["model"].value("family", "");

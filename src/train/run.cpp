@@ -124,14 +124,29 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   fit_run(run, run_dir, /*resume=*/true);
 }
 
-Run load_run(const fs::path& run_dir, bool with_test) {
-  Run run = prepare_run(read_run_config(run_dir), with_test);
+Run load_run(const fs::path& run_dir, bool with_test, const std::string& device) {
+  Json config = read_run_config(run_dir);
+  const bool has_train = config.contains("train") && config["train"].is_object();
+  const Json trained_on = has_train ? config["train"].value("device", Json(TrainOptions().device)) : Json();
+  if (!device.empty()) config["train"]["device"] = device;
+  Run run = prepare_run(config, with_test);
+  // Whatever device this works on, the run's configuration says where it was trained.
+  if (!device.empty() && trained_on.is_string()) run.config["train"]["device"] = trained_on;
   load_model_weights(*run.model.model, checkpoint_of(run_dir), torch::kCPU);
   return run;
 }
 
 Json evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
-  Run run = load_run(run_dir, /*with_test=*/true);
+  Run run;
+  try {
+    run = load_run(run_dir, /*with_test=*/true, options.device);
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    if (options.device.empty() && message.rfind("config: train.device:", 0) == 0) {
+      throw Error(message + "; evaluate it here with --device auto");
+    }
+    throw;
+  }
   return evaluate_run(run, run_dir, options);
 }
 

@@ -177,7 +177,7 @@ void viz_run(const std::filesystem::path& run_dir, const std::string& what, cons
              int64_t unit, int64_t count) {
   default_viz_count(what);  // refuses an unknown kind by name
   if (count < 1) throw Error("viz: --count must be at least 1");
-  Run run = load_run(run_dir, /*with_test=*/true);
+  Run run = load_run(run_dir, /*with_test=*/true, "cpu");  // drawn on the CPU, wherever it was trained
   Autoencoder& model = *run.model.model;
   const auto& shape = run.data.spec.shape;
   // Pictures of data show it as it was before centring.

@@ -182,6 +182,29 @@ TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {
   EXPECT_EQ(metrics_lines(run)[0]["train_loss"], metrics_lines(fresh)[0]["train_loss"]);
 }
 
+// A run whose train.device is absent here (trained on a GPU machine, say) is evaluated with
+// --device, and exported and drawn as it is; its configuration keeps saying where it trained.
+TEST_F(Cli, ARunTrainedOnADeviceAbsentHereIsEvaluatedExportedAndDrawn) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, run.string())).exit_code, 0);
+  Json config = Json::parse(read_text(run / "config.json"));
+  config["train"]["device"] = "cuda:7";  // no machine here has eight GPUs
+  write_text_atomically(run / "config.json", config.dump(2) + "\n");
+
+  expect_one_line_error(run_cli("eval --run " + run.string()), "; evaluate it here with --device auto");
+  const CliResult eval = run_cli(fmt::format("eval --run {} --device cpu", run.string()));
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  EXPECT_GT(Json::parse(eval.out)["test_mse"].get<double>(), 0.0);
+  const CliResult exported = run_cli(fmt::format("export --run {} --out {}", run.string(), (dir / "m.pt").string()));
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_EQ(read_model_card(dir / "m.pt")["config"]["train"]["device"], "cuda:7");
+  const CliResult drawn =
+      run_cli(fmt::format("viz --run {} --what recon --out {}", run.string(), (dir / "r.png").string()));
+  ASSERT_EQ(drawn.exit_code, 0) << drawn.err;
+  EXPECT_TRUE(std::filesystem::exists(dir / "r.png"));
+}
+
 TEST_F(Cli, DivergenceIsAOneLineErrorNamingEpochAndStep) {
   TempDir dir;
   const CliResult r = run_cli(fmt::format(

@@ -42,8 +42,10 @@ void fit_run(Run& run, const std::filesystem::path& run_dir, bool resume);
 /// may change on resume (anything else would make the continuation differ from the run).
 void resume_run(const std::filesystem::path& run_dir, const std::vector<std::string>& overrides);
 
-/// Loads a run's configuration and trained weights.
-Run load_run(const std::filesystem::path& run_dir, bool with_test);
+/// Loads a run's configuration and trained weights (on the CPU). A non-empty `device` replaces
+/// the run's train.device in `Run::train_options` (not in `Run::config`): a run trained on
+/// "cuda" can be evaluated, exported and drawn on a machine without one.
+Run load_run(const std::filesystem::path& run_dir, bool with_test, const std::string& device = {});
 
 /// What `torchae eval` computes beyond the reconstruction metrics.
 struct EvalOptions {
@@ -53,6 +55,8 @@ struct EvalOptions {
   bool probe = false;
   /// A generative model of Fashion-MNIST: samples scored by fd_fashion (`evaluate_sample_quality`).
   int64_t fd_samples = kDefaultFdSamples;
+  /// Where to evaluate (auto, cpu, cuda, cuda:N); empty: the run's train.device.
+  std::string device;
 };
 
 /// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
