@@ -4,6 +4,7 @@
 #include "torchae/core/runtime.h"
 #include "torchae/data/dataset.h"
 #include "torchae/eval/frechet.h"
+#include "torchae/eval/metrics.h"
 #include "torchae/export/export.h"
 #include "torchae/export/zoo.h"
 #include "torchae/models/registry.h"
@@ -159,9 +160,8 @@ Json train_fd_net(const torchae::FashionNetTraining& options, const std::string&
     std::cerr << fmt::format("epoch {}  train_loss={:.5f}  val_accuracy={:.4f}\n", epoch, loss, accuracy);
   });
   torchae::save_fashion_net(net, out);
-  torch::NoGradGuard no_grad;
   const double test_accuracy =
-      net->forward(data.test.inputs).argmax(1).eq(data.test.labels).to(torch::kFloat64).mean().item<double>();
+      torchae::classification_accuracy([&](const torch::Tensor& x) { return net->forward(x); }, data.test);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return {{"out", out}, {"epochs", options.epochs}, {"seed", options.seed}, {"test_accuracy", test_accuracy},
           {"seconds", seconds}};

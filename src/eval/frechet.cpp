@@ -2,6 +2,7 @@
 
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
+#include "torchae/eval/metrics.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -29,23 +30,6 @@ torch::Tensor FashionNetImpl::features(const torch::Tensor& images) {
 
 torch::Tensor FashionNetImpl::forward(const torch::Tensor& images) { return out_(dropout_(features(images))); }
 
-namespace {
-
-double accuracy(FashionNet& net, const Dataset& data) {
-  torch::NoGradGuard no_grad;
-  net->eval();
-  int64_t right = 0;
-  for (int64_t start = 0; start < data.size(); start += 1000) {
-    const int64_t n = std::min<int64_t>(1000, data.size() - start);
-    const torch::Tensor predicted = net->forward(data.inputs.narrow(0, start, n)).argmax(1);
-    right += predicted.eq(data.labels.narrow(0, start, n)).sum().item<int64_t>();
-  }
-  net->train();
-  return static_cast<double>(right) / static_cast<double>(std::max<int64_t>(data.size(), 1));
-}
-
-}  // namespace
-
 FashionNet train_fashion_net(const DataSplits& data, const FashionNetTraining& options,
                              const std::function<void(int64_t, double, double)>& progress) {
   if (data.spec.shape != std::vector<int64_t>{1, 28, 28} || !data.train.labels.defined()) {
@@ -69,7 +53,13 @@ FashionNet train_fashion_net(const DataSplits& data, const FashionNetTraining& o
       optimizer.step();
       loss_sum += loss.item<double>();
     }
-    if (progress) progress(epoch, loss_sum / static_cast<double>(batches.size()), accuracy(net, data.validation));
+    if (progress) {
+      net->eval();
+      const double accuracy = classification_accuracy([&](const torch::Tensor& x) { return net->forward(x); },
+                                                      data.validation);
+      net->train();
+      progress(epoch, loss_sum / static_cast<double>(batches.size()), accuracy);
+    }
   }
   net->eval();
   return net;
@@ -152,7 +142,7 @@ Json evaluate_sample_quality(Generative& model, const DataSplits& data, FashionN
   if (data.spec.shape != std::vector<int64_t>{1, 28, 28} || data.mean.defined()) {
     throw Error("fd_fashion: needs uncentred 1x28x28 images in [0, 1] (Fashion-MNIST)");
   }
-  constexpr uint64_t kSampleSeed = 20140108;  // fixed, so that every model is scored on its own same draw
+  constexpr uint64_t kSampleSeed = 20140108;  // a fixed seed: a model always gets the same draw
   torch::NoGradGuard no_grad;
   const int64_t n = std::min({samples, data.test.size(), data.train.size()});
   if (n < 2) throw Error(fmt::format("fd_fashion: needs at least 2 samples, test and training images, got {}", n));
