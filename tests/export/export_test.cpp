@@ -120,7 +120,7 @@ class Misdescribed : public UndercompleteImpl {
   using UndercompleteImpl::UndercompleteImpl;
   void script(ScriptModel& script) const override {
     std::vector<std::string> encoder = script_encoder(script, "");
-    encoder.emplace_back("h = h * 1.001");
+    encoder.emplace_back("h = h * 1.01");
     define_autoencoder_methods(script, encoder, script_decoder(script, ""));
   }
 };
@@ -136,6 +136,10 @@ TEST(Export, AModelWithoutTorchScriptIsRefusedByName) {
 }
 
 TEST(Export, ADescriptionThatDiffersFromTheModelIsRefused) {
+  // Seeded: LibTorch seeds its default generator at random in each process, and some draws of
+  // this small model moved the output by less than kExportTolerance (a flaky failure, seen here
+  // and on PyTorch 2.11).
+  torch::manual_seed(0);
   Misdescribed model(UndercompleteOptions({1, 6, 5}, 3));
   try {
     to_torchscript(model, torch::rand({4, 1, 6, 5}));
