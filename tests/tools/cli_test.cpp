@@ -252,7 +252,9 @@ TEST_F(Cli, VizDrawsFiltersReconstructionsAndMaximisingInputs) {
 }
 
 TEST_F(Cli, BenchPrintsThroughputAsJson) {
-  const CliResult r = run_cli("bench --steps 5 --warmup 1 --batch 32");
+  // Without OMP_WAIT_POLICY in its environment (CTest sets it for the tests themselves).
+  const CliResult r =
+      test::run_command(fmt::format("env -u OMP_WAIT_POLICY '{}' bench --steps 5 --warmup 1 --batch 32", TORCHAE_CLI));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = Json::parse(r.out);
   EXPECT_EQ(j["impl"], "torchae");
