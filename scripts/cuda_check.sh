@@ -27,9 +27,8 @@ pack() {
   cp -a /usr/lib/$arch/libfmt.so* /usr/lib/$arch/libgtest*.a /usr/lib/$arch/libgmock*.a /usr/lib/$arch/libz.so* "$lib/"
   # OpenCV's three modules and the closure of what they load, less the C and C++ runtimes
   # every Linux has.
-  local libs=(/usr/lib/$arch/libopencv_{core,imgproc,imgcodecs}.so.4.6.0)
   cp -a /usr/lib/$arch/libopencv_{core,imgproc,imgcodecs}.so* "$lib/"
-  ldd "${libs[@]}" | awk '/=> \// {print $3}' | sort -u |
+  ldd /usr/lib/$arch/libopencv_{core,imgproc,imgcodecs}.so.4.6.0 | awk '/=> \// {print $3}' | sort -u |
     grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
     while read -r l; do cp -L "$l" "$lib/"; done
   cat >"$stage/deps/opencv/OpenCVConfig.cmake" <<'EOF'
@@ -64,14 +63,14 @@ run() {
   torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))' |
     tee "$out/device.txt"
-  # PyTorch's include directory carries its own {fmt}, which shadows the packed one: use it
-  # header-only.
   export PATH=/usr/local/cuda/bin:$PATH LD_LIBRARY_PATH=$deps/usr/lib/$arch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   mkdir -p /usr/share/datasets/fashion-mnist
   for f in "$deps"/fashion/*.gz; do
     [ -e "/usr/share/datasets/fashion-mnist/${f##*/}" ] || cp "$f" /usr/share/datasets/fashion-mnist/
   done
   local started=$SECONDS
+  # PyTorch's include directory carries its own {fmt}, which shadows the packed one: use it
+  # header-only.
   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DTORCHAE_BUILD_TESTS=ON \
     -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" -DOpenCV_DIR="$deps/opencv" \
     -DCMAKE_CXX_FLAGS=-DFMT_HEADER_ONLY >"$out/configure.log" 2>&1 ||
@@ -79,9 +78,9 @@ run() {
   cmake --build build-cuda --parallel "$(nproc)" -- -k 0 >"$out/build.log" 2>&1 ||
     { grep -E 'error|Error' "$out/build.log" | head -60; exit 1; }
   echo "built in $((SECONDS - started)) s"
-  (cd build-cuda && ctest -R 'Cuda' --output-on-failure --timeout 300 >"$out/cuda_tests.log" 2>&1) ||
-    grep -A1000 'tests passed' "$out/cuda_tests.log"
-  tail -3 "$out/cuda_tests.log"
+  # A failing test does not stop the check: the summaries say what passed.
+  (cd build-cuda && ctest -R 'Cuda' --output-on-failure --timeout 300 >"$out/cuda_tests.log" 2>&1) || true
+  grep -A1000 'tests passed' "$out/cuda_tests.log" || tail -20 "$out/cuda_tests.log"
 
   local t=build-cuda/torchae run=/tmp/torchae-cuda-run
   rm -rf "$run"
@@ -92,9 +91,8 @@ run() {
     $t viz --run "$run" --what recon --out "$run/recon.png"
     $t bench --device cuda --batch 256 --steps 200
   } >"$out/session.log" 2>&1 && echo "CLI session on CUDA: ok" || { echo "CLI session on CUDA failed"; tail -20 "$out/session.log"; }
-  (cd build-cuda && ctest -E Cuda -j "$(nproc)" --timeout 300 >"$out/all_tests.log" 2>&1) ||
-    grep -A1000 'tests passed' "$out/all_tests.log"
-  tail -3 "$out/all_tests.log"
+  (cd build-cuda && ctest -E Cuda -j "$(nproc)" --timeout 300 >"$out/all_tests.log" 2>&1) || true
+  grep -A1000 'tests passed' "$out/all_tests.log" || tail -20 "$out/all_tests.log"
 }
 
 case $mode in

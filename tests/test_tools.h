@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -53,6 +54,17 @@ inline TrainOptions quiet_cpu_options(int64_t epochs) {
   options.device = "cpu";
   options.progress = "none";
   return options;
+}
+
+/// `to`'s weights become `from`'s, through the serializer (as a checkpoint carries them).
+inline void copy_weights(Autoencoder& from, Autoencoder& to) {
+  std::stringstream buffer;
+  torch::serialize::OutputArchive out;
+  from.module().save(out);
+  out.save_to(buffer);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  to.module().load(in);
 }
 
 /// Every test starts from the same global seed.

@@ -12,8 +12,6 @@
 #include "torchae/train/layerwise.h"
 #include "torchae/train/trainer.h"
 
-#include <sstream>
-
 namespace torchae {
 namespace {
 
@@ -41,17 +39,6 @@ std::shared_ptr<Autoencoder> build(const char* config, int64_t seed = 0) {
   return build_model(Json::parse(config), kSpec).model;
 }
 
-// `to`'s weights become `from`'s (through the serializer, as a checkpoint would carry them).
-void copy_weights(Autoencoder& from, Autoencoder& to) {
-  std::stringstream buffer;
-  torch::serialize::OutputArchive out;
-  from.module().save(out);
-  out.save_to(buffer);
-  torch::serialize::InputArchive in;
-  in.load_from(buffer);
-  to.module().load(in);
-}
-
 class CudaEveryFamily : public TorchaeTest, public ::testing::WithParamInterface<const char*> {};
 
 // In eval mode every family is deterministic: forward, encode and decode give the CPU's numbers.
@@ -59,7 +46,7 @@ TEST_P(CudaEveryFamily, EvalOutputsMatchTheCpu) {
   SKIP_WITHOUT_CUDA();
   auto cpu = build(GetParam());
   auto gpu = build(GetParam(), 1);
-  copy_weights(*cpu, *gpu);
+  test::copy_weights(*cpu, *gpu);
   gpu->module().to(torch::kCUDA);
   cpu->module().eval();
   gpu->module().eval();
