@@ -14,7 +14,7 @@ ContractiveImpl::ContractiveImpl(ContractiveOptions options_) : options(std::mov
 namespace {
 
 bool one_sigmoid_layer(const UndercompleteOptions& o) {
-  return o.hidden().empty() && o.code_activation() == Activation::sigmoid;
+  return o.backbone() == BackboneKind::mlp && o.hidden().empty() && o.code_activation() == Activation::sigmoid;
 }
 
 }  // namespace

@@ -90,6 +90,8 @@ void register_ksparse(Registry& registry) {
                                                             .output_activation(Activation::identity)
                                                             .loss(ReconstructionLoss::mse);
                   KSparseOptions o(read_undercomplete_options(r, data, defaults));
+                  r.require(o.backbone().backbone() == BackboneKind::mlp, "backbone",
+                            "the k-sparse autoencoder is defined on a linear (MLP) encoder; conv is not supported");
                   const int64_t width = o.backbone().code_size();
                   o.k(r.integer("k", o.k(), between(1, static_cast<double>(width))));
                   o.encode_alpha(r.number("encode_alpha", o.encode_alpha(), at_least(1)));

@@ -68,6 +68,9 @@ std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data) {
     }
     OptionReader layer_reader(own, prefix);
     layer_reader.require(layer_reader.given("units"), "units", "required: the width of the layer's code");
+    if (options.contains("backbone") && options["backbone"] != "mlp") {
+      throw Error(fmt::format("config: {}.backbone: a stack's layers are MLP layers", prefix));
+    }
     if (options.contains("code_size")) {
       throw Error(fmt::format("config: {}.code_size: a layer's code width is its units", prefix));
     }

@@ -19,11 +19,21 @@ UndercompleteImpl::UndercompleteImpl(UndercompleteOptions options_) : options(st
   reset();
 }
 
+ConvOptions UndercompleteOptions::conv() const {
+  return ConvOptions(input_shape(), channels())
+      .kernels(kernels())
+      .strides(strides())
+      .activation(activation())
+      .code_size(code_size())
+      .dropout(dropout());
+}
+
 void UndercompleteImpl::reset() {
   const auto& shape = options.input_shape();
   const int64_t input_size = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
   TORCH_CHECK(!shape.empty() && input_size > 0, "undercomplete: empty input shape");
-  TORCH_CHECK(options.code_size() > 0, "undercomplete: code_size must be positive");
+  TORCH_CHECK(options.code_size() > 0 || (conv() && options.code_size() == 0),
+              "undercomplete: code_size must be positive (0 only for a fully convolutional backbone)");
   if (options.linear()) {
     TORCH_CHECK(options.activation() == Activation::identity &&
                     options.code_activation() == Activation::identity &&
@@ -32,20 +42,29 @@ void UndercompleteImpl::reset() {
   }
   TORCH_CHECK(options.loss() != ReconstructionLoss::bce || options.output_activation() == Activation::sigmoid,
               "undercomplete: loss bce is computed from logits and needs output_activation sigmoid");
+  // The hidden dropout rate is checked by the networks; the input's is this module's own.
+  TORCH_CHECK(options.input_dropout() >= 0 && options.input_dropout() < 1,
+              "undercomplete: input_dropout must be in [0, 1)");
+  encoder_ = nullptr;
+  decoder_ = nullptr;
+  conv_encoder_ = nullptr;
+  conv_decoder_ = nullptr;
+  decoder_bias_.clear();
+  if (conv()) {
+    TORCH_CHECK(!options.tied() && !options.linear(), "undercomplete: tied and linear are MLP options");
+    conv_encoder_ = register_module("encoder", ConvEncoder(options.conv(), options.code_activation()));
+    conv_decoder_ = register_module("decoder", ConvDecoder(options.conv()));
+    return;
+  }
 
   std::vector<int64_t> widths{input_size};
   widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
   widths.push_back(options.code_size());
-  // The hidden dropout rate is checked by MLP; the input's is this module's own.
-  TORCH_CHECK(options.input_dropout() >= 0 && options.input_dropout() < 1,
-              "undercomplete: input_dropout must be in [0, 1)");
   encoder_ = register_module("encoder", MLP(MLPOptions(widths)
                                                 .activation(options.activation())
                                                 .output_activation(options.code_activation())
                                                 .dropout(options.dropout())));
-  decoder_bias_.clear();
   if (options.tied()) {
-    decoder_ = nullptr;
     const auto& layers = encoder_->layers();
     for (std::size_t k = 0; k < layers.size(); ++k) {
       // The k-th decoder layer is the transpose of encoder layer (n-1-k): its bias has the
@@ -60,27 +79,53 @@ void UndercompleteImpl::reset() {
   }
 }
 
+int64_t UndercompleteImpl::code_size() const { return conv() ? conv_encoder_->code_size() : options.code_size(); }
+
+torch::Tensor UndercompleteImpl::first_layer_weight() const {
+  return conv() ? conv_encoder_->first_weight() : encoder_->layers().front()->weight;
+}
+
 void UndercompleteImpl::pretty_print(std::ostream& stream) const {
+  const std::string layers =
+      conv() ? fmt::format("backbone=conv, channels=[{}], kernels=[{}], strides=[{}]", fmt::join(options.channels(), ", "),
+                           fmt::join(options.kernels(), ", "), fmt::join(options.strides(), ", "))
+             : fmt::format("hidden=[{}]", fmt::join(options.hidden(), ", "));
   stream << fmt::format(
-      "torchae::Undercomplete(input_shape=[{}], hidden=[{}], code_size={}, activation={}, "
+      "torchae::Undercomplete(input_shape=[{}], {}, code_size={}, activation={}, "
       "code_activation={}, output_activation={}, tied={}, linear={}, loss={})",
-      fmt::join(options.input_shape(), ", "), fmt::join(options.hidden(), ", "), options.code_size(),
+      fmt::join(options.input_shape(), ", "), layers, options.code_size(),
       to_string(options.activation()), to_string(options.code_activation()),
       to_string(options.output_activation()), options.tied(), options.linear(), to_string(options.loss()));
 }
 
 torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input) const {
-  const torch::Tensor x = input.flatten(1);
+  const torch::Tensor x = conv() ? input : input.flatten(1);
   return options.input_dropout() > 0 ? torch::dropout(x, options.input_dropout(), is_training()) : x;
 }
 
-torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) { return encoder_->forward(encoder_input(input)); }
-
-torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input) {
-  return encoder_->forward_preactivation(encoder_input(input));
+// A fully convolutional code is a feature map, flattened like any code; unflattening it needs
+// the size of the image it came from.
+torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) {
+  return conv() ? conv_encoder_->forward(encoder_input(input)).flatten(1) : encoder_->forward(encoder_input(input));
 }
 
-torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code) {
+torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input) {
+  return conv() ? conv_encoder_->forward_preactivation(encoder_input(input)).flatten(1)
+                : encoder_->forward_preactivation(encoder_input(input));
+}
+
+torch::Tensor UndercompleteImpl::feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const {
+  if (options.code_size() > 0 || code.dim() == 4) return code;
+  const int64_t s = options.conv().total_stride();
+  const int64_t h = input_shape[input_shape.size() - 2] / s, w = input_shape[input_shape.size() - 1] / s;
+  TORCH_CHECK(code.dim() == 2 && code.size(1) == options.channels().back() * h * w, "undercomplete: a code of ",
+              code.sizes(), " is not the feature map [", options.channels().back(), ", ", h, ", ", w, "] of ",
+              input_shape[input_shape.size() - 2], "x", input_shape[input_shape.size() - 1], " images");
+  return code.view({code.size(0), options.channels().back(), h, w});
+}
+
+torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape) {
+  if (conv()) return conv_decoder_->forward(feature_map(code, input_shape));
   return options.tied() ? encoder_->forward_transposed(code, decoder_bias_, options.activation())
                         : decoder_->forward_preactivation(code);
 }
@@ -92,7 +137,10 @@ std::vector<int64_t> UndercompleteImpl::batch_shape(int64_t n) const {
 }
 
 torch::Tensor UndercompleteImpl::decode(const torch::Tensor& code) {
-  return activate(decode_logits(code), options.output_activation()).view(batch_shape(code.size(0)));
+  // A flat code is taken for one of the training size; a feature map [B, C, h, w] for its own.
+  const auto shape = batch_shape(code.size(0));
+  const torch::Tensor y = activate(decode_logits(code, shape), options.output_activation());
+  return conv() ? y : y.view(shape);
 }
 
 Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape) {
@@ -100,7 +148,7 @@ Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef
   out.code = code;
   // The code is a hidden layer too: dropout applies to it on its way to the decoder.
   const torch::Tensor h = options.dropout() > 0 ? torch::dropout(code, options.dropout(), is_training()) : code;
-  out.logits = decode_logits(h).view(input_shape);
+  out.logits = conv() ? decode_logits(h, input_shape) : decode_logits(h, input_shape).view(input_shape);
   out.reconstruction = activate(out.logits, options.output_activation());
   return out;
 }
@@ -116,6 +164,13 @@ Losses UndercompleteImpl::loss(const torch::Tensor& target, const torch::Tensor&
 }
 
 std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, const std::string& prefix) const {
+  if (conv()) {
+    std::vector<std::string> lines{"h = x"};
+    const auto encoder = conv_encoder_->script(script, prefix + "encoder", "h");
+    lines.insert(lines.end(), encoder.begin(), encoder.end());
+    lines.emplace_back("h = h.flatten(1)");
+    return lines;
+  }
   std::vector<std::string> lines{"h = x.flatten(1)"};
   const auto encoder = encoder_->script(script, prefix + "encoder", "h");
   lines.insert(lines.end(), encoder.begin(), encoder.end());
@@ -124,6 +179,17 @@ std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, 
 
 std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, const std::string& prefix) const {
   std::vector<std::string> lines;
+  if (conv()) {
+    if (options.code_size() == 0) {
+      const auto f = options.conv().feature_shape();
+      lines.push_back("if h.dim() == 2:");
+      lines.push_back(fmt::format("    h = h.view([h.size(0), {}, {}, {}])", f[0], f[1], f[2]));
+    }
+    const auto decoder = conv_decoder_->script(script, prefix + "decoder", "h");
+    lines.insert(lines.end(), decoder.begin(), decoder.end());
+    lines.push_back("y = " + script_activation(options.output_activation(), "h"));
+    return lines;
+  }
   if (options.tied()) {
     std::vector<std::string> biases;
     for (std::size_t k = 0; k < decoder_bias_.size(); ++k) {
@@ -138,11 +204,24 @@ std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, 
   return lines;
 }
 
-void UndercompleteImpl::script(ScriptModel& script) const {
-  define_autoencoder_methods(script, script_encoder(script, ""), script_decoder(script, ""));
+void UndercompleteImpl::define_script(ScriptModel& script, const std::string& prefix) const {
+  const auto encoder = script_encoder(script, prefix);
+  const auto decoder = script_decoder(script, prefix);
+  if (!conv() || options.code_size() > 0) {
+    define_autoencoder_methods(script, encoder, decoder);
+    return;
+  }
+  // Fully convolutional: forward keeps the feature map, so that it runs on any image size.
+  std::vector<std::string> forward(encoder.begin(), encoder.end() - 1);  // all but the flatten
+  forward.insert(forward.end(), decoder.begin(), decoder.end());
+  forward.emplace_back("return y");
+  define_autoencoder_methods(script, encoder, decoder, forward);
 }
 
+void UndercompleteImpl::script(ScriptModel& script) const { define_script(script, ""); }
+
 torch::Tensor UndercompleteImpl::decoder_matrix() const {
+  if (conv()) return {};
   if (options.tied()) {
     const auto& layers = encoder_->layers();
     return layers.size() == 1 ? layers[0]->weight.t() : torch::Tensor();
@@ -155,10 +234,23 @@ UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec&
                                                 const UndercompleteOptions& defaults) {
   UndercompleteOptions o = defaults;
   o.input_shape(data.shape);
-  o.code_size(r.integer("code_size", o.code_size(), at_least(1)));
-  o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
-  o.linear(r.boolean("linear", o.linear()));
-  o.tied(r.boolean("tied", o.tied()));
+  o.backbone(parse_backbone(r.choice("backbone", to_string(o.backbone()), {"mlp", "conv"})));
+  const bool conv = o.backbone() == BackboneKind::conv;
+  o.code_size(r.integer("code_size", o.code_size(), at_least(conv ? 0 : 1)));
+  for (const char* key : conv ? std::vector<const char*>{"hidden", "tied", "linear"}
+                              : std::vector<const char*>{"channels", "kernels", "strides"}) {
+    r.require(!r.given(key), key,
+              conv ? "is an MLP option; the conv backbone takes model.channels, kernels and strides"
+                   : "is a conv option; set model.backbone to \"conv\" to use it");
+  }
+  if (conv) {
+    const ConvOptions c = read_conv_options(r, data, o.conv());
+    o.channels(c.channels()).kernels(c.kernels()).strides(c.strides()).tied(false).linear(false);
+  } else {
+    o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
+    o.linear(r.boolean("linear", o.linear()));
+    o.tied(r.boolean("tied", o.tied()));
+  }
   // A linear autoencoder defaults to identity activations and MSE; giving it a non-linearity
   // or BCE is a contradiction and refused.
   const std::string none = "identity";

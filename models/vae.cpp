@@ -47,15 +47,25 @@ void VAEImpl::reset() {
   TORCH_CHECK(input_size > 0 && options.latent_size() > 0, "vae: empty input or latent size");
   TORCH_CHECK(options.sigma() > 0, "vae: sigma must be > 0");
   TORCH_CHECK(options.beta() >= 0, "vae: beta must be >= 0");
-  std::vector<int64_t> widths{input_size};
-  widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
-  // The encoder's last layer gives mu and log-variance side by side.
-  widths.push_back(2 * options.latent_size());
-  encoder_ = register_module("encoder", MLP(MLPOptions(widths).activation(options.activation())));
-  std::vector<int64_t> mirrored{options.latent_size()};
-  mirrored.insert(mirrored.end(), options.hidden().rbegin(), options.hidden().rend());
-  mirrored.push_back(input_size);
-  decoder_ = register_module("decoder", MLP(MLPOptions(mirrored).activation(options.activation())));
+  encoder_ = nullptr;
+  decoder_ = nullptr;
+  conv_encoder_ = nullptr;
+  conv_decoder_ = nullptr;
+  if (options.backbone() == BackboneKind::conv) {
+    // As with the MLP, the encoder's dense layer gives mu and log-variance side by side.
+    conv_encoder_ = register_module("encoder", ConvEncoder(conv_options(2 * options.latent_size()), Activation::identity));
+    conv_decoder_ = register_module("decoder", ConvDecoder(conv_options(options.latent_size())));
+  } else {
+    std::vector<int64_t> widths{input_size};
+    widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
+    // The encoder's last layer gives mu and log-variance side by side.
+    widths.push_back(2 * options.latent_size());
+    encoder_ = register_module("encoder", MLP(MLPOptions(widths).activation(options.activation())));
+    std::vector<int64_t> mirrored{options.latent_size()};
+    mirrored.insert(mirrored.end(), options.hidden().rbegin(), options.hidden().rend());
+    mirrored.push_back(input_size);
+    decoder_ = register_module("decoder", MLP(MLPOptions(mirrored).activation(options.activation())));
+  }
   log_variance_ = torch::Tensor();
   if (options.decoder() == VaeDecoder::gaussian && options.learn_variance()) {
     log_variance_ =
@@ -63,19 +73,34 @@ void VAEImpl::reset() {
   }
 }
 
+ConvOptions VAEImpl::conv_options(int64_t code_size) const {
+  return ConvOptions(options.input_shape(), options.channels())
+      .kernels(options.kernels())
+      .strides(options.strides())
+      .activation(options.activation())
+      .code_size(code_size);
+}
+
 void VAEImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format("torchae::VAE(input_shape=[{}], hidden=[{}], latent_size={}, decoder={}, beta={})",
-                        fmt::join(options.input_shape(), ", "), fmt::join(options.hidden(), ", "),
+  const std::string layers =
+      options.backbone() == BackboneKind::conv
+          ? fmt::format("backbone=conv, channels=[{}], kernels=[{}], strides=[{}]", fmt::join(options.channels(), ", "),
+                        fmt::join(options.kernels(), ", "), fmt::join(options.strides(), ", "))
+          : fmt::format("hidden=[{}]", fmt::join(options.hidden(), ", "));
+  stream << fmt::format("torchae::VAE(input_shape=[{}], {}, latent_size={}, decoder={}, beta={})",
+                        fmt::join(options.input_shape(), ", "), layers,
                         options.latent_size(),
                         options.decoder() == VaeDecoder::bernoulli ? "bernoulli" : "gaussian", options.beta());
 }
 
 std::pair<torch::Tensor, torch::Tensor> VAEImpl::posterior(const torch::Tensor& input) {
-  const torch::Tensor stats = encoder_->forward(input.flatten(1));
+  const torch::Tensor stats = conv_encoder_ ? conv_encoder_->forward(input) : encoder_->forward(input.flatten(1));
   return {stats.narrow(1, 0, options.latent_size()), stats.narrow(1, options.latent_size(), options.latent_size())};
 }
 
-torch::Tensor VAEImpl::decoder_output(const torch::Tensor& z) { return decoder_->forward(z); }
+torch::Tensor VAEImpl::decoder_output(const torch::Tensor& z) {
+  return conv_decoder_ ? conv_decoder_->forward(z).flatten(1) : decoder_->forward(z);
+}
 
 torch::Tensor VAEImpl::pixel_log_variance() const {
   if (log_variance_.defined()) return log_variance_;
@@ -167,16 +192,17 @@ torch::Tensor VAEImpl::importance_log_likelihood(const torch::Tensor& x, int64_t
 }
 
 torch::Tensor VAEImpl::sample(int64_t n) {
-  const auto device = encoder_->layers().front()->weight.device();
+  const auto device = parameters().front().device();
   return decode(torch::randn({n, options.latent_size()}, torch::TensorOptions(device)));
 }
 
 void VAEImpl::script(ScriptModel& script) const {
-  std::vector<std::string> encoder{"h = x.flatten(1)"};
-  const auto layers = encoder_->script(script, "encoder", "h");
+  std::vector<std::string> encoder{conv_encoder_ ? "h = x" : "h = x.flatten(1)"};
+  const auto layers = conv_encoder_ ? conv_encoder_->script(script, "encoder", "h") : encoder_->script(script, "encoder", "h");
   encoder.insert(encoder.end(), layers.begin(), layers.end());
   encoder.push_back(fmt::format("h = h.narrow(1, 0, {})", options.latent_size()));
-  std::vector<std::string> decoder = decoder_->script(script, "decoder", "h");
+  std::vector<std::string> decoder =
+      conv_decoder_ ? conv_decoder_->script(script, "decoder", "h") : decoder_->script(script, "decoder", "h");
   decoder.push_back(fmt::format("y = {}.view([h.size(0), {}])",
                                 options.decoder() == VaeDecoder::bernoulli ? "torch.sigmoid(h)" : "h",
                                 fmt::join(options.input_shape(), ", ")));
@@ -192,7 +218,16 @@ void register_vae(Registry& registry) {
                 [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
                   // d_z = 8, as the WAE paper's MNIST setting, so VAE and WAE compare at one size.
                   VAEOptions o(data.shape, r.integer("code_size", 8, at_least(1)));
-                  o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
+                  o.backbone(parse_backbone(r.choice("backbone", "mlp", {"mlp", "conv"})));
+                  if (o.backbone() == BackboneKind::conv) {
+                    r.require(!r.given("hidden"), "hidden",
+                              "is an MLP option; the conv backbone takes model.channels, kernels and strides");
+                    const ConvOptions c = read_conv_options(
+                        r, data, ConvOptions(data.shape, o.channels()).kernels(o.kernels()).strides(o.strides()));
+                    o.channels(c.channels()).kernels(c.kernels()).strides(c.strides());
+                  } else {
+                    o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
+                  }
                   o.activation(parse_activation(r.choice("activation", "relu", activation_names())));
                   const std::string decoder = r.choice("decoder", "bernoulli", {"bernoulli", "gaussian"});
                   o.decoder(decoder == "bernoulli" ? VaeDecoder::bernoulli : VaeDecoder::gaussian);

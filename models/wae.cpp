@@ -65,7 +65,7 @@ Losses WAEImpl::adversary_loss(const Output& output) {
 }
 
 torch::Tensor WAEImpl::sample(int64_t n) {
-  const auto device = backbone_->encoder()->layers().front()->weight.device();
+  const auto device = backbone_->first_layer_weight().device();
   return decode(options.prior_sigma() * torch::randn({n, code_size()}, torch::TensorOptions(device)));
 }
 
@@ -89,6 +89,8 @@ void register_wae(Registry& registry) {
                   // layers trained by Adam at 5e-4.
                   const bool gan = r.choice("penalty", "mmd", {"mmd", "gan"}) == "gan";
                   WAEOptions o(read_undercomplete_options(r, data, defaults));
+                  r.require(o.backbone().code_size() > 0, "code_size",
+                            "a WAE matches a prior on a code vector; a conv backbone needs code_size > 0");
                   o.penalty(gan ? WaePenalty::gan : WaePenalty::mmd);
                   o.lambda(r.number("lambda", gan ? 1.0 : 10.0, at_least(0)));
                   if (gan) {

@@ -10,6 +10,7 @@ packages=(
   zlib1g-dev            # gzip-compressed IDX files
   libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev libopencv-dev
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist/*.gz
+  opencv-doc            # natural images for restoration: /usr/share/doc/opencv-doc/examples/data
   python3-torch         # /usr/bin/python3 with the same PyTorch, for reference checks and bench/
 )
 

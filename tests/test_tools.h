@@ -22,7 +22,7 @@
 namespace torchae::test {
 
 /// One model section per family and notable option (tied, top-k, corruptions, Jacobian
-/// methods), for example shape {1, 6, 5}: the suites that every family must pass run over it.
+/// methods, conv backbones), for example shape {1, 6, 5}: the suites that every family must pass run over it.
 inline const std::vector<const char*> kFamilyConfigs{
     R"({"family": "undercomplete", "code_size": 4, "hidden": [12]})",
     R"({"family": "undercomplete", "code_size": 4, "hidden": [12], "tied": true, "activation": "tanh"})",
@@ -44,6 +44,15 @@ inline const std::vector<const char*> kFamilyConfigs{
     R"({"family": "wae", "code_size": 3, "hidden": [12]})",
     R"({"family": "wae", "code_size": 2, "kernel": "rbf", "lambda": 1, "prior_sigma": 2})",
     R"({"family": "wae", "code_size": 2, "penalty": "gan", "discriminator_hidden": [8]})",
+    R"({"family": "undercomplete", "backbone": "conv", "code_size": 0, "channels": [4, 3], "strides": [1]})",
+    R"({"family": "undercomplete", "backbone": "conv", "code_size": 4, "channels": [4], "kernels": [5], "strides": [1]})",
+    R"({"family": "sparse", "backbone": "conv", "code_size": 0, "channels": [3], "strides": [1]})",
+    R"({"family": "denoising", "backbone": "conv", "code_size": 0, "channels": [4, 4], "strides": [1], "corruption": "gaussian", "level": 0.1, "blind": true, "clip": true})",
+    R"({"family": "denoising", "backbone": "conv", "code_size": 0, "channels": [4], "strides": [1], "corruption": "inpaint", "level": 0.2, "alpha": 2})",
+    R"({"family": "contractive", "backbone": "conv", "code_size": 3, "channels": [4], "strides": [1], "method": "exact"})",
+    R"({"family": "dropout", "backbone": "conv", "code_size": 0, "channels": [4], "strides": [1]})",
+    R"({"family": "vae", "backbone": "conv", "code_size": 2, "channels": [4, 4], "strides": [1]})",
+    R"({"family": "wae", "backbone": "conv", "code_size": 2, "channels": [4], "strides": [1], "penalty": "gan", "discriminator_hidden": [8]})",
     R"({"family": "stacked", "layers": [{"units": 8, "family": "denoising"}, {"units": 4, "tied": true}]})",
     R"({"family": "stacked", "layers": [{"units": 10, "family": "ksparse", "k": 3}, {"units": 6, "family": "contractive"}, {"units": 3, "family": "sparse"}]})"};
 

@@ -8,6 +8,7 @@
 #include "torchae/export/export.h"
 #include "torchae/export/zoo.h"
 #include "torchae/models/registry.h"
+#include "torchae/restore/restore.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
 #include "torchae/version.h"
@@ -177,7 +178,8 @@ bool computes(int argc, char** argv) {
     if (arg == "-h" || arg == "--help") return false;
   }
   return command == "train" || command == "eval" || command == "bench" || command == "viz" ||
-         command == "export" || command == "zoo" || command == "fd-net";
+         command == "export" || command == "zoo" || command == "fd-net" || command == "restore" ||
+         command == "restore-eval";
 }
 
 // Integer checks that say what they want ("--steps: must be an integer >= 1, got 0").
@@ -288,6 +290,47 @@ int main(int argc, char** argv) {
   fd_net->add_option("--epochs", fd_net_options.epochs, "epochs")->check(integer_at_least(1))->capture_default_str();
   fd_net->add_option("--seed", fd_net_options.seed, "seed")->capture_default_str();
 
+  auto* restore = app.add_subcommand("restore", "restore an image with a TorchScript model: denoise, inpaint or colorize");
+  std::string restore_model, restore_task, restore_in, restore_out, restore_noise, restore_mask;
+  uint64_t restore_seed = 0;
+  torchae::TileOptions restore_tiling;
+  restore->add_option("--model", restore_model, "TorchScript archive written by torchae export or zoo build")->required();
+  restore->add_option("--task", restore_task, "denoise, inpaint or colorize")
+      ->required()
+      ->check(CLI::IsMember({"denoise", "inpaint", "colorize"}));
+  restore->add_option("--in", restore_in, "image to restore (any format OpenCV reads)")->required();
+  restore->add_option("--out", restore_out, "PNG to write")->required();
+  restore->add_option("--noise", restore_noise,
+                      "demo: corrupt the image first, SIGMA (Gaussian, 0-255 units) or salt_pepper:P; writes <out>_noisy.png");
+  restore->add_option("--mask", restore_mask,
+                      "inpaint: a mask image (white = missing) or random|scratches|blocks|text[:FRACTION], drawn by the tool");
+  restore->add_option("--seed", restore_seed, "seed of --noise and drawn masks")->capture_default_str();
+  restore->add_option("--tile", restore_tiling.tile, "side of the tiles a large image is cut into")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  restore->add_option("--margin", restore_tiling.margin, "context around each tile, discarded")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+
+  auto* restore_eval = app.add_subcommand("restore-eval", "PSNR and SSIM of a restoration model against OpenCV's classical methods, as JSON");
+  torchae::RestoreEvalOptions restore_eval_options;
+  std::string restore_eval_model, restore_eval_task = "denoise", restore_eval_picture;
+  restore_eval->add_option("--model", restore_eval_model, "TorchScript archive")->required();
+  restore_eval->add_option("--task", restore_eval_task, "denoise, inpaint or colorize")
+      ->check(CLI::IsMember({"denoise", "inpaint", "colorize"}))
+      ->capture_default_str();
+  restore_eval->add_option("--data", restore_eval_options.data, "fashion-mnist or a folder of images (its held-out ones are scored)")
+      ->capture_default_str();
+  restore_eval->add_option("--noise", restore_eval_options.noise, "denoise: SIGMA (0-255 units) or salt_pepper:P")
+      ->capture_default_str();
+  restore_eval->add_option("--mask", restore_eval_options.mask, "inpaint: random|scratches|blocks|text[:FRACTION]")
+      ->capture_default_str();
+  restore_eval->add_option("--n", restore_eval_options.n, "Fashion-MNIST: test images scored")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  restore_eval->add_option("--seed", restore_eval_options.seed, "seed of the corruptions")->capture_default_str();
+  restore_eval->add_option("--picture", restore_eval_picture, "PNG: clean, corrupted, restored and baselines side by side");
+
   if (argc > 1 && argv[1][0] != '-') {
     std::vector<std::string> known;
     for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known.push_back(sub->get_name());
@@ -341,6 +384,16 @@ int main(int argc, char** argv) {
       } else {
         throw torchae::Error("zoo: give list, build or --info MODEL.pt");
       }
+    } else if (app.got_subcommand(restore)) {
+      torch::manual_seed(restore_seed);
+      for (const auto& path : torchae::restore_file(restore_model, torchae::parse_restore_task(restore_task), restore_in,
+                                                    restore_out, restore_noise, restore_mask, &restore_tiling)) {
+        std::cout << path.string() << "\n";
+      }
+    } else if (app.got_subcommand(restore_eval)) {
+      restore_eval_options.task = torchae::parse_restore_task(restore_eval_task);
+      restore_eval_options.picture = restore_eval_picture;
+      std::cout << torchae::restore_eval(restore_eval_model, restore_eval_options).dump(2) << "\n";
     } else if (app.got_subcommand(fd_net)) {
       std::cout << train_fd_net(fd_net_options, fd_net_out).dump(2) << "\n";
     } else if (app.got_subcommand(bench_cmd)) {

@@ -2,10 +2,13 @@
 
 #include "torchae/core/error.h"
 #include "torchae/data/idx.h"
+#include "torchae/data/images.h"
 
 #include <torch/torch.h>
 
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace torchae {
 
@@ -27,11 +30,23 @@ Dataset Dataset::to(const torch::Device& device) const {
 
 DataOptions DataOptions::from(OptionReader& r) {
   DataOptions o;
-  o.dataset = r.choice("dataset", o.dataset, {"fashion-mnist", "idx"});
+  o.dataset = r.choice("dataset", o.dataset, {"fashion-mnist", "idx", "images"});
   o.path = r.string("path", o.path);
   r.require(o.dataset != "idx" || !o.path.empty(), "path",
             "data.dataset \"idx\" needs data.path (a directory of MNIST-format files)");
   o.limit = r.integer("limit", o.limit, at_least(0));
+  if (o.dataset == "images") {
+    o.patch = r.integer("patch", o.patch, at_least(1));
+    o.patches = r.integer("patches", o.patches, at_least(2));
+    o.channels = r.integer("channels", o.channels, between(1, 3));
+    r.require(o.channels != 2, "channels", "must be 1 (gray) or 3 (colour)");
+    if (const Json* names = r.raw("test_images")) {
+      r.require(names->is_array() && std::all_of(names->begin(), names->end(), [](const Json& v) { return v.is_string(); }),
+                "test_images", "expected a list of file names");
+      o.test_images = names->get<std::vector<std::string>>();
+    }
+    r.resolve("test_images", o.test_images);
+  }
   o.validation_fraction = r.number("validation_fraction", o.validation_fraction, between(0, 0.9));
   o.center = r.boolean("center", o.center);
   r.finish();
@@ -72,7 +87,9 @@ constexpr uint64_t kSplitSeed = 20130712;
 
 }  // namespace
 
-DataSplits load_data(const DataOptions& options, bool with_test) {
+namespace {
+
+DataSplits load_idx(const DataOptions& options, bool with_test) {
   const std::filesystem::path dir = options.path.empty() ? kFashionMnistDir : options.path;
   Dataset full = read_split(dir, "train");
   if (options.limit > 0 && options.limit < full.size()) {
@@ -94,6 +111,13 @@ DataSplits load_data(const DataOptions& options, bool with_test) {
 
   const auto shape = splits.train.inputs.sizes();
   splits.spec.shape.assign(shape.begin() + 1, shape.end());
+  return splits;
+}
+
+}  // namespace
+
+DataSplits load_data(const DataOptions& options, bool with_test) {
+  DataSplits splits = options.dataset == "images" ? load_image_folder(options, with_test) : load_idx(options, with_test);
   splits.spec.min = 0.0;
   splits.spec.max = 1.0;
   splits.spec.peak = 1.0;

@@ -57,6 +57,11 @@ void write_png(const std::filesystem::path& path, const torch::Tensor& grid) {
 
 torch::Tensor first_layer_filters(Autoencoder& model, const std::vector<int64_t>& input_shape) {
   for (const auto& m : model.module().modules(/*include_self=*/false)) {
+    if (const auto* conv = m->as<torch::nn::Conv2d>()) {
+      // A conv backbone's first kernels, [channels, C, k, k]: images of C channels themselves.
+      const torch::Tensor w = conv->weight.detach().cpu();
+      return w / w.flatten(1).norm(2, {1}, true).clamp_min(1e-12).view({-1, 1, 1, 1});
+    }
     if (const auto* linear = m->as<torch::nn::Linear>()) {
       const torch::Tensor w = linear->weight.detach().cpu();
       std::vector<int64_t> shape{w.size(0)};

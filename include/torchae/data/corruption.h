@@ -10,7 +10,7 @@
 
 namespace torchae {
 
-/// The corruptions of Vincent et al. (JMLR 2010, section 4.2).
+/// The corruptions of Vincent et al. (JMLR 2010, section 4.2), and those of image restoration.
 enum class CorruptionKind {
   none,
   /// Additive isotropic Gaussian noise of standard deviation `level`.
@@ -20,6 +20,12 @@ enum class CorruptionKind {
   /// A fraction `level` of each example's components set to the data's minimum or maximum,
   /// each with probability 1/2.
   salt_pepper,
+  /// Images [C, H, W]: a random mask of scratches, blocks and text covering about a fraction
+  /// `level` of each image (`random_mask`), set to 0 in every channel (for inpainting).
+  inpaint,
+  /// Colour images [3, H, W]: each replaced by its luminance in all three channels (for
+  /// colourisation).
+  gray,
 };
 
 CorruptionKind parse_corruption(const std::string& name);
@@ -34,6 +40,11 @@ struct CorruptionOptions {
   /// Values used by salt_pepper (the data's range).
   double min = 0.0;
   double max = 1.0;
+  /// Clip the corrupted input to [min, max], as an image file would hold it.
+  bool clip = false;
+  /// gaussian: draw each example's sigma uniformly from [0, level] (a blind denoiser, as
+  /// DnCNN-B), instead of `level` for all.
+  bool blind = false;
 
   /// Reads `corruption` and `level` (and takes min/max from `data`). `default_kind` and
   /// `default_level` are the family's defaults.
@@ -50,7 +61,28 @@ struct Corrupted {
 };
 
 /// Corrupts a batch [B, ...]; for masking and salt_pepper exactly round(level * D) components
-/// of each example are chosen, D the number of components per example.
+/// of each example are chosen, D the number of components per example. Random numbers come
+/// from LibTorch's default generators (the trainer seeds and checkpoints them).
 Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& options);
+
+/// The shapes an inpainting mask is drawn with.
+enum class MaskKind {
+  /// Scratches, blocks and text, mixed.
+  mixed,
+  /// Random polylines, 1 to about side/24 pixels thick.
+  scratches,
+  /// Rectangles of a tenth to a quarter of the shorter side.
+  blocks,
+  /// Random capital letters.
+  text,
+};
+
+MaskKind parse_mask_kind(const std::string& name);
+const std::vector<std::string>& mask_kind_names();
+
+/// A random inpainting mask [height, width] (bool, true where the image is missing), drawn by
+/// OpenCV with shapes of `kind` until they cover at least `fraction` of the pixels, its
+/// random numbers from LibTorch's default CPU generator.
+torch::Tensor random_mask(int64_t height, int64_t width, MaskKind kind, double fraction);
 
 }  // namespace torchae

@@ -37,13 +37,24 @@ struct Dataset {
 
 /// The `data` section of the configuration.
 struct DataOptions {
-  /// "fashion-mnist" (Debian's dataset-fashion-mnist) or "idx" (MNIST-format files at `path`).
+  /// "fashion-mnist" (Debian's dataset-fashion-mnist), "idx" (MNIST-format files at `path`) or
+  /// "images" (a folder of images at `path`, by default opencv-doc's samples, cut into patches).
   std::string dataset = "fashion-mnist";
-  /// Directory of train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and
-  /// t10k-labels-idx1-ubyte, each raw or with .gz. Empty: the data set's default location.
+  /// idx: directory of train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
+  /// and t10k-labels-idx1-ubyte, each raw or with .gz. images: the folder. Empty: the data
+  /// set's default location.
   std::string path;
-  /// Use only the first `limit` training examples (0: all).
+  /// Use only the first `limit` training examples, or patches (0: all).
   int64_t limit = 0;
+  /// images: side of the square patches.
+  int64_t patch = 48;
+  /// images: patches cut at random from the training images, validation included.
+  int64_t patches = 20000;
+  /// images: 1 (gray) or 3 (colour, RGB).
+  int64_t channels = 3;
+  /// images: the held-out images, by file name; empty: every tenth file in name order. Their
+  /// non-overlapping patches are the test split.
+  std::vector<std::string> test_images;
   /// Fraction of the (limited) training set held out for validation.
   double validation_fraction = 0.1;
   /// Subtract the training split's per-feature mean from every split.

@@ -28,6 +28,14 @@ struct ReconstructionMetrics {
 ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(const torch::Tensor&)>& reconstruct,
                                              const Dataset& data, double peak, int64_t batch_size = 1000);
 
+/// PSNR of each image of `a` against `b` ([N, ...], same shape): 10 log10(peak^2 / MSE), dB, [N].
+torch::Tensor psnr(const torch::Tensor& a, const torch::Tensor& b, double peak = 1.0);
+
+/// SSIM of each image of `a` [N, C, H, W] against `b` (Wang et al., IEEE TIP 2004): Gaussian
+/// window of 11 pixels and sigma 1.5 (smaller when an image is), K1 = 0.01, K2 = 0.03, dynamic
+/// range `peak`, the map averaged over the valid window positions and over channels: [N].
+torch::Tensor ssim(const torch::Tensor& a, const torch::Tensor& b, double peak = 1.0);
+
 /// Principal component analysis, computed in double precision from the covariance matrix.
 ///
 ///   PCA pca = PCA::fit(train.inputs.flatten(1), 32);

@@ -26,8 +26,7 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   torch::nn::Module& module() override { return *this; }
   /// In eval mode these families compute what their backbone does.
   void script(ScriptModel& script) const override {
-    define_autoencoder_methods(script, backbone_->script_encoder(script, "backbone."),
-                               backbone_->script_decoder(script, "backbone."));
+    backbone_->define_script(script, "backbone.");
   }
 
   const Undercomplete& backbone() const { return backbone_; }

@@ -3,6 +3,7 @@
 #include "torchae/core/config.h"
 #include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
+#include "torchae/nn/conv.h"
 #include "torchae/nn/mlp.h"
 
 #include <torch/nn/cloneable.h>
@@ -16,12 +17,24 @@ namespace torchae {
 struct UndercompleteOptions {
   UndercompleteOptions(std::vector<int64_t> input_shape, int64_t code_size);
 
+  /// The conv backbone's architecture from these options.
+  ConvOptions conv() const;
+
   /// Shape of one example, e.g. {1, 28, 28}; the MLP sees it flattened.
   TORCH_ARG(std::vector<int64_t>, input_shape);
-  /// Width of the code (smaller than the input: that is what makes it undercomplete).
+  /// Width of the code (smaller than the input: that is what makes it undercomplete). With the
+  /// conv backbone, 0 means no dense layer: the code is the last feature map.
   TORCH_ARG(int64_t, code_size);
-  /// Hidden widths of the encoder, input side first; the decoder mirrors them.
+  /// The encoder and decoder networks.
+  TORCH_ARG(BackboneKind, backbone) = BackboneKind::mlp;
+  /// MLP: hidden widths of the encoder, input side first; the decoder mirrors them.
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512};
+  /// Conv: output channels of the encoder's convolutions, input side first.
+  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>({32, 64});
+  /// Conv: kernel sizes (odd), one for all layers or one per layer.
+  TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{3};
+  /// Conv: strides, one for all layers or one per layer.
+  TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
   /// Non-linearity of the hidden layers.
   TORCH_ARG(Activation, activation) = Activation::relu;
   /// Non-linearity applied to the code (identity: a linear bottleneck).
@@ -42,9 +55,11 @@ struct UndercompleteOptions {
 };
 
 /// The undercomplete autoencoder: x -> h = f(x) -> g(h), trained to reconstruct x through a
-/// code narrower than x.
+/// code narrower than x. Its networks are MLPs or, with `backbone(BackboneKind::conv)`,
+/// convolutions; a conv backbone without a dense code (code_size 0) is fully convolutional.
 ///
 ///   Undercomplete ae(UndercompleteOptions({1, 28, 28}, 32).hidden({256}).tied(true));
+///   Undercomplete restorer(UndercompleteOptions({3, 64, 64}, 0).backbone(BackboneKind::conv));
 ///   Output out = ae->forward(x);
 ///   Losses l = ae->loss(x, x, out);
 class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public Autoencoder {
@@ -59,7 +74,8 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   torch::Tensor encode_preactivation(const torch::Tensor& input) override;
   torch::Tensor decode(const torch::Tensor& code) override;
   Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
-  int64_t code_size() const override { return options.code_size(); }
+  /// The code's elements for one example of `input_shape`.
+  int64_t code_size() const override;
   torch::nn::Module& module() override { return *this; }
   void script(ScriptModel& script) const override;
 
@@ -68,13 +84,19 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix) const;
   /// For export: statements computing the output `y`, shaped like the input, from the code `h`.
   std::vector<std::string> script_decoder(ScriptModel& script, const std::string& prefix) const;
+  /// For export: defines encode, decode and forward with the tensors under `prefix` (what
+  /// `script` does at the top, and what families built on this backbone call).
+  void define_script(ScriptModel& script, const std::string& prefix) const;
 
   /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`.
   Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape);
   /// The same, shaped like one batch of this model's input.
   Output reconstruct(const torch::Tensor& code) override;
-  /// The encoder network (its first layer's weight is what `viz filters` draws).
+  /// The MLP encoder (null with the conv backbone).
   const MLP& encoder() const { return encoder_; }
+  /// The first layer's weight, what `viz filters` draws: [code or hidden width, input size]
+  /// for an MLP, [channels, C, k, k] for convolutions.
+  torch::Tensor first_layer_weight() const;
 
   /// The decoder's last affine map as a [input_size, code_size] matrix when the decoder is a
   /// single layer (its column space is what a linear autoencoder learns); undefined otherwise.
@@ -87,19 +109,28 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   torch::Tensor encoder_input(const torch::Tensor& input) const;
   /// The shape of `n` examples: {n, input_shape...}.
   std::vector<int64_t> batch_shape(int64_t n) const;
-  /// Decoder output before the output activation, flat [batch, input_size].
-  torch::Tensor decode_logits(const torch::Tensor& code);
+  /// Decoder output before the output activation: flat [batch, input_size] for an MLP, an
+  /// image for convolutions, whose size comes from `input_shape` (a batch's) for a flat code.
+  torch::Tensor decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape);
+  /// A fully convolutional code as the decoder takes it, [B, C, h, w], for images of
+  /// `input_shape` (a batch's); other codes as they are.
+  torch::Tensor feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const;
+
+  bool conv() const { return options.backbone() == BackboneKind::conv; }
 
   MLP encoder_{nullptr};
   MLP decoder_{nullptr};                     // untied only
+  ConvEncoder conv_encoder_{nullptr};        // conv backbone only, as are:
+  ConvDecoder conv_decoder_{nullptr};
   std::vector<torch::Tensor> decoder_bias_;  // tied only
 };
 
 TORCH_MODULE(Undercomplete);
 
-/// Reads the options every MLP family shares (hidden, code_size, activation, code_activation,
-/// output_activation, loss, tied, linear, input_dropout, dropout) from `reader`, taking the
-/// family's `defaults` for keys not given, and checks that they fit together and fit `data`.
+/// Reads the options every backbone family shares (backbone, code_size, hidden or channels,
+/// kernels and strides, activation, code_activation, output_activation, loss, tied, linear,
+/// input_dropout, dropout) from `reader`, taking the family's `defaults` for keys not given,
+/// and checks that they fit together and fit `data`.
 UndercompleteOptions read_undercomplete_options(OptionReader& reader, const DataSpec& data,
                                                 const UndercompleteOptions& defaults);
 

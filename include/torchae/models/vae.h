@@ -1,6 +1,7 @@
 #pragma once
 
 #include "torchae/models/autoencoder.h"
+#include "torchae/nn/conv.h"
 #include "torchae/nn/mlp.h"
 
 #include <torch/nn/cloneable.h>
@@ -27,8 +28,15 @@ struct VAEOptions {
   TORCH_ARG(std::vector<int64_t>, input_shape);
   /// Dimension of z.
   TORCH_ARG(int64_t, latent_size);
-  /// Hidden widths of the encoder, input side first; the decoder mirrors them.
+  /// The encoder and decoder networks: MLPs, or convolutions followed by a dense layer to
+  /// (mu, log-variance), mirrored by the decoder.
+  TORCH_ARG(BackboneKind, backbone) = BackboneKind::mlp;
+  /// MLP: hidden widths of the encoder, input side first; the decoder mirrors them.
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512};
+  /// Conv: the convolutions' output channels, kernels and strides (see `ConvOptions`).
+  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>({32, 64});
+  TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{3};
+  TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
   /// Non-linearity of the hidden layers.
   TORCH_ARG(Activation, activation) = Activation::relu;
   /// p(x|z).
@@ -105,8 +113,13 @@ class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public
   /// The Gaussian decoder's log-variance per pixel, [D].
   torch::Tensor pixel_log_variance() const;
 
+  /// The conv networks' architecture, with a dense layer of `code_size`.
+  ConvOptions conv_options(int64_t code_size) const;
+
   MLP encoder_{nullptr};
   MLP decoder_{nullptr};
+  ConvEncoder conv_encoder_{nullptr};  // conv backbone only, as is:
+  ConvDecoder conv_decoder_{nullptr};
   torch::Tensor log_variance_;  // Gaussian decoder, learned variance only
 };
 

@@ -1,0 +1,132 @@
+#pragma once
+
+#include "torchae/export/script.h"
+#include "torchae/nn/mlp.h"
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// The networks of a family's encoder and decoder (option `model.backbone`).
+enum class BackboneKind {
+  /// Multi-layer perceptrons on the flattened input.
+  mlp,
+  /// Convolutions on images {C, H, W} (`ConvEncoder`, `ConvDecoder`).
+  conv,
+};
+
+BackboneKind parse_backbone(const std::string& name);
+std::string to_string(BackboneKind kind);
+
+/// The architecture of a convolutional backbone, shared by its encoder and its decoder (which
+/// mirrors the encoder with transposed convolutions).
+struct ConvOptions {
+  /// `input_shape` = {channels, height, width} of the training images; `channels` = the output
+  /// channels of each encoder convolution, input side first.
+  ConvOptions(std::vector<int64_t> input_shape, std::vector<int64_t> channels);
+
+  /// The product of the strides: image sides must be multiples of it.
+  int64_t total_stride() const;
+  /// The kernel and the stride of layer `i` (lists of one apply to every layer).
+  int64_t kernel(std::size_t i) const;
+  int64_t stride(std::size_t i) const;
+  /// {C, h, w} of the last feature map for the training shape.
+  std::vector<int64_t> feature_shape() const;
+  /// Checks the options; the message names the option at fault.
+  void check() const;
+
+  /// {C, H, W} of one training image (C is 1 for gray, 3 for colour).
+  TORCH_ARG(std::vector<int64_t>, input_shape);
+  /// Output channels of each encoder convolution; the decoder runs them backwards.
+  TORCH_ARG(std::vector<int64_t>, channels);
+  /// Kernel size of each convolution (odd), one per layer or one for all.
+  TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{3};
+  /// Stride of each convolution, one per layer or one for all. Padding is (kernel - 1) / 2, so
+  /// a layer of stride s maps a side n to n / s, and its transposed twin maps it back.
+  TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
+  /// Non-linearity after every hidden layer.
+  TORCH_ARG(Activation, activation) = Activation::relu;
+  /// Width of a dense code after the convolutions. 0: no dense layer; the code is the last
+  /// feature map and the network is fully convolutional (it runs on any image whose sides are
+  /// multiples of `total_stride()`).
+  TORCH_ARG(int64_t, code_size) = 0;
+  /// Dropout after every hidden activation, in training mode (0: none).
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+/// The encoder of the convolutional backbone: convolutions (padding (k-1)/2) with
+/// `activation`, then, when `code_size` > 0, a dense layer to the code. `output_activation`
+/// follows the last layer.
+///
+///   ConvEncoder encoder(ConvOptions({1, 28, 28}, {32, 64}).strides({2}), Activation::identity);
+///   torch::Tensor h = encoder(x);   // [B, 64, 7, 7]
+class ConvEncoderImpl : public torch::nn::Cloneable<ConvEncoderImpl> {
+ public:
+  ConvEncoderImpl(ConvOptions options, Activation output_activation);
+
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+
+  /// [B, C, H, W] -> the code: [B, code_size], or [B, C', H/s, W/s] when fully convolutional.
+  torch::Tensor forward(torch::Tensor x);
+  /// The same without the output activation.
+  torch::Tensor forward_preactivation(torch::Tensor x);
+  /// Elements of the code of one training image.
+  int64_t code_size() const;
+  /// For export: statements applying `forward` to `var` in place (eval mode).
+  std::vector<std::string> script(ScriptModel& script, const std::string& name, const std::string& var) const;
+  /// The first convolution's weight, [channels[0], C, k, k] (what `viz filters` draws).
+  const torch::Tensor& first_weight() const { return convs_.front()->weight; }
+
+  ConvOptions options;
+  Activation output_activation;
+
+ private:
+  void check_input(const torch::Tensor& x) const;
+
+  std::vector<torch::nn::Conv2d> convs_;
+  torch::nn::Linear dense_{nullptr};
+};
+
+TORCH_MODULE(ConvEncoder);
+
+/// The decoder of the convolutional backbone, the encoder's mirror: a dense layer from the
+/// code (when `code_size` > 0) with `activation`, then transposed convolutions back to the
+/// input's channels and size. It returns the last layer's pre-activation: the owner applies
+/// its output activation (so that a bce loss can take the logits).
+class ConvDecoderImpl : public torch::nn::Cloneable<ConvDecoderImpl> {
+ public:
+  explicit ConvDecoderImpl(ConvOptions options);
+
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+
+  /// The code -> [B, C, H, W] pre-activation.
+  torch::Tensor forward(torch::Tensor code);
+  /// For export: statements applying `forward` to `var` in place.
+  std::vector<std::string> script(ScriptModel& script, const std::string& name, const std::string& var) const;
+
+  ConvOptions options;
+
+ private:
+  torch::nn::Linear dense_{nullptr};
+  std::vector<torch::nn::ConvTranspose2d> deconvs_;
+};
+
+TORCH_MODULE(ConvDecoder);
+
+class OptionReader;
+struct DataSpec;
+
+/// Reads the convolutional options a family with `model.backbone` "conv" takes (channels,
+/// kernels, strides) for images of `data`, with `defaults` for keys not given.
+ConvOptions read_conv_options(OptionReader& reader, const DataSpec& data, const ConvOptions& defaults);
+
+}  // namespace torchae

@@ -1,0 +1,130 @@
+#pragma once
+
+#include "torchae/core/config.h"
+
+#include <torch/script.h>
+#include <torch/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace torchae {
+
+/// How `run_tiled` takes an image of any size through a network.
+struct TileOptions {
+  /// Side of the square of output each window contributes (rounded up to `multiple`).
+  int64_t tile = 256;
+  /// Context on each side of a tile whose output is discarded (rounded up to `multiple`). At
+  /// least the network's receptive radius, tiling changes nothing.
+  int64_t margin = 32;
+  /// The network takes sides that are multiples of this (its total stride).
+  int64_t multiple = 1;
+  /// {H, W} for a network that takes one size only (an MLP, a dense code); empty: any size.
+  std::vector<int64_t> window;
+};
+
+/// Runs `net` ([1, C, h, w] -> the same shape) over `image` [C, H, W] of any size, and returns
+/// its output [C, H, W]. The image is padded by reflection at the bottom and right to a
+/// multiple of `multiple` (and to at least `window`), cut into tiles of `tile` with `margin`
+/// of context (fixed windows shift inside the image), and the tiles' centres are stitched;
+/// the padding is cropped off. Windows start at multiples of `multiple`, so a network whose
+/// receptive radius is at most `margin` gives what it gives on the whole padded image.
+torch::Tensor run_tiled(const std::function<torch::Tensor(const torch::Tensor&)>& net, const torch::Tensor& image,
+                        const TileOptions& options);
+
+/// What `torchae restore` does with an image.
+enum class RestoreTask {
+  /// The network restores the image it is given.
+  denoise,
+  /// The pixels of a mask are set to 0 and the network fills them; known pixels are kept.
+  inpaint,
+  /// The image's luminance, in three channels, is given to the network, which colours it.
+  colorize,
+};
+
+RestoreTask parse_restore_task(const std::string& name);
+std::string to_string(RestoreTask task);
+
+/// A restoration model: a TorchScript archive exported by torchae, with what its model card
+/// says about its input.
+///
+///   Restorer model = Restorer::load("dae.pt");
+///   torch::Tensor clean = model.restore(RestoreTask::denoise, read_image("noisy.png", model.channels()));
+class Restorer {
+ public:
+  /// Loads the archive on the CPU. A missing file, a file that is not an archive, or one
+  /// without a torchae model card is an Error.
+  static Restorer load(const std::filesystem::path& archive);
+
+  /// Input channels of the model (1 or 3).
+  int64_t channels() const { return channels_; }
+  /// The model card.
+  const Json& card() const { return card_; }
+  /// How images go through the model (from the card: fully convolutional conv backbones take
+  /// any size that is a multiple of their stride; other models their training size).
+  TileOptions& tiling() { return tiling_; }
+  const TileOptions& tiling() const { return tiling_; }
+  /// The model's `forward` on a batch [1, C, h, w] of a size it takes.
+  torch::Tensor forward(const torch::Tensor& batch) const;
+  /// `image` [C, H, W] in [0, 1] restored by `task`; `mask` [H, W] (bool, true = missing) for
+  /// inpaint. Output in [0, 1].
+  torch::Tensor restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask = {}) const;
+
+ private:
+  mutable torch::jit::Module module_;
+  Json card_;
+  int64_t channels_ = 1;
+  TileOptions tiling_;
+  torch::Tensor input_mean_;
+};
+
+/// The luminance of colour images [..., 3, H, W] (ITU-R BT.601), in three channels.
+torch::Tensor gray_in_three_channels(const torch::Tensor& images);
+
+/// A corruption of `torchae restore --noise`: "S" is Gaussian noise of standard deviation S in
+/// 0-255 units, "salt_pepper:P" sets a fraction P of the values to 0 or 1. The result is
+/// clipped and rounded to 8 bits, as an image file holds it. Draws from LibTorch's default
+/// generator.
+torch::Tensor add_noise(const torch::Tensor& image, const std::string& noise);
+
+/// A mask for `torchae restore --mask`: an image file (nonzero = missing, resized to
+/// nothing: it must be `height` x `width`), or "KIND[:FRACTION]" with KIND one of random,
+/// scratches, blocks, text (`random_mask`, FRACTION 0.15 by default).
+torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width);
+
+/// `torchae restore`: restores `in` with `archive` by `task` and writes `out` (PNG). Demo
+/// inputs are written next to `out` as <stem>_noisy.png (with `noise`), <stem>_mask.png and
+/// <stem>_masked.png (inpaint), <stem>_gray.png (colorize). Returns the paths written.
+std::vector<std::filesystem::path> restore_file(const std::filesystem::path& archive, RestoreTask task,
+                                                const std::filesystem::path& in, const std::filesystem::path& out,
+                                                const std::string& noise, const std::string& mask,
+                                                const TileOptions* tiling = nullptr);
+
+/// `torchae restore-eval`: PSNR and SSIM of the model against the classical baselines on the
+/// same corrupted images.
+struct RestoreEvalOptions {
+  RestoreTask task = RestoreTask::denoise;
+  /// "fashion-mnist" (its test images), or a folder of images (its held-out images: those of
+  /// the model card's data.test_images, or every tenth file).
+  std::string data = "fashion-mnist";
+  /// As `add_noise` (denoise).
+  std::string noise = "51";
+  /// As `make_mask` without a file (inpaint).
+  std::string mask = "random";
+  /// Fashion-MNIST test images scored (the first n).
+  int64_t n = 2000;
+  /// Seed of the corruptions.
+  uint64_t seed = 0;
+  /// A PNG of the first images: clean, corrupted, restored and the baselines side by side.
+  std::filesystem::path picture;
+};
+
+/// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
+/// or fastNlMeansDenoisingColored for colour, its h chosen on validation images; inpaint:
+/// cv::inpaint Telea and Navier-Stokes, radius 3; colorize: the gray input itself). JSON:
+/// {task, data, n, corruption, methods: {name: {psnr_db, ssim}}, nlm_h (denoise)}.
+Json restore_eval(const std::filesystem::path& archive, const RestoreEvalOptions& options);
+
+}  // namespace torchae

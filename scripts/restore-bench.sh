@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The restoration benchmark of the README: builds the restoration models of the zoo (those not
+# built yet) into DIR (default runs/restore), then scores each against OpenCV's classical
+# methods with `torchae restore-eval`, writing one JSON per row of the README's tables and the
+# demo pictures (docs/images/restore-*.png). About 45 minutes on 2 cores when nothing is built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/restore}
+natural=/usr/share/doc/opencv-doc/examples/data
+scripts/build.sh torchae_cli
+mkdir -p "$out" docs/images
+for recipe in dae-conv-fashion dae-conv-natural inpaint-conv-natural colorize-conv-natural; do
+  [ -f "$out/$recipe.pt" ] || build/torchae zoo build "$recipe" --out "$out"
+done
+eval_to() {  # eval_to NAME ARGS...: one restore-eval, its JSON in DIR/NAME.json
+  local name=$1
+  shift
+  echo "== $name"
+  build/torchae restore-eval "$@" > "$out/$name.json"
+}
+# Fashion-MNIST, sigma 0.1, 0.2, 0.3 in [0, 1] units: 25.5, 51, 76.5 in 0-255 units.
+for sigma in 25.5 51 76.5; do
+  picture=()
+  [ "$sigma" = 51 ] && picture=(--picture docs/images/restore-fashion-denoise.png)
+  eval_to "fashion-denoise-$sigma" --model "$out/dae-conv-fashion.pt" --noise "$sigma" --n 10000 "${picture[@]}"
+done
+for sigma in 15 25; do
+  picture=()
+  [ "$sigma" = 25 ] && picture=(--picture docs/images/restore-natural-denoise.png)
+  eval_to "natural-denoise-$sigma" --model "$out/dae-conv-natural.pt" --data "$natural" --noise "$sigma" "${picture[@]}"
+done
+eval_to natural-inpaint-random --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask random \
+  --picture docs/images/restore-natural-inpaint.png
+eval_to natural-inpaint-text --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask text
+eval_to natural-colorize --model "$out/colorize-conv-natural.pt" --task colorize --data "$natural" \
+  --picture docs/images/restore-natural-colorize.png
+echo "== done: $out/*.json, docs/images/restore-*.png"

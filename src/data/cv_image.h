@@ -1,0 +1,18 @@
+#pragma once
+
+// Conversions between torchae's images and OpenCV's, for the sources that call OpenCV (OpenCV
+// stays out of the public headers).
+
+#include <opencv2/core.hpp>
+#include <torch/types.h>
+
+namespace torchae {
+
+/// An image [C, H, W] (C 1 or 3, RGB) as an 8-bit matrix (BGR for colour), values clipped to
+/// [0, 1] and rounded.
+cv::Mat to_mat8(const torch::Tensor& image);
+
+/// An 8-bit matrix (gray, or BGR colour) as an image [C, H, W] in [0, 1], RGB.
+torch::Tensor from_mat8(const cv::Mat& mat);
+
+}  // namespace torchae

@@ -1,0 +1,476 @@
+#include "torchae/restore/restore.h"
+
+#include "torchae/core/error.h"
+#include "torchae/data/corruption.h"
+#include "torchae/data/dataset.h"
+#include "torchae/data/images.h"
+#include "torchae/eval/metrics.h"
+#include "torchae/export/export.h"
+#include "torchae/viz/pictures.h"
+#include "src/data/cv_image.h"
+
+#include <torch/nn/functional/padding.h>
+#include <torch/nn/functional/upsampling.h>
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/photo.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <numeric>
+
+namespace torchae {
+
+namespace fs = std::filesystem;
+namespace F = torch::nn::functional;
+
+namespace {
+
+int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+// Pads [1, C, H, W] at the bottom and right to `height` x `width`: by reflection where the
+// image is large enough to mirror, by repeating its edge otherwise.
+torch::Tensor pad_to(const torch::Tensor& x, int64_t height, int64_t width) {
+  const int64_t dh = height - x.size(2), dw = width - x.size(3);
+  if (dh == 0 && dw == 0) return x;
+  const bool reflect = dh < x.size(2) && dw < x.size(3);
+  F::PadFuncOptions options({0, dw, 0, dh});
+  if (reflect) {
+    options.mode(torch::kReflect);
+  } else {
+    options.mode(torch::kReplicate);
+  }
+  return F::pad(x, options);
+}
+
+// The window starts and the core spans [begin, end) along one side of length `n` (already a
+// multiple of the stride): cores of `tile`, windows of `window` shifted to stay inside.
+struct Span {
+  int64_t begin, end, window_begin;
+};
+
+std::vector<Span> spans(int64_t n, int64_t tile, int64_t margin, int64_t window) {
+  std::vector<Span> out;
+  for (int64_t begin = 0; begin < n; begin += tile) {
+    const int64_t end = std::min(begin + tile, n);
+    const int64_t start = std::clamp(begin - margin, int64_t{0}, n - window);
+    out.push_back({begin, end, start});
+  }
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor run_tiled(const std::function<torch::Tensor(const torch::Tensor&)>& net, const torch::Tensor& image,
+                        const TileOptions& o) {
+  TORCH_CHECK(image.dim() == 3, "run_tiled: expected an image [C, H, W], got ", image.sizes());
+  TORCH_CHECK(o.multiple >= 1 && o.tile >= 1 && o.margin >= 0, "run_tiled: bad tiling options");
+  TORCH_CHECK(o.window.empty() || o.window.size() == 2, "run_tiled: window is {H, W}");
+  const int64_t h = image.size(1), w = image.size(2);
+  const bool fixed = !o.window.empty();
+  const int64_t hp = std::max(round_up(h, o.multiple), fixed ? o.window[0] : 0);
+  const int64_t wp = std::max(round_up(w, o.multiple), fixed ? o.window[1] : 0);
+  const torch::Tensor padded = pad_to(image.unsqueeze(0), hp, wp);
+
+  std::vector<Span> axes[2];
+  int64_t windows[2];
+  for (std::size_t axis = 0; axis < 2; ++axis) {
+    const int64_t n = axis == 0 ? hp : wp;
+    int64_t tile, margin;
+    if (fixed) {
+      // A fixed window of side W: cores of W - 2m, with m small enough to leave one stride.
+      windows[axis] = o.window[axis];
+      margin = std::min(round_up(o.margin, o.multiple), (windows[axis] - o.multiple) / 2 / o.multiple * o.multiple);
+      tile = windows[axis] - 2 * margin;
+    } else {
+      tile = round_up(o.tile, o.multiple);
+      margin = round_up(o.margin, o.multiple);
+      windows[axis] = std::min(tile + 2 * margin, n);
+    }
+    axes[axis] = spans(n, tile, margin, windows[axis]);
+  }
+  const std::vector<Span>& rows = axes[0];
+  const std::vector<Span>& cols = axes[1];
+  const int64_t wh = windows[0], ww = windows[1];
+
+  torch::NoGradGuard no_grad;
+  torch::Tensor out = torch::empty_like(padded);
+  for (const Span& r : rows) {
+    for (const Span& c : cols) {
+      const torch::Tensor window = padded.narrow(2, r.window_begin, wh).narrow(3, c.window_begin, ww);
+      const torch::Tensor y = net(window);
+      TORCH_CHECK(y.sizes() == window.sizes(), "run_tiled: the network changed the window's shape from ",
+                  window.sizes(), " to ", y.sizes());
+      out.narrow(2, r.begin, r.end - r.begin)
+          .narrow(3, c.begin, c.end - c.begin)
+          .copy_(y.narrow(2, r.begin - r.window_begin, r.end - r.begin).narrow(3, c.begin - c.window_begin, c.end - c.begin));
+    }
+  }
+  return out[0].narrow(1, 0, h).narrow(2, 0, w);
+}
+
+RestoreTask parse_restore_task(const std::string& name) {
+  return static_cast<RestoreTask>(index_of_name({"denoise", "inpaint", "colorize"}, name, "task"));
+}
+
+std::string to_string(RestoreTask task) {
+  switch (task) {
+    case RestoreTask::denoise: return "denoise";
+    case RestoreTask::inpaint: return "inpaint";
+    case RestoreTask::colorize: return "colorize";
+  }
+  return "?";
+}
+
+Restorer Restorer::load(const fs::path& archive) {
+  Restorer r;
+  r.card_ = read_model_card(archive);
+  try {
+    r.module_ = torch::jit::load(archive.string(), torch::kCPU);
+  } catch (const c10::Error&) {
+    throw Error(fmt::format("{}: not a TorchScript archive", archive.string()));
+  }
+  r.module_.eval();
+  const Json* shape = find_dotted(r.card_, "input.shape");
+  if (!shape || !shape->is_array() || shape->size() != 3) {
+    throw Error(fmt::format("{}: the model card gives no image input shape {{C, H, W}}", archive.string()));
+  }
+  const auto dims = shape->get<std::vector<int64_t>>();
+  r.channels_ = dims[0];
+  if (r.channels_ != 1 && r.channels_ != 3) {
+    throw Error(fmt::format("{}: the model takes {} channels; restore works with 1 or 3", archive.string(), dims[0]));
+  }
+  // A conv backbone without a dense code takes any multiple of its stride; every other model
+  // takes its training size only.
+  const Json model = r.card_.value("config", Json::object()).value("model", Json::object());
+  if (model.value("backbone", "mlp") == "conv" && model.value("code_size", 1) == 0) {
+    const auto strides = model.value("strides", std::vector<int64_t>{1});
+    const auto layers = model.value("channels", std::vector<int64_t>{1}).size();
+    r.tiling_.multiple = 1;
+    for (std::size_t i = 0; i < layers; ++i) r.tiling_.multiple *= strides.size() == 1 ? strides[0] : strides.at(i);
+  } else {
+    r.tiling_.window = {dims[1], dims[2]};
+    r.tiling_.margin = std::min<int64_t>(dims[1], dims[2]) / 8;
+  }
+  if (r.module_.hasattr("input_mean")) r.input_mean_ = r.module_.attr("input_mean").toTensor();
+  return r;
+}
+
+torch::Tensor Restorer::forward(const torch::Tensor& batch) const {
+  torch::NoGradGuard no_grad;
+  if (input_mean_.defined()) return module_.forward({batch - input_mean_}).toTensor() + input_mean_;
+  return module_.forward({batch}).toTensor();
+}
+
+torch::Tensor gray_in_three_channels(const torch::Tensor& images) {
+  const int64_t c = images.dim() - 3;
+  TORCH_CHECK(images.dim() >= 3 && images.size(c) == 3, "gray_in_three_channels: expected colour images");
+  const torch::Tensor y = 0.299 * images.select(c, 0) + 0.587 * images.select(c, 1) + 0.114 * images.select(c, 2);
+  return y.unsqueeze(c).expand_as(images).contiguous();
+}
+
+torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask) const {
+  TORCH_CHECK(image.dim() == 3 && image.size(0) == channels_, "restore: expected an image [", channels_,
+              ", H, W], got ", image.sizes());
+  auto net = [this](const torch::Tensor& x) { return forward(x); };
+  switch (task) {
+    case RestoreTask::denoise:
+      return run_tiled(net, image, tiling_).clamp(0, 1);
+    case RestoreTask::inpaint: {
+      TORCH_CHECK(mask.defined() && mask.dim() == 2 && mask.size(0) == image.size(1) && mask.size(1) == image.size(2),
+                  "restore: inpaint needs a mask [H, W] of the image's size");
+      const torch::Tensor missing = mask.unsqueeze(0).expand_as(image);
+      const torch::Tensor filled = run_tiled(net, image.masked_fill(missing, 0.0), tiling_).clamp(0, 1);
+      return torch::where(missing, filled, image);
+    }
+    case RestoreTask::colorize:
+      if (channels_ != 3) throw Error("colorize needs a colour model (3 input channels); this one takes 1");
+      return run_tiled(net, gray_in_three_channels(image), tiling_).clamp(0, 1);
+  }
+  return image;
+}
+
+torch::Tensor add_noise(const torch::Tensor& image, const std::string& noise) {
+  CorruptionOptions o;
+  const std::string salt = "salt_pepper:";
+  try {
+    std::size_t used = 0;
+    if (noise.rfind(salt, 0) == 0) {
+      o.kind = CorruptionKind::salt_pepper;
+      o.level = std::stod(noise.substr(salt.size()), &used);
+      used += salt.size();
+      if (o.level < 0 || o.level > 1) throw std::invalid_argument("range");
+    } else {
+      o.kind = CorruptionKind::gaussian;
+      o.level = std::stod(noise, &used) / 255.0;
+      if (o.level < 0) throw std::invalid_argument("range");
+    }
+    if (used != noise.size()) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw Error(fmt::format("--noise \"{}\": expected SIGMA (>= 0, in 0-255 units) or salt_pepper:P (P in [0, 1])", noise));
+  }
+  const bool single = image.dim() == 3;
+  const torch::Tensor batch = single ? image.unsqueeze(0) : image;
+  const torch::Tensor noisy = quantize_8bit(corrupt(batch, o).input);
+  return single ? noisy[0] : noisy;
+}
+
+torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width) {
+  std::error_code ec;
+  if (fs::is_regular_file(spec, ec)) {
+    const torch::Tensor m = read_image(spec, 1)[0].gt(0.5);
+    if (m.size(0) != height || m.size(1) != width) {
+      throw Error(fmt::format("--mask {}: {}x{} pixels, the image has {}x{}", spec, m.size(1), m.size(0), width, height));
+    }
+    return m;
+  }
+  const auto colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  double fraction = 0.15;
+  const auto& kinds = mask_kind_names();
+  bool ok = std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+  if (ok && colon != std::string::npos) {
+    try {
+      std::size_t used = 0;
+      fraction = std::stod(spec.substr(colon + 1), &used);
+      ok = used == spec.size() - colon - 1 && fraction > 0 && fraction < 1;
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  if (!ok) {
+    throw Error(fmt::format("--mask \"{}\": no such file, and not random, scratches, blocks or text[:FRACTION in (0, 1)]", spec));
+  }
+  return random_mask(height, width, parse_mask_kind(kind), fraction);
+}
+
+std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
+                                   const std::string& noise, const std::string& mask_spec, const TileOptions* tiling) {
+  Restorer model = Restorer::load(archive);
+  if (tiling) {
+    const int64_t multiple = model.tiling().multiple;
+    const auto window = model.tiling().window;
+    model.tiling() = *tiling;
+    model.tiling().multiple = multiple;
+    model.tiling().window = window;
+  }
+  if (task == RestoreTask::colorize && model.channels() != 3) {
+    throw Error("colorize needs a colour model (3 input channels); this one takes 1");
+  }
+  torch::Tensor image = read_image(in, model.channels());
+  const fs::path dir = out.parent_path();
+  const std::string stem = out.stem().string();
+  auto beside = [&](const std::string& suffix) { return dir / (stem + suffix); };
+  std::vector<fs::path> written;
+  torch::Tensor mask;
+  if (!noise.empty()) {
+    image = add_noise(image, noise);
+    write_image(beside("_noisy.png"), image);
+    written.push_back(beside("_noisy.png"));
+  }
+  if (task == RestoreTask::inpaint) {
+    if (mask_spec.empty()) throw Error("inpaint needs --mask (an image, or random, scratches, blocks or text)");
+    mask = make_mask(mask_spec, image.size(1), image.size(2));
+    write_image(beside("_mask.png"), mask.unsqueeze(0).to(torch::kFloat32));
+    write_image(beside("_masked.png"), image.masked_fill(mask.unsqueeze(0).expand_as(image), 0.0));
+    written.push_back(beside("_mask.png"));
+    written.push_back(beside("_masked.png"));
+  } else if (!mask_spec.empty()) {
+    throw Error("--mask is for --task inpaint");
+  }
+  if (task == RestoreTask::colorize) {
+    write_image(beside("_gray.png"), gray_in_three_channels(image));
+    written.push_back(beside("_gray.png"));
+  }
+  write_image(out, model.restore(task, image, mask));
+  written.push_back(out);
+  return written;
+}
+
+namespace {
+
+torch::Tensor nlm(const torch::Tensor& noisy, double h) {
+  cv::Mat out;
+  const cv::Mat in = to_mat8(noisy);
+  if (noisy.size(0) == 3) {
+    cv::fastNlMeansDenoisingColored(in, out, static_cast<float>(h), static_cast<float>(h), 7, 21);
+  } else {
+    cv::fastNlMeansDenoising(in, out, static_cast<float>(h), 7, 21);
+  }
+  return from_mat8(out);
+}
+
+torch::Tensor cv_inpaint(const torch::Tensor& image, const torch::Tensor& mask, int flags) {
+  const cv::Mat mask8 = to_mat8(mask.unsqueeze(0).to(torch::kFloat32));
+  cv::Mat out;
+  cv::inpaint(to_mat8(image), mask8, out, 3.0, flags);
+  return from_mat8(out);
+}
+
+struct Scores {
+  std::vector<double> psnr, ssim;
+  void add(const torch::Tensor& result, const torch::Tensor& clean) {
+    psnr.push_back(torchae::psnr(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>());
+    ssim.push_back(torchae::ssim(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>());
+  }
+  Json json() const {
+    auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
+    return {{"psnr_db", mean(psnr)}, {"ssim", mean(ssim)}};
+  }
+};
+
+// The images a restoration is scored on, and the validation images NLM's h is chosen on.
+struct EvalImages {
+  std::vector<torch::Tensor> test, validation;
+  std::vector<std::string> names;
+};
+
+EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
+  EvalImages images;
+  if (o.data == "fashion-mnist") {
+    if (model.channels() != 1) throw Error("Fashion-MNIST is gray; this model takes colour images");
+    DataOptions data;
+    const DataSplits splits = load_data(data, /*with_test=*/true);
+    const int64_t n = std::min(o.n, splits.test.size());
+    for (int64_t i = 0; i < n; ++i) images.test.push_back(splits.test.inputs[i]);
+    // NLM's h is chosen on the first min(300, n) validation images (the training file's fixed
+    // split, never the test file).
+    for (int64_t i = 0; i < std::min<int64_t>({300, n, splits.validation.size()}); ++i) {
+      images.validation.push_back(splits.validation.inputs[i]);
+    }
+    images.names.push_back("fashion-mnist test");
+    return images;
+  }
+  const fs::path dir = o.data;
+  const Json data = model.card().value("config", Json::object()).value("data", Json::object());
+  const auto names = data.value("path", "") == o.data || (data.value("path", "").empty() && o.data == kOpenCvSampleDir)
+                         ? data.value("test_images", std::vector<std::string>{})
+                         : std::vector<std::string>{};
+  const auto held = held_out_images(dir, names);
+  for (const auto& file : held) {
+    images.test.push_back(read_image(file, model.channels()));
+    images.names.push_back(file.filename().string());
+  }
+  // h is chosen on centre crops (128x128 at most) of every fifth of the other images.
+  const auto files = list_images(dir);
+  int64_t k = 0;
+  for (const auto& file : files) {
+    if (std::find(held.begin(), held.end(), file) != held.end() || k++ % 5 != 0) continue;
+    const torch::Tensor image = read_image(file, model.channels());
+    const int64_t h = std::min<int64_t>(128, image.size(1)), w = std::min<int64_t>(128, image.size(2));
+    images.validation.push_back(image.narrow(1, (image.size(1) - h) / 2, h).narrow(2, (image.size(2) - w) / 2, w).contiguous());
+  }
+  return images;
+}
+
+// The rows of the demo picture: each image's columns, centre-cropped to 256 and, for small
+// images, enlarged 4 times (nearest neighbour) so that pixels can be seen.
+void write_picture(const fs::path& path, const std::vector<std::vector<torch::Tensor>>& rows) {
+  std::vector<torch::Tensor> cells;
+  for (const auto& row : rows) {
+    for (torch::Tensor cell : row) {
+      const int64_t h = std::min<int64_t>(256, cell.size(1)), w = std::min<int64_t>(256, cell.size(2));
+      cell = cell.narrow(1, (cell.size(1) - h) / 2, h).narrow(2, (cell.size(2) - w) / 2, w);
+      if (h < 64) cell = F::interpolate(cell.unsqueeze(0), F::InterpolateFuncOptions().scale_factor(std::vector<double>{4, 4}).mode(torch::kNearest).recompute_scale_factor(false))[0];
+      cells.push_back(cell);
+    }
+  }
+  write_png(path, image_grid(torch::stack(cells), static_cast<int64_t>(rows.front().size()), false));
+}
+
+}  // namespace
+
+Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
+  const Restorer model = Restorer::load(archive);
+  if (o.task == RestoreTask::colorize && model.channels() != 3) {
+    throw Error("colorize needs a colour model (3 input channels); this one takes 1");
+  }
+  const EvalImages images = eval_images(model, o);
+  torch::manual_seed(o.seed);
+  std::vector<torch::Tensor> corrupted, masks;
+  for (const torch::Tensor& clean : images.test) {
+    if (o.task == RestoreTask::denoise) {
+      corrupted.push_back(add_noise(clean, o.noise));
+    } else if (o.task == RestoreTask::inpaint) {
+      masks.push_back(make_mask(o.mask, clean.size(1), clean.size(2)));
+      corrupted.push_back(clean.masked_fill(masks.back().unsqueeze(0).expand_as(clean), 0.0));
+    } else {
+      corrupted.push_back(gray_in_three_channels(clean));
+    }
+  }
+
+  Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
+  std::map<std::string, Scores> scores;
+  std::vector<std::vector<torch::Tensor>> rows;
+  const std::size_t shown = std::min<std::size_t>(images.test.size(), o.data == "fashion-mnist" ? 8 : 1);
+  rows.resize(shown);
+  for (std::size_t i = 0; i < shown; ++i) rows[i] = {images.test[i], corrupted[i]};
+
+  // The methods scored, in the order of the picture's columns: (name, restoration of image i).
+  std::deque<std::pair<std::string, std::function<torch::Tensor(std::size_t)>>> methods;
+  methods.emplace_back("model", [&](std::size_t i) {
+    return model.restore(o.task, o.task == RestoreTask::inpaint ? images.test[i] : corrupted[i],
+                         masks.empty() ? torch::Tensor() : masks[i]);
+  });
+  if (o.task == RestoreTask::denoise) {
+    result["corruption"] = o.noise;
+    // NLM's filter strength h, chosen on the validation images by PSNR over a grid in 0-255
+    // units (OpenCV's default, 3, suits only light noise).
+    if (images.validation.empty()) throw Error(fmt::format("{}: no images left to choose NLM's h on", o.data));
+    torch::manual_seed(o.seed + 1);
+    std::vector<torch::Tensor> val_noisy;
+    for (const auto& v : images.validation) val_noisy.push_back(add_noise(v, o.noise));
+    double best_h = 3.0, best = -1e9;
+    Json tried = Json::object();
+    for (double h : {3.0, 5.0, 7.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 36.0, 43.0, 50.0, 60.0, 75.0}) {
+      Scores s;
+      for (std::size_t i = 0; i < images.validation.size(); ++i) s.add(nlm(val_noisy[i], h), images.validation[i]);
+      const double p = s.json()["psnr_db"];
+      tried[fmt::format("{:g}", h)] = p;
+      if (p > best) best = p, best_h = h;
+    }
+    result["nlm_h"] = best_h;
+    result["nlm_validation_psnr_db"] = tried;
+    result["nlm_validation_images"] = images.validation.size();
+    methods.emplace_back(model.channels() == 3 ? "fastNlMeansDenoisingColored" : "fastNlMeansDenoising",
+                         [&, best_h](std::size_t i) { return nlm(corrupted[i], best_h); });
+  } else if (o.task == RestoreTask::inpaint) {
+    result["corruption"] = o.mask;
+    methods.emplace_back("inpaint_telea", [&](std::size_t i) { return cv_inpaint(corrupted[i], masks[i], cv::INPAINT_TELEA); });
+    methods.emplace_back("inpaint_ns", [&](std::size_t i) { return cv_inpaint(corrupted[i], masks[i], cv::INPAINT_NS); });
+  } else {
+    result["corruption"] = "gray";
+  }
+  methods.emplace_back("corrupted", [&](std::size_t i) { return corrupted[i]; });
+  for (const auto& [name, run] : methods) {
+    Scores& s = scores[name];
+    for (std::size_t i = 0; i < images.test.size(); ++i) {
+      const torch::Tensor restored = run(i);
+      s.add(restored, images.test[i]);
+      if (i < shown && name != "corrupted") rows[i].push_back(restored);
+    }
+    result["methods"][name] = s.json();
+    if (images.test.size() <= 16) {
+      result["per_image"][name] = Json::array();
+      for (std::size_t i = 0; i < images.test.size(); ++i) {
+        result["per_image"][name].push_back({{"image", images.names.size() == images.test.size() ? images.names[i] : std::to_string(i)},
+                                             {"psnr_db", s.psnr[i]},
+                                             {"ssim", s.ssim[i]}});
+      }
+    }
+  }
+  if (!o.picture.empty()) {
+    write_picture(o.picture, rows);
+    result["picture"] = o.picture.string();
+    std::vector<std::string> columns{"clean", "corrupted"};
+    for (const auto& m : methods) {
+      if (m.first != "corrupted") columns.push_back(m.first);
+    }
+    result["picture_columns"] = columns;
+  }
+  return result;
+}
+
+}  // namespace torchae

@@ -1,0 +1,355 @@
+// Image restoration: image files and the patch loader, the restoration corruptions, SSIM,
+// tiling on sizes that do not divide, and each task through an exported archive and the CLI.
+
+#include "test_tools.h"
+
+#include "torchae/core/error.h"
+#include "torchae/data/corruption.h"
+#include "torchae/data/images.h"
+#include "torchae/eval/metrics.h"
+#include "torchae/export/export.h"
+#include "torchae/models/registry.h"
+#include "torchae/restore/restore.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+
+namespace torchae {
+namespace {
+
+using test::expect_tensors_near;
+using test::TempDir;
+
+class RestoreTest : public test::TorchaeTest {};
+
+// A smooth random colour image [3, h, w]: blurred noise stretched to [0, 1].
+torch::Tensor smooth_image(int64_t h, int64_t w, int64_t channels = 3) {
+  torch::Tensor x = torch::rand({1, channels, h, w});
+  for (int i = 0; i < 2; ++i) x = torch::avg_pool2d(x, 5, 1, 2, false, false);
+  x = (x - x.min()) / (x.max() - x.min());
+  return x[0];
+}
+
+TEST_F(RestoreTest, ImagesRoundTripThroughFilesInRgbOrder) {
+  TempDir dir;
+  torch::Tensor red = torch::zeros({3, 5, 7});
+  red[0].fill_(1.0);
+  write_image(dir / "red.png", red);
+  expect_tensors_near(read_image(dir / "red.png", 3), red, 0.0);
+  // Gray: BT.601 luma of pure red, 0.299, to 8 bits.
+  expect_tensors_near(read_image(dir / "red.png", 1), torch::full({1, 5, 7}, std::round(0.299 * 255) / 255), 1e-6);
+  const torch::Tensor image = quantize_8bit(smooth_image(9, 11));
+  write_image(dir / "a.png", image);
+  expect_tensors_near(read_image(dir / "a.png", 3), image, 1e-6);
+  // A gray file read as colour is replicated.
+  write_image(dir / "g.png", image.narrow(0, 0, 1));
+  expect_tensors_near(read_image(dir / "g.png", 3), image.narrow(0, 0, 1).expand({3, 9, 11}), 1e-6);
+
+  std::ofstream(dir / "notes.png") << "not an image";
+  for (const auto& [path, fragment] : {std::pair{dir / "missing.png", "no such image file"},
+                                      std::pair{dir / "notes.png", "not an image OpenCV can read"}}) {
+    try {
+      read_image(path, 3);
+      FAIL() << path;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST_F(RestoreTest, OpenCvSampleImagesAreThere) {
+  // scripts/install-deps.sh installs Debian's opencv-doc for these.
+  const auto files = list_images(kOpenCvSampleDir);
+  EXPECT_GE(files.size(), 50u);
+  const torch::Tensor baboon = read_image(std::filesystem::path(kOpenCvSampleDir) / "baboon.jpg", 3);
+  EXPECT_EQ(baboon.sizes(), (std::vector<int64_t>{3, 512, 512}));
+}
+
+TEST_F(RestoreTest, PatchesAreCropsDrawnBySeedAndTilesCoverTheImage) {
+  const torch::Tensor a = smooth_image(20, 30), b = smooth_image(25, 17);
+  const torch::Tensor p1 = random_patches({a, b}, 8, 50, 7), p2 = random_patches({a, b}, 8, 50, 7);
+  EXPECT_EQ(p1.sizes(), (std::vector<int64_t>{50, 3, 8, 8}));
+  EXPECT_TRUE(torch::equal(p1, p2));
+  EXPECT_FALSE(torch::equal(p1, random_patches({a, b}, 8, 50, 8)));
+  // Every patch is a crop of one of the images.
+  for (int64_t i = 0; i < 50; ++i) {
+    bool found = false;
+    for (const torch::Tensor& image : {a, b}) {
+      const torch::Tensor windows = image.unfold(1, 8, 1).unfold(2, 8, 1);  // [3, h', w', 8, 8]
+      const torch::Tensor match = (windows - p1[i].unsqueeze(1).unsqueeze(1)).abs().amax({0, 3, 4}).eq(0);
+      found = found || match.any().item<bool>();
+    }
+    EXPECT_TRUE(found) << "patch " << i;
+  }
+  const torch::Tensor tiles = tile_patches(a, 8);  // 20x30: 2 x 3 tiles, remainders dropped
+  ASSERT_EQ(tiles.sizes(), (std::vector<int64_t>{6, 3, 8, 8}));
+  EXPECT_TRUE(torch::equal(tiles[4], a.narrow(1, 8, 8).narrow(2, 8, 8)));
+}
+
+TEST_F(RestoreTest, AnImageFolderLoadsAsPatchesWithHeldOutTestImages) {
+  TempDir dir;
+  for (int i = 0; i < 12; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_image(24 + i, 20));
+  std::ofstream(dir / "readme.txt") << "not listed";
+  const auto files = list_images(dir.path());
+  ASSERT_EQ(files.size(), 12u);
+  EXPECT_EQ(files.front().filename(), "img00.png");
+  const auto held = held_out_images(dir.path(), {});
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].filename(), "img09.png");
+
+  DataOptions o;
+  o.dataset = "images";
+  o.path = dir.path().string();
+  o.patch = 16;
+  o.patches = 100;
+  o.test_images = {"img03.png", "img07.png"};
+  const DataSplits splits = load_data(o, /*with_test=*/true);
+  EXPECT_EQ(splits.train.inputs.sizes(), (std::vector<int64_t>{90, 3, 16, 16}));
+  EXPECT_EQ(splits.validation.size(), 10);
+  // img03 is 27x20, img07 31x20: one 16x16 tile each.
+  EXPECT_EQ(splits.test.inputs.sizes(), (std::vector<int64_t>{2, 3, 16, 16}));
+  EXPECT_TRUE(torch::equal(splits.test.inputs[1], read_image(dir / "img07.png", 3).narrow(1, 0, 16).narrow(2, 0, 16)));
+  EXPECT_EQ(splits.spec.shape, (std::vector<int64_t>{3, 16, 16}));
+  o.channels = 1;
+  EXPECT_EQ(load_data(o, false).train.inputs.size(1), 1);
+
+  o.test_images = {"nope.png"};
+  try {
+    load_data(o, true);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.test_images: no image \"nope.png\""), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(RestoreTest, RestorationCorruptions) {
+  const torch::Tensor x = torch::rand({6, 3, 24, 32});
+  CorruptionOptions inpaint;
+  inpaint.kind = CorruptionKind::inpaint;
+  inpaint.level = 0.2;
+  const Corrupted c = corrupt(x, inpaint);
+  const torch::Tensor covered = c.mask.select(1, 0).flatten(1).to(torch::kFloat).mean(1);
+  EXPECT_TRUE((covered >= 0.2).all().item<bool>()) << covered;
+  EXPECT_TRUE((covered < 0.6).all().item<bool>()) << covered;
+  EXPECT_TRUE(torch::equal(c.mask.select(1, 0), c.mask.select(1, 2)));  // one mask for all channels
+  EXPECT_TRUE(torch::equal(c.input, x.masked_fill(c.mask, 0.0)));
+  for (const auto& kind : {"scratches", "blocks", "text"}) {
+    const torch::Tensor m = random_mask(40, 60, parse_mask_kind(kind), 0.1);
+    EXPECT_GE(m.to(torch::kFloat).mean().item<double>(), 0.1) << kind;
+  }
+
+  CorruptionOptions gray;
+  gray.kind = CorruptionKind::gray;
+  const torch::Tensor g = corrupt(x, gray).input;
+  expect_tensors_near(g.select(1, 1), 0.299 * x.select(1, 0) + 0.587 * x.select(1, 1) + 0.114 * x.select(1, 2), 1e-6);
+  EXPECT_TRUE(torch::equal(g.select(1, 0), g.select(1, 2)));
+
+  CorruptionOptions blind;
+  blind.kind = CorruptionKind::gaussian;
+  blind.level = 0.3;
+  blind.blind = true;
+  blind.clip = true;
+  const torch::Tensor zeros = torch::full({200, 1, 8, 8}, 0.5);
+  const torch::Tensor noise = corrupt(zeros, blind).input - 0.5;
+  const torch::Tensor sigma = noise.flatten(1).std(1);
+  EXPECT_LT(sigma.min().item<double>(), 0.05);
+  EXPECT_GT(sigma.max().item<double>(), 0.25);
+  EXPECT_GE(noise.min().item<double>(), -0.5);  // clipped to [0, 1]
+  EXPECT_LE(noise.max().item<double>(), 0.5);
+}
+
+TEST_F(RestoreTest, SsimMatchesItsClosedFormAndFallsWithNoise) {
+  // Flat images a and b: the contrast-structure term is C2 / C2, the luminance term
+  // (2ab + C1) / (a^2 + b^2 + C1).
+  const double a = 0.3, b = 0.6, c1 = 0.01 * 0.01;
+  const torch::Tensor s = ssim(torch::full({1, 1, 16, 16}, a), torch::full({1, 1, 16, 16}, b));
+  EXPECT_NEAR(s.item<double>(), (2 * a * b + c1) / (a * a + b * b + c1), 1e-9);
+  const torch::Tensor x = smooth_image(32, 32).unsqueeze(0);
+  EXPECT_NEAR(ssim(x, x).item<double>(), 1.0, 1e-9);
+  double last = 1.0;
+  for (double sigma : {0.02, 0.05, 0.1, 0.2}) {
+    const double value = ssim(x + sigma * torch::randn_like(x), x).item<double>();
+    EXPECT_LT(value, last) << sigma;
+    last = value;
+  }
+  EXPECT_NEAR(psnr(x + 0.1, x).item<double>(), 20.0, 1e-4);  // x + 0.1 is rounded to float
+}
+
+// A fully convolutional network of stride 4 with random weights: its receptive radius is 9
+// pixels, so a margin of 12 makes tiling exact.
+std::shared_ptr<Autoencoder> conv_net(int64_t channels, bool fully_convolutional = true) {
+  const Json section = Json::parse(fmt::format(
+      R"({{"family": "denoising", "backbone": "conv", "code_size": {}, "channels": [6, 8], "corruption": "gaussian",
+           "level": 0.1, "loss": "mse"}})",
+      fully_convolutional ? 0 : 5));
+  auto model = build_model(section, DataSpec{{channels, 16, 16}, 0, 1, 1}).model;
+  model->module().eval();
+  return model;
+}
+
+TEST_F(RestoreTest, TilingAnySizeGivesTheWholeImageResult) {
+  auto model = conv_net(3);
+  auto net = [&](const torch::Tensor& x) { return model->forward(x).reconstruction; };
+  for (const auto& [h, w] : {std::pair<int64_t, int64_t>{37, 23}, {64, 50}, {5, 3}, {16, 16}}) {
+    const torch::Tensor image = smooth_image(h, w);
+    TileOptions tiling;
+    tiling.multiple = 4;
+    tiling.tile = 1 << 20;  // one window: the whole (padded) image
+    const torch::Tensor whole = run_tiled(net, image, tiling);
+    ASSERT_EQ(whole.sizes(), image.sizes());
+    tiling.tile = 8;
+    tiling.margin = 12;
+    expect_tensors_near(run_tiled(net, image, tiling), whole, 1e-5);
+  }
+  // Pure functions of the pixel are exact whatever the tiling, fixed windows included.
+  const torch::Tensor image = smooth_image(45, 30);
+  TileOptions fixed;
+  fixed.window = {16, 12};
+  fixed.margin = 3;
+  expect_tensors_near(run_tiled([](const torch::Tensor& x) {
+                                  EXPECT_EQ(x.size(2), 16);
+                                  EXPECT_EQ(x.size(3), 12);
+                                  return 2 * x;
+                                },
+                                image, fixed),
+                      2 * image, 0.0);
+  // An image smaller than the window is padded to it and cropped back.
+  const torch::Tensor small = smooth_image(7, 5);
+  expect_tensors_near(run_tiled([](const torch::Tensor& x) { return x + 1; }, small, fixed), small + 1, 0.0);
+}
+
+// Exports `model` as a restoration archive in `dir`, with the card the export of a run
+// would give it (input shape and the model section).
+std::filesystem::path export_archive(Autoencoder& model, const Json& model_section, int64_t channels,
+                                     const std::filesystem::path& path) {
+  const torch::jit::Module module = to_torchscript(model, torch::rand({4, channels, 16, 16}));
+  save_torchscript(module, {{"input", {{"shape", {channels, 16, 16}}}}, {"config", {{"model", model_section}}}}, path);
+  return path;
+}
+
+TEST_F(RestoreTest, EveryTaskRunsFromTheArchive) {
+  TempDir dir;
+  auto model = conv_net(3);
+  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
+                        {"strides", {2}}};
+  const auto archive = export_archive(*model, section, 3, dir / "m.pt");
+  const Restorer restorer = Restorer::load(archive);
+  EXPECT_EQ(restorer.channels(), 3);
+  EXPECT_EQ(restorer.tiling().multiple, 4);
+  EXPECT_TRUE(restorer.tiling().window.empty());
+  const torch::Tensor image = smooth_image(30, 21);
+
+  // denoise: the model's output on the padded image, cropped.
+  const torch::Tensor padded = torch::nn::functional::pad(
+      image.unsqueeze(0), torch::nn::functional::PadFuncOptions({0, 3, 0, 2}).mode(torch::kReflect));
+  const torch::Tensor expected = model->forward(padded).reconstruction[0].narrow(1, 0, 30).narrow(2, 0, 21);
+  expect_tensors_near(restorer.restore(RestoreTask::denoise, image), expected.clamp(0, 1), 1e-5);
+
+  // inpaint: known pixels are kept exactly.
+  const torch::Tensor mask = random_mask(30, 21, MaskKind::scratches, 0.2);
+  const torch::Tensor filled = restorer.restore(RestoreTask::inpaint, image, mask);
+  const torch::Tensor known = mask.logical_not().unsqueeze(0).expand_as(image);
+  EXPECT_TRUE(torch::equal(filled.masked_select(known), image.masked_select(known)));
+
+  // colorize: the model sees the luminance only, so colour and gray inputs give the same.
+  expect_tensors_near(restorer.restore(RestoreTask::colorize, image),
+                      restorer.restore(RestoreTask::colorize, gray_in_three_channels(image)), 1e-6);
+
+  // A model with a dense code takes its training size: windows of 16x16.
+  auto dense = conv_net(1, false);
+  Json dense_section = section;
+  dense_section["code_size"] = 5;
+  const Restorer fixed = Restorer::load(export_archive(*dense, dense_section, 1, dir / "d.pt"));
+  EXPECT_EQ(fixed.tiling().window, (std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(fixed.restore(RestoreTask::denoise, smooth_image(40, 23, 1)).sizes(), (std::vector<int64_t>{1, 40, 23}));
+  try {
+    fixed.restore(RestoreTask::colorize, smooth_image(16, 16, 1));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("colorize needs a colour model"), std::string::npos);
+  }
+}
+
+TEST_F(RestoreTest, TheCommandLineRestoresAndWritesItsDemoInputs) {
+  TempDir dir;
+  auto model = conv_net(3);
+  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
+                        {"strides", {2}}};
+  const std::string archive = export_archive(*model, section, 3, dir / "m.pt").string();
+  write_image(dir / "in.png", smooth_image(33, 26));
+  const auto run = [&](const std::string& args) {
+    return test::run_cli(fmt::format("restore --model {} --in {} {}", archive, (dir / "in.png").string(), args));
+  };
+  test::CliResult r = run(fmt::format("--task denoise --noise 25 --out {}", (dir / "d.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_image(dir / "d.png", 3).sizes(), (std::vector<int64_t>{3, 33, 26}));
+  EXPECT_EQ(read_image(dir / "d_noisy.png", 3).sizes(), (std::vector<int64_t>{3, 33, 26}));
+  EXPECT_GT((read_image(dir / "d_noisy.png", 3) - read_image(dir / "in.png", 3)).abs().mean().item<double>(), 0.03);
+
+  r = run(fmt::format("--task inpaint --mask text:0.1 --out {}", (dir / "i.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const torch::Tensor mask = read_image(dir / "i_mask.png", 1)[0].gt(0.5);
+  EXPECT_GE(mask.to(torch::kFloat).mean().item<double>(), 0.1);
+  const torch::Tensor known = mask.logical_not().unsqueeze(0).expand({3, 33, 26});
+  EXPECT_TRUE(torch::equal(read_image(dir / "i.png", 3).masked_select(known),
+                           read_image(dir / "in.png", 3).masked_select(known)));
+  // The same mask as a file gives the same result.
+  r = run(fmt::format("--task inpaint --mask {} --out {}", (dir / "i_mask.png").string(), (dir / "j.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(torch::equal(read_image(dir / "i.png", 3), read_image(dir / "j.png", 3)));
+
+  r = run(fmt::format("--task colorize --out {}", (dir / "c.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir / "c_gray.png"));
+
+  const std::string out = "--out " + (dir / "x.png").string();
+  test::expect_one_line_error(run("--task denoise --noise loud " + out), "--noise \"loud\"");
+  test::expect_one_line_error(run("--task inpaint --mask stars " + out), "--mask \"stars\"");
+  test::expect_one_line_error(run("--task inpaint " + out), "inpaint needs --mask");
+  write_image(dir / "small.png", torch::zeros({1, 10, 10}));
+  test::expect_one_line_error(run("--task inpaint --mask " + (dir / "small.png").string() + " " + out),
+                              "10x10 pixels, the image has 26x33");
+  test::expect_one_line_error(
+      test::run_cli(fmt::format("restore --model {} --task denoise --in {} {}", archive, (dir / "none.png").string(), out)),
+      "no such image file");
+  test::expect_one_line_error(
+      test::run_cli(fmt::format("restore --model {} --task denoise --in {} {}", (dir / "in.png").string(),
+                                (dir / "in.png").string(), out)),
+      "in.png");
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.png"));
+}
+
+TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
+  TempDir dir;
+  for (int i = 0; i < 10; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_image(40, 36));
+  auto model = conv_net(3);
+  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
+                        {"strides", {2}}};
+  const std::string archive = export_archive(*model, section, 3, dir / "m.pt").string();
+  for (const auto& [task, baseline] : {std::pair{"denoise", "fastNlMeansDenoisingColored"},
+                                       std::pair{"inpaint", "inpaint_telea"}, std::pair{"colorize", "corrupted"}}) {
+    const test::CliResult r = test::run_cli(fmt::format("restore-eval --model {} --task {} --data {} --noise 25 --picture {}",
+                                                        archive, task, dir.path().string(), (dir / "p.png").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Json j = Json::parse(r.out);
+    EXPECT_EQ(j["n"], 1);  // img09, the tenth file
+    for (const auto& name : {"model", baseline}) {
+      const double p = j["methods"][name]["psnr_db"], s = j["methods"][name]["ssim"];
+      EXPECT_GT(p, 5.0) << task << " " << name;
+      EXPECT_LE(s, 1.0) << task << " " << name;
+    }
+    if (std::string(task) == "denoise") {
+      // Non-local means beats the noisy image it starts from, with h chosen on validation.
+      EXPECT_GT(j["methods"]["fastNlMeansDenoisingColored"]["psnr_db"].get<double>(),
+                j["methods"]["corrupted"]["psnr_db"].get<double>());
+      EXPECT_TRUE(j.contains("nlm_h"));
+    }
+    EXPECT_EQ(read_image(dir / "p.png", 3).size(1), 4 * 40 + 2);  // one row, enlarged 4x
+  }
+}
+
+}  // namespace
+}  // namespace torchae
