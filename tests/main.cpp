@@ -38,7 +38,7 @@ bool have_fashion_mnist() {
 }  // namespace torchae::test
 
 int main(int argc, char** argv) {
-  torchae::ensure_passive_omp_wait(argv);
+  torchae::ensure_fast_runtime(argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -207,7 +207,7 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (computes(argc, argv)) torchae::ensure_passive_omp_wait(argv);
+  if (computes(argc, argv)) torchae::ensure_fast_runtime(argv);
 
   CLI::App app{"torchae: autoencoders on LibTorch"};
   app.set_version_flag("--version", std::string(TORCHAE_VERSION));

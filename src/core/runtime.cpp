@@ -8,12 +8,22 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <malloc.h>
 #include <regex>
 #include <unistd.h>
 
 namespace torchae {
 
-void ensure_passive_omp_wait(char** argv) {
+void keep_large_blocks_in_heap() {
+  // 1 GiB (mallopt takes an int): a batch's activations stay in the heap once allocated.
+  // The user's MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, if any, win.
+  constexpr int kThreshold = 1 << 30;
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) ::mallopt(M_MMAP_THRESHOLD, kThreshold);
+  if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) ::mallopt(M_TRIM_THRESHOLD, kThreshold);
+}
+
+void ensure_fast_runtime(char** argv) {
+  keep_large_blocks_in_heap();
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;
   ::execv("/proc/self/exe", argv);

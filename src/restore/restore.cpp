@@ -424,7 +424,9 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
     for (const auto& v : images.validation) val_noisy.push_back(add_noise(v, o.noise));
     double best_h = 3.0, best = -1e9;
     Json tried = Json::object();
-    for (double h : {3.0, 5.0, 7.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 36.0, 43.0, 50.0, 60.0, 75.0}) {
+    // A grid about 12% apart from 3 to 90.
+    for (double h : {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.5, 14.0, 16.0, 18.0, 20.0, 22.5, 25.0, 28.0, 31.5,
+                     35.5, 40.0, 45.0, 50.0, 56.0, 63.0, 71.0, 80.0, 90.0}) {
       Scores s;
       for (std::size_t i = 0; i < images.validation.size(); ++i) s.add(nlm(val_noisy[i], h), images.validation[i]);
       const double p = s.json()["psnr_db"];

@@ -6,14 +6,23 @@
 
 namespace torchae {
 
-/// LibTorch's OpenMP runtime (libgomp) spin-waits between parallel regions by default, which
-/// on a small machine starves the threads doing the work: the reference autoencoder trained at
-/// about 4,700 samples/s that way against 15,000 with OMP_WAIT_POLICY=PASSIVE. libgomp reads
-/// the variable once, when it loads, before `main`, so the only way to set it for the user is
-/// to set it and re-execute the program. Call this first thing in `main`; it returns at once
-/// when OMP_WAIT_POLICY is already set (by the user or by the re-executed process), so a
-/// user's explicit choice always wins.
-void ensure_passive_omp_wait(char** argv);
+/// glibc's malloc serves blocks above 32 MiB by mmap and unmaps them on free, so every step of
+/// a model whose activations are that large (a conv net on 48x48 colour patches, batch 128)
+/// faults its memory in afresh: half the time went to the kernel. This raises malloc's mmap and
+/// trim thresholds to 1 GiB (mallopt), unless the user set MALLOC_MMAP_THRESHOLD_ or
+/// MALLOC_TRIM_THRESHOLD_. `ensure_fast_runtime` calls it.
+void keep_large_blocks_in_heap();
+
+/// Two defaults of the runtime cost torchae most of its speed on a small machine:
+/// - LibTorch's OpenMP runtime (libgomp) spin-waits between parallel regions, which starves
+///   the threads doing the work: the reference autoencoder trained at about 4,700 samples/s
+///   that way against 15,000 with OMP_WAIT_POLICY=PASSIVE. libgomp reads the variable once,
+///   when it loads, before `main`, so the only way to set it for the user is to set it and
+///   re-execute the program.
+/// - malloc's handling of large blocks (`keep_large_blocks_in_heap`), set in the process.
+/// Call this first thing in `main`; it re-executes only when OMP_WAIT_POLICY is not set (by
+/// the user or by the re-executed process), so a user's explicit choice always wins.
+void ensure_fast_runtime(char** argv);
 
 /// Resolves "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"; throws Error
 /// for an unknown spec or a CUDA device that is not there.
