@@ -63,10 +63,13 @@ MaskKind parse_mask_kind(const std::string& name) {
 torch::Tensor random_mask(int64_t height, int64_t width, MaskKind kind, double fraction) {
   TORCH_CHECK(height >= 1 && width >= 1 && fraction >= 0 && fraction <= 1, "random_mask: bad size or fraction");
   cv::Mat mask = cv::Mat::zeros(static_cast<int>(height), static_cast<int>(width), CV_8U);
-  const double side = static_cast<double>(std::min(height, width));
+  // Shapes are sized for at most a 64-pixel side, whatever the image: a model trained on
+  // small patches meets holes of the sizes it learned to fill, and a large image gets more of
+  // them rather than larger ones.
+  const double side = std::min(64.0, static_cast<double>(std::min(height, width)));
   const auto target = static_cast<int>(std::ceil(fraction * static_cast<double>(height * width)));
   // Uniforms in blocks: one tensor per shape rather than one call per number.
-  for (int shapes = 0; cv::countNonZero(mask) < target && shapes < 1000; ++shapes) {
+  for (int shapes = 0; cv::countNonZero(mask) < target && shapes < 100000; ++shapes) {
     const torch::Tensor u_tensor = torch::rand({12}, torch::kDouble);
     const double* u = u_tensor.data_ptr<double>();
     auto point = [&](int i) {

@@ -185,9 +185,15 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
       const torch::Tensor filled = run_tiled(net, image.masked_fill(missing, 0.0), tiling_).clamp(0, 1);
       return torch::where(missing, filled, image);
     }
-    case RestoreTask::colorize:
+    case RestoreTask::colorize: {
       if (channels_ != 3) throw Error("colorize needs a colour model (3 input channels); this one takes 1");
-      return run_tiled(net, gray_in_three_channels(image), tiling_).clamp(0, 1);
+      const torch::Tensor gray = gray_in_three_channels(image);
+      const torch::Tensor colour = run_tiled(net, gray, tiling_);
+      // The luminance is known: keep the input's and take only the colour from the model.
+      // Luma weights sum to 1, so adding the difference to every channel moves the luma to
+      // the input's and leaves the chroma (B - Y, R - Y) as the model made it.
+      return (colour + (gray - gray_in_three_channels(colour))).clamp(0, 1);
+    }
   }
   return image;
 }

@@ -140,6 +140,12 @@ TEST_F(RestoreTest, RestorationCorruptions) {
     const torch::Tensor m = random_mask(40, 60, parse_mask_kind(kind), 0.1);
     EXPECT_GE(m.to(torch::kFloat).mean().item<double>(), 0.1) << kind;
   }
+  // A large image gets more holes, not larger ones: blocks are at most a quarter of 64 pixels
+  // wide, so no 33x33 square is all hole at 5% coverage (sized by the image, they would be
+  // 30 to 75 pixels wide).
+  const torch::Tensor blocks = random_mask(400, 300, MaskKind::blocks, 0.05).to(torch::kFloat);
+  EXPECT_GE(blocks.mean().item<double>(), 0.05);
+  EXPECT_LT(torch::avg_pool2d(blocks.view({1, 1, 400, 300}), 33, 1).max().item<double>(), 1.0);
 
   CorruptionOptions gray;
   gray.kind = CorruptionKind::gray;
@@ -254,9 +260,14 @@ TEST_F(RestoreTest, EveryTaskRunsFromTheArchive) {
   const torch::Tensor known = mask.logical_not().unsqueeze(0).expand_as(image);
   EXPECT_TRUE(torch::equal(filled.masked_select(known), image.masked_select(known)));
 
-  // colorize: the model sees the luminance only, so colour and gray inputs give the same.
-  expect_tensors_near(restorer.restore(RestoreTask::colorize, image),
-                      restorer.restore(RestoreTask::colorize, gray_in_three_channels(image)), 1e-6);
+  // colorize: the model sees the luminance only, so colour and gray inputs give the same,
+  // and the result keeps the input's luminance wherever no channel was clipped.
+  const torch::Tensor coloured = restorer.restore(RestoreTask::colorize, image);
+  expect_tensors_near(coloured, restorer.restore(RestoreTask::colorize, gray_in_three_channels(image)), 1e-6);
+  const torch::Tensor unclipped = ((coloured > 0) & (coloured < 1)).all(0);
+  ASSERT_GT(unclipped.sum().item<int64_t>(), 100);
+  expect_tensors_near(gray_in_three_channels(coloured)[0].masked_select(unclipped),
+                      gray_in_three_channels(image)[0].masked_select(unclipped), 1e-5);
 
   // A model with a dense code takes its training size: windows of 16x16.
   auto dense = conv_net(1, false);

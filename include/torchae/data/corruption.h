@@ -69,11 +69,11 @@ Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& options);
 enum class MaskKind {
   /// Scratches, blocks and text, mixed.
   mixed,
-  /// Random polylines, 1 to about side/24 pixels thick.
+  /// Random polylines, 1 to about s/24 pixels thick.
   scratches,
-  /// Rectangles of a tenth to a quarter of the shorter side.
+  /// Rectangles of a tenth to a quarter of s.
   blocks,
-  /// Random capital letters.
+  /// Random capital letters, a sixth to a third of s tall.
   text,
 };
 
@@ -82,7 +82,8 @@ const std::vector<std::string>& mask_kind_names();
 
 /// A random inpainting mask [height, width] (bool, true where the image is missing), drawn by
 /// OpenCV with shapes of `kind` until they cover at least `fraction` of the pixels, its
-/// random numbers from LibTorch's default CPU generator.
+/// random numbers from LibTorch's default CPU generator. Shapes are sized by s = min(64, the
+/// shorter side): a large image gets more holes, not larger ones.
 torch::Tensor random_mask(int64_t height, int64_t width, MaskKind kind, double fraction);
 
 }  // namespace torchae

@@ -40,7 +40,8 @@ enum class RestoreTask {
   denoise,
   /// The pixels of a mask are set to 0 and the network fills them; known pixels are kept.
   inpaint,
-  /// The image's luminance, in three channels, is given to the network, which colours it.
+  /// The image's luminance, in three channels, is given to the network, which colours it;
+  /// the result keeps the input's luminance.
   colorize,
 };
 
