@@ -173,6 +173,10 @@ DataSplits load_image_folder(const DataOptions& options, bool with_test) {
     std::vector<torch::Tensor> tiles;
     for (const fs::path& file : held) tiles.push_back(tile_patches(read_image(file, options.channels), options.patch));
     splits.test = {torch::cat(tiles), {}};
+    if (splits.test.size() == 0) {
+      throw Error(fmt::format("{}: the held-out images are all smaller than a {}x{} patch", dir.string(),
+                              options.patch, options.patch));
+    }
   }
   splits.spec.shape = {options.channels, options.patch, options.patch};
   return splits;

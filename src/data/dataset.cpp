@@ -85,10 +85,6 @@ Dataset read_split(const std::filesystem::path& dir, const std::string& prefix) 
 // A fixed seed for the validation split, independent of train.seed (see DataSplits).
 constexpr uint64_t kSplitSeed = 20130712;
 
-}  // namespace
-
-namespace {
-
 DataSplits load_idx(const DataOptions& options, bool with_test) {
   const std::filesystem::path dir = options.path.empty() ? kFashionMnistDir : options.path;
   Dataset full = read_split(dir, "train");
