@@ -87,8 +87,7 @@ torch::Tensor UndercompleteImpl::first_layer_weight() const {
 
 void UndercompleteImpl::pretty_print(std::ostream& stream) const {
   const std::string layers =
-      conv() ? fmt::format("backbone=conv, channels=[{}], kernels=[{}], strides=[{}]", fmt::join(options.channels(), ", "),
-                           fmt::join(options.kernels(), ", "), fmt::join(options.strides(), ", "))
+      conv() ? "backbone=conv, " + describe_layers(conv_encoder_->options)
              : fmt::format("hidden=[{}]", fmt::join(options.hidden(), ", "));
   stream << fmt::format(
       "torchae::Undercomplete(input_shape=[{}], {}, code_size={}, activation={}, "
@@ -116,7 +115,7 @@ torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input
 
 torch::Tensor UndercompleteImpl::feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const {
   if (options.code_size() > 0 || code.dim() == 4) return code;
-  const int64_t s = options.conv().total_stride();
+  const int64_t s = conv_encoder_->options.total_stride();
   const int64_t h = input_shape[input_shape.size() - 2] / s, w = input_shape[input_shape.size() - 1] / s;
   TORCH_CHECK(code.dim() == 2 && code.size(1) == options.channels().back() * h * w, "undercomplete: a code of ",
               code.sizes(), " is not the feature map [", options.channels().back(), ", ", h, ", ", w, "] of ",
@@ -181,7 +180,7 @@ std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, 
   std::vector<std::string> lines;
   if (conv()) {
     if (options.code_size() == 0) {
-      const auto f = options.conv().feature_shape();
+      const auto f = conv_encoder_->options.feature_shape();
       lines.push_back("if h.dim() == 2:");
       lines.push_back(fmt::format("    h = h.view([h.size(0), {}, {}, {}])", f[0], f[1], f[2]));
     }

@@ -84,8 +84,7 @@ ConvOptions VAEImpl::conv_options(int64_t code_size) const {
 void VAEImpl::pretty_print(std::ostream& stream) const {
   const std::string layers =
       options.backbone() == BackboneKind::conv
-          ? fmt::format("backbone=conv, channels=[{}], kernels=[{}], strides=[{}]", fmt::join(options.channels(), ", "),
-                        fmt::join(options.kernels(), ", "), fmt::join(options.strides(), ", "))
+          ? "backbone=conv, " + describe_layers(conv_encoder_->options)
           : fmt::format("hidden=[{}]", fmt::join(options.hidden(), ", "));
   stream << fmt::format("torchae::VAE(input_shape=[{}], {}, latent_size={}, decoder={}, beta={})",
                         fmt::join(options.input_shape(), ", "), layers,

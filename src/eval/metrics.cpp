@@ -10,6 +10,16 @@
 
 namespace torchae {
 
+namespace {
+
+// 10 log10(peak^2 / MSE). A perfect reconstruction would give infinite PSNR; an MSE of at
+// least 1e-10 caps it at 100 dB + 20 log10 peak.
+torch::Tensor psnr_of_mse(const torch::Tensor& mse, double peak) {
+  return 10.0 * torch::log10(peak * peak / mse.clamp_min(1e-10));
+}
+
+}  // namespace
+
 ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(const torch::Tensor&)>& reconstruct,
                                              const Dataset& data, double peak, int64_t batch_size) {
   torch::NoGradGuard no_grad;
@@ -22,9 +32,7 @@ ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(c
     const torch::Tensor err = (reconstruct(x).to(torch::kFloat64) - x.to(torch::kFloat64)).flatten(1);
     const torch::Tensor example_sse = err.pow(2).sum(1).cpu();
     sse += example_sse.sum().item<double>();
-    // A perfect reconstruction would give infinite PSNR; 1e-10 caps it at 100 dB + 20 log10 peak.
-    const torch::Tensor example_mse = (example_sse / static_cast<double>(per_example)).clamp_min(1e-10);
-    psnr_sum += (10.0 * torch::log10(peak * peak / example_mse)).sum().item<double>();
+    psnr_sum += psnr_of_mse(example_sse / static_cast<double>(per_example), peak).sum().item<double>();
   }
   const auto n = static_cast<double>(data.size());
   return {sse / (n * static_cast<double>(per_example)), sse / n, psnr_sum / n};
@@ -32,8 +40,7 @@ ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(c
 
 torch::Tensor psnr(const torch::Tensor& a, const torch::Tensor& b, double peak) {
   TORCH_CHECK(a.sizes() == b.sizes() && a.dim() >= 2, "psnr: expected two batches of one shape");
-  const torch::Tensor mse = (a.to(torch::kFloat64) - b.to(torch::kFloat64)).pow(2).flatten(1).mean(1);
-  return 10.0 * torch::log10(peak * peak / mse.clamp_min(1e-20));
+  return psnr_of_mse((a.to(torch::kFloat64) - b.to(torch::kFloat64)).pow(2).flatten(1).mean(1), peak);
 }
 
 torch::Tensor ssim(const torch::Tensor& a, const torch::Tensor& b, double peak) {

@@ -92,10 +92,14 @@ void ConvEncoderImpl::reset() {
   }
 }
 
+std::string describe_layers(const ConvOptions& options) {
+  return fmt::format("channels={}, kernels={}, strides={}", int_list(options.channels()), int_list(options.kernels()),
+                     int_list(options.strides()));
+}
+
 void ConvEncoderImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format("torchae::ConvEncoder(input_shape={}, channels={}, kernels={}, strides={}, code_size={})",
-                        int_list(options.input_shape()), int_list(options.channels()), int_list(options.kernels()),
-                        int_list(options.strides()), options.code_size());
+  stream << fmt::format("torchae::ConvEncoder(input_shape={}, {}, code_size={})", int_list(options.input_shape()),
+                        describe_layers(options), options.code_size());
 }
 
 void ConvEncoderImpl::check_input(const torch::Tensor& x) const {
@@ -176,9 +180,8 @@ void ConvDecoderImpl::reset() {
 }
 
 void ConvDecoderImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format("torchae::ConvDecoder(code_size={}, channels={}, kernels={}, strides={}, output_shape={})",
-                        options.code_size(), int_list(options.channels()), int_list(options.kernels()),
-                        int_list(options.strides()), int_list(options.input_shape()));
+  stream << fmt::format("torchae::ConvDecoder(code_size={}, {}, output_shape={})", options.code_size(),
+                        describe_layers(options), int_list(options.input_shape()));
 }
 
 torch::Tensor ConvDecoderImpl::forward(torch::Tensor x) {

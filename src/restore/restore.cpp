@@ -158,6 +158,12 @@ Restorer Restorer::load(const fs::path& archive) {
   return r;
 }
 
+void Restorer::require_task(RestoreTask task) const {
+  if (task == RestoreTask::colorize && channels_ != 3) {
+    throw Error("colorize needs a colour model (3 input channels); this one takes 1");
+  }
+}
+
 torch::Tensor Restorer::forward(const torch::Tensor& batch) const {
   torch::NoGradGuard no_grad;
   if (input_mean_.defined()) return module_.forward({batch - input_mean_}).toTensor() + input_mean_;
@@ -174,6 +180,7 @@ torch::Tensor gray_in_three_channels(const torch::Tensor& images) {
 torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask) const {
   TORCH_CHECK(image.dim() == 3 && image.size(0) == channels_, "restore: expected an image [", channels_,
               ", H, W], got ", image.sizes());
+  require_task(task);
   auto net = [this](const torch::Tensor& x) { return forward(x); };
   switch (task) {
     case RestoreTask::denoise:
@@ -186,7 +193,6 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
       return torch::where(missing, filled, image);
     }
     case RestoreTask::colorize: {
-      if (channels_ != 3) throw Error("colorize needs a colour model (3 input channels); this one takes 1");
       const torch::Tensor gray = gray_in_three_channels(image);
       const torch::Tensor colour = run_tiled(net, gray, tiling_);
       // The luminance is known: keep the input's and take only the colour from the model.
@@ -262,9 +268,7 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
     model.tiling().multiple = multiple;
     model.tiling().window = window;
   }
-  if (task == RestoreTask::colorize && model.channels() != 3) {
-    throw Error("colorize needs a colour model (3 input channels); this one takes 1");
-  }
+  model.require_task(task);  // before anything is written next to `out`
   torch::Tensor image = read_image(in, model.channels());
   const fs::path dir = out.parent_path();
   const std::string stem = out.stem().string();
@@ -390,9 +394,7 @@ void write_picture(const fs::path& path, const std::vector<std::vector<torch::Te
 
 Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   const Restorer model = Restorer::load(archive);
-  if (o.task == RestoreTask::colorize && model.channels() != 3) {
-    throw Error("colorize needs a colour model (3 input channels); this one takes 1");
-  }
+  model.require_task(o.task);  // before the images are read
   const EvalImages images = eval_images(model, o);
   torch::manual_seed(o.seed);
   std::vector<torch::Tensor> corrupted, masks;

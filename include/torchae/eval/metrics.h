@@ -28,7 +28,8 @@ struct ReconstructionMetrics {
 ReconstructionMetrics reconstruction_metrics(const std::function<torch::Tensor(const torch::Tensor&)>& reconstruct,
                                              const Dataset& data, double peak, int64_t batch_size = 1000);
 
-/// PSNR of each image of `a` against `b` ([N, ...], same shape): 10 log10(peak^2 / MSE), dB, [N].
+/// PSNR of each image of `a` against `b` ([N, ...], same shape): 10 log10(peak^2 / MSE), dB, [N],
+/// capped as `reconstruction_metrics` caps it (100 dB + 20 log10 peak for a perfect image).
 torch::Tensor psnr(const torch::Tensor& a, const torch::Tensor& b, double peak = 1.0);
 
 /// SSIM of each image of `a` [N, C, H, W] against `b` (Wang et al., IEEE TIP 2004): Gaussian

@@ -122,6 +122,9 @@ class ConvDecoderImpl : public torch::nn::Cloneable<ConvDecoderImpl> {
 
 TORCH_MODULE(ConvDecoder);
 
+/// "channels=[32, 64], kernels=[3], strides=[2]": the layers, for `pretty_print`.
+std::string describe_layers(const ConvOptions& options);
+
 class OptionReader;
 struct DataSpec;
 

@@ -67,6 +67,8 @@ class Restorer {
   /// any size that is a multiple of their stride; other models their training size).
   TileOptions& tiling() { return tiling_; }
   const TileOptions& tiling() const { return tiling_; }
+  /// Throws Error when the model cannot do `task` (colorize needs 3 channels).
+  void require_task(RestoreTask task) const;
   /// The model's `forward` on a batch [1, C, h, w] of a size it takes.
   torch::Tensor forward(const torch::Tensor& batch) const;
   /// `image` [C, H, W] in [0, 1] restored by `task`; `mask` [H, W] (bool, true = missing) for
