@@ -24,6 +24,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <iostream>
 
 namespace {
@@ -152,6 +154,21 @@ void list_zoo(const std::filesystem::path& recipe_dir, const std::filesystem::pa
   }
 }
 
+// `zoo build`: the recipes named (all when none is), every name checked before any is built.
+void build_zoo(const std::filesystem::path& recipe_dir, std::vector<std::string> names,
+               const std::filesystem::path& out_dir) {
+  const auto recipes = torchae::zoo_recipes(recipe_dir);
+  if (names.empty()) {
+    for (const auto& recipe : recipes) names.push_back(recipe.name);
+  }
+  for (const auto& name : names) torchae::find_recipe(recipes, name);
+  for (const auto& name : names) {
+    std::cout << "== zoo: " << name << "\n" << std::flush;
+    torchae::zoo_build(torchae::find_recipe(recipes, name), out_dir);
+    std::cout << (out_dir / (name + ".pt")).string() << "\n";
+  }
+}
+
 // `torchae fd-net`: trains the feature network on the Fashion-MNIST training split (its
 // validation split scored after each epoch), writes it, and reports its test accuracy.
 Json train_fd_net(const torchae::FashionNetTraining& options, const std::string& out) {
@@ -166,20 +183,6 @@ Json train_fd_net(const torchae::FashionNetTraining& options, const std::string&
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return {{"out", out}, {"epochs", options.epochs}, {"seed", options.seed}, {"test_accuracy", test_accuracy},
           {"seconds", seconds}};
-}
-
-// Commands that compute re-execute under the passive OpenMP wait policy (see runtime.h);
-// listing and help do not, sparing them a second load of LibTorch (about 0.9 s here).
-bool computes(int argc, char** argv) {
-  if (argc < 2) return false;
-  const std::string command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") return false;
-  }
-  return command == "train" || command == "eval" || command == "bench" || command == "viz" ||
-         command == "export" || command == "zoo" || command == "fd-net" || command == "restore" ||
-         command == "restore-eval";
 }
 
 // Integer checks that say what they want ("--steps: must be an integer >= 1, got 0").
@@ -204,11 +207,224 @@ CLI::Validator integer_at_least(int64_t lo) {
 // One line, whatever the source: c10 messages carry context lines and backtraces.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+// `action` becomes what `command` does. It first re-executes the program under the passive
+// OpenMP wait policy (see runtime.h): only commands that compute get here, so `list` and
+// --help (which stops the parse before any action) spare themselves a second load of LibTorch.
+void computes(CLI::App* command, char** argv, std::function<void()> action) {
+  command->callback([argv, action = std::move(action)] {
+    torchae::ensure_fast_runtime(argv);
+    action();
+  });
+}
+
+void add_list(CLI::App& app) {
+  app.add_subcommand("list", "list the model families")->callback(list_families);
+}
+
+void add_train(CLI::App& app, char** argv) {
+  auto* train = app.add_subcommand("train", "train a model (no config: the default model on Fashion-MNIST)");
+  struct Args {
+    std::string config, out, resume;
+    std::vector<std::string> overrides;
+  };
+  auto args = std::make_shared<Args>();
+  train->add_option("--config", args->config, "JSON configuration file");
+  train->add_option("--set", args->overrides, "override a key, e.g. --set train.epochs=3 (repeatable)")->take_all();
+  auto* out = train->add_option("--out", args->out, "run directory to create");
+  auto* resume = train->add_option("--resume", args->resume, "run directory to continue");
+  out->excludes(resume);
+  resume->excludes("--config");
+  computes(train, argv, [args] {
+    if (!args->resume.empty()) {
+      torchae::resume_run(args->resume, args->overrides);
+      return;
+    }
+    if (args->out.empty()) throw torchae::Error("train: --out RUN_DIR (or --resume RUN_DIR) is required");
+    torchae::train_run(read_config(args->config, args->overrides), args->out);
+  });
+}
+
+void add_eval(CLI::App& app, char** argv) {
+  auto* eval = app.add_subcommand("eval", "evaluate a trained run; metrics as JSON on stdout");
+  struct Args {
+    std::string run;
+    torchae::EvalOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  eval->add_option("--run", args->run, "run directory")->required();
+  eval->add_option("--iw-samples", args->options.iw_samples, "vae: importance samples per test image for log p(x)")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  eval->add_option("--fd-samples", args->options.fd_samples,
+                   "vae, wae on Fashion-MNIST: samples from the prior that fd_fashion scores")
+      ->check(integer_at_least(2))
+      ->capture_default_str();
+  eval->add_option("--device", args->options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
+  eval->add_flag("--probe", args->options.probe,
+                 "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
+  computes(eval, argv, [args] { std::cout << torchae::evaluate_run(args->run, args->options).dump(2) << "\n"; });
+}
+
+void add_viz(CLI::App& app, char** argv) {
+  auto* viz = app.add_subcommand("viz", "draw a trained run as a PNG");
+  struct Args {
+    std::string run, what, out;
+    int64_t unit = -1, count = 0;
+  };
+  auto args = std::make_shared<Args>();
+  viz->add_option("--run", args->run, "run directory")->required();
+  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp or latent")->required();
+  viz->add_option("--out", args->out, "PNG file to write")->required();
+  viz->add_option("--unit", args->unit, "maximize: the code unit (default: units 0..count-1)")
+      ->check(integer_at_least(0));
+  viz->add_option("--count", args->count,
+                  "how many filters (100), images (10), units (16), samples (100), interpolations (8) or codes (5000)")
+      ->check(integer_at_least(1));
+  computes(viz, argv, [args] {
+    const int64_t count = args->count > 0 ? args->count : torchae::default_viz_count(args->what);
+    torchae::viz_run(args->run, args->what, args->out, args->unit, count);
+    std::cout << args->out << "\n";
+  });
+}
+
+void add_export(CLI::App& app, char** argv) {
+  auto* command = app.add_subcommand("export", "export a trained run as a TorchScript archive");
+  auto args = std::make_shared<std::pair<std::string, std::string>>();
+  command->add_option("--run", args->first, "run directory")->required();
+  command->add_option("--out", args->second, "archive to write, e.g. model.pt")->required();
+  computes(command, argv, [args] {
+    torchae::export_run(args->first, args->second);
+    std::cout << args->second << "\n";
+  });
+}
+
+void add_zoo(CLI::App& app, char** argv) {
+  auto* zoo = app.add_subcommand("zoo", "the model zoo: recipes in models/zoo/*.json, archives with model cards");
+  zoo->require_subcommand(0, 1);
+  struct Args {
+    std::string info, recipes = default_recipe_dir().string(), dir = "runs/zoo";
+    std::vector<std::string> names;
+  };
+  auto args = std::make_shared<Args>();
+  zoo->add_option("--info", args->info, "print the model card of a TorchScript archive");
+  zoo->add_option("--recipes", args->recipes, "recipe directory")->capture_default_str();
+  auto* list = zoo->add_subcommand("list", "the recipes, with the scores of those built in --dir");
+  list->add_option("--dir", args->dir, "where built archives are")->capture_default_str();
+  auto* build = zoo->add_subcommand("build", "train, evaluate and export recipes (all when none is named)");
+  build->add_option("names", args->names, "recipes to build");
+  build->add_option("--out", args->dir, "directory for the runs and archives")->capture_default_str();
+  computes(zoo, argv, [args, list, build] {
+    if (!args->info.empty()) {
+      std::cout << torchae::read_model_card(args->info).dump(2) << "\n";
+    } else if (list->parsed()) {
+      list_zoo(args->recipes, args->dir);
+    } else if (build->parsed()) {
+      build_zoo(args->recipes, args->names, args->dir);
+    } else {
+      throw torchae::Error("zoo: give list, build or --info MODEL.pt");
+    }
+  });
+}
+
+void add_bench(CLI::App& app, char** argv) {
+  auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
+  auto args = std::make_shared<BenchArgs>();
+  bench_cmd->add_option("--batch", args->batch, "batch size")->check(integer_at_least(1));
+  bench_cmd->add_option("--steps", args->steps, "timed steps")->check(integer_at_least(1));
+  bench_cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(integer_at_least(0));
+  bench_cmd->add_option("--threads", args->threads, "intra-op threads (0: LibTorch's default)")
+      ->check(integer_at_least(0));
+  bench_cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
+  bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
+  computes(bench_cmd, argv, [args] { std::cout << bench(*args).dump() << "\n"; });
+}
+
+void add_fd_net(CLI::App& app, char** argv) {
+  auto* fd_net = app.add_subcommand("fd-net", "train the Fashion-MNIST classifier whose features fd_fashion compares");
+  auto args = std::make_shared<std::pair<std::string, torchae::FashionNetTraining>>();
+  fd_net->add_option("--out", args->first, "weights to write (shipped: models/fd_fashion/fashion_net.pt)")->required();
+  fd_net->add_option("--epochs", args->second.epochs, "epochs")->check(integer_at_least(1))->capture_default_str();
+  fd_net->add_option("--seed", args->second.seed, "seed")->capture_default_str();
+  computes(fd_net, argv, [args] { std::cout << train_fd_net(args->second, args->first).dump(2) << "\n"; });
+}
+
+const std::vector<std::string> kRestoreTasks{"denoise", "inpaint", "colorize"};
+
+void add_restore(CLI::App& app, char** argv) {
+  auto* restore = app.add_subcommand("restore", "restore an image with a TorchScript model: denoise, inpaint or colorize");
+  struct Args {
+    std::string model, task, in, out, noise, mask;
+    uint64_t seed = 0;
+    torchae::TileOptions tiling;
+  };
+  auto args = std::make_shared<Args>();
+  restore->add_option("--model", args->model, "TorchScript archive written by torchae export or zoo build")->required();
+  restore->add_option("--task", args->task, "denoise, inpaint or colorize")->required()->check(CLI::IsMember(kRestoreTasks));
+  restore->add_option("--in", args->in, "image to restore (any format OpenCV reads)")->required();
+  restore->add_option("--out", args->out, "PNG to write")->required();
+  restore->add_option("--noise", args->noise,
+                      "demo: corrupt the image first, SIGMA (Gaussian, 0-255 units) or salt_pepper:P; writes <out>_noisy.png");
+  restore->add_option("--mask", args->mask,
+                      "inpaint: a mask image (white = missing) or random|scratches|blocks|text[:FRACTION], drawn by the tool");
+  restore->add_option("--seed", args->seed, "seed of --noise and drawn masks")->capture_default_str();
+  restore->add_option("--tile", args->tiling.tile, "side of the tiles a large image is cut into")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  restore->add_option("--margin", args->tiling.margin, "context around each tile, discarded")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  computes(restore, argv, [args] {
+    torch::manual_seed(args->seed);
+    for (const auto& path : torchae::restore_file(args->model, torchae::parse_restore_task(args->task), args->in,
+                                                  args->out, args->noise, args->mask, &args->tiling)) {
+      std::cout << path.string() << "\n";
+    }
+  });
+}
+
+void add_restore_eval(CLI::App& app, char** argv) {
+  auto* command = app.add_subcommand("restore-eval",
+                                     "PSNR and SSIM of a restoration model against OpenCV's classical methods, as JSON");
+  struct Args {
+    torchae::RestoreEvalOptions options;
+    std::string model, task = "denoise", picture;
+  };
+  auto args = std::make_shared<Args>();
+  command->add_option("--model", args->model, "TorchScript archive")->required();
+  command->add_option("--task", args->task, "denoise, inpaint or colorize")
+      ->check(CLI::IsMember(kRestoreTasks))
+      ->capture_default_str();
+  command->add_option("--data", args->options.data, "fashion-mnist or a folder of images (its held-out ones are scored)")
+      ->capture_default_str();
+  command->add_option("--noise", args->options.noise, "denoise: SIGMA (0-255 units) or salt_pepper:P")
+      ->capture_default_str();
+  command->add_option("--mask", args->options.mask, "inpaint: random|scratches|blocks|text[:FRACTION]")
+      ->capture_default_str();
+  command->add_option("--n", args->options.n, "Fashion-MNIST: test images scored")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  command->add_option("--seed", args->options.seed, "seed of the corruptions")->capture_default_str();
+  command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");
+  computes(command, argv, [args] {
+    args->options.task = torchae::parse_restore_task(args->task);
+    args->options.picture = args->picture;
+    std::cout << torchae::restore_eval(args->model, args->options).dump(2) << "\n";
+  });
+}
+
+// An unknown command is named, with the parser's own list of commands beside it.
+bool known_command(CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return true;
+  std::vector<std::string> known;
+  for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known.push_back(sub->get_name());
+  if (std::find(known.begin(), known.end(), argv[1]) != known.end()) return true;
+  std::cerr << fmt::format("torchae: error: unknown command \"{}\" (known: {})\n", argv[1], fmt::join(known, ", "));
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (computes(argc, argv)) torchae::ensure_fast_runtime(argv);
-
   CLI::App app{"torchae: autoencoders on LibTorch"};
   app.set_version_flag("--version", std::string(TORCHAE_VERSION));
   app.require_subcommand(1);
@@ -216,189 +432,22 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return "torchae: error: " + first_line(e.what()) + " (see torchae --help)\n";
   });
+  add_list(app);
+  add_train(app, argv);
+  add_eval(app, argv);
+  add_viz(app, argv);
+  add_export(app, argv);
+  add_zoo(app, argv);
+  add_bench(app, argv);
+  add_fd_net(app, argv);
+  add_restore(app, argv);
+  add_restore_eval(app, argv);
+  if (!known_command(app, argc, argv)) return 2;
 
-  app.add_subcommand("list", "list the model families");
-
-  auto* train = app.add_subcommand("train", "train a model (no config: the default model on Fashion-MNIST)");
-  std::string config_file, out_dir, resume_dir;
-  std::vector<std::string> overrides;
-  train->add_option("--config", config_file, "JSON configuration file");
-  train->add_option("--set", overrides, "override a key, e.g. --set train.epochs=3 (repeatable)")->take_all();
-  auto* out_opt = train->add_option("--out", out_dir, "run directory to create");
-  auto* resume_opt = train->add_option("--resume", resume_dir, "run directory to continue");
-  out_opt->excludes(resume_opt);
-  resume_opt->excludes("--config");
-
-  auto* eval = app.add_subcommand("eval", "evaluate a trained run; metrics as JSON on stdout");
-  std::string eval_dir;
-  eval->add_option("--run", eval_dir, "run directory")->required();
-  torchae::EvalOptions eval_options;
-  eval->add_option("--iw-samples", eval_options.iw_samples, "vae: importance samples per test image for log p(x)")
-      ->check(integer_at_least(1))
-      ->capture_default_str();
-  eval->add_option("--fd-samples", eval_options.fd_samples,
-                   "vae, wae on Fashion-MNIST: samples from the prior that fd_fashion scores")
-      ->check(integer_at_least(2))
-      ->capture_default_str();
-  eval->add_option("--device", eval_options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
-  eval->add_flag("--probe", eval_options.probe,
-                 "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
-
-  auto* viz = app.add_subcommand("viz", "draw a trained run as a PNG");
-  std::string viz_dir, viz_what, viz_out;
-  int64_t viz_unit = -1, viz_count = 0;
-  viz->add_option("--run", viz_dir, "run directory")->required();
-  viz->add_option("--what", viz_what, "filters, recon, maximize, samples, interp or latent")->required();
-  viz->add_option("--out", viz_out, "PNG file to write")->required();
-  viz->add_option("--unit", viz_unit, "maximize: the code unit (default: units 0..count-1)")
-      ->check(integer_at_least(0));
-  viz->add_option("--count", viz_count,
-                  "how many filters (100), images (10), units (16), samples (100), interpolations (8) or codes (5000)")
-      ->check(integer_at_least(1));
-
-  auto* export_cmd = app.add_subcommand("export", "export a trained run as a TorchScript archive");
-  std::string export_dir, export_out;
-  export_cmd->add_option("--run", export_dir, "run directory")->required();
-  export_cmd->add_option("--out", export_out, "archive to write, e.g. model.pt")->required();
-
-  auto* zoo = app.add_subcommand("zoo", "the model zoo: recipes in models/zoo/*.json, archives with model cards");
-  zoo->require_subcommand(0, 1);
-  std::string zoo_info, zoo_recipe_dir = default_recipe_dir().string(), zoo_dir = "runs/zoo";
-  zoo->add_option("--info", zoo_info, "print the model card of a TorchScript archive");
-  zoo->add_option("--recipes", zoo_recipe_dir, "recipe directory")->capture_default_str();
-  auto* zoo_list = zoo->add_subcommand("list", "the recipes, with the scores of those built in --dir");
-  zoo_list->add_option("--dir", zoo_dir, "where built archives are")->capture_default_str();
-  auto* zoo_build = zoo->add_subcommand("build", "train, evaluate and export recipes (all when none is named)");
-  std::vector<std::string> zoo_names;
-  zoo_build->add_option("names", zoo_names, "recipes to build");
-  zoo_build->add_option("--out", zoo_dir, "directory for the runs and archives")->capture_default_str();
-
-  auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
-  BenchArgs bench_args;
-  bench_cmd->add_option("--batch", bench_args.batch, "batch size")->check(integer_at_least(1));
-  bench_cmd->add_option("--steps", bench_args.steps, "timed steps")->check(integer_at_least(1));
-  bench_cmd->add_option("--warmup", bench_args.warmup, "untimed steps first")->check(integer_at_least(0));
-  bench_cmd->add_option("--threads", bench_args.threads, "intra-op threads (0: LibTorch's default)")
-      ->check(integer_at_least(0));
-  bench_cmd->add_option("--device", bench_args.device, "cpu, cuda or cuda:N");
-  bench_cmd->add_option("--model", bench_args.model, "a model section as JSON (default: the reference model)");
-
-  auto* fd_net = app.add_subcommand("fd-net", "train the Fashion-MNIST classifier whose features fd_fashion compares");
-  std::string fd_net_out;
-  torchae::FashionNetTraining fd_net_options;
-  fd_net->add_option("--out", fd_net_out, "weights to write (shipped: models/fd_fashion/fashion_net.pt)")->required();
-  fd_net->add_option("--epochs", fd_net_options.epochs, "epochs")->check(integer_at_least(1))->capture_default_str();
-  fd_net->add_option("--seed", fd_net_options.seed, "seed")->capture_default_str();
-
-  auto* restore = app.add_subcommand("restore", "restore an image with a TorchScript model: denoise, inpaint or colorize");
-  std::string restore_model, restore_task, restore_in, restore_out, restore_noise, restore_mask;
-  uint64_t restore_seed = 0;
-  torchae::TileOptions restore_tiling;
-  restore->add_option("--model", restore_model, "TorchScript archive written by torchae export or zoo build")->required();
-  restore->add_option("--task", restore_task, "denoise, inpaint or colorize")
-      ->required()
-      ->check(CLI::IsMember({"denoise", "inpaint", "colorize"}));
-  restore->add_option("--in", restore_in, "image to restore (any format OpenCV reads)")->required();
-  restore->add_option("--out", restore_out, "PNG to write")->required();
-  restore->add_option("--noise", restore_noise,
-                      "demo: corrupt the image first, SIGMA (Gaussian, 0-255 units) or salt_pepper:P; writes <out>_noisy.png");
-  restore->add_option("--mask", restore_mask,
-                      "inpaint: a mask image (white = missing) or random|scratches|blocks|text[:FRACTION], drawn by the tool");
-  restore->add_option("--seed", restore_seed, "seed of --noise and drawn masks")->capture_default_str();
-  restore->add_option("--tile", restore_tiling.tile, "side of the tiles a large image is cut into")
-      ->check(integer_at_least(1))
-      ->capture_default_str();
-  restore->add_option("--margin", restore_tiling.margin, "context around each tile, discarded")
-      ->check(integer_at_least(0))
-      ->capture_default_str();
-
-  auto* restore_eval = app.add_subcommand("restore-eval", "PSNR and SSIM of a restoration model against OpenCV's classical methods, as JSON");
-  torchae::RestoreEvalOptions restore_eval_options;
-  std::string restore_eval_model, restore_eval_task = "denoise", restore_eval_picture;
-  restore_eval->add_option("--model", restore_eval_model, "TorchScript archive")->required();
-  restore_eval->add_option("--task", restore_eval_task, "denoise, inpaint or colorize")
-      ->check(CLI::IsMember({"denoise", "inpaint", "colorize"}))
-      ->capture_default_str();
-  restore_eval->add_option("--data", restore_eval_options.data, "fashion-mnist or a folder of images (its held-out ones are scored)")
-      ->capture_default_str();
-  restore_eval->add_option("--noise", restore_eval_options.noise, "denoise: SIGMA (0-255 units) or salt_pepper:P")
-      ->capture_default_str();
-  restore_eval->add_option("--mask", restore_eval_options.mask, "inpaint: random|scratches|blocks|text[:FRACTION]")
-      ->capture_default_str();
-  restore_eval->add_option("--n", restore_eval_options.n, "Fashion-MNIST: test images scored")
-      ->check(integer_at_least(1))
-      ->capture_default_str();
-  restore_eval->add_option("--seed", restore_eval_options.seed, "seed of the corruptions")->capture_default_str();
-  restore_eval->add_option("--picture", restore_eval_picture, "PNG: clean, corrupted, restored and baselines side by side");
-
-  if (argc > 1 && argv[1][0] != '-') {
-    std::vector<std::string> known;
-    for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) known.push_back(sub->get_name());
-    if (std::find(known.begin(), known.end(), argv[1]) == known.end()) {
-      std::cerr << fmt::format("torchae: error: unknown command \"{}\" (known: {})\n", argv[1], fmt::join(known, ", "));
-      return 2;
-    }
-  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  }
-
-  try {
-    if (app.got_subcommand("list")) {
-      list_families();
-    } else if (app.got_subcommand(train)) {
-      if (!resume_dir.empty()) {
-        torchae::resume_run(resume_dir, overrides);
-      } else {
-        if (out_dir.empty()) throw torchae::Error("train: --out RUN_DIR (or --resume RUN_DIR) is required");
-        torchae::train_run(read_config(config_file, overrides), out_dir);
-      }
-    } else if (app.got_subcommand(eval)) {
-      std::cout << torchae::evaluate_run(eval_dir, eval_options).dump(2) << "\n";
-    } else if (app.got_subcommand(viz)) {
-      const int64_t count = viz_count > 0 ? viz_count : torchae::default_viz_count(viz_what);
-      torchae::viz_run(viz_dir, viz_what, viz_out, viz_unit, count);
-      std::cout << viz_out << "\n";
-    } else if (app.got_subcommand(export_cmd)) {
-      torchae::export_run(export_dir, export_out);
-      std::cout << export_out << "\n";
-    } else if (app.got_subcommand(zoo)) {
-      if (!zoo_info.empty()) {
-        std::cout << torchae::read_model_card(zoo_info).dump(2) << "\n";
-      } else if (zoo->got_subcommand(zoo_list)) {
-        list_zoo(zoo_recipe_dir, zoo_dir);
-      } else if (zoo->got_subcommand(zoo_build)) {
-        const auto recipes = torchae::zoo_recipes(zoo_recipe_dir);
-        std::vector<std::string> names = zoo_names;
-        if (names.empty()) {
-          for (const auto& recipe : recipes) names.push_back(recipe.name);
-        }
-        for (const auto& name : names) torchae::find_recipe(recipes, name);  // all names checked first
-        for (const auto& name : names) {
-          std::cout << "== zoo: " << name << "\n" << std::flush;
-          torchae::zoo_build(torchae::find_recipe(recipes, name), zoo_dir);
-          std::cout << (std::filesystem::path(zoo_dir) / (name + ".pt")).string() << "\n";
-        }
-      } else {
-        throw torchae::Error("zoo: give list, build or --info MODEL.pt");
-      }
-    } else if (app.got_subcommand(restore)) {
-      torch::manual_seed(restore_seed);
-      for (const auto& path : torchae::restore_file(restore_model, torchae::parse_restore_task(restore_task), restore_in,
-                                                    restore_out, restore_noise, restore_mask, &restore_tiling)) {
-        std::cout << path.string() << "\n";
-      }
-    } else if (app.got_subcommand(restore_eval)) {
-      restore_eval_options.task = torchae::parse_restore_task(restore_eval_task);
-      restore_eval_options.picture = restore_eval_picture;
-      std::cout << torchae::restore_eval(restore_eval_model, restore_eval_options).dump(2) << "\n";
-    } else if (app.got_subcommand(fd_net)) {
-      std::cout << train_fd_net(fd_net_options, fd_net_out).dump(2) << "\n";
-    } else if (app.got_subcommand(bench_cmd)) {
-      std::cout << bench(bench_args).dump() << "\n";
-    }
   } catch (const torchae::Error& e) {
     std::cerr << "torchae: error: " << first_line(e.what()) << "\n";
     return 1;
