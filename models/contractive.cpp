@@ -1,6 +1,5 @@
 #include "torchae/models/contractive.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 
 #include <torch/torch.h>
@@ -14,7 +13,7 @@ ContractiveImpl::ContractiveImpl(ContractiveOptions options_) : options(std::mov
 namespace {
 
 bool one_sigmoid_layer(const UndercompleteOptions& o) {
-  return o.backbone() == BackboneKind::mlp && o.hidden().empty() && o.code_activation() == Activation::sigmoid;
+  return !o.networks().conv() && o.networks().hidden().empty() && o.code_activation() == Activation::sigmoid;
 }
 
 }  // namespace
@@ -43,8 +42,8 @@ Output ContractiveImpl::forward(const torch::Tensor& input) {
   return out;
 }
 
-Losses ContractiveImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
-  const torch::Tensor recon = recon_loss(output, target);
+Losses ContractiveImpl::loss(const torch::Tensor& target, const Output& output) {
+  const torch::Tensor recon = reconstruction_cost(output, target);
   torch::Tensor jacobian;
   if (options.method() == JacobianMethod::analytic) {
     jacobian = sigmoid_jacobian_penalty(output.code, backbone_->encoder()->layers()[0]->weight);
@@ -61,10 +60,10 @@ void register_contractive(Registry& registry) {
   registry.add({"contractive",
                 "undercomplete backbone + lambda ||J_f(x)||_F^2: exact (double backward) or hutchinson "
                 "for any encoder, analytic for one sigmoid layer (Rifai et al. 2011)",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   // Rifai et al.'s CAE: one sigmoid layer of code units.
                   const UndercompleteOptions defaults =
-                      UndercompleteOptions(data.shape, 128).hidden({}).code_activation(Activation::sigmoid);
+                      UndercompleteOptions(BackboneOptions(data.shape, 128).hidden({})).code_activation(Activation::sigmoid);
                   ContractiveOptions o(read_undercomplete_options(r, data, defaults));
                   o.lambda(r.number("lambda", o.lambda(), at_least(0)));
                   const bool analytic_fits = one_sigmoid_layer(o.backbone());
@@ -75,8 +74,9 @@ void register_contractive(Registry& registry) {
                             "code_activation sigmoid); use exact or hutchinson for this encoder");
                   o.probes(r.integer("probes", o.probes(), at_least(1)));
                   r.finish();
-                  return Contractive(o).ptr();
-                }});
+                  return [o] { return Contractive(o).ptr(); };
+                },
+                [](const DataSpec& input) { return stack_layer_defaults(input); }});
 }
 
 }  // namespace torchae

@@ -1,6 +1,5 @@
 #include "torchae/models/denoising.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 
 #include <torch/torch.h>
@@ -31,10 +30,10 @@ Output DenoisingImpl::forward(const torch::Tensor& input) {
   return out;
 }
 
-Losses DenoisingImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
+Losses DenoisingImpl::loss(const torch::Tensor& target, const Output& output) {
   const bool emphasis = output.mask.defined() && (options.alpha() != 1.0 || options.beta() != 1.0);
   if (!emphasis) {
-    const torch::Tensor recon = recon_loss(output, target);
+    const torch::Tensor recon = reconstruction_cost(output, target);
     return {recon, {{"recon", recon}}};
   }
   // Vincent et al. 2010, section 4.3: alpha on the corrupted components, beta on the others.
@@ -49,14 +48,15 @@ void register_denoising(Registry& registry) {
   registry.add({"denoising",
                 "reconstructs the clean input from a corrupted one: gaussian, masking or salt_pepper "
                 "noise, optional emphasis alpha/beta on corrupted/clean components (Vincent et al. 2010)",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   DenoisingOptions o(read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32)));
                   o.corruption(CorruptionOptions::from(r, data, "masking", 0.25));
                   o.alpha(r.number("alpha", o.alpha(), at_least(0)));
                   o.beta(r.number("beta", o.beta(), at_least(0)));
                   r.finish();
-                  return Denoising(o).ptr();
-                }});
+                  return [o] { return Denoising(o).ptr(); };
+                },
+                [](const DataSpec& input) { return stack_layer_defaults(input); }});
 }
 
 }  // namespace torchae

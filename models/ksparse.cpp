@@ -1,6 +1,5 @@
 #include "torchae/models/ksparse.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 
 #include <torch/torch.h>
@@ -22,7 +21,7 @@ torch::Tensor keep_top_k(const torch::Tensor& code, int64_t k) {
 KSparseImpl::KSparseImpl(KSparseOptions options_) : options(std::move(options_)) { reset(); }
 
 void KSparseImpl::reset() {
-  const int64_t width = options.backbone().code_size();
+  const int64_t width = options.backbone().networks().code_size();
   TORCH_CHECK(options.k() >= 1 && options.k() <= width, "ksparse: k must be in [1, code_size]");
   TORCH_CHECK(options.anneal_from() == 0 || (options.anneal_from() >= options.k() && options.anneal_from() <= width),
               "ksparse: anneal_from must be 0 or in [k, code_size]");
@@ -72,8 +71,8 @@ void KSparseImpl::script(ScriptModel& script) const {
   define_autoencoder_methods(script, encode, backbone_->script_decoder(script, "backbone."), forward);
 }
 
-Losses KSparseImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
-  const torch::Tensor recon = recon_loss(output, target);
+Losses KSparseImpl::loss(const torch::Tensor& target, const Output& output) {
+  const torch::Tensor recon = reconstruction_cost(output, target);
   return {recon, {{"recon", recon}}};
 }
 
@@ -81,18 +80,17 @@ void register_ksparse(Registry& registry) {
   registry.add({"ksparse",
                 "linear encoder whose code keeps only the k largest units per example (Makhzani & Frey); "
                 "k annealing, encode_alpha * k units at encode time",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   // The paper's MNIST model: 1000 linear units, tied weights, squared error.
-                  const UndercompleteOptions defaults = UndercompleteOptions(data.shape, 1000)
-                                                            .hidden({})
+                  const UndercompleteOptions defaults = UndercompleteOptions(BackboneOptions(data.shape, 1000).hidden({}))
                                                             .tied(true)
                                                             .code_activation(Activation::identity)
                                                             .output_activation(Activation::identity)
                                                             .loss(ReconstructionLoss::mse);
                   KSparseOptions o(read_undercomplete_options(r, data, defaults));
-                  r.require(o.backbone().backbone() == BackboneKind::mlp, "backbone",
+                  r.require(!o.backbone().networks().conv(), "backbone",
                             "the k-sparse autoencoder is defined on a linear (MLP) encoder; conv is not supported");
-                  const int64_t width = o.backbone().code_size();
+                  const int64_t width = o.backbone().networks().code_size();
                   o.k(r.integer("k", o.k(), between(1, static_cast<double>(width))));
                   o.encode_alpha(r.number("encode_alpha", o.encode_alpha(), at_least(1)));
                   o.anneal_from(r.integer("anneal_from", o.anneal_from(), between(0, static_cast<double>(width))));
@@ -100,8 +98,9 @@ void register_ksparse(Registry& registry) {
                             "must be 0 (no annealing) or at least k");
                   o.anneal_fraction(r.number("anneal_fraction", o.anneal_fraction(), Bound{0, 1, true, false}));
                   r.finish();
-                  return KSparse(o).ptr();
-                }});
+                  return [o] { return KSparse(o).ptr(); };
+                },
+                [](const DataSpec& input) { return stack_layer_defaults(input, /*sigmoid_code=*/false); }});
 }
 
 }  // namespace torchae

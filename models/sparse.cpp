@@ -1,6 +1,5 @@
 #include "torchae/models/sparse.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 #include "torchae/nn/penalties.h"
 
@@ -22,8 +21,8 @@ void SparseImpl::pretty_print(std::ostream& stream) const {
          << ", lambda=" << options.lambda() << ", beta=" << options.beta() << ", rho=" << options.rho() << ")";
 }
 
-Losses SparseImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
-  const torch::Tensor recon = recon_loss(output, target);
+Losses SparseImpl::loss(const torch::Tensor& target, const Output& output) {
+  const torch::Tensor recon = reconstruction_cost(output, target);
   const torch::Tensor sparsity = options.penalty() == SparsityPenalty::l1
                                      ? options.lambda() * l1_penalty(output.code)
                                      : options.beta() * kl_sparsity_penalty(output.code, options.rho());
@@ -34,7 +33,7 @@ void register_sparse(Registry& registry) {
   registry.add({"sparse",
                 "undercomplete backbone + a sparsity penalty on the code: l1 (lambda sum |h|) or kl "
                 "(beta sum KL(rho || mean activation), sigmoid code)",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   const std::string penalty = r.choice("penalty", "l1", {"l1", "kl"});
                   // The KL form needs a [0, 1] code: its default code activation is sigmoid.
                   UndercompleteOptions defaults(data.shape, 64);
@@ -47,8 +46,9 @@ void register_sparse(Registry& registry) {
                   r.require(o.penalty() != SparsityPenalty::kl || o.backbone().code_activation() == Activation::sigmoid,
                             "code_activation", "the KL penalty needs a code in [0, 1]: use sigmoid");
                   r.finish();
-                  return Sparse(o).ptr();
-                }});
+                  return [o] { return Sparse(o).ptr(); };
+                },
+                [](const DataSpec& input) { return stack_layer_defaults(input); }});
 }
 
 }  // namespace torchae

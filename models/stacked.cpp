@@ -1,6 +1,5 @@
 #include "torchae/models/stacked.h"
 
-#include "families.h"
 #include "torchae/core/error.h"
 #include "torchae/models/registry.h"
 #include "torchae/nn/mlp.h"
@@ -19,21 +18,11 @@ namespace {
 
 constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
-// Builds one layer's shallow autoencoder from its options; `prefix` names it in messages.
-BuiltModel build_layer(const StackedLayer& layer, const DataSpec& spec, const std::string& prefix) {
-  Json section = layer.options;
-  section["code_size"] = layer.units;
-  OptionReader reader(section, prefix);
-  BuiltModel built{Registry::builtin().find(layer.family).build(reader, spec), reader.resolved()};
-  built.resolved.erase("code_size");
-  return built;
-}
-
-// The data spec of a layer's codes, from its code activation: what the layer above sees.
-DataSpec code_spec(const StackedLayer& layer) {
+// The data spec of a layer's codes, from its resolved code activation: what the layer above sees.
+DataSpec code_spec(int64_t units, const Json& resolved) {
   DataSpec spec;
-  spec.shape = {layer.units};
-  const std::string activation = layer.options.value("code_activation", "identity");
+  spec.shape = {units};
+  const std::string activation = resolved.value("code_activation", "identity");
   if (activation == "sigmoid") {
     spec.min = 0.0, spec.max = 1.0;
   } else if (activation == "tanh") {
@@ -47,11 +36,52 @@ DataSpec code_spec(const StackedLayer& layer) {
   return spec;
 }
 
-// Reads model.layers: each entry's own keys (units, family, epochs, lr), then the rest as the
-// options of its family, with the defaults of a classic stack: one affine layer each way,
-// sigmoid codes (ksparse keeps its linear ones), and a sigmoid output with cross-entropy when
-// the layer's input lies in [0, 1], a linear one with squared error otherwise.
-std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data) {
+// One entry of model.layers: its own keys (units, family, epochs, lr), then the rest as the
+// options of its family from `registry`, over the family's defaults as a layer (given options
+// win), for input of `spec`. Appends the entry as resolved to `resolved` and moves `spec` on to
+// the layer's codes.
+StackedLayer read_layer(const Json& item, const std::string& prefix, const Registry& registry, DataSpec& spec,
+                        Json& resolved) {
+  if (!item.is_object()) throw Error(fmt::format("config: {}: expected an object, got {}", prefix, item.dump()));
+  Json own = Json::object(), options = Json::object();
+  for (const auto& [key, value] : item.items()) {
+    (key == "units" || key == "family" || key == "epochs" || key == "lr" ? own : options)[key] = value;
+  }
+  OptionReader layer_reader(own, prefix);
+  layer_reader.require(layer_reader.given("units"), "units", "required: the width of the layer's code");
+  if (options.contains("backbone") && options["backbone"] != "mlp") {
+    throw Error(fmt::format("config: {}.backbone: a stack's layers are MLP layers", prefix));
+  }
+  if (options.contains("code_size")) {
+    throw Error(fmt::format("config: {}.code_size: a layer's code width is its units", prefix));
+  }
+  StackedLayer layer;
+  layer.units = layer_reader.integer("units", 1, at_least(1));
+  layer.family = layer_reader.choice("family", layer.family, registry.stackable());
+  layer.epochs = layer_reader.integer("epochs", 0, at_least(0));
+  layer.lr = layer_reader.number("lr", 0.0, at_least(0));
+  layer_reader.finish();
+
+  const Family& family = registry.find(layer.family);
+  const Json defaults = family.layer_defaults(spec);
+  for (const auto& [key, value] : defaults.items()) {
+    if (!options.contains(key)) options[key] = value;
+  }
+  options["code_size"] = layer.units;
+  OptionReader reader(options, prefix);
+  layer.make = family.build(reader, spec, registry);
+  Json layer_options = reader.resolved();
+  layer_options.erase("code_size");
+
+  Json entry = {{"units", layer.units}, {"family", layer.family}, {"epochs", layer.epochs}, {"lr", layer.lr}};
+  entry.update(layer_options);
+  resolved.push_back(entry);
+  spec = code_spec(layer.units, layer_options);
+  return layer;
+}
+
+// Reads model.layers, input side first.
+std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data, const Registry& registry) {
   const Json* given = r.raw("layers");
   r.require(given && given->is_array() && !given->empty(), "layers",
             "expected a non-empty list of layers, e.g. [{\"units\": 1000, \"family\": \"denoising\"}]");
@@ -59,44 +89,7 @@ std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data) {
   Json resolved = Json::array();
   DataSpec spec = data;
   for (std::size_t i = 0; i < given->size(); ++i) {
-    const std::string prefix = fmt::format("{}[{}]", r.name("layers"), i);
-    const Json& item = (*given)[i];
-    if (!item.is_object()) throw Error(fmt::format("config: {}: expected an object, got {}", prefix, item.dump()));
-    Json own = Json::object(), options = Json::object();
-    for (const auto& [key, value] : item.items()) {
-      (key == "units" || key == "family" || key == "epochs" || key == "lr" ? own : options)[key] = value;
-    }
-    OptionReader layer_reader(own, prefix);
-    layer_reader.require(layer_reader.given("units"), "units", "required: the width of the layer's code");
-    if (options.contains("backbone") && options["backbone"] != "mlp") {
-      throw Error(fmt::format("config: {}.backbone: a stack's layers are MLP layers", prefix));
-    }
-    if (options.contains("code_size")) {
-      throw Error(fmt::format("config: {}.code_size: a layer's code width is its units", prefix));
-    }
-    StackedLayer layer;
-    layer.units = layer_reader.integer("units", 1, at_least(1));
-    layer.family = layer_reader.choice("family", layer.family, stackable_families());
-    layer.epochs = layer_reader.integer("epochs", 0, at_least(0));
-    layer.lr = layer_reader.number("lr", 0.0, at_least(0));
-    layer_reader.finish();
-
-    const bool unit_range = spec.min >= 0.0 && spec.max <= 1.0;
-    const Json defaults = {{"hidden", Json::array()},
-                           {"output_activation", unit_range ? "sigmoid" : "identity"},
-                           {"loss", unit_range ? "bce" : "mse"}};
-    for (const auto& [key, value] : defaults.items()) {
-      if (!options.contains(key)) options[key] = value;
-    }
-    if (layer.family != "ksparse" && !options.contains("code_activation")) options["code_activation"] = "sigmoid";
-    layer.options = options;
-    layer.options = build_layer(layer, spec, prefix).resolved;
-
-    Json entry = {{"units", layer.units}, {"family", layer.family}, {"epochs", layer.epochs}, {"lr", layer.lr}};
-    entry.update(layer.options);
-    resolved.push_back(entry);
-    spec = code_spec(layer);
-    layers.push_back(std::move(layer));
+    layers.push_back(read_layer((*given)[i], fmt::format("{}[{}]", r.name("layers"), i), registry, spec, resolved));
   }
   r.resolve("layers", resolved);
   return layers;
@@ -104,20 +97,9 @@ std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data) {
 
 }  // namespace
 
-const std::vector<std::string>& stackable_families() {
-  static const std::vector<std::string> names{"undercomplete", "dropout", "sparse", "ksparse", "denoising",
-                                              "contractive"};
-  return names;
-}
-
-StackedOptions::StackedOptions(DataSpec data, std::vector<StackedLayer> layers)
-    : data_(std::move(data)), layers_(std::move(layers)) {}
+StackedOptions::StackedOptions(std::vector<StackedLayer> layers) : layers_(std::move(layers)) {}
 
 StackedImpl::StackedImpl(StackedOptions options_) : options(std::move(options_)) { reset(); }
-
-DataSpec StackedImpl::layer_spec(std::size_t l) const {
-  return l == 0 ? options.data() : code_spec(options.layers().at(l - 1));
-}
 
 void StackedImpl::reset() {
   TORCH_CHECK(!options.layers().empty(), "stacked: no layers");
@@ -126,11 +108,13 @@ void StackedImpl::reset() {
   layers_.clear();
   for (std::size_t l = 0; l < options.layers().size(); ++l) {
     const StackedLayer& layer = options.layers()[l];
-    auto model = build_layer(layer, layer_spec(l), fmt::format("model.layers[{}]", l)).model;
+    TORCH_CHECK(layer.make, "stacked: layer ", l + 1, " has no maker");
+    auto model = layer.make();
+    TORCH_CHECK(model->code_size() == layer.units, "stacked: layer ", l + 1, " makes a code of ", model->code_size(),
+                " units, not ", layer.units);
     register_module("layer" + std::to_string(l + 1), model->module().shared_from_this());
     layers_.push_back(std::move(model));
   }
-  loss_ = parse_reconstruction_loss(options.layers().front().options.value("loss", "bce"));
   head_ = nullptr;
   if (options.classify()) {
     TORCH_CHECK(options.classes() >= 2, "stacked: a classifier needs at least 2 classes");
@@ -186,9 +170,33 @@ Output StackedImpl::forward(const torch::Tensor& input) {
   return reconstruct(encode(input));
 }
 
-Losses StackedImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
-  torch::Tensor recon = reconstruction_loss(loss_, output, target);
+torch::Tensor StackedImpl::reconstruction_cost(const Output& output, const torch::Tensor& target) {
+  return layers_.front()->reconstruction_cost(output, target);
+}
+
+Losses StackedImpl::loss(const torch::Tensor& target, const Output& output) {
+  torch::Tensor recon = reconstruction_cost(output, target);
   return {recon, {{"recon", recon}}};
+}
+
+std::vector<Stage> StackedImpl::stages() {
+  std::vector<Stage> stages;
+  if (options.pretrain()) {
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const StackedLayer& layer = options.layers()[l];
+      stages.push_back({"pretrain", static_cast<int64_t>(l + 1), layers_[l],
+                        {layers_.begin(), layers_.begin() + static_cast<std::ptrdiff_t>(l)}, layer.epochs, layer.lr});
+    }
+  }
+  // The stack itself, sharing ownership with the module's holder.
+  const std::shared_ptr<Autoencoder> self(shared_from_this(), this);
+  if (options.finetune()) stages.push_back({"finetune", 0, self, {}, options.finetune_epochs(), options.finetune_lr()});
+  if (options.classify()) stages.push_back({"classify", 0, self, {}, options.classify_epochs(), options.classify_lr()});
+  return stages;
+}
+
+void StackedImpl::enter_stage(std::size_t index) {
+  phase_ = stages().at(index).phase == "classify" ? StackedPhase::classify : StackedPhase::reconstruct;
 }
 
 Losses StackedImpl::supervised_loss(const Output& output, const torch::Tensor& labels) {
@@ -221,8 +229,8 @@ void register_stacked(Registry& registry) {
        "a deep autoencoder pretrained greedily, layer by layer, each layer a shallow autoencoder of its own "
        "family (layers: [{units, family, epochs, lr, family options...}]), then fine-tuned end to end "
        "(finetune) and optionally through a softmax head on labels (classify); epochs/lr 0 take train's",
-       [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
-         StackedOptions o(data, read_layers(r, data));
+       [](OptionReader& r, const DataSpec& data, const Registry& registry) -> ModelMaker {
+         StackedOptions o(read_layers(r, data, registry));
          o.pretrain(r.boolean("pretrain", o.pretrain()));
          o.finetune(r.boolean("finetune", o.finetune()));
          o.classify(r.boolean("classify", o.classify()));
@@ -235,8 +243,9 @@ void register_stacked(Registry& registry) {
          o.classes(r.integer("classes", o.classes(), at_least(2)));
          o.classify_dropout(r.number("classify_dropout", o.classify_dropout(), Bound{0, 1, false, true}));
          r.finish();
-         return Stacked(o).ptr();
-       }});
+         return [o] { return Stacked(o).ptr(); };
+       },
+       /*layer_defaults=*/nullptr});  // not a stack's layer
 }
 
 }  // namespace torchae

@@ -1,6 +1,5 @@
 #include "torchae/models/undercomplete.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 
 #include <torch/nn/init.h>
@@ -12,30 +11,24 @@
 
 namespace torchae {
 
+UndercompleteOptions::UndercompleteOptions(BackboneOptions networks) : networks_(std::move(networks)) {}
+
 UndercompleteOptions::UndercompleteOptions(std::vector<int64_t> input_shape, int64_t code_size)
-    : input_shape_(std::move(input_shape)), code_size_(code_size) {}
+    : UndercompleteOptions(BackboneOptions(std::move(input_shape), code_size)) {}
 
 UndercompleteImpl::UndercompleteImpl(UndercompleteOptions options_) : options(std::move(options_)) {
   reset();
 }
 
-ConvOptions UndercompleteOptions::conv() const {
-  return ConvOptions(input_shape(), channels())
-      .kernels(kernels())
-      .strides(strides())
-      .activation(activation())
-      .code_size(code_size())
-      .dropout(dropout());
-}
+ConvOptions UndercompleteOptions::conv() const { return networks().conv_options(networks().code_size(), dropout()); }
 
 void UndercompleteImpl::reset() {
-  const auto& shape = options.input_shape();
-  const int64_t input_size = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-  TORCH_CHECK(!shape.empty() && input_size > 0, "undercomplete: empty input shape");
-  TORCH_CHECK(options.code_size() > 0 || (conv() && options.code_size() == 0),
+  const BackboneOptions& net = options.networks();
+  TORCH_CHECK(!net.input_shape().empty() && net.input_size() > 0, "undercomplete: empty input shape");
+  TORCH_CHECK(net.code_size() > 0 || (conv() && net.code_size() == 0),
               "undercomplete: code_size must be positive (0 only for a fully convolutional backbone)");
   if (options.linear()) {
-    TORCH_CHECK(options.activation() == Activation::identity &&
+    TORCH_CHECK(net.activation() == Activation::identity &&
                     options.code_activation() == Activation::identity &&
                     options.output_activation() == Activation::identity,
                 "undercomplete: a linear autoencoder has identity activations everywhere");
@@ -57,11 +50,8 @@ void UndercompleteImpl::reset() {
     return;
   }
 
-  std::vector<int64_t> widths{input_size};
-  widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
-  widths.push_back(options.code_size());
-  encoder_ = register_module("encoder", MLP(MLPOptions(widths)
-                                                .activation(options.activation())
+  encoder_ = register_module("encoder", MLP(MLPOptions(net.encoder_widths(net.code_size()))
+                                                .activation(net.activation())
                                                 .output_activation(options.code_activation())
                                                 .dropout(options.dropout())));
   if (options.tied()) {
@@ -73,27 +63,31 @@ void UndercompleteImpl::reset() {
       decoder_bias_.push_back(register_parameter("decoder_bias" + std::to_string(k), torch::zeros({width})));
     }
   } else {
-    std::vector<int64_t> mirrored(widths.rbegin(), widths.rend());
-    decoder_ = register_module("decoder",
-                               MLP(MLPOptions(mirrored).activation(options.activation()).dropout(options.dropout())));
+    decoder_ = register_module("decoder", MLP(MLPOptions(net.decoder_widths(net.code_size()))
+                                                  .activation(net.activation())
+                                                  .dropout(options.dropout())));
   }
 }
 
-int64_t UndercompleteImpl::code_size() const { return conv() ? conv_encoder_->code_size() : options.code_size(); }
+int64_t UndercompleteImpl::code_size() const {
+  return conv() ? conv_encoder_->code_size() : options.networks().code_size();
+}
+
+int64_t UndercompleteImpl::size_multiple() const {
+  return conv() && options.networks().code_size() == 0 ? conv_encoder_->options.total_stride() : 0;
+}
 
 torch::Tensor UndercompleteImpl::first_layer_weight() const {
   return conv() ? conv_encoder_->first_weight() : encoder_->layers().front()->weight;
 }
 
 void UndercompleteImpl::pretty_print(std::ostream& stream) const {
-  const std::string layers =
-      conv() ? "backbone=conv, " + describe_layers(conv_encoder_->options)
-             : fmt::format("hidden=[{}]", fmt::join(options.hidden(), ", "));
+  const BackboneOptions& net = options.networks();
   stream << fmt::format(
       "torchae::Undercomplete(input_shape=[{}], {}, code_size={}, activation={}, "
       "code_activation={}, output_activation={}, tied={}, linear={}, loss={})",
-      fmt::join(options.input_shape(), ", "), layers, options.code_size(),
-      to_string(options.activation()), to_string(options.code_activation()),
+      fmt::join(net.input_shape(), ", "), describe_backbone(net), net.code_size(),
+      to_string(net.activation()), to_string(options.code_activation()),
       to_string(options.output_activation()), options.tied(), options.linear(), to_string(options.loss()));
 }
 
@@ -114,24 +108,25 @@ torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input
 }
 
 torch::Tensor UndercompleteImpl::feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const {
-  if (options.code_size() > 0 || code.dim() == 4) return code;
-  const int64_t s = conv_encoder_->options.total_stride();
+  if (options.networks().code_size() > 0 || code.dim() == 4) return code;
+  const int64_t s = conv_encoder_->options.total_stride(), c = options.networks().channels().back();
   const int64_t h = input_shape[input_shape.size() - 2] / s, w = input_shape[input_shape.size() - 1] / s;
-  TORCH_CHECK(code.dim() == 2 && code.size(1) == options.channels().back() * h * w, "undercomplete: a code of ",
-              code.sizes(), " is not the feature map [", options.channels().back(), ", ", h, ", ", w, "] of ",
-              input_shape[input_shape.size() - 2], "x", input_shape[input_shape.size() - 1], " images");
-  return code.view({code.size(0), options.channels().back(), h, w});
+  TORCH_CHECK(code.dim() == 2 && code.size(1) == c * h * w, "undercomplete: a code of ", code.sizes(),
+              " is not the feature map [", c, ", ", h, ", ", w, "] of ", input_shape[input_shape.size() - 2], "x",
+              input_shape[input_shape.size() - 1], " images");
+  return code.view({code.size(0), c, h, w});
 }
 
 torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape) {
   if (conv()) return conv_decoder_->forward(feature_map(code, input_shape));
-  return options.tied() ? encoder_->forward_transposed(code, decoder_bias_, options.activation())
+  return options.tied() ? encoder_->forward_transposed(code, decoder_bias_, options.networks().activation())
                         : decoder_->forward_preactivation(code);
 }
 
 std::vector<int64_t> UndercompleteImpl::batch_shape(int64_t n) const {
   std::vector<int64_t> shape{n};
-  shape.insert(shape.end(), options.input_shape().begin(), options.input_shape().end());
+  const auto& input_shape = options.networks().input_shape();
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
   return shape;
 }
 
@@ -156,9 +151,12 @@ Output UndercompleteImpl::reconstruct(const torch::Tensor& code) { return recons
 
 Output UndercompleteImpl::forward(const torch::Tensor& input) { return reconstruct(encode(input), input.sizes()); }
 
-Losses UndercompleteImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/,
-                               const Output& output) {
-  torch::Tensor recon = reconstruction_loss(options.loss(), output, target);
+torch::Tensor UndercompleteImpl::reconstruction_cost(const Output& output, const torch::Tensor& target) {
+  return reconstruction_loss(options.loss(), output, target);
+}
+
+Losses UndercompleteImpl::loss(const torch::Tensor& target, const Output& output) {
+  torch::Tensor recon = reconstruction_cost(output, target);
   return {recon, {{"recon", recon}}};
 }
 
@@ -179,7 +177,7 @@ std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, 
 std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, const std::string& prefix) const {
   std::vector<std::string> lines;
   if (conv()) {
-    if (options.code_size() == 0) {
+    if (options.networks().code_size() == 0) {
       const auto f = conv_encoder_->options.feature_shape();
       lines.push_back("if h.dim() == 2:");
       lines.push_back(fmt::format("    h = h.view([h.size(0), {}, {}, {}])", f[0], f[1], f[2]));
@@ -194,19 +192,19 @@ std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, 
     for (std::size_t k = 0; k < decoder_bias_.size(); ++k) {
       biases.push_back(script.tensor(prefix + "decoder_bias" + std::to_string(k), decoder_bias_[k]));
     }
-    lines = encoder_->script_transposed(script, prefix + "encoder", "h", biases, options.activation());
+    lines = encoder_->script_transposed(script, prefix + "encoder", "h", biases, options.networks().activation());
   } else {
     lines = decoder_->script(script, prefix + "decoder", "h");
   }
   lines.push_back(fmt::format("y = {}.view([h.size(0), {}])", script_activation(options.output_activation(), "h"),
-                              fmt::join(options.input_shape(), ", ")));
+                              fmt::join(options.networks().input_shape(), ", ")));
   return lines;
 }
 
 void UndercompleteImpl::define_script(ScriptModel& script, const std::string& prefix) const {
   const auto encoder = script_encoder(script, prefix);
   const auto decoder = script_decoder(script, prefix);
-  if (!conv() || options.code_size() > 0) {
+  if (!conv() || options.networks().code_size() > 0) {
     define_autoencoder_methods(script, encoder, decoder);
     return;
   }
@@ -232,21 +230,10 @@ torch::Tensor UndercompleteImpl::decoder_matrix() const {
 UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec& data,
                                                 const UndercompleteOptions& defaults) {
   UndercompleteOptions o = defaults;
-  o.input_shape(data.shape);
-  o.backbone(parse_backbone(r.choice("backbone", to_string(o.backbone()), {"mlp", "conv"})));
-  const bool conv = o.backbone() == BackboneKind::conv;
-  o.code_size(r.integer("code_size", o.code_size(), at_least(conv ? 0 : 1)));
-  for (const char* key : conv ? std::vector<const char*>{"hidden", "tied", "linear"}
-                              : std::vector<const char*>{"channels", "kernels", "strides"}) {
-    r.require(!r.given(key), key,
-              conv ? "is an MLP option; the conv backbone takes model.channels, kernels and strides"
-                   : "is a conv option; set model.backbone to \"conv\" to use it");
-  }
-  if (conv) {
-    const ConvOptions c = read_conv_options(r, data, o.conv());
-    o.channels(c.channels()).kernels(c.kernels()).strides(c.strides()).tied(false).linear(false);
+  BackboneOptions net = read_backbone_options(r, data, o.networks(), {/*feature_map_code=*/true, {"tied", "linear"}});
+  if (net.conv()) {
+    o.tied(false).linear(false);
   } else {
-    o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
     o.linear(r.boolean("linear", o.linear()));
     o.tied(r.boolean("tied", o.tied()));
   }
@@ -254,7 +241,7 @@ UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec&
   // or BCE is a contradiction and refused.
   const std::string none = "identity";
   const auto& names = activation_names();
-  const std::string act = r.choice("activation", o.linear() ? none : to_string(o.activation()), names);
+  const std::string act = r.choice("activation", o.linear() ? none : to_string(net.activation()), names);
   const std::string code_act = r.choice("code_activation", o.linear() ? none : to_string(o.code_activation()), names);
   const std::string out_act =
       r.choice("output_activation", o.linear() ? none : to_string(o.output_activation()), names);
@@ -264,7 +251,7 @@ UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec&
     r.require(!o.linear() || value == none, key,
               fmt::format("must be identity when model.linear is true, got \"{}\"", value));
   }
-  o.activation(parse_activation(act));
+  o.networks(net.activation(parse_activation(act)));
   o.code_activation(parse_activation(code_act));
   o.output_activation(parse_activation(out_act));
   o.loss(parse_reconstruction_loss(loss));
@@ -278,27 +265,39 @@ UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec&
   return o;
 }
 
+Json stack_layer_defaults(const DataSpec& input, bool sigmoid_code) {
+  const bool unit_range = input.min >= 0.0 && input.max <= 1.0;
+  Json defaults = {{"hidden", Json::array()},
+                   {"output_activation", unit_range ? "sigmoid" : "identity"},
+                   {"loss", unit_range ? "bce" : "mse"}};
+  if (sigmoid_code) defaults["code_activation"] = "sigmoid";
+  return defaults;
+}
+
 void register_undercomplete(Registry& registry) {
+  const auto layer_defaults = [](const DataSpec& input) { return stack_layer_defaults(input); };
   registry.add({"undercomplete",
                 "encoder f and decoder g around a narrow code; MLP widths, activations, tied "
                 "weights (W_d = W_e^T), linear (PCA-equivalent) mode; loss mse or bce",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   // Defaults: 784-512-32-512-784 on Fashion-MNIST. After the main job's 10 epochs it
                   // reaches a test MSE of 0.0088 against 0.0151 for PCA with 32 components.
                   const auto o = read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32));
                   r.finish();
-                  return Undercomplete(o).ptr();
-                }});
+                  return [o] { return Undercomplete(o).ptr(); };
+                },
+                layer_defaults});
   registry.add({"dropout",
                 "an undercomplete autoencoder with dropout on the input and on every hidden layer "
                 "(Srivastava et al. 2014); off in eval mode",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   // Srivastava et al.'s usual rates: 0.2 on the input, 0.5 on hidden units.
                   const auto o = read_undercomplete_options(
                       r, data, UndercompleteOptions(data.shape, 32).input_dropout(0.2).dropout(0.5));
                   r.finish();
-                  return Undercomplete(o).ptr();
-                }});
+                  return [o] { return Undercomplete(o).ptr(); };
+                },
+                layer_defaults});
 }
 
 }  // namespace torchae

@@ -1,6 +1,5 @@
 #include "torchae/models/vae.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 
 #include <torch/torch.h>
@@ -9,7 +8,6 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
-#include <numeric>
 
 namespace torchae {
 
@@ -20,10 +18,6 @@ constexpr double kLog2Pi = 1.8378770664093453;  // log(2 pi)
 // z = mu + sigma * eps, the reparameterisation (Kingma & Welling 2014, section 2.4).
 torch::Tensor reparameterize(const torch::Tensor& mu, const torch::Tensor& log_var, const torch::Tensor& eps) {
   return mu + torch::exp(0.5 * log_var) * eps;
-}
-
-int64_t flat_size(const std::vector<int64_t>& shape) {
-  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
 }
 
 }  // namespace
@@ -37,13 +31,16 @@ torch::Tensor diagonal_gaussian_log_density(const torch::Tensor& z, const torch:
   return -0.5 * (kLog2Pi + log_var + (z - mu).pow(2) * torch::exp(-log_var)).sum(-1);
 }
 
+VAEOptions::VAEOptions(BackboneOptions networks) : networks_(std::move(networks)) {}
+
 VAEOptions::VAEOptions(std::vector<int64_t> input_shape, int64_t latent_size)
-    : input_shape_(std::move(input_shape)), latent_size_(latent_size) {}
+    : VAEOptions(BackboneOptions(std::move(input_shape), latent_size)) {}
 
 VAEImpl::VAEImpl(VAEOptions options_) : options(std::move(options_)) { reset(); }
 
 void VAEImpl::reset() {
-  const int64_t input_size = flat_size(options.input_shape());
+  const BackboneOptions& net = options.networks();
+  const int64_t input_size = net.input_size();
   TORCH_CHECK(input_size > 0 && options.latent_size() > 0, "vae: empty input or latent size");
   TORCH_CHECK(options.sigma() > 0, "vae: sigma must be > 0");
   TORCH_CHECK(options.beta() >= 0, "vae: beta must be >= 0");
@@ -51,20 +48,13 @@ void VAEImpl::reset() {
   decoder_ = nullptr;
   conv_encoder_ = nullptr;
   conv_decoder_ = nullptr;
-  if (options.backbone() == BackboneKind::conv) {
-    // As with the MLP, the encoder's dense layer gives mu and log-variance side by side.
-    conv_encoder_ = register_module("encoder", ConvEncoder(conv_options(2 * options.latent_size()), Activation::identity));
-    conv_decoder_ = register_module("decoder", ConvDecoder(conv_options(options.latent_size())));
+  // The encoder's last layer gives mu and log-variance side by side.
+  if (net.conv()) {
+    conv_encoder_ = register_module("encoder", ConvEncoder(net.conv_options(2 * options.latent_size()), Activation::identity));
+    conv_decoder_ = register_module("decoder", ConvDecoder(net.conv_options(options.latent_size())));
   } else {
-    std::vector<int64_t> widths{input_size};
-    widths.insert(widths.end(), options.hidden().begin(), options.hidden().end());
-    // The encoder's last layer gives mu and log-variance side by side.
-    widths.push_back(2 * options.latent_size());
-    encoder_ = register_module("encoder", MLP(MLPOptions(widths).activation(options.activation())));
-    std::vector<int64_t> mirrored{options.latent_size()};
-    mirrored.insert(mirrored.end(), options.hidden().rbegin(), options.hidden().rend());
-    mirrored.push_back(input_size);
-    decoder_ = register_module("decoder", MLP(MLPOptions(mirrored).activation(options.activation())));
+    encoder_ = register_module("encoder", MLP(MLPOptions(net.encoder_widths(2 * options.latent_size())).activation(net.activation())));
+    decoder_ = register_module("decoder", MLP(MLPOptions(net.decoder_widths(options.latent_size())).activation(net.activation())));
   }
   log_variance_ = torch::Tensor();
   if (options.decoder() == VaeDecoder::gaussian && options.learn_variance()) {
@@ -73,21 +63,9 @@ void VAEImpl::reset() {
   }
 }
 
-ConvOptions VAEImpl::conv_options(int64_t code_size) const {
-  return ConvOptions(options.input_shape(), options.channels())
-      .kernels(options.kernels())
-      .strides(options.strides())
-      .activation(options.activation())
-      .code_size(code_size);
-}
-
 void VAEImpl::pretty_print(std::ostream& stream) const {
-  const std::string layers =
-      options.backbone() == BackboneKind::conv
-          ? "backbone=conv, " + describe_layers(conv_encoder_->options)
-          : fmt::format("hidden=[{}]", fmt::join(options.hidden(), ", "));
   stream << fmt::format("torchae::VAE(input_shape=[{}], {}, latent_size={}, decoder={}, beta={})",
-                        fmt::join(options.input_shape(), ", "), layers,
+                        fmt::join(options.networks().input_shape(), ", "), describe_backbone(options.networks()),
                         options.latent_size(),
                         options.decoder() == VaeDecoder::bernoulli ? "bernoulli" : "gaussian", options.beta());
 }
@@ -103,7 +81,7 @@ torch::Tensor VAEImpl::decoder_output(const torch::Tensor& z) {
 
 torch::Tensor VAEImpl::pixel_log_variance() const {
   if (log_variance_.defined()) return log_variance_;
-  return torch::full({flat_size(options.input_shape())}, 2.0 * std::log(options.sigma()));
+  return torch::full({options.networks().input_size()}, 2.0 * std::log(options.sigma()));
 }
 
 torch::Tensor VAEImpl::log_likelihood_of_output(const torch::Tensor& x_flat, const torch::Tensor& out) const {
@@ -147,12 +125,12 @@ torch::Tensor VAEImpl::encode(const torch::Tensor& input) {
 
 torch::Tensor VAEImpl::decode(const torch::Tensor& code) {
   std::vector<int64_t> shape{code.size(0)};
-  shape.insert(shape.end(), options.input_shape().begin(), options.input_shape().end());
+  shape.insert(shape.end(), options.networks().input_shape().begin(), options.networks().input_shape().end());
   const torch::Tensor decoded = decoder_output(code);
   return (options.decoder() == VaeDecoder::bernoulli ? torch::sigmoid(decoded) : decoded).view(shape);
 }
 
-Losses VAEImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
+Losses VAEImpl::loss(const torch::Tensor& target, const Output& output) {
   const torch::Tensor x = output.input.defined() ? output.input : target;
   const torch::Tensor decoded = options.decoder() == VaeDecoder::bernoulli ? output.logits : output.reconstruction;
   const torch::Tensor recon = -log_likelihood_of_output(x.flatten(1), decoded.flatten(1)).mean();
@@ -204,7 +182,7 @@ void VAEImpl::script(ScriptModel& script) const {
       conv_decoder_ ? conv_decoder_->script(script, "decoder", "h") : decoder_->script(script, "decoder", "h");
   decoder.push_back(fmt::format("y = {}.view([h.size(0), {}])",
                                 options.decoder() == VaeDecoder::bernoulli ? "torch.sigmoid(h)" : "h",
-                                fmt::join(options.input_shape(), ", ")));
+                                fmt::join(options.networks().input_shape(), ", ")));
   define_autoencoder_methods(script, encoder, decoder);
   script.method("sample(self, n: int) -> Tensor",
                 {fmt::format("return self.decode(torch.randn([n, {}]))", options.latent_size())});
@@ -214,20 +192,11 @@ void register_vae(Registry& registry) {
   registry.add({"vae",
                 "variational autoencoder: Gaussian q(z|x), reparameterisation, Bernoulli or Gaussian p(x|z), "
                 "loss -ELBO with beta on the KL term (Kingma & Welling 2014)",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   // d_z = 8, as the WAE paper's MNIST setting, so VAE and WAE compare at one size.
-                  VAEOptions o(data.shape, r.integer("code_size", 8, at_least(1)));
-                  o.backbone(parse_backbone(r.choice("backbone", "mlp", {"mlp", "conv"})));
-                  if (o.backbone() == BackboneKind::conv) {
-                    r.require(!r.given("hidden"), "hidden",
-                              "is an MLP option; the conv backbone takes model.channels, kernels and strides");
-                    const ConvOptions c = read_conv_options(
-                        r, data, ConvOptions(data.shape, o.channels()).kernels(o.kernels()).strides(o.strides()));
-                    o.channels(c.channels()).kernels(c.kernels()).strides(c.strides());
-                  } else {
-                    o.hidden(r.integers("hidden", o.hidden(), at_least(1)));
-                  }
-                  o.activation(parse_activation(r.choice("activation", "relu", activation_names())));
+                  BackboneOptions net = read_backbone_options(r, data, BackboneOptions(data.shape, 8));
+                  net.activation(parse_activation(r.choice("activation", "relu", activation_names())));
+                  VAEOptions o(net);
                   const std::string decoder = r.choice("decoder", "bernoulli", {"bernoulli", "gaussian"});
                   o.decoder(decoder == "bernoulli" ? VaeDecoder::bernoulli : VaeDecoder::gaussian);
                   o.learn_variance(r.choice("variance", "learned", {"learned", "fixed"}) == "learned");
@@ -238,8 +207,9 @@ void register_vae(Registry& registry) {
                             fmt::format("bernoulli needs data in [0, 1], this data spans [{:.3g}, {:.3g}]",
                                         data.min, data.max));
                   r.finish();
-                  return VAE(o).ptr();
-                }});
+                  return [o] { return VAE(o).ptr(); };
+                },
+                /*layer_defaults=*/nullptr});  // not a stack's layer
 }
 
 }  // namespace torchae

@@ -1,6 +1,5 @@
 #include "torchae/models/wae.h"
 
-#include "families.h"
 #include "torchae/models/registry.h"
 
 #include <torch/torch.h>
@@ -19,7 +18,7 @@ void WAEImpl::reset() {
   reset_backbone(options.backbone());
   discriminator_ = nullptr;
   if (options.penalty() == WaePenalty::gan) {
-    std::vector<int64_t> widths{options.backbone().code_size()};
+    std::vector<int64_t> widths{options.backbone().networks().code_size()};
     widths.insert(widths.end(), options.discriminator_hidden().begin(), options.discriminator_hidden().end());
     widths.push_back(1);
     discriminator_ = register_module("discriminator", MLP(MLPOptions(widths).activation(Activation::relu)));
@@ -32,7 +31,7 @@ void WAEImpl::pretty_print(std::ostream& stream) const {
          << ", prior_sigma=" << options.prior_sigma() << ")";
 }
 
-Losses WAEImpl::loss(const torch::Tensor& target, const torch::Tensor& /*input*/, const Output& output) {
+Losses WAEImpl::loss(const torch::Tensor& target, const Output& output) {
   const torch::Tensor recon =
       reconstruction_loss_elements(backbone_->options.loss(), output, target).flatten(1).sum(1).mean();
   const torch::Tensor& z = output.code;
@@ -80,7 +79,7 @@ void register_wae(Registry& registry) {
                 "Wasserstein autoencoder (Tolstikhin et al. 2018): deterministic encoder, per-image "
                 "reconstruction cost + lambda * D(Q_z, P_z): penalty mmd (inverse-multiquadratic or rbf "
                 "kernel) or gan (a latent discriminator trained adversarially)",
-                [](OptionReader& r, const DataSpec& data) -> std::shared_ptr<Autoencoder> {
+                [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   // The paper's MNIST setting: d_z = 8, lambda = 10, squared L2 cost. Its optimiser
                   // (Adam 1e-3, beta1 0.5, batch 100) is the train section's: see the wae zoo recipe.
                   const UndercompleteOptions defaults =
@@ -89,7 +88,7 @@ void register_wae(Registry& registry) {
                   // layers trained by Adam at 5e-4.
                   const bool gan = r.choice("penalty", "mmd", {"mmd", "gan"}) == "gan";
                   WAEOptions o(read_undercomplete_options(r, data, defaults));
-                  r.require(o.backbone().code_size() > 0, "code_size",
+                  r.require(o.backbone().networks().code_size() > 0, "code_size",
                             "a WAE matches a prior on a code vector; a conv backbone needs code_size > 0");
                   o.penalty(gan ? WaePenalty::gan : WaePenalty::mmd);
                   o.lambda(r.number("lambda", gan ? 1.0 : 10.0, at_least(0)));
@@ -102,8 +101,9 @@ void register_wae(Registry& registry) {
                   }
                   o.prior_sigma(r.number("prior_sigma", o.prior_sigma(), greater_than(0)));
                   r.finish();
-                  return WAE(o).ptr();
-                }});
+                  return [o] { return WAE(o).ptr(); };
+                },
+                /*layer_defaults=*/nullptr});  // not a stack's layer
 }
 
 }  // namespace torchae

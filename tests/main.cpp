@@ -3,6 +3,7 @@
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
 #include "torchae/data/dataset.h"
+#include "torchae/models/registry.h"
 
 #include <fmt/format.h>
 
@@ -29,6 +30,26 @@ std::vector<std::string> read_lines(const std::filesystem::path& path) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(text, line);) lines.push_back(line);
   return lines;
+}
+
+std::filesystem::path family_config_file(const std::string& family) {
+  return std::filesystem::path(TORCHAE_SOURCE_DIR) / "tests" / "families" / (family + ".json");
+}
+
+const std::vector<std::string>& family_configs() {
+  static const std::vector<std::string> configs = [] {
+    std::vector<std::string> all;
+    for (const auto* family : Registry::builtin().families()) {
+      // Read before main(), while tests are listed: a missing or broken file leaves the family
+      // out, for Families.EveryRegisteredFamilyHasTestConfigurations to report.
+      try {
+        for (const Json& config : load_json_file(family_config_file(family->name))) all.push_back(config.dump());
+      } catch (const std::exception&) {
+      }
+    }
+    return all;
+  }();
+  return configs;
 }
 
 bool have_fashion_mnist() {

@@ -21,40 +21,14 @@
 
 namespace torchae::test {
 
-/// One model section per family and notable option (tied, top-k, corruptions, Jacobian
-/// methods, conv backbones), for example shape {1, 6, 5}: the suites that every family must pass run over it.
-inline const std::vector<const char*> kFamilyConfigs{
-    R"({"family": "undercomplete", "code_size": 4, "hidden": [12]})",
-    R"({"family": "undercomplete", "code_size": 4, "hidden": [12], "tied": true, "activation": "tanh"})",
-    R"({"family": "undercomplete", "linear": true, "code_size": 3, "hidden": [10]})",
-    R"({"family": "sparse", "code_size": 6, "hidden": [12]})",
-    R"({"family": "sparse", "penalty": "kl", "code_size": 6, "hidden": [12]})",
-    R"({"family": "ksparse", "code_size": 20, "k": 4})",
-    R"({"family": "ksparse", "code_size": 20, "k": 4, "tied": false, "hidden": [12]})",
-    R"({"family": "denoising", "code_size": 4, "hidden": [12]})",
-    R"({"family": "denoising", "corruption": "gaussian", "level": 0.2, "alpha": 2, "beta": 0.5})",
-    R"({"family": "denoising", "corruption": "salt_pepper", "level": 0.1, "tied": true})",
-    R"({"family": "contractive", "code_size": 8})",
-    R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "exact"})",
-    R"({"family": "contractive", "code_size": 4, "hidden": [12], "method": "hutchinson", "probes": 2})",
-    R"({"family": "dropout", "code_size": 4, "hidden": [12]})",
-    R"({"family": "vae", "code_size": 3, "hidden": [12]})",
-    R"({"family": "vae", "code_size": 2, "hidden": [10, 8], "decoder": "gaussian"})",
-    R"({"family": "vae", "code_size": 2, "decoder": "gaussian", "variance": "fixed", "sigma": 0.5, "beta": 4})",
-    R"({"family": "wae", "code_size": 3, "hidden": [12]})",
-    R"({"family": "wae", "code_size": 2, "kernel": "rbf", "lambda": 1, "prior_sigma": 2})",
-    R"({"family": "wae", "code_size": 2, "penalty": "gan", "discriminator_hidden": [8]})",
-    R"({"family": "undercomplete", "backbone": "conv", "code_size": 0, "channels": [4, 3], "strides": [1]})",
-    R"({"family": "undercomplete", "backbone": "conv", "code_size": 4, "channels": [4], "kernels": [5], "strides": [1]})",
-    R"({"family": "sparse", "backbone": "conv", "code_size": 0, "channels": [3], "strides": [1]})",
-    R"({"family": "denoising", "backbone": "conv", "code_size": 0, "channels": [4, 4], "strides": [1], "corruption": "gaussian", "level": 0.1, "blind": true, "clip": true})",
-    R"({"family": "denoising", "backbone": "conv", "code_size": 0, "channels": [4], "strides": [1], "corruption": "inpaint", "level": 0.2, "alpha": 2})",
-    R"({"family": "contractive", "backbone": "conv", "code_size": 3, "channels": [4], "strides": [1], "method": "exact"})",
-    R"({"family": "dropout", "backbone": "conv", "code_size": 0, "channels": [4], "strides": [1]})",
-    R"({"family": "vae", "backbone": "conv", "code_size": 2, "channels": [4, 4], "strides": [1]})",
-    R"({"family": "wae", "backbone": "conv", "code_size": 2, "channels": [4], "strides": [1], "penalty": "gan", "discriminator_hidden": [8]})",
-    R"({"family": "stacked", "layers": [{"units": 8, "family": "denoising"}, {"units": 4, "tied": true}]})",
-    R"({"family": "stacked", "layers": [{"units": 10, "family": "ksparse", "k": 3}, {"units": 6, "family": "contractive"}, {"units": 3, "family": "sparse"}]})"};
+/// The configurations of every family the registry lists, read from tests/families/<name>.json
+/// (a list of model sections: the family and its notable options, for examples of shape
+/// {1, 6, 5}), in the registry's order: the suites that every family must pass run over them. A
+/// family without its file has none here, which Families.EveryRegisteredFamilyHasTestConfigurations
+/// reports.
+const std::vector<std::string>& family_configs();
+/// tests/families/<family>.json.
+std::filesystem::path family_config_file(const std::string& family);
 
 /// Train options for a quiet run of `epochs` epochs on the CPU (the rest at their defaults).
 inline TrainOptions quiet_cpu_options(int64_t epochs) {

@@ -7,7 +7,6 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
-#include <type_traits>
 #include <utility>
 
 namespace torchae {
@@ -129,36 +128,24 @@ std::string OptionReader::choice(const std::string& key, const std::string& fall
   return value;
 }
 
-template <typename T>
-std::vector<T> OptionReader::list(const std::string& key, const std::vector<T>& fallback, Bound bound) {
-  constexpr bool integral = std::is_integral_v<T>;
-  std::vector<T> values = fallback;
+std::vector<int64_t> OptionReader::integers(const std::string& key, const std::vector<int64_t>& fallback,
+                                            Bound bound) {
+  std::vector<int64_t> values = fallback;
   if (const Json* j = lookup(key)) {
-    const std::string expected =
-        fmt::format("expected a list of {} {}", integral ? "integers" : "numbers", bound.describe());
+    const std::string expected = fmt::format("expected a list of integers {}", bound.describe());
     require(j->is_array(), key, fmt::format("{}, got {}", expected, shown(*j)));
     values.clear();
     for (const Json& item : *j) {
-      require(integral ? item.is_number_integer() : item.is_number(), key, fmt::format("{}, got {}", expected, shown(*j)));
-      values.push_back(item.get<T>());
+      require(item.is_number_integer(), key, fmt::format("{}, got {}", expected, shown(*j)));
+      values.push_back(item.get<int64_t>());
     }
   }
-  for (T v : values) {
+  for (int64_t v : values) {
     require(bound.contains(static_cast<double>(v)), key,
             fmt::format("every entry must be {}, got {}", bound.describe(), v));
   }
   resolved_[key] = values;
   return values;
-}
-
-std::vector<int64_t> OptionReader::integers(const std::string& key, const std::vector<int64_t>& fallback,
-                                            Bound bound) {
-  return list(key, fallback, bound);
-}
-
-std::vector<double> OptionReader::numbers(const std::string& key, const std::vector<double>& fallback,
-                                          Bound bound) {
-  return list(key, fallback, bound);
 }
 
 void OptionReader::finish() const {

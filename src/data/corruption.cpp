@@ -1,5 +1,7 @@
 #include "torchae/data/corruption.h"
 
+#include "torchae/data/image_io.h"
+
 #include <torch/torch.h>
 
 #include <opencv2/core.hpp>
@@ -129,9 +131,7 @@ Corrupted corrupt_unclipped(const torch::Tensor& x, const CorruptionOptions& o) 
     }
     case CorruptionKind::gray: {
       TORCH_CHECK(x.dim() == 4 && x.size(1) == 3, "gray corruption: expected colour images [B, 3, H, W]");
-      // ITU-R BT.601 luma, as OpenCV's RGB2GRAY.
-      const torch::Tensor y = 0.299 * x.select(1, 0) + 0.587 * x.select(1, 1) + 0.114 * x.select(1, 2);
-      return {y.unsqueeze(1).expand_as(x).contiguous(), torch::ones_like(x, torch::kBool)};
+      return {luma(x).unsqueeze(1).expand_as(x).contiguous(), torch::ones_like(x, torch::kBool)};
     }
     case CorruptionKind::masking:
     case CorruptionKind::salt_pepper: {

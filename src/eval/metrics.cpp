@@ -1,7 +1,6 @@
 #include "torchae/eval/metrics.h"
 
 #include "torchae/core/error.h"
-#include "torchae/models/vae.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -102,7 +101,7 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
       [&](const torch::Tensor& x) {
         const torch::Tensor on_device = x.to(device);
         const Output out = model.forward(on_device);
-        loss_sum += model.loss(on_device, on_device, out).total.item<double>() * static_cast<double>(x.size(0));
+        loss_sum += model.loss(on_device, out).total.item<double>() * static_cast<double>(x.size(0));
         return out.reconstruction.to(torch::kCPU);
       },
       data.test, peak);
@@ -194,11 +193,13 @@ Json evaluate_probe(Autoencoder& model, const DataSplits& data, const torch::Dev
               {"probe_iterations", kProbeIterations}};
 }
 
-Json evaluate_likelihood(VAEImpl& vae, const Dataset& test, int64_t iw_samples, const torch::Device& device) {
+Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_samples, const torch::Device& device) {
+  auto* likelihood = dynamic_cast<Likelihood*>(&model);
+  if (!likelihood) throw Error("evaluate_likelihood: this model has no likelihood");
   torch::NoGradGuard no_grad;
-  vae.eval();
+  model.module().eval();
   torch::Tensor images = test.inputs;
-  if (vae.binarizes()) {
+  if (likelihood->binarizes()) {
     // Salakhutdinov & Murray 2008 binarised MNIST stochastically; a fixed seed makes the
     // test set one set of binary images.
     images = torch::bernoulli(images, at::detail::createCPUGenerator(20080101));
@@ -207,14 +208,14 @@ Json evaluate_likelihood(VAEImpl& vae, const Dataset& test, int64_t iw_samples, 
   double elbo_sum = 0.0, log_likelihood_sum = 0.0;
   for (int64_t start = 0; start < images.size(0); start += batch) {
     const torch::Tensor x = images.narrow(0, start, std::min(batch, images.size(0) - start)).to(device);
-    elbo_sum += vae.elbo(x).sum().item<double>();
-    log_likelihood_sum += vae.importance_log_likelihood(x, iw_samples).sum().item<double>();
+    elbo_sum += likelihood->elbo(x).sum().item<double>();
+    log_likelihood_sum += likelihood->importance_log_likelihood(x, iw_samples).sum().item<double>();
   }
   const auto n = static_cast<double>(images.size(0));
   return Json{{"test_elbo", elbo_sum / n},
               {"test_log_likelihood_is", log_likelihood_sum / n},
               {"iw_samples", iw_samples},
-              {"binarized", vae.binarizes()}};
+              {"binarized", likelihood->binarizes()}};
 }
 
 }  // namespace torchae

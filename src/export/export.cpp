@@ -108,6 +108,8 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
 
   torch::jit::Module module("__torch__.torchae.Autoencoder");
   for (const auto& [name, tensor] : script.tensors()) module.register_parameter(name, tensor, /*is_buffer=*/false);
+  // What image sizes the model takes besides its training shape (see Autoencoder::size_multiple).
+  module.register_attribute("size_multiple", c10::IntType::get(), model.size_multiple());
   try {
     module.define(script.source());
   } catch (const c10::Error& e) {

@@ -46,6 +46,10 @@ Output Autoencoder::reconstruct(const torch::Tensor& code) {
   return out;
 }
 
+torch::Tensor Autoencoder::reconstruction_cost(const Output& output, const torch::Tensor& target) {
+  return F::mse_loss(output.reconstruction, target);
+}
+
 Losses Autoencoder::supervised_loss(const Output& /*output*/, const torch::Tensor& /*labels*/) {
   throw Error("this model has no supervised objective");
 }

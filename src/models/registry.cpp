@@ -1,6 +1,5 @@
 #include "torchae/models/registry.h"
 
-#include "models/families.h"
 #include "torchae/core/error.h"
 
 #include <fmt/format.h>
@@ -8,10 +7,16 @@
 
 namespace torchae {
 
+// The registration hook of each family module of the build's list, defined in models/<name>.cpp.
+#define TORCHAE_FAMILY(name) void register_##name(Registry& registry);
+#include "torchae/models/families.inc"
+#undef TORCHAE_FAMILY
+
 void Registry::add(Family family) {
   if (families_.count(family.name) != 0) {
     throw Error(fmt::format("model family \"{}\" is registered twice", family.name));
   }
+  order_.push_back(family.name);
   const std::string name = family.name;
   families_.emplace(name, std::move(family));
 }
@@ -32,17 +37,20 @@ std::vector<const Family*> Registry::families() const {
   return all;
 }
 
+std::vector<std::string> Registry::stackable() const {
+  std::vector<std::string> names;
+  for (const std::string& name : order_) {
+    if (families_.at(name).layer_defaults) names.push_back(name);
+  }
+  return names;
+}
+
 const Registry& Registry::builtin() {
   static const Registry registry = [] {
     Registry r;
-    register_undercomplete(r);
-    register_sparse(r);
-    register_ksparse(r);
-    register_denoising(r);
-    register_contractive(r);
-    register_vae(r);
-    register_wae(r);
-    register_stacked(r);
+#define TORCHAE_FAMILY(name) register_##name(r);
+#include "torchae/models/families.inc"
+#undef TORCHAE_FAMILY
     return r;
   }();
   return registry;
@@ -61,7 +69,7 @@ BuiltModel build_model(const Json& section, const DataSpec& data, const Registry
   }
   const Family& f = registry.find(family);
   OptionReader reader(options, "model");
-  BuiltModel built{f.build(reader, data), Json::object()};
+  BuiltModel built{f.build(reader, data, registry)(), Json::object()};
   built.resolved["family"] = family;
   built.resolved.update(reader.resolved());
   return built;

@@ -1,9 +1,5 @@
 #include "torchae/nn/conv.h"
 
-#include "torchae/core/config.h"
-#include "torchae/core/error.h"
-#include "torchae/data/dataset.h"
-
 #include <torch/nn/functional/dropout.h>
 
 #include <fmt/format.h>
@@ -21,12 +17,6 @@ torch::Tensor hidden_activation(const torch::Tensor& x, Activation activation, d
 }
 
 }  // namespace
-
-BackboneKind parse_backbone(const std::string& name) {
-  return static_cast<BackboneKind>(index_of_name({"mlp", "conv"}, name, "backbone"));
-}
-
-std::string to_string(BackboneKind kind) { return kind == BackboneKind::mlp ? "mlp" : "conv"; }
 
 ConvOptions::ConvOptions(std::vector<int64_t> input_shape, std::vector<int64_t> channels)
     : input_shape_(std::move(input_shape)), channels_(std::move(channels)) {}
@@ -46,25 +36,42 @@ std::vector<int64_t> ConvOptions::feature_shape() const {
   return {channels_.back(), input_shape_[1] / s, input_shape_[2] / s};
 }
 
-void ConvOptions::check() const {
-  TORCH_CHECK(input_shape_.size() == 3 && input_shape_[0] >= 1,
-              "conv backbone: expected images {C, H, W}, got ", int_list(input_shape_));
-  TORCH_CHECK(!channels_.empty(), "conv backbone: channels must not be empty");
-  for (int64_t c : channels_) TORCH_CHECK(c >= 1, "conv backbone: channels must be positive");
-  for (const auto* list : {&kernels_, &strides_}) {
-    TORCH_CHECK(list->size() == 1 || list->size() == channels_.size(),
-                "conv backbone: kernels and strides need one entry, or one per layer (", channels_.size(), ")");
+std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const {
+  using Problem = std::pair<std::string, std::string>;
+  if (input_shape_.size() != 3 || input_shape_[0] < 1) {
+    return Problem{"backbone", fmt::format("conv needs images {{C, H, W}}, this data has examples of shape {}",
+                                           int_list(input_shape_))};
   }
-  for (std::size_t i = 0; i < channels_.size(); ++i) {
-    TORCH_CHECK(kernel(i) >= 1 && kernel(i) % 2 == 1, "conv backbone: kernel sizes must be odd, got ", kernel(i));
-    TORCH_CHECK(stride(i) >= 1 && stride(i) <= kernel(i), "conv backbone: strides must be in [1, kernel], got ",
-                stride(i));
+  if (channels_.empty()) return Problem{"channels", "must not be empty"};
+  for (int64_t c : channels_) {
+    if (c < 1) return Problem{"channels", fmt::format("must be positive, got {}", c)};
+  }
+  const std::size_t n = channels_.size();
+  for (const auto& [key, list] : {std::pair{"kernels", &kernels_}, {"strides", &strides_}}) {
+    if (list->size() != 1 && list->size() != n) {
+      return Problem{key, fmt::format("needs one entry, or one per layer of channels ({}), got {}", n, list->size())};
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (kernel(i) < 1 || kernel(i) % 2 == 0) {
+      return Problem{"kernels", fmt::format("must be odd (padding (k-1)/2 keeps sides), got {}", kernel(i))};
+    }
+    if (stride(i) < 1 || stride(i) > kernel(i)) {
+      return Problem{"strides", fmt::format("{} is not in [1, its kernel {}]", stride(i), kernel(i))};
+    }
   }
   const int64_t s = total_stride();
-  TORCH_CHECK(input_shape_[1] % s == 0 && input_shape_[2] % s == 0, "conv backbone: image sides ",
-              input_shape_[1], "x", input_shape_[2], " are not multiples of the total stride ", s);
-  TORCH_CHECK(code_size_ >= 0, "conv backbone: code_size must be >= 0");
-  TORCH_CHECK(dropout_ >= 0 && dropout_ < 1, "conv backbone: dropout must be in [0, 1)");
+  if (input_shape_[1] % s != 0 || input_shape_[2] % s != 0) {
+    return Problem{"strides", fmt::format("the images are {}x{}, not multiples of the total stride {}",
+                                          input_shape_[1], input_shape_[2], s)};
+  }
+  if (code_size_ < 0) return Problem{"code_size", "must be >= 0"};
+  if (dropout_ < 0 || dropout_ >= 1) return Problem{"dropout", "must be in [0, 1)"};
+  return std::nullopt;
+}
+
+void ConvOptions::check() const {
+  if (const auto problem = this->problem()) TORCH_CHECK(false, "conv backbone: ", problem->first, ": ", problem->second);
 }
 
 ConvEncoderImpl::ConvEncoderImpl(ConvOptions options_, Activation output_activation_)
@@ -225,31 +232,6 @@ std::vector<std::string> ConvDecoderImpl::script(ScriptModel& script, const std:
     lines.push_back(var + " = " + (j + 1 < deconvs_.size() ? script_activation(options.activation(), deconv) : deconv));
   }
   return lines;
-}
-
-ConvOptions read_conv_options(OptionReader& r, const DataSpec& data, const ConvOptions& defaults) {
-  ConvOptions o = defaults;
-  o.input_shape(data.shape);
-  r.require(data.shape.size() == 3, "backbone",
-            fmt::format("conv needs images {{C, H, W}}, this data has examples of shape {}", int_list(data.shape)));
-  o.channels(r.integers("channels", o.channels(), at_least(1)));
-  r.require(!o.channels().empty(), "channels", "must not be empty");
-  o.kernels(r.integers("kernels", o.kernels(), at_least(1)));
-  o.strides(r.integers("strides", o.strides(), at_least(1)));
-  const std::size_t n = o.channels().size();
-  for (const char* key : {"kernels", "strides"}) {
-    const auto& list = std::string(key) == "kernels" ? o.kernels() : o.strides();
-    r.require(list.size() == 1 || list.size() == n, key,
-              fmt::format("needs one entry, or one per layer of model.channels ({}), got {}", n, list.size()));
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    r.require(o.kernel(i) % 2 == 1, "kernels", fmt::format("must be odd (padding (k-1)/2 keeps sides), got {}", o.kernel(i)));
-    r.require(o.stride(i) <= o.kernel(i), "strides", fmt::format("{} exceeds its kernel {}", o.stride(i), o.kernel(i)));
-  }
-  const int64_t s = o.total_stride();
-  r.require(data.shape.size() != 3 || (data.shape[1] % s == 0 && data.shape[2] % s == 0), "strides",
-            fmt::format("the images are {}x{}, not multiples of the total stride {}", data.shape[1], data.shape[2], s));
-  return o;
 }
 
 }  // namespace torchae

@@ -142,14 +142,11 @@ Restorer Restorer::load(const fs::path& archive) {
   if (r.channels_ != 1 && r.channels_ != 3) {
     throw Error(fmt::format("{}: the model takes {} channels; restore works with 1 or 3", archive.string(), dims[0]));
   }
-  // A conv backbone without a dense code takes any multiple of its stride; every other model
-  // takes its training size only.
-  const Json model = r.card_.value("config", Json::object()).value("model", Json::object());
-  if (model.value("backbone", "mlp") == "conv" && model.value("code_size", 1) == 0) {
-    const auto strides = model.value("strides", std::vector<int64_t>{1});
-    const auto layers = model.value("channels", std::vector<int64_t>{1}).size();
-    r.tiling_.multiple = 1;
-    for (std::size_t i = 0; i < layers; ++i) r.tiling_.multiple *= strides.size() == 1 ? strides[0] : strides.at(i);
+  // A fully convolutional model takes any multiple of its stride, as the archive records;
+  // every other model takes its training size only.
+  const int64_t multiple = r.module_.hasattr("size_multiple") ? r.module_.attr("size_multiple").toInt() : 0;
+  if (multiple > 0) {
+    r.tiling_.multiple = multiple;
   } else {
     r.tiling_.window = {dims[1], dims[2]};
     r.tiling_.margin = std::min<int64_t>(dims[1], dims[2]) / 8;
@@ -173,8 +170,7 @@ torch::Tensor Restorer::forward(const torch::Tensor& batch) const {
 torch::Tensor gray_in_three_channels(const torch::Tensor& images) {
   const int64_t c = images.dim() - 3;
   TORCH_CHECK(images.dim() >= 3 && images.size(c) == 3, "gray_in_three_channels: expected colour images");
-  const torch::Tensor y = 0.299 * images.select(c, 0) + 0.587 * images.select(c, 1) + 0.114 * images.select(c, 2);
-  return y.unsqueeze(c).expand_as(images).contiguous();
+  return luma(images).unsqueeze(c).expand_as(images).contiguous();
 }
 
 torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask) const {
@@ -390,24 +386,60 @@ void write_picture(const fs::path& path, const std::vector<std::vector<torch::Te
   write_png(path, image_grid(torch::stack(cells), static_cast<int64_t>(rows.front().size()), false));
 }
 
+// The test images corrupted for `o.task`, with the inpainting masks (seeded by `o.seed`).
+struct CorruptedImages {
+  std::vector<torch::Tensor> corrupted, masks;
+};
+
+CorruptedImages corrupt_for_task(const std::vector<torch::Tensor>& test, const RestoreEvalOptions& o) {
+  torch::manual_seed(o.seed);
+  CorruptedImages c;
+  for (const torch::Tensor& clean : test) {
+    if (o.task == RestoreTask::denoise) {
+      c.corrupted.push_back(add_noise(clean, o.noise));
+    } else if (o.task == RestoreTask::inpaint) {
+      c.masks.push_back(make_mask(o.mask, clean.size(1), clean.size(2)));
+      c.corrupted.push_back(clean.masked_fill(c.masks.back().unsqueeze(0).expand_as(clean), 0.0));
+    } else {
+      c.corrupted.push_back(gray_in_three_channels(clean));
+    }
+  }
+  return c;
+}
+
+// NLM's filter strength h, chosen on the validation images by PSNR over a grid in 0-255 units
+// (OpenCV's default, 3, suits only light noise); what was tried goes into `result`.
+double choose_nlm_h(const std::vector<torch::Tensor>& validation, const RestoreEvalOptions& o, Json& result) {
+  if (validation.empty()) throw Error(fmt::format("{}: no images left to choose NLM's h on", o.data));
+  torch::manual_seed(o.seed + 1);
+  std::vector<torch::Tensor> noisy;
+  for (const auto& v : validation) noisy.push_back(add_noise(v, o.noise));
+  double best_h = 3.0, best = -1e9;
+  Json tried = Json::object();
+  // A grid about 12% apart from 3 to 90.
+  for (double h : {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.5, 14.0, 16.0, 18.0, 20.0, 22.5, 25.0, 28.0, 31.5,
+                   35.5, 40.0, 45.0, 50.0, 56.0, 63.0, 71.0, 80.0, 90.0}) {
+    Scores s;
+    for (std::size_t i = 0; i < validation.size(); ++i) s.add(nlm(noisy[i], h), validation[i]);
+    const double p = s.json()["psnr_db"];
+    tried[fmt::format("{:g}", h)] = p;
+    if (p > best) best = p, best_h = h;
+  }
+  result["nlm_h"] = best_h;
+  result["nlm_validation_psnr_db"] = tried;
+  result["nlm_validation_images"] = validation.size();
+  return best_h;
+}
+
 }  // namespace
 
 Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   const Restorer model = Restorer::load(archive);
   model.require_task(o.task);  // before the images are read
   const EvalImages images = eval_images(model, o);
-  torch::manual_seed(o.seed);
-  std::vector<torch::Tensor> corrupted, masks;
-  for (const torch::Tensor& clean : images.test) {
-    if (o.task == RestoreTask::denoise) {
-      corrupted.push_back(add_noise(clean, o.noise));
-    } else if (o.task == RestoreTask::inpaint) {
-      masks.push_back(make_mask(o.mask, clean.size(1), clean.size(2)));
-      corrupted.push_back(clean.masked_fill(masks.back().unsqueeze(0).expand_as(clean), 0.0));
-    } else {
-      corrupted.push_back(gray_in_three_channels(clean));
-    }
-  }
+  const CorruptedImages corruption = corrupt_for_task(images.test, o);
+  const std::vector<torch::Tensor>& corrupted = corruption.corrupted;
+  const std::vector<torch::Tensor>& masks = corruption.masks;
 
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   std::map<std::string, Scores> scores;
@@ -424,26 +456,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   });
   if (o.task == RestoreTask::denoise) {
     result["corruption"] = o.noise;
-    // NLM's filter strength h, chosen on the validation images by PSNR over a grid in 0-255
-    // units (OpenCV's default, 3, suits only light noise).
-    if (images.validation.empty()) throw Error(fmt::format("{}: no images left to choose NLM's h on", o.data));
-    torch::manual_seed(o.seed + 1);
-    std::vector<torch::Tensor> val_noisy;
-    for (const auto& v : images.validation) val_noisy.push_back(add_noise(v, o.noise));
-    double best_h = 3.0, best = -1e9;
-    Json tried = Json::object();
-    // A grid about 12% apart from 3 to 90.
-    for (double h : {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.5, 14.0, 16.0, 18.0, 20.0, 22.5, 25.0, 28.0, 31.5,
-                     35.5, 40.0, 45.0, 50.0, 56.0, 63.0, 71.0, 80.0, 90.0}) {
-      Scores s;
-      for (std::size_t i = 0; i < images.validation.size(); ++i) s.add(nlm(val_noisy[i], h), images.validation[i]);
-      const double p = s.json()["psnr_db"];
-      tried[fmt::format("{:g}", h)] = p;
-      if (p > best) best = p, best_h = h;
-    }
-    result["nlm_h"] = best_h;
-    result["nlm_validation_psnr_db"] = tried;
-    result["nlm_validation_images"] = images.validation.size();
+    const double best_h = choose_nlm_h(images.validation, o, result);
     methods.emplace_back(model.channels() == 3 ? "fastNlMeansDenoisingColored" : "fastNlMeansDenoising",
                          [&, best_h](std::size_t i) { return nlm(corrupted[i], best_h); });
   } else if (o.task == RestoreTask::inpaint) {

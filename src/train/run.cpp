@@ -5,9 +5,7 @@
 #include "torchae/core/runtime.h"
 #include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
-#include "torchae/models/stacked.h"
-#include "torchae/models/vae.h"
-#include "torchae/train/layerwise.h"
+#include "torchae/train/staged.h"
 
 #include <torch/torch.h>
 
@@ -75,13 +73,7 @@ void fit_run(Run& run, const fs::path& run_dir, bool resume) {
       std::cout << fmt::format("{}: no checkpoint yet; starting from the beginning\n", run_dir.string());
     }
   };
-  if (auto stacked = std::dynamic_pointer_cast<StackedImpl>(run.model.model)) {
-    LayerwisePretrainer pretrainer(Stacked(stacked), run.train_options, run_dir);
-    if (resume && !pretrainer.resume()) nothing_to_resume();
-    pretrainer.fit(run.data.train, run.data.validation);
-    return;
-  }
-  Trainer trainer(run.model.model, run.train_options, run_dir);
+  StagedTrainer trainer(run.model.model, run.train_options, run_dir);
   if (resume && !trainer.resume()) nothing_to_resume();
   trainer.fit(run.data.train, run.data.validation);
 }
@@ -155,8 +147,8 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   set_threads(run.train_options.threads);
   run.model.model->module().to(device);
   Json metrics = evaluate_reconstruction(*run.model.model, run.data, device);
-  if (auto* vae = dynamic_cast<VAEImpl*>(run.model.model.get())) {
-    metrics.update(evaluate_likelihood(*vae, run.data.test, options.iw_samples, device));
+  if (dynamic_cast<Likelihood*>(run.model.model.get())) {
+    metrics.update(evaluate_likelihood(*run.model.model, run.data.test, options.iw_samples, device));
   }
   if (auto* classifier = dynamic_cast<Classifier*>(run.model.model.get()); classifier && classifier->classes() > 0) {
     run.model.model->module().eval();

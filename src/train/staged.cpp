@@ -1,4 +1,4 @@
-#include "torchae/train/layerwise.h"
+#include "torchae/train/staged.h"
 
 #include "torchae/core/error.h"
 #include "torchae/core/runtime.h"
@@ -7,28 +7,51 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace torchae {
 
-LayerwisePretrainer::LayerwisePretrainer(Stacked model, TrainOptions options, std::filesystem::path run_dir)
-    : model_(std::move(model)), options_(std::move(options)), run_dir_(std::move(run_dir)) {
-  auto with = [&](int64_t epochs, double lr) {
-    TrainOptions o = options_;
-    if (epochs > 0) o.epochs = epochs;
-    if (lr > 0) o.lr = lr;
-    return o;
-  };
-  const StackedOptions& o = model_->options;
-  if (o.pretrain()) {
-    for (std::size_t l = 0; l < o.layers().size(); ++l) {
-      const StackedLayer& layer = o.layers()[l];
-      stages_.push_back({"pretrain", static_cast<int64_t>(l + 1), model_->layers()[l], with(layer.epochs, layer.lr)});
+namespace {
+
+// The training and validation data of a stage, pushed through parts of the model.
+struct Codes {
+  /// The parts applied so far, in order.
+  std::vector<std::shared_ptr<Autoencoder>> through;
+  Dataset train, validation;
+
+  // Moves on to the codes of `parts`: from the codes held when they extend the parts applied
+  // so far (each pretraining stage adds one layer), else from `raw`.
+  void advance(const std::vector<std::shared_ptr<Autoencoder>>& parts, const Dataset& raw_train,
+               const Dataset& raw_validation) {
+    const bool extends = through.size() <= parts.size() && std::equal(through.begin(), through.end(), parts.begin());
+    if (!extends) {
+      through.clear();
+      train = raw_train;
+      validation = raw_validation;
+    }
+    for (std::size_t i = through.size(); i < parts.size(); ++i) {
+      train = encode_dataset(*parts[i], train);
+      validation = encode_dataset(*parts[i], validation);
+      through.push_back(parts[i]);
     }
   }
-  if (o.finetune()) stages_.push_back({"finetune", 0, model_.ptr(), with(o.finetune_epochs(), o.finetune_lr())});
-  if (o.classify()) stages_.push_back({"classify", 0, model_.ptr(), with(o.classify_epochs(), o.classify_lr())});
+};
+
+}  // namespace
+
+StagedTrainer::StagedTrainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir)
+    : model_(std::move(model)), options_(std::move(options)), run_dir_(std::move(run_dir)) {
+  staged_ = dynamic_cast<Staged*>(model_.get());
+  const std::vector<Stage> stages = staged_ ? staged_->stages() : std::vector<Stage>{{"", 0, model_, {}, 0, 0.0}};
+  for (const Stage& stage : stages) {
+    TrainOptions o = options_;
+    if (stage.epochs > 0) o.epochs = stage.epochs;
+    if (stage.lr > 0) o.lr = stage.lr;
+    stages_.push_back({stage, o});
+  }
 }
 
-bool LayerwisePretrainer::resume() {
+bool StagedTrainer::resume() {
   resume_stage_ = checkpoint_stage(run_dir_);
   if (resume_stage_ >= static_cast<int64_t>(stages_.size())) {
     throw Error(fmt::format("{}: the checkpoint was written in stage {}, but this run has {} stages",
@@ -37,40 +60,41 @@ bool LayerwisePretrainer::resume() {
   return resume_stage_ >= 0;
 }
 
-void LayerwisePretrainer::fit(const Dataset& train, const Dataset& validation) {
-  model_->to(resolve_device(options_.device));
-  // The codes the next pretraining stage trains on, and how many layers made them.
-  Dataset codes_train = train, codes_validation = validation;
-  std::size_t depth = 0;
+TrainingStage StagedTrainer::position(std::size_t i) const {
+  TrainingStage where{static_cast<int64_t>(i), Json::object(), "", &model_->module()};
+  const StagePlan& stage = stages_[i];
+  if (!staged_) return where;
+  where.tag["phase"] = stage.phase;
+  where.name = stage.phase;
+  if (stage.layer > 0) {
+    where.tag["layer"] = stage.layer;
+    const auto layers = std::count_if(stages_.begin(), stages_.end(),
+                                      [&](const StagePlan& s) { return s.phase == stage.phase && s.layer > 0; });
+    where.name = fmt::format("{} layer {}/{}", stage.phase, stage.layer, layers);
+  }
+  return where;
+}
+
+void StagedTrainer::fit(const Dataset& train, const Dataset& validation) {
+  model_->module().to(resolve_device(options_.device));
+  Codes codes{{}, train, validation};
   for (std::size_t i = 0; i < stages_.size(); ++i) {
-    const StagePlan& stage = stages_[i];
     if (static_cast<int64_t>(i) < resume_stage_) continue;
-    const bool pretraining = stage.phase == "pretrain";
-    TrainingStage where{static_cast<int64_t>(i), Json{{"phase", stage.phase}}, stage.phase, model_.get()};
-    if (pretraining) {
-      where.tag["layer"] = stage.layer;
-      where.name = fmt::format("pretrain layer {}/{}", stage.layer, model_->layers().size());
-    }
-    model_->set_phase(stage.phase == "classify" ? StackedPhase::classify : StackedPhase::reconstruct);
-    Trainer trainer(stage.model, stage.options, run_dir_, where);
-    // The checkpoint holds the whole model: resuming restores the stages done before this one
-    // too, whose layers make the codes below.
-    if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();
-    if (pretraining) {
-      for (; depth + 1 < static_cast<std::size_t>(stage.layer); ++depth) {
-        Autoencoder& below = *model_->layers()[depth];
-        codes_train = encode_dataset(below, codes_train);
-        codes_validation = encode_dataset(below, codes_validation);
-      }
-    }
-    if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stage, record); });
+    const StagePlan& stage = stages_[i];
+    if (staged_) staged_->enter_stage(i);
     try {
-      trainer.fit(pretraining ? codes_train : train, pretraining ? codes_validation : validation);
+      Trainer trainer(stage.model, stage.options, run_dir_, position(i));
+      // The checkpoint holds the whole model: resuming restores the stages done before this
+      // one too, whose parts make the codes this one trains on.
+      if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();
+      codes.advance(stage.inputs_through, train, validation);
+      if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stage, record); });
+      trainer.fit(codes.train, codes.validation);
     } catch (...) {
-      model_->set_phase(StackedPhase::reconstruct);
+      if (staged_) staged_->leave_stage();
       throw;
     }
-    model_->set_phase(StackedPhase::reconstruct);
+    if (staged_) staged_->leave_stage();
   }
 }
 

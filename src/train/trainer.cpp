@@ -308,7 +308,7 @@ void Trainer::append_metrics(const EpochRecord& record) const {
 }
 
 Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& out) {
-  if (!model_->supervised()) return model_->loss(batch, batch, out);
+  if (!model_->supervised()) return model_->loss(batch, out);
   if (!labels.defined()) throw Error("this training stage is supervised and needs labeled data");
   return model_->supervised_loss(out, labels);
 }
@@ -352,6 +352,77 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   return meter.summary();
 }
 
+EpochRecord Trainer::train_epoch(const Dataset& train) {
+  const double lr = options_.lr_at(epoch_);
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+  model_->set_progress(epoch_, options_.epochs);
+  model_->module().train();
+  const auto start = Clock::now();
+  const torch::Tensor order = torch::randperm(train.size(), shuffle_, torch::kLong).to(device_);
+  Batches batches(train, options_.batch_size, order);
+  const bool bar = options_.progress == "auto" && ::isatty(STDERR_FILENO);
+  ProgressBar progress(epoch_ + 1, options_.epochs, train.size());
+  LossMeter meter;
+  int64_t seen = 0;
+  const bool supervised = model_->supervised();
+  for (int64_t i = 0; i < batches.size(); ++i) {
+    const Dataset batch = supervised ? batches.at(i) : Dataset{batches.inputs(i), {}};
+    Losses losses = step(batch.inputs, batch.labels);
+    const double total = losses.total.item<double>();
+    if (!std::isfinite(total)) {
+      if (bar) progress.clear();
+      throw Error(fmt::format(
+          "training diverged: loss is {} at epoch {}, step {} of {}; {}", total, epoch_ + 1, i + 1, batches.size(),
+          run_dir_.empty() || epoch_ == 0
+              ? std::string("no checkpoint was written")
+              : fmt::format("the last good checkpoint (epoch {}) is left intact in {}", epoch_,
+                            (run_dir_ / kCheckpointFile).string())));
+    }
+    meter.add(losses, total, batch.inputs.size(0));
+    seen += batch.inputs.size(0);
+    if (bar) progress.update(seen, meter.mean());
+  }
+  if (bar) progress.clear();
+
+  EpochRecord record;
+  record.epoch = epoch_ + 1;
+  record.lr = lr;
+  record.tag = stage_.tag;
+  record.stage = stage_.index;
+  const LossSummary summary = meter.summary();
+  record.train_loss = summary.total;
+  record.train_terms = summary.terms;
+  record.samples_per_s = static_cast<double>(seen) / seconds_since(start);
+  return record;
+}
+
+void Trainer::finish_epoch(const EpochRecord& record) {
+  if (record.val_loss < best_val_ - options_.min_delta) {
+    best_val_ = record.val_loss;
+    bad_epochs_ = 0;
+  } else {
+    ++bad_epochs_;
+  }
+  epoch_ += 1;
+  stopped_early_ = options_.patience > 0 && bad_epochs_ >= options_.patience;
+  if (!run_dir_.empty()) {
+    append_metrics(record);
+    save_checkpoint();
+  }
+  if (options_.progress != "none") {
+    if (!stage_.name.empty()) std::cout << stage_.name << "  ";
+    std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
+                             record.epoch, options_.epochs, record.train_loss, format_terms(record.train_terms),
+                             record.val_loss, record.samples_per_s, record.seconds)
+              << std::flush;
+    if (stopped_early_) {
+      std::cout << fmt::format("early stop: no validation improvement for {} epochs (best {:.5g})\n", bad_epochs_,
+                               best_val_);
+    }
+  }
+  if (on_epoch_end_) on_epoch_end_(record);
+}
+
 void Trainer::fit(const Dataset& train, const Dataset& validation) {
   if (stopped_early_) {
     if (options_.progress != "none") {
@@ -361,87 +432,15 @@ void Trainer::fit(const Dataset& train, const Dataset& validation) {
   }
   const Dataset train_on_device = train.to(device_);
   const Dataset validation_on_device = validation.to(device_);
-  const bool bar = options_.progress == "auto" && ::isatty(STDERR_FILENO);
-  const bool lines = options_.progress != "none";
   if (!run_dir_.empty()) std::filesystem::create_directories(run_dir_);
-
-  for (; epoch_ < options_.epochs && !stopped_early_;) {
-    const double lr = options_.lr_at(epoch_);
-    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
-    model_->set_progress(epoch_, options_.epochs);
-    model_->module().train();
+  while (epoch_ < options_.epochs && !stopped_early_) {
     const auto start = Clock::now();
-    const torch::Tensor order = torch::randperm(train.size(), shuffle_, torch::kLong).to(device_);
-    Batches batches(train_on_device, options_.batch_size, order);
-    ProgressBar progress(epoch_ + 1, options_.epochs, train.size());
-    LossMeter meter;
-    int64_t seen = 0;
-    const bool supervised = model_->supervised();
-    for (int64_t i = 0; i < batches.size(); ++i) {
-      Dataset batch;
-      if (supervised) {
-        batch = batches.at(i);
-      } else {
-        batch.inputs = batches.inputs(i);
-      }
-      const torch::Tensor& x = batch.inputs;
-      Losses losses = step(x, batch.labels);
-      const double total = losses.total.item<double>();
-      if (!std::isfinite(total)) {
-        if (bar) progress.clear();
-        throw Error(fmt::format(
-            "training diverged: loss is {} at epoch {}, step {} of {}; {}", total, epoch_ + 1, i + 1,
-            batches.size(),
-            run_dir_.empty() || epoch_ == 0
-                ? std::string("no checkpoint was written")
-                : fmt::format("the last good checkpoint (epoch {}) is left intact in {}", epoch_,
-                              (run_dir_ / kCheckpointFile).string())));
-      }
-      meter.add(losses, total, x.size(0));
-      seen += x.size(0);
-      if (bar) progress.update(seen, meter.mean());
-    }
-    const double train_seconds = seconds_since(start);
-    if (bar) progress.clear();
-
-    EpochRecord record;
-    record.epoch = epoch_ + 1;
-    record.lr = lr;
-    record.tag = stage_.tag;
-    record.stage = stage_.index;
-    const LossSummary train_summary = meter.summary();
-    record.train_loss = train_summary.total;
-    record.train_terms = train_summary.terms;
+    EpochRecord record = train_epoch(train_on_device);
     const LossSummary val = evaluate(validation_on_device);
     record.val_loss = val.total;
     record.val_terms = val.terms;
     record.seconds = seconds_since(start);
-    record.samples_per_s = static_cast<double>(seen) / train_seconds;
-
-    if (val.total < best_val_ - options_.min_delta) {
-      best_val_ = val.total;
-      bad_epochs_ = 0;
-    } else {
-      ++bad_epochs_;
-    }
-    epoch_ += 1;
-    stopped_early_ = options_.patience > 0 && bad_epochs_ >= options_.patience;
-    if (!run_dir_.empty()) {
-      append_metrics(record);
-      save_checkpoint();
-    }
-    if (lines) {
-      if (!stage_.name.empty()) std::cout << stage_.name << "  ";
-      std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
-                               record.epoch, options_.epochs, record.train_loss, format_terms(record.train_terms),
-                               record.val_loss, record.samples_per_s, record.seconds)
-                << std::flush;
-      if (stopped_early_) {
-        std::cout << fmt::format("early stop: no validation improvement for {} epochs (best {:.5g})\n",
-                                 bad_epochs_, best_val_);
-      }
-    }
-    if (on_epoch_end_) on_epoch_end_(record);
+    finish_epoch(record);
   }
 }
 

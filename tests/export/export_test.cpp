@@ -45,7 +45,7 @@ bool have_python_torch() {
 
 // ---- every family ------------------------------------------------------------------------
 
-class ExportEveryFamily : public TorchaeTest, public ::testing::WithParamInterface<const char*> {};
+class ExportEveryFamily : public TorchaeTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(ExportEveryFamily, ArchiveLoadsInLibTorchAndMatchesTheNativeModel) {
   auto ae = build(Json::parse(GetParam()));
@@ -67,14 +67,14 @@ TEST_P(ExportEveryFamily, ArchiveLoadsInLibTorchAndMatchesTheNativeModel) {
   EXPECT_EQ(loaded.type()->name()->qualifiedName(), "__torch__.torchae.Autoencoder");
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, ExportEveryFamily, ::testing::ValuesIn(test::kFamilyConfigs));
+INSTANTIATE_TEST_SUITE_P(Families, ExportEveryFamily, ::testing::ValuesIn(test::family_configs()));
 
 TEST(ExportPython, EveryFamilyLoadsWithTorchJitLoadAndMatches) {
   if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch (python3-torch) is not installed";
   TempDir dir;
   std::string pairs;
   int index = 0;
-  for (const char* config : test::kFamilyConfigs) {
+  for (const std::string& config : test::family_configs()) {
     torch::manual_seed(index);
     auto ae = build(Json::parse(config));
     const auto archive = dir / fmt::format("model{}.pt", index);
@@ -101,7 +101,7 @@ TEST(ExportPython, EveryFamilyLoadsWithTorchJitLoadAndMatches) {
   const int status = std::system(command.c_str());
   const std::string output = read_text(log);
   EXPECT_EQ(status, 0) << output;
-  EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), static_cast<long>(test::kFamilyConfigs.size())) << output;
+  EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), static_cast<long>(test::family_configs().size())) << output;
   std::cout << output;
 }
 

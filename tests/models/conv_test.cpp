@@ -1,6 +1,6 @@
 // The convolutional backbone: shapes, any-size images, the dense code, export at any size,
 // options, and that it learns. Every family with a conv config also runs the EveryFamily,
-// export and CUDA suites (test::kFamilyConfigs).
+// export and CUDA suites (tests/families/).
 
 #include "test_tools.h"
 
@@ -33,7 +33,7 @@ std::string build_error(const Json& section, const DataSpec& spec) {
 const DataSpec kImages{{1, 8, 12}, 0, 1, 1};
 
 TEST_F(ConvTest, FullyConvolutionalCodeIsTheLastFeatureMapAndRunsOnAnySize) {
-  Undercomplete ae(UndercompleteOptions({1, 8, 12}, 0).backbone(BackboneKind::conv).channels({4, 6}).strides({2}));
+  Undercomplete ae(UndercompleteOptions(BackboneOptions({1, 8, 12}, 0).kind(BackboneKind::conv).channels({4, 6}).strides({2})));
   ae->eval();
   const torch::Tensor x = torch::rand({3, 1, 8, 12});
   const Output out = ae->forward(x);
@@ -58,11 +58,11 @@ TEST_F(ConvTest, FullyConvolutionalCodeIsTheLastFeatureMapAndRunsOnAnySize) {
 }
 
 TEST_F(ConvTest, TheDecoderMirrorsTheEncoder) {
-  Undercomplete ae(UndercompleteOptions({3, 8, 8}, 0)
-                       .backbone(BackboneKind::conv)
-                       .channels({5, 7, 9})
-                       .kernels({3, 5, 3})
-                       .strides({1, 2, 2}));
+  Undercomplete ae(UndercompleteOptions(BackboneOptions({3, 8, 8}, 0)
+                                           .kind(BackboneKind::conv)
+                                           .channels({5, 7, 9})
+                                           .kernels({3, 5, 3})
+                                           .strides({1, 2, 2})));
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& p : ae->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
   EXPECT_EQ(shapes["encoder.conv0.weight"], (std::vector<int64_t>{5, 3, 3, 3}));
@@ -76,7 +76,7 @@ TEST_F(ConvTest, TheDecoderMirrorsTheEncoder) {
 }
 
 TEST_F(ConvTest, ADenseCodeNeedsTheTrainingSize) {
-  Undercomplete ae(UndercompleteOptions({1, 8, 12}, 5).backbone(BackboneKind::conv).channels({4}).strides({2}));
+  Undercomplete ae(UndercompleteOptions(BackboneOptions({1, 8, 12}, 5).kind(BackboneKind::conv).channels({4}).strides({2})));
   const torch::Tensor x = torch::rand({3, 1, 8, 12});
   EXPECT_EQ(ae->encode(x).sizes(), (std::vector<int64_t>{3, 5}));
   EXPECT_EQ(ae->forward(x).reconstruction.sizes(), x.sizes());
@@ -172,7 +172,7 @@ TEST_F(ConvTest, AConvDenoiserLearnsToRemoveNoise) {
   const double noisy_mse = (noisy - clean).pow(2).mean().item<double>();
   for (int step = 0; step < 300; ++step) {
     adam.zero_grad();
-    Losses l = model->loss(clean, clean, model->forward(clean));
+    Losses l = model->loss(clean, model->forward(clean));
     l.total.backward();
     adam.step();
   }

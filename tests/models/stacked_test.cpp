@@ -6,7 +6,7 @@
 #include "torchae/export/export.h"
 #include "torchae/models/registry.h"
 #include "torchae/models/stacked.h"
-#include "torchae/train/layerwise.h"
+#include "torchae/train/staged.h"
 
 #include <fmt/format.h>
 
@@ -90,7 +90,7 @@ TEST_F(StackedTest, PhasesRunInOrderAndEveryMetricsLineNamesItsPhaseAndLayer) {
   TempDir dir;
   const Dataset train = labeled_data(96, 1), validation = labeled_data(32, 2);
   Stacked stack = build_stack(small_stack());
-  LayerwisePretrainer pretrainer(stack, small_options(), dir.path());
+  StagedTrainer pretrainer(stack, small_options(), dir.path());
   std::vector<std::string> phases;
   for (const auto& stage : pretrainer.stages()) phases.push_back(fmt::format("{}{}", stage.phase, stage.layer));
   EXPECT_EQ(phases, (std::vector<std::string>{"pretrain1", "pretrain2", "finetune0", "classify0"}));
@@ -117,9 +117,33 @@ TEST_F(StackedTest, PhasesRunInOrderAndEveryMetricsLineNamesItsPhaseAndLayer) {
   EXPECT_EQ(checkpoint_stage(dir.path()), 3);
 }
 
+// A stack builds its layers through the registry it is built from, not the built-in one.
+TEST_F(StackedTest, LayersAreBuiltThroughTheRegistryGiven) {
+  Registry registry;
+  registry.add(Registry::builtin().find("stacked"));
+  const Family undercomplete = Registry::builtin().find("undercomplete");
+  auto made = std::make_shared<int>(0);
+  registry.add({"counted", "an undercomplete autoencoder that counts the models made",
+                [made, undercomplete](OptionReader& r, const DataSpec& data, const Registry& from) -> ModelMaker {
+                  const ModelMaker make = undercomplete.build(r, data, from);
+                  return [made, make] {
+                    ++*made;
+                    return make();
+                  };
+                },
+                undercomplete.layer_defaults});
+  const Json section = {{"family", "stacked"},
+                        {"layers", {{{"units", 6}, {"family", "counted"}}, {{"units", 3}, {"family", "counted"}}}}};
+  const BuiltModel built = build_model(section, kSpec, registry);
+  EXPECT_EQ(*made, 2);
+  EXPECT_EQ(built.model->code_size(), 3);
+  EXPECT_EQ(built.resolved["layers"][1]["family"], "counted");
+  EXPECT_THROW(build_model(section, kSpec), Error);  // the built-in registry has no "counted"
+}
+
 TEST_F(StackedTest, PhasesCanBeSwitchedOff) {
   auto phases_of = [](const Json& section) {
-    const LayerwisePretrainer pretrainer(build_stack(section), small_options());
+    const StagedTrainer pretrainer(build_stack(section), small_options());
     std::vector<std::string> phases;
     for (const auto& stage : pretrainer.stages()) phases.push_back(stage.phase);
     return phases;
@@ -141,7 +165,7 @@ TEST_F(StackedTest, UpperLayersTrainOnCachedCodesOfTheLayersBelow) {
   const Dataset train = labeled_data(64, 1), validation = labeled_data(16, 2);
   Stacked stack = build_stack(small_stack(true, false, false), 5);
   Stacked twin = build_stack(small_stack(true, false, false), 5);
-  LayerwisePretrainer pretrainer(stack, small_options());
+  StagedTrainer pretrainer(stack, small_options());
   torch::Tensor layer1_before_layer2;
   pretrainer.on_epoch_end([&](const StagePlan& stage, const EpochRecord& record) {
     if (stage.layer == 1 && record.epoch == 2) {
@@ -174,7 +198,7 @@ TEST_F(StackedTest, UpperLayersTrainOnCachedCodesOfTheLayersBelow) {
 // it encodes through them in order and decodes in reverse, and a tied layer stays tied.
 TEST_F(StackedTest, AssembledModelUsesThePretrainedLayersWeights) {
   Stacked stack = build_stack(small_stack(true, false, true));
-  LayerwisePretrainer(stack, small_options()).fit(labeled_data(64, 1), labeled_data(16, 2));
+  StagedTrainer(stack, small_options()).fit(labeled_data(64, 1), labeled_data(16, 2));
   stack->eval();
   const auto& layers = stack->layers();
   for (std::size_t l = 0; l < layers.size(); ++l) {
@@ -205,7 +229,7 @@ TEST_F(StackedTest, ClassifierPhaseLearnsTheLabels) {
   section["classify_epochs"] = 15;
   section["classify_lr"] = 0.01;
   Stacked stack = build_stack(section);
-  LayerwisePretrainer(stack, small_options()).fit(labeled_data(192, 1), labeled_data(64, 2));
+  StagedTrainer(stack, small_options()).fit(labeled_data(192, 1), labeled_data(64, 2));
   stack->eval();
   const Dataset test = labeled_data(300, 3);
   const double accuracy = classification_accuracy([&](const torch::Tensor& x) { return stack->classify(x); }, test);
@@ -220,7 +244,7 @@ TEST_F(StackedTest, ResumesExactlyFromInsideAnyPhase) {
   TempDir whole_run;
   torch::manual_seed(3);
   Stacked reference = build_stack(small_stack(), 9);
-  LayerwisePretrainer(reference, small_options(), whole_run.path()).fit(train, validation);
+  StagedTrainer(reference, small_options(), whole_run.path()).fit(train, validation);
 
   struct Interruption {};
   for (const auto& [phase, layer, epoch] :
@@ -229,7 +253,7 @@ TEST_F(StackedTest, ResumesExactlyFromInsideAnyPhase) {
     TempDir dir;
     torch::manual_seed(3);
     {
-      LayerwisePretrainer first(build_stack(small_stack(), 9), small_options(), dir.path());
+      StagedTrainer first(build_stack(small_stack(), 9), small_options(), dir.path());
       first.on_epoch_end([&, phase = phase, layer = layer, epoch = epoch](const StagePlan& s, const EpochRecord& r) {
         if (s.phase == phase && s.layer == layer && r.epoch == epoch) throw Interruption{};
       });
@@ -237,7 +261,7 @@ TEST_F(StackedTest, ResumesExactlyFromInsideAnyPhase) {
     }
     torch::manual_seed(12345);  // the resumed run takes its generator state from the checkpoint
     Stacked resumed = build_stack(small_stack(), 77);
-    LayerwisePretrainer second(resumed, small_options(), dir.path());
+    StagedTrainer second(resumed, small_options(), dir.path());
     ASSERT_TRUE(second.resume());
     second.fit(train, validation);
     expect_same_parameters(*resumed, *reference);
@@ -247,10 +271,10 @@ TEST_F(StackedTest, ResumesExactlyFromInsideAnyPhase) {
 
 TEST_F(StackedTest, CheckpointOfAnotherStageIsRefused) {
   TempDir dir;
-  LayerwisePretrainer(build_stack(small_stack()), small_options(), dir.path())
+  StagedTrainer(build_stack(small_stack()), small_options(), dir.path())
       .fit(labeled_data(32, 1), labeled_data(16, 2));
   // The same directory read as a stack with fewer stages.
-  LayerwisePretrainer fewer(build_stack(small_stack(false, true, false)), small_options(), dir.path());
+  StagedTrainer fewer(build_stack(small_stack(false, true, false)), small_options(), dir.path());
   try {
     fewer.resume();
     FAIL() << "a checkpoint of stage 4 was accepted by a run of 1 stage";
@@ -304,7 +328,7 @@ TEST_F(StackedTest, LayerDefaultsFollowTheRangeOfTheCodesBelow) {
 
 TEST_F(StackedTest, ExportsClassifyAndItMatches) {
   Stacked stack = build_stack(small_stack());
-  LayerwisePretrainer(stack, small_options()).fit(labeled_data(48, 1), labeled_data(16, 2));
+  StagedTrainer(stack, small_options()).fit(labeled_data(48, 1), labeled_data(16, 2));
   TempDir dir;
   const torch::Tensor x = labeled_data(10, 4).inputs;
   save_torchscript(to_torchscript(*stack, x), {{"family", "stacked"}}, dir.path() / "model.pt");

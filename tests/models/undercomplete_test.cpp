@@ -29,7 +29,7 @@ std::string build_error(const Json& section, DataSpec spec = {kShape, 0, 1, 1}) 
 }
 
 TEST_F(UndercompleteTest, OutputShapes) {
-  Undercomplete ae(UndercompleteOptions(kShape, 7).hidden({16, 12}));
+  Undercomplete ae(UndercompleteOptions(BackboneOptions(kShape, 7).hidden({16, 12})));
   const torch::Tensor x = torch::rand({4, 1, 6, 5});
   const Output out = ae->forward(x);
   EXPECT_EQ(out.reconstruction.sizes(), x.sizes());
@@ -43,17 +43,17 @@ TEST_F(UndercompleteTest, OutputShapes) {
 
 TEST_F(UndercompleteTest, BackwardReachesEveryParameterAndMatchesFiniteDifferences) {
   for (bool tied : {false, true}) {
-    Undercomplete ae(UndercompleteOptions(kShape, 5).hidden({9}).tied(tied).activation(Activation::tanh));
+    Undercomplete ae(UndercompleteOptions(BackboneOptions(kShape, 5).hidden({9}).activation(Activation::tanh)).tied(tied));
     ae->to(torch::kFloat64);
     const torch::Tensor x = torch::rand({3, 1, 6, 5}, torch::kFloat64);
-    Losses losses = ae->loss(x, x, ae->forward(x));
+    Losses losses = ae->loss(x, ae->forward(x));
     losses.total.backward();
     for (const auto& p : ae->named_parameters()) {
       ASSERT_TRUE(p.value().grad().defined()) << p.key();
       EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
     }
     // d loss / d input, through encoder and (tied or not) decoder.
-    test::check_gradient([&](const torch::Tensor& in) { return ae->loss(x, in, ae->forward(in)).total; }, x);
+    test::check_gradient([&](const torch::Tensor& in) { return ae->loss(x, ae->forward(in)).total; }, x);
   }
 }
 
@@ -61,7 +61,7 @@ TEST_F(UndercompleteTest, LossesAreNamedAndMatchTheirDefinitions) {
   Undercomplete bce(UndercompleteOptions(kShape, 4));
   const torch::Tensor x = torch::rand({5, 1, 6, 5});
   const Output out = bce->forward(x);
-  const Losses l = bce->loss(x, x, out);
+  const Losses l = bce->loss(x, out);
   ASSERT_EQ(l.terms.size(), 1u);
   EXPECT_EQ(l.terms[0].first, "recon");
   const torch::Tensor p = out.reconstruction.to(torch::kFloat64);
@@ -70,12 +70,12 @@ TEST_F(UndercompleteTest, LossesAreNamedAndMatchTheirDefinitions) {
 
   Undercomplete mse(UndercompleteOptions(kShape, 4).loss(ReconstructionLoss::mse));
   const Output o2 = mse->forward(x);
-  EXPECT_NEAR(mse->loss(x, x, o2).total.item<double>(), (o2.reconstruction - x).pow(2).mean().item<double>(), 1e-7);
+  EXPECT_NEAR(mse->loss(x, o2).total.item<double>(), (o2.reconstruction - x).pow(2).mean().item<double>(), 1e-7);
 }
 
 TEST_F(UndercompleteTest, TiedDecoderIsTheEncoderTransposed) {
-  Undercomplete tied(UndercompleteOptions(kShape, 4).hidden({8}).tied(true));
-  Undercomplete untied(UndercompleteOptions(kShape, 4).hidden({8}));
+  Undercomplete tied(UndercompleteOptions(BackboneOptions(kShape, 4).hidden({8})).tied(true));
+  Undercomplete untied(UndercompleteOptions(BackboneOptions(kShape, 4).hidden({8})));
   // Untied: encoder 30*8+8 + 8*4+4, decoder 4*8+8 + 8*30+30. Tied keeps only decoder biases.
   auto count = [](torch::nn::Module& m) {
     int64_t n = 0;
@@ -85,8 +85,8 @@ TEST_F(UndercompleteTest, TiedDecoderIsTheEncoderTransposed) {
   EXPECT_EQ(count(*untied), (30 * 8 + 8) + (8 * 4 + 4) + (4 * 8 + 8) + (8 * 30 + 30));
   EXPECT_EQ(count(*tied), (30 * 8 + 8) + (8 * 4 + 4) + 8 + 30);
   // One layer, linear: the decoder matrix is exactly W_e^T.
-  Undercomplete one(UndercompleteOptions(kShape, 3).hidden({}).tied(true).linear(true)
-                        .activation(Activation::identity).code_activation(Activation::identity)
+  Undercomplete one(UndercompleteOptions(BackboneOptions(kShape, 3).hidden({}).activation(Activation::identity))
+                        .tied(true).linear(true).code_activation(Activation::identity)
                         .output_activation(Activation::identity).loss(ReconstructionLoss::mse));
   const torch::Tensor w = one->named_parameters()["encoder.layer0.weight"];
   expect_tensors_near(one->decoder_matrix(), w.t(), 0.0);

@@ -52,7 +52,7 @@ struct ProbeAutoencoder : torch::nn::Module, Autoencoder {
   }
   torch::Tensor encode(const torch::Tensor& x) override { return enc->forward(x.flatten(1)); }
   torch::Tensor decode(const torch::Tensor& h) override { return dec->forward(h); }
-  Losses loss(const torch::Tensor& target, const torch::Tensor&, const Output& out) override {
+  Losses loss(const torch::Tensor& target, const Output& out) override {
     torch::Tensor l = (out.reconstruction - target).pow(2).mean();
     if (is_training() && ++calls == nan_on_call) l = l * std::numeric_limits<float>::quiet_NaN();
     return {l, {{"recon", l}}};

@@ -51,8 +51,6 @@ class OptionReader {
                      const std::vector<std::string>& allowed);
   std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback,
                                 Bound bound = {});
-  std::vector<double> numbers(const std::string& key, const std::vector<double>& fallback,
-                              Bound bound = {});
 
   /// The JSON given for `key`, or nullptr: for options whose structure the caller checks
   /// itself (a list of objects). Record what it resolves to with `resolve`.
@@ -73,9 +71,6 @@ class OptionReader {
 
  private:
   const Json* lookup(const std::string& key);
-  /// `integers` and `numbers`: a list of T, each entry type- and range-checked.
-  template <typename T>
-  std::vector<T> list(const std::string& key, const std::vector<T>& fallback, Bound bound);
 
   Json section_;
   std::string prefix_;

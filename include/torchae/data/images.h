@@ -1,6 +1,7 @@
 #pragma once
 
 #include "torchae/data/dataset.h"
+#include "torchae/data/image_io.h"
 
 #include <torch/types.h>
 
@@ -13,18 +14,6 @@ namespace torchae {
 
 /// The natural images of Debian's opencv-doc package (baboon.jpg, fruits.jpg, ...).
 extern const char* const kOpenCvSampleDir;
-
-/// Reads any image OpenCV reads as float [channels, H, W] in [0, 1], colour in RGB order;
-/// `channels` 1 converts to gray, 3 to colour (a gray file is replicated). A missing or
-/// unreadable file is an Error naming it.
-torch::Tensor read_image(const std::filesystem::path& path, int64_t channels);
-
-/// Writes an image [C, H, W] (C 1 or 3, RGB, values clipped to [0, 1]) as an 8-bit PNG,
-/// atomically.
-void write_image(const std::filesystem::path& path, const torch::Tensor& image);
-
-/// An image as an 8-bit file holds it: clipped to [0, 1] and rounded to multiples of 1/255.
-torch::Tensor quantize_8bit(const torch::Tensor& image);
 
 /// The image files of a folder (the extensions OpenCV reads: png, jpg, jpeg, bmp, tif, tiff,
 /// webp, pgm, ppm, pbm), sorted by name; an Error when the folder has none.

@@ -85,16 +85,15 @@ ProbeResult linear_probe(const Dataset& train, const Dataset& validation, const 
 /// probe_pixels_test_accuracy, probe_features, probe_iterations.
 Json evaluate_probe(Autoencoder& model, const DataSplits& data, const torch::Device& device);
 
-class VAEImpl;
-
 /// The importance samples per test image `torchae eval` uses by default.
 inline constexpr int64_t kDefaultIwSamples = 1000;
 
-/// The likelihood of a variational autoencoder on `test`, in nats per image: test_elbo (one
+/// The likelihood of a model with a `Likelihood` (an Error otherwise) on `test`, in eval mode,
+/// in nats per image: test_elbo (one
 /// sample of z per image, KL in closed form) and test_log_likelihood_is (the importance-sampled
 /// log p(x) with `iw_samples` samples, Burda et al. 2016), with the number of samples. When the
 /// model binarises its data, the test images are binarised once, x ~ Bernoulli(pixel), by a
 /// generator of fixed seed, so that every model is scored on the same binary images.
-Json evaluate_likelihood(VAEImpl& vae, const Dataset& test, int64_t iw_samples, const torch::Device& device);
+Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_samples, const torch::Device& device);
 
 }  // namespace torchae

@@ -28,7 +28,8 @@ inline constexpr double kExportTolerance = 1e-5;
 /// checked against the native model (in eval mode, on the CPU) on `probe`, a batch of inputs:
 /// `forward`, `encode`, and `decode` of the native codes must agree within kExportTolerance,
 /// or an Error says which method differed and by how much. A family without a TorchScript
-/// description fails with an Error too. The model is left in eval mode on the CPU.
+/// description fails with an Error too. The module's int attribute `size_multiple` records
+/// `Autoencoder::size_multiple()`. The model is left in eval mode on the CPU.
 torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe);
 
 /// Writes `module` to `path` with `card` as its model card, atomically.

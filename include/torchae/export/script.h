@@ -36,8 +36,6 @@ class ScriptModel {
   const std::string& source() const { return source_; }
   /// The registered tensors, in order of registration.
   const std::vector<std::pair<std::string, torch::Tensor>>& tensors() const { return tensors_; }
-  /// The names of the methods defined, in order.
-  const std::vector<std::string>& methods() const { return methods_; }
 
  private:
   std::string source_;

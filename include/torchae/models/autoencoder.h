@@ -6,6 +6,8 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,7 +65,7 @@ torch::Tensor reconstruction_loss_elements(ReconstructionLoss kind, const Output
 ///
 ///   std::shared_ptr<Autoencoder> ae = build_model(config["model"], data.spec).model;
 ///   Output out = ae->forward(x);
-///   Losses l = ae->loss(x, x, out);
+///   Losses l = ae->loss(x, out);
 class Autoencoder {
  public:
   virtual ~Autoencoder() = default;
@@ -82,10 +84,12 @@ class Autoencoder {
   /// a bce loss needs, the code), for a model that decodes another's code: the bottom layer of
   /// a stack. Defaults to `decode` without logits.
   virtual Output reconstruct(const torch::Tensor& code);
-  /// The training objective. `target` is the clean example, `input` what was fed to
-  /// `forward` (they differ when the input was corrupted).
-  virtual Losses loss(const torch::Tensor& target, const torch::Tensor& input,
-                      const Output& output) = 0;
+  /// The training objective of `output`, what `forward` made of a batch, against `target`, the
+  /// clean batch (what the encoder saw, when that differs, is in `output.input`).
+  virtual Losses loss(const torch::Tensor& target, const Output& output) = 0;
+  /// The reconstruction term of the loss alone, without penalties, averaged over elements:
+  /// what a stack whose bottom layer this model is fine-tunes on. Defaults to the squared error.
+  virtual torch::Tensor reconstruction_cost(const Output& output, const torch::Tensor& target);
   /// Whether the objective is currently supervised (a classifier head being fine-tuned): the
   /// trainer then calls `supervised_loss` with the labels of the batch instead of `loss`.
   virtual bool supervised() const { return false; }
@@ -93,6 +97,10 @@ class Autoencoder {
   virtual Losses supervised_loss(const Output& output, const torch::Tensor& labels);
   /// Width of the code.
   virtual int64_t code_size() const = 0;
+  /// Besides its training shape, the model takes images whose sides are any multiple of this
+  /// (a fully convolutional network: its total stride); 0 when it takes its training shape
+  /// only. Export records it in the archive, where restore reads it.
+  virtual int64_t size_multiple() const { return 0; }
   /// Called by the trainer before each epoch (0-based) of `epochs`, for schedules that live
   /// in the model (k-sparse annealing). Derived from the epoch alone, so resume stays exact.
   virtual void set_progress(int64_t /*epoch*/, int64_t /*epochs*/) {}
@@ -104,6 +112,10 @@ class Autoencoder {
   /// exported says so rather than export something else.
   virtual void script(ScriptModel& script) const;
 };
+
+/// Builds a fresh, freshly initialised model from options resolved beforehand (what a family's
+/// builder returns, and what a stack keeps for each layer).
+using ModelMaker = std::function<std::shared_ptr<Autoencoder>()>;
 
 /// The codes of `data` (labels kept), in eval mode, without gradients, in batches, on the
 /// device the model is on: what a stack's next layer or a linear probe trains on.
@@ -142,6 +154,50 @@ class Classifier {
   virtual torch::Tensor classify(const torch::Tensor& input) = 0;
   /// Number of classes; 0 when the model has no head.
   virtual int64_t classes() const = 0;
+};
+
+/// A model with a likelihood, next to `Autoencoder` (vae): `eval` reports its test ELBO and
+/// importance-sampled log-likelihood.
+class Likelihood {
+ public:
+  virtual ~Likelihood() = default;
+  /// The ELBO of each example (one sample of z, KL in closed form), in nats: [N].
+  virtual torch::Tensor elbo(const torch::Tensor& x) = 0;
+  /// The importance-sampled estimate of log p(x) with `k` samples (Burda et al. 2016), in
+  /// nats: [N]. About `rows` images are decoded at a time.
+  virtual torch::Tensor importance_log_likelihood(const torch::Tensor& x, int64_t k, int64_t rows = 2048) = 0;
+  /// Whether the likelihood is of binary data: eval then binarises the test images once.
+  virtual bool binarizes() const = 0;
+};
+
+/// One stage of a model's training, as the model describes it (see `Staged`).
+struct Stage {
+  /// What the metrics lines of the stage say it is: "pretrain", "finetune", "classify".
+  std::string phase;
+  /// 1-based layer of a layerwise stage; 0 otherwise.
+  int64_t layer = 0;
+  /// What the stage trains: the whole model or a part of it (a layer).
+  std::shared_ptr<Autoencoder> model;
+  /// The stage trains on the codes of these parts, applied in order to the data (in eval mode,
+  /// without gradients, once); none: on the data itself.
+  std::vector<std::shared_ptr<Autoencoder>> inputs_through;
+  /// Epochs and learning rate of the stage; 0 takes the run's.
+  int64_t epochs = 0;
+  double lr = 0.0;
+};
+
+/// A model trained in several stages (a stack: greedy layerwise pretraining, then fine-tuning),
+/// next to `Autoencoder`. The generic staged trainer runs the stages in order, each by the
+/// generic `Trainer`; a model that is not `Staged` is trained in one stage, as a whole.
+class Staged {
+ public:
+  virtual ~Staged() = default;
+  /// The stages, in the order they run.
+  virtual std::vector<Stage> stages() = 0;
+  /// Called before stage `index` trains (a stack switches to its classifier's objective).
+  virtual void enter_stage(std::size_t index) = 0;
+  /// Called after every stage, and when one fails: the model is itself again.
+  virtual void leave_stage() = 0;
 };
 
 }  // namespace torchae

@@ -23,6 +23,10 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   torch::Tensor decode(const torch::Tensor& code) override { return backbone_->decode(code); }
   Output reconstruct(const torch::Tensor& code) override { return backbone_->reconstruct(code); }
   int64_t code_size() const override { return backbone_->code_size(); }
+  int64_t size_multiple() const override { return backbone_->size_multiple(); }
+  torch::Tensor reconstruction_cost(const Output& output, const torch::Tensor& target) override {
+    return backbone_->reconstruction_cost(output, target);
+  }
   torch::nn::Module& module() override { return *this; }
   /// In eval mode these families compute what their backbone does.
   void script(ScriptModel& script) const override {
@@ -36,11 +40,6 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   void reset_backbone(const UndercompleteOptions& options) {
     backbone_ = this->register_module("backbone", Undercomplete(options));
   }
-  /// The backbone's reconstruction cost.
-  torch::Tensor recon_loss(const Output& output, const torch::Tensor& target) const {
-    return reconstruction_loss(backbone_->options.loss(), output, target);
-  }
-
   Undercomplete backbone_{nullptr};
 };
 

@@ -30,7 +30,7 @@ class ContractiveImpl : public BackboneAutoencoder<ContractiveImpl> {
   void pretty_print(std::ostream& stream) const override;
 
   Output forward(const torch::Tensor& input) override;
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
 
   ContractiveOptions options;
 };

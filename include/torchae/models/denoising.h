@@ -30,7 +30,7 @@ class DenoisingImpl : public BackboneAutoencoder<DenoisingImpl> {
   Output forward(const torch::Tensor& input) override;
   /// With emphasis, (alpha * sum over corrupted + beta * sum over the rest) / number of
   /// components of the per-component cost; plain reconstruction cost otherwise.
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
 
   DenoisingOptions options;
 };

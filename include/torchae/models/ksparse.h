@@ -35,7 +35,7 @@ class KSparseImpl : public BackboneAutoencoder<KSparseImpl> {
   Output forward(const torch::Tensor& input) override;
   /// k units in training mode; round(encode_alpha * k) in eval mode.
   torch::Tensor encode(const torch::Tensor& input) override;
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
   void set_progress(int64_t epoch, int64_t epochs) override;
   /// Exports `keep_top_k(h, k)` too: `forward` keeps k units, `encode` encode_alpha * k.
   void script(ScriptModel& script) const override;

@@ -31,7 +31,7 @@ class SparseImpl : public BackboneAutoencoder<SparseImpl> {
   explicit SparseImpl(SparseOptions options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
 
   SparseOptions options;
 };

@@ -1,7 +1,5 @@
 #pragma once
 
-#include "torchae/core/config.h"
-#include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
 
 #include <torch/nn/cloneable.h>
@@ -14,14 +12,18 @@
 
 namespace torchae {
 
-/// One layer of a stacked autoencoder: its width and the shallow family that pretrains it.
+/// One layer of a stacked autoencoder: its width, the shallow model that pretrains it, and
+/// how long it pretrains.
+///
+///   StackedLayer layer{1000, "denoising", [=] { return Denoising(denoising_options).ptr(); }};
 struct StackedLayer {
   /// Code width of the layer.
   int64_t units = 0;
-  /// The shallow family: undercomplete, dropout, sparse, ksparse, denoising or contractive.
+  /// The shallow family's name (for messages and `pretty_print`).
   std::string family = "undercomplete";
-  /// The family's options, resolved (code_size excluded: it is `units`).
-  Json options = Json::object();
+  /// Makes the layer's shallow autoencoder from its options, resolved and typed when the stack
+  /// was configured: its code has `units` elements, its input is the codes of the layer below.
+  ModelMaker make;
   /// Pretraining epochs and learning rate (0: train.epochs, train.lr).
   int64_t epochs = 0;
   double lr = 0.0;
@@ -29,10 +31,8 @@ struct StackedLayer {
 
 /// Options for `Stacked`.
 struct StackedOptions {
-  StackedOptions(DataSpec data, std::vector<StackedLayer> layers);
+  explicit StackedOptions(std::vector<StackedLayer> layers);
 
-  /// The data the bottom layer sees.
-  TORCH_ARG(DataSpec, data);
   /// The layers, input side first.
   TORCH_ARG(std::vector<StackedLayer>, layers);
   /// The phases that run, in this order.
@@ -51,7 +51,7 @@ struct StackedOptions {
 };
 
 /// What a stacked model is being trained for: its reconstruction (pretraining is its layers'
-/// business, fine-tuning its own) or its classifier head.
+/// business, fine-tuning its own) or its classifier head (in its `classify` stage).
 enum class StackedPhase { reconstruct, classify };
 
 /// A deep autoencoder assembled from shallow ones (Bengio et al. 2007; Vincent et al. 2010):
@@ -59,11 +59,12 @@ enum class StackedPhase { reconstruct, classify };
 /// the stack encodes through the layers' encoders in order and decodes through their
 /// decoders in reverse, with the very weights (tied ones included) the layers were trained
 /// with, since the layers are its submodules. With `classify` it has a softmax head on the top
-/// code. `LayerwisePretrainer` trains it phase by phase with the generic trainer.
+/// code. It describes its training as stages (`Staged`: each layer's pretraining, fine-tuning,
+/// the head), which the generic `StagedTrainer` runs with the generic trainer.
 ///
-///   Stacked sae(StackedOptions(spec, {{1000, "denoising"}, {1000, "denoising"}}).classify(true));
+///   Stacked sae(StackedOptions({{1000, "denoising", make_first}, {1000, "denoising", make_second}}).classify(true));
 ///   torch::Tensor scores = sae->classify(x);
-class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder, public Classifier {
+class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder, public Classifier, public Staged {
  public:
   explicit StackedImpl(StackedOptions options);
 
@@ -76,7 +77,8 @@ class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder
   torch::Tensor decode(const torch::Tensor& code) override;
   Output reconstruct(const torch::Tensor& code) override;
   /// The bottom layer's reconstruction cost, on the whole stack.
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
+  torch::Tensor reconstruction_cost(const Output& output, const torch::Tensor& target) override;
   bool supervised() const override { return phase_ == StackedPhase::classify; }
   /// Cross-entropy of the head's scores ("ce"), with the batch's accuracy as a term.
   Losses supervised_loss(const Output& output, const torch::Tensor& labels) override;
@@ -88,12 +90,14 @@ class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder
   torch::Tensor classify(const torch::Tensor& input) override;
   int64_t classes() const override { return options.classify() ? options.classes() : 0; }
 
+  /// pretrain (each layer on the codes of those below it), finetune, classify: those switched on.
+  std::vector<Stage> stages() override;
+  void enter_stage(std::size_t index) override;
+  void leave_stage() override { phase_ = StackedPhase::reconstruct; }
+
   /// The layers, bottom first, each a shallow autoencoder of its family.
   const std::vector<std::shared_ptr<Autoencoder>>& layers() const { return layers_; }
-  /// The data spec layer `l` (0-based) is built for: the input's, or the codes below it.
-  DataSpec layer_spec(std::size_t l) const;
   StackedPhase phase() const { return phase_; }
-  void set_phase(StackedPhase phase) { phase_ = phase; }
 
   StackedOptions options;
 
@@ -103,13 +107,9 @@ class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder
 
   std::vector<std::shared_ptr<Autoencoder>> layers_;
   torch::nn::Linear head_{nullptr};
-  ReconstructionLoss loss_ = ReconstructionLoss::bce;
   StackedPhase phase_ = StackedPhase::reconstruct;
 };
 
 TORCH_MODULE(Stacked);
-
-/// The families a stack's layers may use.
-const std::vector<std::string>& stackable_families();
 
 }  // namespace torchae

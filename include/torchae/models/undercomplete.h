@@ -3,8 +3,7 @@
 #include "torchae/core/config.h"
 #include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
-#include "torchae/nn/conv.h"
-#include "torchae/nn/mlp.h"
+#include "torchae/nn/backbone.h"
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
@@ -15,28 +14,17 @@ namespace torchae {
 
 /// Options for `Undercomplete`.
 struct UndercompleteOptions {
+  explicit UndercompleteOptions(BackboneOptions networks);
+  /// An MLP backbone of the default widths for examples of `input_shape`.
   UndercompleteOptions(std::vector<int64_t> input_shape, int64_t code_size);
 
   /// The conv backbone's architecture from these options.
   ConvOptions conv() const;
 
-  /// Shape of one example, e.g. {1, 28, 28}; the MLP sees it flattened.
-  TORCH_ARG(std::vector<int64_t>, input_shape);
-  /// Width of the code (smaller than the input: that is what makes it undercomplete). With the
-  /// conv backbone, 0 means no dense layer: the code is the last feature map.
-  TORCH_ARG(int64_t, code_size);
-  /// The encoder and decoder networks.
-  TORCH_ARG(BackboneKind, backbone) = BackboneKind::mlp;
-  /// MLP: hidden widths of the encoder, input side first; the decoder mirrors them.
-  TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512};
-  /// Conv: output channels of the encoder's convolutions, input side first.
-  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>({32, 64});
-  /// Conv: kernel sizes (odd), one for all layers or one per layer.
-  TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{3};
-  /// Conv: strides, one for all layers or one per layer.
-  TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
-  /// Non-linearity of the hidden layers.
-  TORCH_ARG(Activation, activation) = Activation::relu;
+  /// The encoder and decoder networks: MLPs or convolutions, their widths and activation. The
+  /// code is narrower than the input: that is what makes it undercomplete. A conv backbone with
+  /// code_size 0 has no dense layer: the code is the last feature map.
+  TORCH_ARG(BackboneOptions, networks);
   /// Non-linearity applied to the code (identity: a linear bottleneck).
   TORCH_ARG(Activation, code_activation) = Activation::identity;
   /// Non-linearity of the decoder's output.
@@ -55,13 +43,13 @@ struct UndercompleteOptions {
 };
 
 /// The undercomplete autoencoder: x -> h = f(x) -> g(h), trained to reconstruct x through a
-/// code narrower than x. Its networks are MLPs or, with `backbone(BackboneKind::conv)`,
+/// code narrower than x. Its networks are MLPs or, with `BackboneOptions::kind(BackboneKind::conv)`,
 /// convolutions; a conv backbone without a dense code (code_size 0) is fully convolutional.
 ///
-///   Undercomplete ae(UndercompleteOptions({1, 28, 28}, 32).hidden({256}).tied(true));
-///   Undercomplete restorer(UndercompleteOptions({3, 64, 64}, 0).backbone(BackboneKind::conv));
+///   Undercomplete ae(UndercompleteOptions(BackboneOptions({1, 28, 28}, 32).hidden({256})).tied(true));
+///   Undercomplete restorer(UndercompleteOptions(BackboneOptions({3, 64, 64}, 0).kind(BackboneKind::conv)));
 ///   Output out = ae->forward(x);
-///   Losses l = ae->loss(x, x, out);
+///   Losses l = ae->loss(x, out);
 class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public Autoencoder {
  public:
   explicit UndercompleteImpl(UndercompleteOptions options);
@@ -73,9 +61,12 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   torch::Tensor encode(const torch::Tensor& input) override;
   torch::Tensor encode_preactivation(const torch::Tensor& input) override;
   torch::Tensor decode(const torch::Tensor& code) override;
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
+  torch::Tensor reconstruction_cost(const Output& output, const torch::Tensor& target) override;
   /// The code's elements for one example of `input_shape`.
   int64_t code_size() const override;
+  /// A fully convolutional backbone's total stride; 0 otherwise.
+  int64_t size_multiple() const override;
   torch::nn::Module& module() override { return *this; }
   void script(ScriptModel& script) const override;
 
@@ -116,7 +107,7 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   /// `input_shape` (a batch's); other codes as they are.
   torch::Tensor feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const;
 
-  bool conv() const { return options.backbone() == BackboneKind::conv; }
+  bool conv() const { return options.networks().conv(); }
 
   MLP encoder_{nullptr};
   MLP decoder_{nullptr};                     // untied only
@@ -127,11 +118,17 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
 
 TORCH_MODULE(Undercomplete);
 
-/// Reads the options every backbone family shares (backbone, code_size, hidden or channels,
-/// kernels and strides, activation, code_activation, output_activation, loss, tied, linear,
-/// input_dropout, dropout) from `reader`, taking the family's `defaults` for keys not given,
-/// and checks that they fit together and fit `data`.
+/// Reads the options every family on the undercomplete backbone shares (the networks', see
+/// `read_backbone_options`, then activation, code_activation, output_activation, loss, tied,
+/// linear, input_dropout, dropout) from `reader`, taking the family's `defaults` for keys not
+/// given, and checks that they fit together and fit `data`.
 UndercompleteOptions read_undercomplete_options(OptionReader& reader, const DataSpec& data,
                                                 const UndercompleteOptions& defaults);
+
+/// What a family on the undercomplete backbone takes by default as a stack's layer
+/// (`Family::layer_defaults`) whose input is `input`: one affine map each way, a sigmoid code
+/// unless `sigmoid_code` is false, and a sigmoid output with bce when the input lies in [0, 1],
+/// a linear output with mse otherwise.
+Json stack_layer_defaults(const DataSpec& input, bool sigmoid_code = true);
 
 }  // namespace torchae

@@ -1,8 +1,7 @@
 #pragma once
 
 #include "torchae/models/autoencoder.h"
-#include "torchae/nn/conv.h"
-#include "torchae/nn/mlp.h"
+#include "torchae/nn/backbone.h"
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
@@ -22,23 +21,17 @@ enum class VaeDecoder {
 
 /// Options for `VAE`.
 struct VAEOptions {
+  /// `networks.code_size()` is the dimension of z.
+  explicit VAEOptions(BackboneOptions networks);
+  /// MLPs of the default widths for examples of `input_shape`, z of `latent_size` dimensions.
   VAEOptions(std::vector<int64_t> input_shape, int64_t latent_size);
 
-  /// Shape of one example; the MLP sees it flattened.
-  TORCH_ARG(std::vector<int64_t>, input_shape);
   /// Dimension of z.
-  TORCH_ARG(int64_t, latent_size);
+  int64_t latent_size() const { return networks_.code_size(); }
+
   /// The encoder and decoder networks: MLPs, or convolutions followed by a dense layer to
   /// (mu, log-variance), mirrored by the decoder.
-  TORCH_ARG(BackboneKind, backbone) = BackboneKind::mlp;
-  /// MLP: hidden widths of the encoder, input side first; the decoder mirrors them.
-  TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{512};
-  /// Conv: the convolutions' output channels, kernels and strides (see `ConvOptions`).
-  TORCH_ARG(std::vector<int64_t>, channels) = std::vector<int64_t>({32, 64});
-  TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{3};
-  TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
-  /// Non-linearity of the hidden layers.
-  TORCH_ARG(Activation, activation) = Activation::relu;
+  TORCH_ARG(BackboneOptions, networks);
   /// p(x|z).
   TORCH_ARG(VaeDecoder, decoder) = VaeDecoder::bernoulli;
   /// Gaussian decoder: learn a log-variance per pixel (true) or keep sigma fixed (false).
@@ -68,7 +61,7 @@ torch::Tensor diagonal_gaussian_log_density(const torch::Tensor& z, const torch:
 ///   VAE vae(VAEOptions({1, 28, 28}, 8));
 ///   Output out = vae->forward(x);                  // out.mu, out.log_var, out.code = z
 ///   torch::Tensor ll = vae->importance_log_likelihood(x, 1000);   // log p(x), nats, [N]
-class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public Generative {
+class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public Generative, public Likelihood {
  public:
   explicit VAEImpl(VAEOptions options);
 
@@ -82,7 +75,7 @@ class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public
   torch::Tensor decode(const torch::Tensor& code) override;
   /// -ELBO per example, averaged over the batch: terms "recon" (-log p(x|z), one sample) and
   /// "kl". The target is the binarised input when the model binarised it.
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
   int64_t code_size() const override { return options.latent_size(); }
   torch::nn::Module& module() override { return *this; }
   /// Exports `sample(n)` too: n draws from the prior, decoded to means.
@@ -93,15 +86,15 @@ class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public
   /// log p(x|z) summed over the pixels, for x [N, ...] and z [N, latent]: [N].
   torch::Tensor log_likelihood(const torch::Tensor& x, const torch::Tensor& z);
   /// The ELBO of each example (one sample of z, KL in closed form), in nats: [N].
-  torch::Tensor elbo(const torch::Tensor& x);
+  torch::Tensor elbo(const torch::Tensor& x) override;
   /// The importance-sampled estimate of log p(x) with `k` samples of q(z|x) (Burda et al.
   /// 2016): log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), in nats: [N]. A lower bound in
   /// expectation that rises with k towards log p(x). About `rows` images are decoded at a time.
-  torch::Tensor importance_log_likelihood(const torch::Tensor& x, int64_t k, int64_t rows = 2048);
+  torch::Tensor importance_log_likelihood(const torch::Tensor& x, int64_t k, int64_t rows = 2048) override;
   /// Draws `n` codes from the prior N(0, I) and decodes them.
   torch::Tensor sample(int64_t n) override;
   /// Whether likelihoods are meant for binarised data (a Bernoulli decoder that binarises).
-  bool binarizes() const { return options.decoder() == VaeDecoder::bernoulli && options.binarize(); }
+  bool binarizes() const override { return options.decoder() == VaeDecoder::bernoulli && options.binarize(); }
 
   VAEOptions options;
 
@@ -112,9 +105,6 @@ class VAEImpl : public torch::nn::Cloneable<VAEImpl>, public Autoencoder, public
   torch::Tensor log_likelihood_of_output(const torch::Tensor& x_flat, const torch::Tensor& out) const;
   /// The Gaussian decoder's log-variance per pixel, [D].
   torch::Tensor pixel_log_variance() const;
-
-  /// The conv networks' architecture, with a dense layer of `code_size`.
-  ConvOptions conv_options(int64_t code_size) const;
 
   MLP encoder_{nullptr};
   MLP decoder_{nullptr};

@@ -39,14 +39,14 @@ struct WAEOptions {
 /// codes; the generic trainer steps it after the model, with its own optimizer.
 ///
 ///   WAE wae(WAEOptions(UndercompleteOptions({1, 28, 28}, 8)));
-///   Losses l = wae->loss(x, x, wae->forward(x));   // terms "recon", "mmd" (or "gan")
+///   Losses l = wae->loss(x, wae->forward(x));   // terms "recon", "mmd" (or "gan")
 class WAEImpl : public BackboneAutoencoder<WAEImpl>, public Generative, public Adversarial {
  public:
   explicit WAEImpl(WAEOptions options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
 
-  Losses loss(const torch::Tensor& target, const torch::Tensor& input, const Output& output) override;
+  Losses loss(const torch::Tensor& target, const Output& output) override;
   /// Decoded draws from the prior N(0, sigma_p^2 I).
   torch::Tensor sample(int64_t n) override;
   /// Exports `sample(n)` next to the backbone's methods (not the discriminator).

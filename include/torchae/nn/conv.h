@@ -9,21 +9,12 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace torchae {
-
-/// The networks of a family's encoder and decoder (option `model.backbone`).
-enum class BackboneKind {
-  /// Multi-layer perceptrons on the flattened input.
-  mlp,
-  /// Convolutions on images {C, H, W} (`ConvEncoder`, `ConvDecoder`).
-  conv,
-};
-
-BackboneKind parse_backbone(const std::string& name);
-std::string to_string(BackboneKind kind);
 
 /// The architecture of a convolutional backbone, shared by its encoder and its decoder (which
 /// mirrors the encoder with transposed convolutions).
@@ -39,7 +30,11 @@ struct ConvOptions {
   int64_t stride(std::size_t i) const;
   /// {C, h, w} of the last feature map for the training shape.
   std::vector<int64_t> feature_shape() const;
-  /// Checks the options; the message names the option at fault.
+  /// The first rule these options break, as {option, what is wrong}, e.g. {"kernels", "must be
+  /// odd ..., got 4"}; none when they are sound. The one rule set behind `check` and behind the
+  /// configuration's messages (`read_backbone_options`).
+  std::optional<std::pair<std::string, std::string>> problem() const;
+  /// Throws (TORCH_CHECK) with `problem()`'s message, if any.
   void check() const;
 
   /// {C, H, W} of one training image (C is 1 for gray, 3 for colour).
@@ -124,12 +119,5 @@ TORCH_MODULE(ConvDecoder);
 
 /// "channels=[32, 64], kernels=[3], strides=[2]": the layers, for `pretty_print`.
 std::string describe_layers(const ConvOptions& options);
-
-class OptionReader;
-struct DataSpec;
-
-/// Reads the convolutional options a family with `model.backbone` "conv" takes (channels,
-/// kernels, strides) for images of `data`, with `defaults` for keys not given.
-ConvOptions read_conv_options(OptionReader& reader, const DataSpec& data, const ConvOptions& defaults);
 
 }  // namespace torchae

@@ -63,8 +63,9 @@ class Restorer {
   int64_t channels() const { return channels_; }
   /// The model card.
   const Json& card() const { return card_; }
-  /// How images go through the model (from the card: fully convolutional conv backbones take
-  /// any size that is a multiple of their stride; other models their training size).
+  /// How images go through the model (from the archive's `size_multiple`: a fully
+  /// convolutional model takes any size that is a multiple of it; other models their training
+  /// size, from the card).
   TileOptions& tiling() { return tiling_; }
   const TileOptions& tiling() const { return tiling_; }
   /// Throws Error when the model cannot do `task` (colorize needs 3 channels).

@@ -32,8 +32,8 @@ Run prepare_run(const Json& config, bool with_test);
 /// Trains a new run into `run_dir` (created; refused when it already holds a run).
 void train_run(const Json& config, const std::filesystem::path& run_dir);
 
-/// Trains `run` into `run_dir` (continuing its checkpoint when `resume`): a stacked model
-/// phase by phase (`LayerwisePretrainer`), any other by one `Trainer`.
+/// Trains `run` into `run_dir` (continuing its checkpoint when `resume`) through the stages
+/// the model describes (`StagedTrainer`: one, for a model that is not `Staged`).
 void fit_run(Run& run, const std::filesystem::path& run_dir, bool resume);
 
 /// Continues the run in `run_dir` exactly where its checkpoint stopped (from epoch 0 when it
@@ -60,7 +60,8 @@ struct EvalOptions {
 };
 
 /// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
-/// A variational model adds its likelihood, a model with a classifier head its test accuracy.
+/// A model with a `Likelihood` adds it, a model with a classifier head its test accuracy, a
+/// `Generative` model of Fashion-MNIST the quality of its samples.
 Json evaluate_run(const std::filesystem::path& run_dir, const EvalOptions& options = {});
 /// The same for a run already loaded (with its test split) from `run_dir`.
 Json evaluate_run(Run& run, const std::filesystem::path& run_dir, const EvalOptions& options = {});

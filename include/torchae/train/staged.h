@@ -1,8 +1,10 @@
 #pragma once
 
 #include "torchae/data/dataset.h"
-#include "torchae/models/stacked.h"
+#include "torchae/models/autoencoder.h"
 #include "torchae/train/trainer.h"
+
+#include <torch/nn/pimpl.h>
 
 #include <filesystem>
 #include <functional>
@@ -12,34 +14,31 @@
 
 namespace torchae {
 
-/// One stage of a stacked model's training, as `LayerwisePretrainer` runs it.
-struct StagePlan {
-  /// "pretrain", "finetune" or "classify".
-  std::string phase;
-  /// 1-based layer of a pretraining stage; 0 otherwise.
-  int64_t layer = 0;
-  /// What the generic trainer trains: the layer's shallow autoencoder, or the whole stack.
-  std::shared_ptr<Autoencoder> model;
+/// One stage of a run, as `StagedTrainer` runs it: the model's `Stage` (its phase is empty for
+/// the one stage of a model that is not `Staged`) with its train options.
+struct StagePlan : Stage {
   /// The run's train options with the stage's epochs and learning rate.
   TrainOptions options;
 };
 
-/// Trains a `Stacked` model phase by phase, each stage by the generic `Trainer`:
-///  - pretrain: layer l, as the shallow autoencoder of its family, on the codes of layers
-///    1..l-1. Those are computed once per layer, in eval mode and without gradients, from the
-///    codes the layer below was trained on, and kept in memory: nothing is pushed through
-///    frozen layers at every batch;
-///  - finetune: the whole stack on reconstruction;
-///  - classify: the encoder and the softmax head on the labels.
-/// Every stage writes to the one run directory: its lines in metrics.jsonl carry "phase",
-/// "layer" and "stage", and checkpoint.pt holds the whole model with the stage's optimizer, so
-/// `resume()` continues from inside any stage, exactly.
+/// Trains any model through the stages it describes, each by the generic `Trainer`: a `Staged`
+/// model (a stack: each layer's pretraining, fine-tuning, the classifier head) stage by stage,
+/// any other model in one stage, as a whole. A stage that trains on the codes of parts of the
+/// model gets them computed once, in eval mode and without gradients, from the codes the stage
+/// before it used, and kept in memory: nothing is pushed through frozen layers at every batch.
+/// Every stage writes to the one run directory: in a run of several stages, its lines in
+/// metrics.jsonl carry "phase", "layer" and "stage", and checkpoint.pt holds the whole model
+/// with the stage's optimizer, so `resume()` continues from inside any stage, exactly.
 ///
-///   LayerwisePretrainer pretrainer(stacked, options, "runs/sdae");
-///   pretrainer.fit(data.train, data.validation);
-class LayerwisePretrainer {
+///   StagedTrainer trainer(model, options, "runs/sdae");
+///   trainer.fit(data.train, data.validation);
+class StagedTrainer {
  public:
-  LayerwisePretrainer(Stacked model, TrainOptions options, std::filesystem::path run_dir = {});
+  StagedTrainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir = {});
+  /// The same for a family's module holder (`Stacked`, `Undercomplete`, ...).
+  template <typename Impl>
+  StagedTrainer(const torch::nn::ModuleHolder<Impl>& model, TrainOptions options, std::filesystem::path run_dir = {})
+      : StagedTrainer(std::shared_ptr<Autoencoder>(model.ptr()), std::move(options), std::move(run_dir)) {}
 
   /// The stages, in the order they run.
   const std::vector<StagePlan>& stages() const { return stages_; }
@@ -54,7 +53,12 @@ class LayerwisePretrainer {
   }
 
  private:
-  Stacked model_;
+  /// Where stage `i` sits in the run, as its `Trainer` records it.
+  TrainingStage position(std::size_t i) const;
+
+  std::shared_ptr<Autoencoder> model_;
+  /// The model's `Staged` face; null for a model trained in one stage.
+  Staged* staged_ = nullptr;
   TrainOptions options_;
   std::filesystem::path run_dir_;
   std::vector<StagePlan> stages_;

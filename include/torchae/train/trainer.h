@@ -130,6 +130,12 @@ class Trainer {
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
 
  private:
+  /// One pass over `train` (on the device), batch by batch: the epoch's record without its
+  /// validation figures and time.
+  EpochRecord train_epoch(const Dataset& train);
+  /// Early-stopping bookkeeping, then the metrics line, the checkpoint, the epoch line and the
+  /// callback of the epoch just done.
+  void finish_epoch(const EpochRecord& record);
   void save_checkpoint() const;
   void append_metrics(const EpochRecord& record) const;
   /// The model's losses on a batch: `loss`, or `supervised_loss` with the labels.

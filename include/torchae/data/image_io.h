@@ -1,0 +1,26 @@
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+
+namespace torchae {
+
+/// Reads any image OpenCV reads as float [channels, H, W] in [0, 1], colour in RGB order;
+/// `channels` 1 converts to gray, 3 to colour (a gray file is replicated). A missing or
+/// unreadable file is an Error naming it.
+torch::Tensor read_image(const std::filesystem::path& path, int64_t channels);
+
+/// Writes an image [C, H, W] (C 1 or 3, RGB, values clipped to [0, 1]) as an 8-bit PNG,
+/// atomically.
+void write_image(const std::filesystem::path& path, const torch::Tensor& image);
+
+/// An image as an 8-bit file holds it: clipped to [0, 1] and rounded to multiples of 1/255.
+torch::Tensor quantize_8bit(const torch::Tensor& image);
+
+/// The luma of colour images [..., 3, H, W] in RGB order (ITU-R BT.601, the weights of
+/// OpenCV's RGB2GRAY): [..., H, W].
+torch::Tensor luma(const torch::Tensor& images);
+
+}  // namespace torchae

@@ -1,0 +1,84 @@
+#include "torchae/data/image_io.h"
+
+#include "torchae/core/error.h"
+#include "torchae/core/io.h"
+#include "src/data/cv_image.h"
+
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace torchae {
+
+namespace fs = std::filesystem;
+
+cv::Mat to_mat8(const torch::Tensor& image) {
+  TORCH_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3), "expected an image [1|3, H, W], got ",
+              image.sizes());
+  const torch::Tensor hwc = image.detach()
+                                .to(torch::kCPU, torch::kFloat32)
+                                .clamp(0, 1)
+                                .mul(255.0)
+                                .round_()
+                                .to(torch::kUInt8)
+                                .permute({1, 2, 0})
+                                .contiguous();
+  const int c = static_cast<int>(image.size(0));
+  const cv::Mat view(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC(c), hwc.data_ptr<uint8_t>());
+  cv::Mat mat;
+  if (c == 3) {
+    cv::cvtColor(view, mat, cv::COLOR_RGB2BGR);
+  } else {
+    mat = view.clone();
+  }
+  return mat;
+}
+
+torch::Tensor from_mat8(const cv::Mat& mat) {
+  TORCH_CHECK(mat.depth() == CV_8U && (mat.channels() == 1 || mat.channels() == 3), "expected an 8-bit gray or BGR image");
+  cv::Mat rgb;
+  if (mat.channels() == 3) {
+    cv::cvtColor(mat, rgb, cv::COLOR_BGR2RGB);
+  } else {
+    rgb = mat;
+  }
+  const int64_t c = rgb.channels();
+  return torch::from_blob(rgb.data, {rgb.rows, rgb.cols, c}, {static_cast<int64_t>(rgb.step1()), c, 1}, torch::kUInt8)
+      .permute({2, 0, 1})
+      .to(torch::kFloat32)
+      .div_(255.0f)
+      .contiguous();
+}
+
+torch::Tensor read_image(const fs::path& path, int64_t channels) {
+  TORCH_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such image file", path.string()));
+  const cv::Mat image = cv::imread(path.string(), channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+  if (image.empty()) throw Error(fmt::format("{}: not an image OpenCV can read", path.string()));
+  return from_mat8(image);
+}
+
+torch::Tensor quantize_8bit(const torch::Tensor& image) { return image.clamp(0, 1).mul(255.0).round_().div_(255.0); }
+
+void write_image(const fs::path& path, const torch::Tensor& image) {
+  const cv::Mat mat = to_mat8(image);
+  write_atomically(path, [&](const fs::path& tmp) {
+    // OpenCV picks the codec from the extension, so the temporary name must end in .png.
+    const fs::path png = tmp.string() + ".png";
+    if (!cv::imwrite(png.string(), mat)) throw Error(fmt::format("cannot write {}", path.string()));
+    fs::rename(png, tmp);
+  });
+}
+
+torch::Tensor luma(const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() >= 3 && images.size(-3) == 3, "luma: expected colour images [..., 3, H, W], got ",
+              images.sizes());
+  // ITU-R BT.601, as OpenCV's RGB2GRAY.
+  return 0.299 * images.select(-3, 0) + 0.587 * images.select(-3, 1) + 0.114 * images.select(-3, 2);
+}
+
+}  // namespace torchae
