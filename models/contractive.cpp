@@ -76,7 +76,7 @@ void register_contractive(Registry& registry) {
                   r.finish();
                   return [o] { return Contractive(o).ptr(); };
                 },
-                [](const DataSpec& input) { return stack_layer_defaults(input); }});
+                stack_layer_defaults});
 }
 
 }  // namespace torchae

@@ -56,7 +56,7 @@ void register_denoising(Registry& registry) {
                   r.finish();
                   return [o] { return Denoising(o).ptr(); };
                 },
-                [](const DataSpec& input) { return stack_layer_defaults(input); }});
+                stack_layer_defaults});
 }
 
 }  // namespace torchae

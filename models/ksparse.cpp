@@ -100,7 +100,12 @@ void register_ksparse(Registry& registry) {
                   r.finish();
                   return [o] { return KSparse(o).ptr(); };
                 },
-                [](const DataSpec& input) { return stack_layer_defaults(input, /*sigmoid_code=*/false); }});
+                [](const DataSpec& input) {
+                  // As a layer too, the code stays linear: the top-k selection is its non-linearity.
+                  Json defaults = stack_layer_defaults(input);
+                  defaults.erase("code_activation");
+                  return defaults;
+                }});
 }
 
 }  // namespace torchae

@@ -48,7 +48,7 @@ void register_sparse(Registry& registry) {
                   r.finish();
                   return [o] { return Sparse(o).ptr(); };
                 },
-                [](const DataSpec& input) { return stack_layer_defaults(input); }});
+                stack_layer_defaults});
 }
 
 }  // namespace torchae

@@ -265,17 +265,15 @@ UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec&
   return o;
 }
 
-Json stack_layer_defaults(const DataSpec& input, bool sigmoid_code) {
+Json stack_layer_defaults(const DataSpec& input) {
   const bool unit_range = input.min >= 0.0 && input.max <= 1.0;
-  Json defaults = {{"hidden", Json::array()},
-                   {"output_activation", unit_range ? "sigmoid" : "identity"},
-                   {"loss", unit_range ? "bce" : "mse"}};
-  if (sigmoid_code) defaults["code_activation"] = "sigmoid";
-  return defaults;
+  return {{"hidden", Json::array()},
+          {"code_activation", "sigmoid"},
+          {"output_activation", unit_range ? "sigmoid" : "identity"},
+          {"loss", unit_range ? "bce" : "mse"}};
 }
 
 void register_undercomplete(Registry& registry) {
-  const auto layer_defaults = [](const DataSpec& input) { return stack_layer_defaults(input); };
   registry.add({"undercomplete",
                 "encoder f and decoder g around a narrow code; MLP widths, activations, tied "
                 "weights (W_d = W_e^T), linear (PCA-equivalent) mode; loss mse or bce",
@@ -286,7 +284,7 @@ void register_undercomplete(Registry& registry) {
                   r.finish();
                   return [o] { return Undercomplete(o).ptr(); };
                 },
-                layer_defaults});
+                stack_layer_defaults});
   registry.add({"dropout",
                 "an undercomplete autoencoder with dropout on the input and on every hidden layer "
                 "(Srivastava et al. 2014); off in eval mode",
@@ -297,7 +295,7 @@ void register_undercomplete(Registry& registry) {
                   r.finish();
                   return [o] { return Undercomplete(o).ptr(); };
                 },
-                layer_defaults});
+                stack_layer_defaults});
 }
 
 }  // namespace torchae

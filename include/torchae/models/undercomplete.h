@@ -126,9 +126,9 @@ UndercompleteOptions read_undercomplete_options(OptionReader& reader, const Data
                                                 const UndercompleteOptions& defaults);
 
 /// What a family on the undercomplete backbone takes by default as a stack's layer
-/// (`Family::layer_defaults`) whose input is `input`: one affine map each way, a sigmoid code
-/// unless `sigmoid_code` is false, and a sigmoid output with bce when the input lies in [0, 1],
-/// a linear output with mse otherwise.
-Json stack_layer_defaults(const DataSpec& input, bool sigmoid_code = true);
+/// (`Family::layer_defaults`) whose input is `input`: one affine map each way, a sigmoid code,
+/// and a sigmoid output with bce when the input lies in [0, 1], a linear output with mse
+/// otherwise.
+Json stack_layer_defaults(const DataSpec& input);
 
 }  // namespace torchae
