@@ -84,6 +84,9 @@ Json bench(const BenchArgs& args) {
   options.threads = args.threads;
   torchae::Trainer trainer(built.model, options);
   const torchae::Dataset train = data.train.to(trainer.device());
+  if (args.batch > train.size()) {
+    throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", args.batch, train.size()));
+  }
 
   const int64_t n = train.size();
   torch::Tensor order;

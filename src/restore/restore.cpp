@@ -209,15 +209,16 @@ torch::Tensor add_noise(const torch::Tensor& image, const std::string& noise) {
       o.kind = CorruptionKind::salt_pepper;
       o.level = std::stod(noise.substr(salt.size()), &used);
       used += salt.size();
-      if (o.level < 0 || o.level > 1) throw std::invalid_argument("range");
+      if (!(o.level >= 0 && o.level <= 1)) throw std::invalid_argument("range");  // NaN too
     } else {
       o.kind = CorruptionKind::gaussian;
       o.level = std::stod(noise, &used) / 255.0;
-      if (o.level < 0) throw std::invalid_argument("range");
+      if (!(o.level >= 0 && o.level <= 1)) throw std::invalid_argument("range");
     }
     if (used != noise.size()) throw std::invalid_argument("trailing");
   } catch (const std::exception&) {
-    throw Error(fmt::format("--noise \"{}\": expected SIGMA (>= 0, in 0-255 units) or salt_pepper:P (P in [0, 1])", noise));
+    throw Error(fmt::format("--noise \"{}\": expected SIGMA (in [0, 255], 0-255 units) or salt_pepper:P (P in [0, 1])",
+                            noise));
   }
   const bool single = image.dim() == 3;
   const torch::Tensor batch = single ? image.unsqueeze(0) : image;

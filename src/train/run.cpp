@@ -43,6 +43,10 @@ Run prepare_run(const Json& config, bool with_test) {
 
   torch::manual_seed(static_cast<uint64_t>(run.train_options.seed));
   run.data = load_data(run.data_options, with_test);
+  train_reader.require(run.train_options.patience == 0 || run.data.validation.size() > 0, "patience",
+                       fmt::format("early stopping needs a validation split, and data.validation_fraction {} holds "
+                                   "out none of the {} training examples",
+                                   run.data_options.validation_fraction, run.data.train.size()));
   run.model = build_model(section("model"), run.data.spec);
   run.config = Json{{"model", run.model.resolved},
                     {"data", data_reader.resolved()},
@@ -106,7 +110,16 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   for (const auto& assignment : overrides) {
     const std::string key = assignment.substr(0, assignment.find('='));
     if (std::find(changeable.begin(), changeable.end(), key) == changeable.end()) {
-      throw Error(fmt::format("--set {}: cannot change {} when resuming (only {} can)", assignment, key,
+      // Re-running the command line of the run with --resume repeats its settings: a value
+      // the run already has is no change.
+      Json asked = config;
+      apply_override(asked, assignment);
+      const Json* before = find_dotted(config, key);
+      const Json* after = find_dotted(asked, key);
+      if (before && after && *before == *after) continue;
+      throw Error(fmt::format("--set {}: cannot change {} when resuming: the run has {}, this asks for {} (only {} "
+                              "can change)",
+                              assignment, key, before ? before->dump() : "no such key", after ? after->dump() : "null",
                               fmt::join(changeable, ", ")));
     }
     apply_override(config, assignment);
@@ -120,7 +133,14 @@ Run load_run(const fs::path& run_dir, bool with_test, const std::string& device)
   Json config = read_run_config(run_dir);
   const bool has_train = config.contains("train") && config["train"].is_object();
   const Json trained_on = has_train ? config["train"].value("device", Json(TrainOptions().device)) : Json();
-  if (!device.empty()) config["train"]["device"] = device;
+  if (!device.empty()) {
+    try {
+      resolve_device(device);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--device: {}", e.what()));
+    }
+    config["train"]["device"] = device;
+  }
   Run run = prepare_run(config, with_test);
   // Whatever device this works on, the run's configuration says where it was trained.
   if (!device.empty() && trained_on.is_string()) run.config["train"]["device"] = trained_on;

@@ -38,6 +38,10 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   o.step_size = r.integer("step_size", o.step_size, at_least(1));
   o.gamma = r.number("gamma", o.gamma, Bound{0, 1, true, false});
   o.min_lr = r.number("min_lr", o.min_lr, at_least(0));
+  r.require(o.schedule != "cosine" || o.min_lr <= o.lr, "min_lr",
+            fmt::format("must not exceed train.lr ({}) with schedule cosine, which anneals from lr down to min_lr; "
+                        "got {}",
+                        o.lr, o.min_lr));
   o.clip_grad_norm = r.number("clip_grad_norm", o.clip_grad_norm, at_least(0));
   o.patience = r.integer("patience", o.patience, at_least(0));
   o.min_delta = r.number("min_delta", o.min_delta, at_least(0));

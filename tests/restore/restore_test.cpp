@@ -318,6 +318,10 @@ TEST_F(RestoreTest, TheCommandLineRestoresAndWritesItsDemoInputs) {
 
   const std::string out = "--out " + (dir / "x.png").string();
   test::expect_one_line_error(run("--task denoise --noise loud " + out), "--noise \"loud\"");
+  // Not a number, or beyond the 0-255 range: black or overflowing images otherwise.
+  test::expect_one_line_error(run("--task denoise --noise nan " + out), "--noise \"nan\"");
+  test::expect_one_line_error(run("--task denoise --noise 1e308 " + out), "--noise \"1e308\"");
+  test::expect_one_line_error(run("--task denoise --noise salt_pepper:nan " + out), "--noise \"salt_pepper:nan\"");
   test::expect_one_line_error(run("--task inpaint --mask stars " + out), "--mask \"stars\"");
   test::expect_one_line_error(run("--task inpaint " + out), "inpaint needs --mask");
   write_image(dir / "small.png", torch::zeros({1, 10, 10}));

@@ -175,6 +175,38 @@ TEST_F(Cli, NeverOverwritesARunAndResumeChangesOnlyWhatIsSafe) {
   EXPECT_EQ(read_text(std::filesystem::path(run) / "config.json"), config);
 }
 
+// Re-running a run's command line with --resume repeats its settings: those are accepted, and
+// only a value that differs is refused, with the run's value and the new one.
+TEST_F(Cli, ResumeAcceptsTheRunsOwnSettingsAndNamesTheOnesThatDiffer) {
+  TempDir dir;
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, run)).exit_code, 0);
+  const CliResult again = run_cli(fmt::format("train {} --set train.epochs=2 --resume {}", kSmall, run));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(metrics_lines(run).size(), 2u);
+  expect_one_line_error(run_cli(fmt::format("train --resume {} --set data.limit=3000", run)),
+                        "cannot change data.limit when resuming: the run has 1200, this asks for 3000");
+  expect_one_line_error(run_cli(fmt::format("train --resume {} --set model.nonsense=1", run)),
+                        "the run has no such key, this asks for 1");
+}
+
+// Values that would silently produce nonsense are refused, naming the option.
+TEST_F(Cli, ValuesThatWouldProduceNonsenseAreRefused) {
+  TempDir dir;
+  const std::string out = (dir / "run").string();
+  expect_one_line_error(run_cli(fmt::format("train {} --set train.patience=2 --set data.validation_fraction=0 --out {}",
+                                            kSmall, out)),
+                        "train.patience: early stopping needs a validation split");
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(out) / "config.json"));
+  expect_one_line_error(run_cli("bench --batch 70000 --steps 1 --warmup 0"),
+                        "bench: --batch 70000 exceeds the 60000 training examples");
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, out)).exit_code, 0);
+  if (!torch::cuda::is_available()) {
+    expect_one_line_error(run_cli(fmt::format("eval --run {} --device cuda", out)),
+                          "--device: device \"cuda\": no CUDA device is available");
+  }
+}
+
 TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {
   TempDir dir;
   const std::string run = (dir / "run").string(), fresh = (dir / "fresh").string();

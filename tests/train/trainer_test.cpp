@@ -229,6 +229,12 @@ TEST_F(TrainerTest, OptionsAreReadStrictly) {
             std::string::npos);
   EXPECT_NE(error_of({{"batchsize", 3}}).find("train.batchsize: unknown key"), std::string::npos);
   EXPECT_EQ(error_of({{"epochs", 2}, {"optimizer", "sgd"}, {"momentum", 0.9}, {"nesterov", true}}), "(no error)");
+  // A cosine schedule from lr "down" to a larger min_lr would climb.
+  EXPECT_NE(error_of({{"schedule", "cosine"}, {"lr", 1e-3}, {"min_lr", 1e-2}})
+                .find("train.min_lr: must not exceed train.lr (0.001) with schedule cosine"),
+            std::string::npos);
+  EXPECT_EQ(error_of({{"schedule", "cosine"}, {"lr", 1e-3}, {"min_lr", 1e-3}}), "(no error)");
+  EXPECT_EQ(error_of({{"schedule", "step"}, {"lr", 1e-3}, {"min_lr", 1e-2}}), "(no error)");  // unused there
 }
 
 }  // namespace
