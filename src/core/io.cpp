@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <fcntl.h>
 #include <sstream>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace torchae {
@@ -52,6 +54,24 @@ std::string read_text(const std::filesystem::path& path) {
   text << in.rdbuf();
   if (in.bad()) throw Error(fmt::format("{}: read error", path.string()));
   return text.str();
+}
+
+RunClaim::RunClaim(const std::filesystem::path& dir) {
+  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0) throw Error(fmt::format("cannot open {}: {}", dir.string(), std::strerror(errno)));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (error == EWOULDBLOCK) {
+      throw Error(fmt::format("{} is in use: another torchae process is training it", dir.string()));
+    }
+    throw Error(fmt::format("cannot lock {}: {}", dir.string(), std::strerror(error)));
+  }
+}
+
+RunClaim::~RunClaim() {
+  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
 }
 
 }  // namespace torchae

@@ -54,7 +54,9 @@ Run prepare_run(const Json& config, bool with_test) {
   return run;
 }
 
-void train_run(const Json& config, const fs::path& run_dir) {
+namespace {
+
+void refuse_a_run_there(const fs::path& run_dir) {
   std::error_code ec;
   for (const char* file : {kConfigFile, kCheckpointFile}) {
     if (fs::exists(run_dir / file, ec)) {
@@ -62,9 +64,20 @@ void train_run(const Json& config, const fs::path& run_dir) {
                               run_dir.string(), file, run_dir.string()));
     }
   }
+}
+
+}  // namespace
+
+void train_run(const Json& config, const fs::path& run_dir) {
+  refuse_a_run_there(run_dir);  // before the data is loaded: the common mistake fails fast
   Run run = prepare_run(config, /*with_test=*/false);
+  std::error_code ec;
   fs::create_directories(run_dir, ec);
   if (ec) throw Error(fmt::format("cannot create {}: {}", run_dir.string(), ec.message()));
+  // Claimed, then checked again: of two trainings started together into one directory, one
+  // trains and the other is refused, never both.
+  const RunClaim claim(run_dir);
+  refuse_a_run_there(run_dir);
   write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
   fit_run(run, run_dir, /*resume=*/false);
 }
@@ -105,7 +118,9 @@ fs::path checkpoint_of(const fs::path& run_dir) {
 }  // namespace
 
 void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides) {
-  Json config = read_run_config(run_dir);
+  read_run_config(run_dir);  // not a run directory: said before anything else
+  const RunClaim claim(run_dir);
+  Json config = read_run_config(run_dir);  // as the last holder of the claim left it
   static const std::vector<std::string> changeable{"train.epochs", "train.device", "train.threads", "train.progress"};
   for (const auto& assignment : overrides) {
     const std::string key = assignment.substr(0, assignment.find('='));
@@ -162,6 +177,11 @@ Json evaluate_run(const fs::path& run_dir, const EvalOptions& options) {
   return evaluate_run(run, run_dir, options);
 }
 
+Json checkpoint_json(const fs::path& run_dir) {
+  const CheckpointPosition at = checkpoint_position(run_dir);
+  return Json{{"stage", at.stage}, {"epoch", at.epoch}};
+}
+
 Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options) {
   const torch::Device device = resolve_device(run.train_options.device);
   set_threads(run.train_options.threads);
@@ -186,6 +206,7 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   }
   metrics["family"] = run.config["model"]["family"];
   metrics["run"] = run_dir.string();
+  metrics["checkpoint"] = checkpoint_json(run_dir);
   write_text_atomically(run_dir / "eval.json", metrics.dump(2) + "\n");
   return metrics;
 }

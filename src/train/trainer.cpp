@@ -166,19 +166,22 @@ void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpo
   }
 }
 
-int64_t checkpoint_stage(const std::filesystem::path& run_dir) {
+CheckpointPosition checkpoint_position(const std::filesystem::path& run_dir) {
   const auto path = run_dir / kCheckpointFile;
   std::error_code ec;
-  if (run_dir.empty() || !std::filesystem::exists(path, ec)) return -1;
+  if (run_dir.empty() || !std::filesystem::exists(path, ec)) return {};
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path.string(), torch::kCPU);
-    torch::Tensor stage;
-    return archive.try_read("stage", stage) ? stage.item<int64_t>() : 0;
+    torch::Tensor stage, epoch;
+    archive.read("epoch", epoch);
+    return {archive.try_read("stage", stage) ? stage.item<int64_t>() : 0, epoch.item<int64_t>()};
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot read this checkpoint: {}", path.string(), e.what_without_backtrace()));
   }
 }
+
+int64_t checkpoint_stage(const std::filesystem::path& run_dir) { return checkpoint_position(run_dir).stage; }
 
 Json EpochRecord::to_json() const {
   Json j = tag;

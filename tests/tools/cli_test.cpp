@@ -207,6 +207,61 @@ TEST_F(Cli, ValuesThatWouldProduceNonsenseAreRefused) {
   }
 }
 
+// An eval.json computed before the run trained further never reaches a model card.
+TEST_F(Cli, ExportReevaluatesARunTrainedSinceItsEval) {
+  TempDir dir;
+  const std::string run = (dir / "run").string(), archive = (dir / "m.pt").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, run)).exit_code, 0);
+  const CliResult eval = run_cli("eval --run " + run);
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  EXPECT_EQ(Json::parse(eval.out)["checkpoint"], (Json{{"stage", 0}, {"epoch", 1}}));
+  ASSERT_EQ(run_cli(fmt::format("train --resume {} --set train.epochs=2", run)).exit_code, 0);
+  const CliResult exported = run_cli(fmt::format("export --run {} --out {}", run, archive));
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const Json card = read_model_card(archive);
+  EXPECT_EQ(card["training"]["epochs"], 2);
+  EXPECT_EQ(card["metrics"]["checkpoint"], (Json{{"stage", 0}, {"epoch", 2}}));
+  EXPECT_NE(card["metrics"]["test_mse"], Json::parse(eval.out)["test_mse"]);
+  EXPECT_EQ(load_json_file(std::filesystem::path(run) / "eval.json")["checkpoint"]["epoch"], 2);
+}
+
+// Two trainings started together into one directory: one trains, the other is refused (by the
+// claim, or by the run it finds), and the run is that of the one.
+TEST_F(Cli, TwoTrainingsStartedTogetherIntoOneDirectoryNeverBothRun) {
+  TempDir dir;
+  const std::string run = (dir / "run").string(), d = dir.path().string();
+  const std::string train = fmt::format("'{}' train {} --set train.epochs=3 --out {}", TORCHAE_CLI, kSmall, run);
+  const CliResult both = test::run_command(fmt::format(
+      "({0} > {1}/a.out 2> {1}/a.err & {0} > {1}/b.out 2> {1}/b.err; b=$?; wait $!; a=$?; echo $a $b)", train, d));
+  int a = -1, b = -1;
+  std::istringstream(both.out) >> a >> b;
+  ASSERT_TRUE((a == 0) != (b == 0)) << "exit codes " << a << " " << b;
+  const std::string refused = read_text(dir / (a == 0 ? "b.err" : "a.err"));
+  EXPECT_EQ(std::count(refused.begin(), refused.end(), '\n'), 1) << refused;
+  EXPECT_TRUE(refused.find(run + " is in use") != std::string::npos ||
+              refused.find(run + " already holds a run") != std::string::npos)
+      << refused;
+  const auto lines = metrics_lines(run);
+  ASSERT_EQ(lines.size(), 3u);
+  for (int64_t i = 0; i < 3; ++i) EXPECT_EQ(lines[i]["epoch"], i + 1);
+}
+
+// A resume of a run that another process is training is refused while it trains.
+TEST_F(Cli, AResumeWhileAnotherProcessTrainsTheRunIsRefused) {
+  TempDir dir;
+  const std::string run = (dir / "run").string();
+  const std::string script = fmt::format(
+      "('{0}' train --set data.limit=6000 --set train.epochs=40 --set train.progress=none --out {1} & "
+      "for i in $(seq 600); do [ -f {1}/config.json ] && break; sleep 0.05; done; "
+      "'{0}' train --resume {1}; echo \"resume $?\"; kill -9 $! 2> /dev/null; wait)",
+      TORCHAE_CLI, run);
+  const CliResult r = test::run_command(script);
+  EXPECT_NE(r.out.find("resume 1"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.err.find("torchae: error: " + run + " is in use: another torchae process is training it"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {
   TempDir dir;
   const std::string run = (dir / "run").string(), fresh = (dir / "fresh").string();

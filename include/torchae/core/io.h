@@ -19,4 +19,22 @@ void write_text_atomically(const std::filesystem::path& path, const std::string&
 /// Reads a whole file; throws Error naming the file when it cannot.
 std::string read_text(const std::filesystem::path& path);
 
+/// An exclusive claim on a run directory for as long as the object lives: a lock (flock) on
+/// the directory itself, so the run directory holds no extra file, and the claim goes with the
+/// process however it ends. A second claim, by another process or in this one, fails at once
+/// with an Error naming the directory: two trainings, or a training and a resume, never write
+/// the same run.
+///
+///   RunClaim claim(run_dir);   // throws when another process holds it
+class RunClaim {
+ public:
+  explicit RunClaim(const std::filesystem::path& dir);
+  ~RunClaim();
+  RunClaim(const RunClaim&) = delete;
+  RunClaim& operator=(const RunClaim&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace torchae

@@ -59,10 +59,14 @@ struct EvalOptions {
   std::string device;
 };
 
-/// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json.
+/// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json,
+/// with the position of the checkpoint evaluated (`checkpoint_json`).
 /// A model with a `Likelihood` adds it, a model with a classifier head its test accuracy, a
 /// `Generative` model of Fashion-MNIST the quality of its samples.
 Json evaluate_run(const std::filesystem::path& run_dir, const EvalOptions& options = {});
+/// {"stage": S, "epoch": E} of a run's checkpoint: what an eval.json was computed from, so that
+/// a run trained further since is evaluated again rather than reported stale.
+Json checkpoint_json(const std::filesystem::path& run_dir);
 /// The same for a run already loaded (with its test split) from `run_dir`.
 Json evaluate_run(Run& run, const std::filesystem::path& run_dir, const EvalOptions& options = {});
 

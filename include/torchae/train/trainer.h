@@ -162,6 +162,13 @@ class Trainer {
   bool stopped_early_ = false;
 };
 
+/// Where a run directory's checkpoint was written: its stage (0 for a run of one stage) and the
+/// epochs done in that stage; {-1, 0} when there is no checkpoint.
+struct CheckpointPosition {
+  int64_t stage = -1;
+  int64_t epoch = 0;
+};
+CheckpointPosition checkpoint_position(const std::filesystem::path& run_dir);
 /// The stage a run directory's checkpoint was written in: -1 when there is no checkpoint, 0
 /// for a run of one stage.
 int64_t checkpoint_stage(const std::filesystem::path& run_dir);
