@@ -14,9 +14,49 @@
 
 namespace torchae {
 
+namespace {
+
+// What a file system entry is, in words, for messages.
+std::string kind_of(const std::filesystem::file_status& status) {
+  namespace fs = std::filesystem;
+  switch (status.type()) {
+    case fs::file_type::symlink: return "a symbolic link";
+    case fs::file_type::directory: return "a directory";
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::fifo: return "a FIFO";
+    case fs::file_type::socket: return "a socket";
+    default: return "not a regular file";
+  }
+}
+
+}  // namespace
+
+void check_output_path(const std::filesystem::path& out, const std::string& option) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(out, ec);
+  if (fs::exists(status) && !fs::is_regular_file(status)) {
+    throw Error(fmt::format("{} {}: is {}; torchae replaces only regular files", option, out.string(), kind_of(status)));
+  }
+  const std::string name = out.filename().string();
+  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  for (const char* file : {kConfigFile, kCheckpointFile, kMetricsFile, kEvalFile}) {
+    if (name == file && fs::exists(dir / kConfigFile, ec)) {
+      throw Error(fmt::format("{} {}: that is the {} of the run in {}; write it elsewhere", option, out.string(), file,
+                              dir.string()));
+    }
+  }
+}
+
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path& tmp)>& write) {
   namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(path, ec);
+  if (fs::exists(status) && !fs::is_regular_file(status)) {
+    throw Error(fmt::format("{}: is {}; torchae replaces only regular files", path.string(), kind_of(status)));
+  }
   const fs::path tmp = path.string() + fmt::format(".tmp.{}", ::getpid());
   try {
     write(tmp);

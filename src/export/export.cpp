@@ -201,10 +201,11 @@ Json training_summary(const fs::path& run_dir) {
 }  // namespace
 
 Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_extra) {
+  check_output_path(out, "--out");
   std::error_code ec;
   Run run = load_run(run_dir, /*with_test=*/true, "auto");  // wherever it was trained
   // eval.json speaks for the checkpoint it was computed from; after more training it is stale.
-  Json metrics = fs::exists(run_dir / "eval.json", ec) ? load_json_file(run_dir / "eval.json") : Json();
+  Json metrics = fs::exists(run_dir / kEvalFile, ec) ? load_json_file(run_dir / kEvalFile) : Json();
   if (!metrics.is_object() || metrics.value("checkpoint", Json()) != checkpoint_json(run_dir)) {
     metrics = evaluate_run(run, run_dir);
   }

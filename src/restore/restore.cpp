@@ -1,6 +1,7 @@
 #include "torchae/restore/restore.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/io.h"
 #include "torchae/data/corruption.h"
 #include "torchae/data/dataset.h"
 #include "torchae/data/images.h"
@@ -257,6 +258,7 @@ torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width) 
 
 std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
                                    const std::string& noise, const std::string& mask_spec, const TileOptions* tiling) {
+  check_output_path(out, "--out");
   Restorer model = Restorer::load(archive);
   if (tiling) {
     const int64_t multiple = model.tiling().multiple;

@@ -207,7 +207,7 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   metrics["family"] = run.config["model"]["family"];
   metrics["run"] = run_dir.string();
   metrics["checkpoint"] = checkpoint_json(run_dir);
-  write_text_atomically(run_dir / "eval.json", metrics.dump(2) + "\n");
+  write_text_atomically(run_dir / kEvalFile, metrics.dump(2) + "\n");
   return metrics;
 }
 

@@ -181,6 +181,7 @@ int64_t default_viz_count(const std::string& what) {
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
              int64_t unit, int64_t count) {
   default_viz_count(what);  // refuses an unknown kind by name
+  check_output_path(out, "--out");
   if (count < 1) throw Error("viz: --count must be at least 1");
   Run run = load_run(run_dir, /*with_test=*/true, "cpu");  // drawn on the CPU, wherever it was trained
   Autoencoder& model = *run.model.model;

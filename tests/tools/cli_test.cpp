@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <sys/stat.h>
+
 namespace torchae {
 namespace {
 
@@ -260,6 +262,34 @@ TEST_F(Cli, AResumeWhileAnotherProcessTrainsTheRunIsRefused) {
   EXPECT_NE(r.err.find("torchae: error: " + run + " is in use: another torchae process is training it"),
             std::string::npos)
       << r.err;
+}
+
+// An output never replaces what is not a regular file, nor one of a run's own files. (FIFOs,
+// links and directories stand for device nodes too: the test does not aim at /dev/full.)
+TEST_F(Cli, OutputsNeverReplaceSomethingElseOrTheFilesOfARun) {
+  TempDir dir;
+  const std::filesystem::path run = dir / "run";
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, run.string())).exit_code, 0);
+  const std::string checkpoint = read_text(run / "checkpoint.pt"), config = read_text(run / "config.json");
+  expect_one_line_error(run_cli(fmt::format("export --run {0} --out {0}/checkpoint.pt", run.string())),
+                        "that is the checkpoint.pt of the run in " + run.string());
+  expect_one_line_error(run_cli(fmt::format("viz --run {0} --what recon --out {0}/config.json", run.string())),
+                        "that is the config.json of the run in " + run.string());
+  EXPECT_EQ(read_text(run / "checkpoint.pt"), checkpoint);
+  EXPECT_EQ(read_text(run / "config.json"), config);
+
+  write_text_atomically(dir / "target", "keep");
+  std::filesystem::create_symlink(dir / "target", dir / "link.pt");
+  ASSERT_EQ(mkfifo((dir / "fifo.pt").c_str(), 0600), 0);
+  std::filesystem::create_directory(dir / "dir.pt");
+  for (const auto& [name, kind] : {std::pair{"link.pt", "a symbolic link"}, {"fifo.pt", "a FIFO"}, {"dir.pt", "a directory"}}) {
+    expect_one_line_error(run_cli(fmt::format("export --run {} --out {}", run.string(), (dir / name).string())),
+                          std::string("is ") + kind + "; torchae replaces only regular files");
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "link.pt"));
+  EXPECT_EQ(read_text(dir / "target"), "keep");
+  EXPECT_TRUE(std::filesystem::is_fifo(dir / "fifo.pt"));
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "dir.pt"));
 }
 
 TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {

@@ -6,8 +6,22 @@
 
 namespace torchae {
 
+/// Files of a run directory.
+inline constexpr const char* kCheckpointFile = "checkpoint.pt";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kConfigFile = "config.json";
+inline constexpr const char* kEvalFile = "eval.json";
+
+/// Checks an output a user named with `option` before any work is done: an Error when `out`
+/// exists and is not a regular file (what `write_atomically` refuses to replace), or is one of
+/// the files of a run directory (one that holds config.json), which an export or a picture
+/// written there would destroy.
+void check_output_path(const std::filesystem::path& out, const std::string& option);
+
 /// Writes a file so that a reader never sees it half-written: `write` fills a temporary file
 /// beside `path`, which then replaces `path` by rename. If `write` throws, `path` is untouched.
+/// Only a regular file is replaced: when `path` is a symbolic link, a directory, a device, a
+/// FIFO or a socket, it is an Error and nothing is written.
 ///
 ///   write_atomically(dir / "checkpoint.pt", [&](const auto& tmp) { torch::save(t, tmp.string()); });
 void write_atomically(const std::filesystem::path& path,

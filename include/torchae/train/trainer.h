@@ -1,6 +1,7 @@
 #pragma once
 
 #include "torchae/core/config.h"
+#include "torchae/core/io.h"
 #include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
 
@@ -176,9 +177,5 @@ int64_t checkpoint_stage(const std::filesystem::path& run_dir);
 /// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`.
 void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
 
-/// Files of a run directory.
-inline constexpr const char* kCheckpointFile = "checkpoint.pt";
-inline constexpr const char* kMetricsFile = "metrics.jsonl";
-inline constexpr const char* kConfigFile = "config.json";
 
 }  // namespace torchae
