@@ -56,6 +56,31 @@ TEST_F(Idx, ReadsGzipByContentAndRefusesTruncatedGzip) {
   EXPECT_NE(message.find("truncated"), std::string::npos) << message;
 }
 
+// A gzip bomb: a valid header announcing 10 small images, then 256 MiB of zeros (256 KiB
+// compressed). The reader stops at the announced size and refuses the rest by name, rather
+// than inflating it all first; a header that announces more than the file can inflate to is
+// refused before anything is allocated.
+TEST_F(Idx, StopsReadingAtTheSizeTheHeaderAnnounces) {
+  TempDir dir;
+  write_idx(dir / "head", torch::zeros({10, 28, 28}, torch::kUInt8));
+  const std::string head = read_text(dir / "head");
+  gzFile out = gzopen((dir / "bomb.gz").c_str(), "wb9");
+  gzwrite(out, head.data(), static_cast<unsigned>(head.size()));
+  const std::string zeros(1 << 20, '\0');
+  for (int i = 0; i < 256; ++i) gzwrite(out, zeros.data(), static_cast<unsigned>(zeros.size()));
+  gzclose(out);
+  EXPECT_LT(std::filesystem::file_size(dir / "bomb.gz"), 1u << 20);
+  EXPECT_NE(error_of(dir / "bomb.gz").find("trailing bytes: the header announces 7840 bytes of data, the file holds more"),
+            std::string::npos);
+
+  std::string huge = head.substr(0, 16);
+  huge[4] = '\x01';  // 16,777,226 images of 28 x 28 (13 GB), in a file of a few dozen bytes
+  write_text_atomically(dir / "huge", huge);
+  gzip_file(dir / "huge", dir / "huge.gz");
+  EXPECT_NE(error_of(dir / "huge.gz").find("truncated: the header announces"), std::string::npos);
+  EXPECT_NE(error_of(dir / "huge").find("truncated: the header announces"), std::string::npos);
+}
+
 TEST_F(Idx, RefusesTruncatedTrailingAndForeignFiles) {
   TempDir dir;
   write_idx(dir / "t.idx", torch::zeros({10, 7}, torch::kUInt8));
