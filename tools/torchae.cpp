@@ -74,8 +74,8 @@ Json bench(const BenchArgs& args) {
   torch::manual_seed(0);
   Json model = kReferenceModel;
   if (!args.model.empty()) {
-    model = Json::parse(args.model, nullptr, /*allow_exceptions=*/false);
-    if (!model.is_object()) throw torchae::Error(fmt::format("bench: --model: expected a JSON object, got {}", args.model));
+    model = torchae::parse_json(args.model, "bench: --model");
+    if (!model.is_object()) throw torchae::Error("bench: --model: expected a JSON object");
   }
   const torchae::BuiltModel built = torchae::build_model(model, data.spec);
   torchae::TrainOptions options;

@@ -36,10 +36,10 @@ Bound strictly_between(double lo, double hi) { return Bound{lo, hi, true, true};
 
 namespace {
 
-std::string shown(const Json& value) {
-  std::string text = value.dump();
-  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
-}
+// At most 60 characters of `text`, for messages: an input is named, not echoed whole.
+std::string clipped(const std::string& text) { return text.size() > 60 ? text.substr(0, 57) + "..." : text; }
+
+std::string shown(const Json& value) { return clipped(value.dump()); }
 
 }  // namespace
 
@@ -165,18 +165,36 @@ std::size_t index_of_name(const std::vector<std::string>& names, const std::stri
   throw Error(fmt::format("unknown {} \"{}\" (known: {})", what, name, fmt::join(names, ", ")));
 }
 
-Json load_json_file(const std::filesystem::path& path) {
-  const std::string text = read_text(path);
+namespace {
+
+struct TooDeep {};
+
+// Parses `text`, refusing (TooDeep) values nested deeper than kMaxJsonDepth: nlohmann's
+// parser is iterative, but dumping a value (as error messages do) recurses once per level,
+// and 70,000 levels overflowed the stack.
+Json parse_bounded(const std::string& text) {
+  return Json::parse(text, [](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxJsonDepth) throw TooDeep{};
+    return true;
+  });
+}
+
+}  // namespace
+
+Json parse_json(const std::string& text, const std::string& what) {
   try {
-    return Json::parse(text);
+    return parse_bounded(text);
+  } catch (const TooDeep&) {
+    throw Error(fmt::format("{}: JSON nested deeper than {} levels", what, kMaxJsonDepth));
   } catch (const Json::parse_error& e) {
     // nlohmann's message is "[json.exception.parse_error.101] parse error at line L, column C: ..."
-    std::string what = e.what();
-    const auto at = what.find("parse error");
-    throw Error(fmt::format("{}: invalid JSON: {}", path.string(),
-                            at == std::string::npos ? what : what.substr(at)));
+    std::string message = e.what();
+    const auto at = message.find("parse error");
+    throw Error(fmt::format("{}: invalid JSON: {}", what, at == std::string::npos ? message : message.substr(at)));
   }
 }
+
+Json load_json_file(const std::filesystem::path& path) { return parse_json(read_text(path), path.string()); }
 
 const Json* find_dotted(const Json& config, const std::string& dotted_key) {
   const Json* node = &config;
@@ -196,21 +214,27 @@ const Json* find_dotted(const Json& config, const std::string& dotted_key) {
 void apply_override(Json& config, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw Error(fmt::format("--set {}: expected key=value, e.g. train.epochs=3", assignment));
+    throw Error(fmt::format("--set {}: expected key=value, e.g. train.epochs=3", clipped(assignment)));
   }
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
-  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
+  Json value;
+  try {
+    value = parse_bounded(text);
+  } catch (const TooDeep&) {
+    throw Error(fmt::format("--set {}: JSON nested deeper than {} levels", clipped(key), kMaxJsonDepth));
+  } catch (const Json::parse_error&) {
+    value = text;  // not JSON: a string
+  }
 
   Json* node = &config;
   std::size_t start = 0;
   while (true) {
     const auto dot = key.find('.', start);
     const std::string part = key.substr(start, dot - start);
-    if (part.empty()) throw Error(fmt::format("--set {}: empty part in key \"{}\"", assignment, key));
+    if (part.empty()) throw Error(fmt::format("--set {}: empty part in key \"{}\"", clipped(assignment), clipped(key)));
     if (!node->is_object()) {
-      throw Error(fmt::format("--set {}: \"{}\" is not inside an object", assignment, key));
+      throw Error(fmt::format("--set {}: \"{}\" is not inside an object", clipped(assignment), clipped(key)));
     }
     if (dot == std::string::npos) {
       (*node)[part] = value;

@@ -161,7 +161,7 @@ Json read_model_card(const fs::path& archive) {
   }
   const std::string& text = extra[kModelCardFile];
   if (text.empty()) throw Error(fmt::format("{}: has no {} (not exported by torchae?)", archive.string(), kModelCardFile));
-  Json card = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const Json card = parse_json(text, fmt::format("{}: its {}", archive.string(), kModelCardFile));
   if (!card.is_object()) throw Error(fmt::format("{}: its {} is not a JSON object", archive.string(), kModelCardFile));
   return card;
 }

@@ -98,6 +98,35 @@ TEST(LoadJsonFile, ReportsParseErrorsOnOneLineWithThePlace) {
             std::string::npos);
 }
 
+// 70,000 levels of nesting overflowed the stack while the error message was built. Values
+// nested deeper than kMaxJsonDepth are refused, by --set and in files alike, and messages
+// echo at most 60 characters of what was given.
+TEST(Config, DeeplyNestedJsonIsRefusedAndLongInputIsNotEchoedWhole) {
+  const auto nested = [](int depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  Json config = Json::object();
+  try {
+    apply_override(config, "model.hidden=" + nested(70000));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "--set model.hidden: JSON nested deeper than 64 levels");
+  }
+  EXPECT_NO_THROW(apply_override(config, "model.hidden=" + nested(kMaxJsonDepth)));
+  test::TempDir dir;
+  write_text_atomically(dir / "deep.json", "{\"model\": " + nested(70000) + "}");
+  try {
+    load_json_file(dir / "deep.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("deep.json: JSON nested deeper than 64 levels"), std::string::npos);
+  }
+  try {
+    apply_override(config, std::string(100000, 'k'));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 120u);
+  }
+}
+
 TEST(WriteAtomically, LeavesTheOldFileWhenTheWriterFails) {
   test::TempDir dir;
   write_text_atomically(dir / "f.txt", "good");

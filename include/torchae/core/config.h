@@ -82,6 +82,13 @@ class OptionReader {
 /// absent. Turns an option's string into an enum whose values follow `names`.
 std::size_t index_of_name(const std::vector<std::string>& names, const std::string& name, const std::string& what);
 
+/// How deep a JSON value torchae reads may nest (its configurations nest 4 levels deep).
+inline constexpr int kMaxJsonDepth = 64;
+
+/// Parses JSON text; invalid JSON, or JSON nested deeper than kMaxJsonDepth, is an Error
+/// naming `what` (and the line and column, if known).
+Json parse_json(const std::string& text, const std::string& what);
+
 /// Parses a JSON file; any failure is one line naming the file (and line/column if known).
 Json load_json_file(const std::filesystem::path& path);
 
