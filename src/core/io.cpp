@@ -30,15 +30,21 @@ std::string kind_of(const std::filesystem::file_status& status) {
   }
 }
 
+// Throws "<named>: is a FIFO; ..." when `path` exists and is not a regular file.
+void refuse_other_than_regular(const std::filesystem::path& path, const std::string& named) {
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::symlink_status(path, ec);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+    throw Error(fmt::format("{}: is {}; torchae replaces only regular files", named, kind_of(status)));
+  }
+}
+
 }  // namespace
 
 void check_output_path(const std::filesystem::path& out, const std::string& option) {
   namespace fs = std::filesystem;
+  refuse_other_than_regular(out, option + " " + out.string());
   std::error_code ec;
-  const fs::file_status status = fs::symlink_status(out, ec);
-  if (fs::exists(status) && !fs::is_regular_file(status)) {
-    throw Error(fmt::format("{} {}: is {}; torchae replaces only regular files", option, out.string(), kind_of(status)));
-  }
   const std::string name = out.filename().string();
   const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   for (const char* file : {kConfigFile, kCheckpointFile, kMetricsFile, kEvalFile}) {
@@ -52,11 +58,7 @@ void check_output_path(const std::filesystem::path& out, const std::string& opti
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path& tmp)>& write) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status status = fs::symlink_status(path, ec);
-  if (fs::exists(status) && !fs::is_regular_file(status)) {
-    throw Error(fmt::format("{}: is {}; torchae replaces only regular files", path.string(), kind_of(status)));
-  }
+  refuse_other_than_regular(path, path.string());
   const fs::path tmp = path.string() + fmt::format(".tmp.{}", ::getpid());
   try {
     write(tmp);
