@@ -1,6 +1,7 @@
 #include "torchae/data/idx.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/io.h"
 
 #include <torch/torch.h>
 
@@ -144,9 +145,7 @@ void write_idx(const std::filesystem::path& path, const torch::Tensor& tensor) {
   for (int64_t i = 0; i < flat.numel(); ++i) {
     for (int64_t b = type->bytes - 1; b >= 0; --b) bytes.push_back(p[i * type->bytes + b]);
   }
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw Error(fmt::format("cannot write {}", path.string()));
+  write_text_atomically(path, bytes);
 }
 
 }  // namespace torchae

@@ -91,6 +91,19 @@ constexpr uint64_t kValidationPatchSeed = 20100302;
 DataSplits load_image_folder(const DataOptions& options, bool with_test) {
   const fs::path dir = options.path.empty() ? kOpenCvSampleDir : options.path;
   const std::vector<fs::path> held = held_out_images(dir, options.test_images);
+  if (held.empty()) {
+    throw Error(fmt::format("config: data.path: {} has {} images, too few to hold out every tenth for the test split; "
+                            "name the test images in data.test_images",
+                            dir.string(), list_images(dir).size()));
+  }
+  // Read at training time too: a folder whose test split would be empty is refused before training.
+  std::vector<torch::Tensor> tiles;
+  for (const fs::path& file : held) tiles.push_back(tile_patches(read_image(file, options.channels), options.patch));
+  const torch::Tensor test = torch::cat(tiles);
+  if (test.size(0) == 0) {
+    throw Error(fmt::format("{}: the held-out images are all smaller than a {}x{} patch", dir.string(), options.patch,
+                            options.patch));
+  }
   std::vector<torch::Tensor> train_images;
   for (const fs::path& file : list_images(dir)) {
     if (std::find(held.begin(), held.end(), file) != held.end()) continue;
@@ -106,15 +119,7 @@ DataSplits load_image_folder(const DataOptions& options, bool with_test) {
   const auto n_val = static_cast<int64_t>(static_cast<double>(n) * options.validation_fraction);
   splits.train = {random_patches(train_images, options.patch, n - n_val, kPatchSeed), {}};
   splits.validation = {random_patches(train_images, options.patch, n_val, kValidationPatchSeed), {}};
-  if (with_test) {
-    std::vector<torch::Tensor> tiles;
-    for (const fs::path& file : held) tiles.push_back(tile_patches(read_image(file, options.channels), options.patch));
-    splits.test = {torch::cat(tiles), {}};
-    if (splits.test.size() == 0) {
-      throw Error(fmt::format("{}: the held-out images are all smaller than a {}x{} patch", dir.string(),
-                              options.patch, options.patch));
-    }
-  }
+  if (with_test) splits.test = {test, {}};
   splits.spec.shape = {options.channels, options.patch, options.patch};
   return splits;
 }

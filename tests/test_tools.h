@@ -122,6 +122,10 @@ struct CliResult {
 /// Runs a shell command, capturing its exit code, stdout and stderr.
 CliResult run_command(const std::string& command);
 
+/// `train` options for small, fast runs on the first 1,200 Fashion-MNIST images.
+inline const std::string kSmallRun = "--set data.limit=1200 --set train.batch_size=64 --set model.hidden=[64] "
+                                     "--set model.code_size=16 --set train.progress=lines";
+
 /// Runs the built `torchae` with `args` (shell-quoted by the caller where needed).
 CliResult run_cli(const std::string& args);
 

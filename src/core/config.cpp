@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <limits>
 #include <utility>
 
 namespace torchae {
@@ -41,6 +42,12 @@ std::string clipped(const std::string& text) { return text.size() > 60 ? text.su
 
 std::string shown(const Json& value) { return clipped(value.dump()); }
 
+// Whether an integer JSON value is an int64_t: nlohmann reads 2^63 to 2^64 - 1 as unsigned, which
+// get<int64_t> would wrap to a negative number.
+bool fits_int64(const Json& j) {
+  return !j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
+
 }  // namespace
 
 OptionReader::OptionReader(const Json& section, std::string prefix)
@@ -73,6 +80,7 @@ int64_t OptionReader::integer(const std::string& key, int64_t fallback, Bound bo
   if (const Json* j = lookup(key)) {
     require(j->is_number_integer(), key,
             fmt::format("expected an integer {}, got {}", bound.describe(), shown(*j)));
+    require(fits_int64(*j), key, fmt::format("must be {}, got {}, past the 64-bit range", bound.describe(), shown(*j)));
     value = j->get<int64_t>();
   }
   require(bound.contains(static_cast<double>(value)), key,
@@ -136,7 +144,7 @@ std::vector<int64_t> OptionReader::integers(const std::string& key, const std::v
     require(j->is_array(), key, fmt::format("{}, got {}", expected, shown(*j)));
     values.clear();
     for (const Json& item : *j) {
-      require(item.is_number_integer(), key, fmt::format("{}, got {}", expected, shown(*j)));
+      require(item.is_number_integer() && fits_int64(item), key, fmt::format("{}, got {}", expected, shown(*j)));
       values.push_back(item.get<int64_t>());
     }
   }

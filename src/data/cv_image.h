@@ -6,6 +6,8 @@
 #include <opencv2/core.hpp>
 #include <torch/types.h>
 
+#include <filesystem>
+
 namespace torchae {
 
 /// An image [C, H, W] (C 1 or 3, RGB) as an 8-bit matrix (BGR for colour), values clipped to
@@ -14,5 +16,8 @@ cv::Mat to_mat8(const torch::Tensor& image);
 
 /// An 8-bit matrix (gray, or BGR colour) as an image [C, H, W] in [0, 1], RGB.
 torch::Tensor from_mat8(const cv::Mat& mat);
+
+/// Writes an 8-bit matrix as a PNG file, atomically (`write_atomically`).
+void write_png_mat(const std::filesystem::path& path, const cv::Mat& mat);
 
 }  // namespace torchae

@@ -79,6 +79,14 @@ Dataset read_split(const std::filesystem::path& dir, const std::string& prefix) 
     throw Error(fmt::format("{}: {} labels for {} images", labels_path.string(),
                             labels.numel(), images.size(0)));
   }
+  if (!c10::isIntegralType(labels.scalar_type(), /*includeBool=*/false)) {
+    throw Error(fmt::format("{}: expected integer labels, got {}", labels_path.string(),
+                            c10::toString(labels.scalar_type())));
+  }
+  if (labels.numel() > 0 && labels.min().item<int64_t>() < 0) {
+    throw Error(fmt::format("{}: label {} is negative; labels number the classes from 0", labels_path.string(),
+                            labels.min().item<int64_t>()));
+  }
   return {images.unsqueeze(1).to(torch::kFloat32).div_(255.0f), labels.to(torch::kInt64)};
 }
 
@@ -88,6 +96,8 @@ constexpr uint64_t kSplitSeed = 20130712;
 DataSplits load_idx(const DataOptions& options, bool with_test) {
   const std::filesystem::path dir = options.path.empty() ? kFashionMnistDir : options.path;
   Dataset full = read_split(dir, "train");
+  // Of the whole training file, not of the examples data.limit keeps.
+  const int64_t classes = full.size() > 0 ? full.labels.max().item<int64_t>() + 1 : 0;
   if (options.limit > 0 && options.limit < full.size()) {
     full = {full.inputs.narrow(0, 0, options.limit).clone(), full.labels.narrow(0, 0, options.limit).clone()};
   }
@@ -103,7 +113,20 @@ DataSplits load_idx(const DataOptions& options, bool with_test) {
   const torch::Tensor val_index = std::get<0>(order.narrow(0, 0, n_val).sort());
   splits.train = full.select(train_index);
   splits.validation = full.select(val_index);
-  if (with_test) splits.test = read_split(dir, "t10k");
+  if (with_test) {
+    splits.test = read_split(dir, "t10k");
+    const auto test_shape = splits.test.inputs.sizes().slice(1), train_shape = full.inputs.sizes().slice(1);
+    if (test_shape != train_shape) {
+      throw Error(fmt::format("{}: the test images are {}x{}, the training images {}x{}; they must be the same size",
+                              find_part(dir, "t10k-images-idx3-ubyte").string(), test_shape[1], test_shape[2],
+                              train_shape[1], train_shape[2]));
+    }
+    if (splits.test.size() > 0 && splits.test.labels.max().item<int64_t>() >= classes) {
+      throw Error(fmt::format("{}: label {} is not a class of the training labels (0 to {})",
+                              find_part(dir, "t10k-labels-idx1-ubyte").string(),
+                              splits.test.labels.max().item<int64_t>(), classes - 1));
+    }
+  }
 
   const auto shape = splits.train.inputs.sizes();
   splits.spec.shape.assign(shape.begin() + 1, shape.end());

@@ -64,15 +64,17 @@ torch::Tensor read_image(const fs::path& path, int64_t channels) {
 
 torch::Tensor quantize_8bit(const torch::Tensor& image) { return image.clamp(0, 1).mul(255.0).round_().div_(255.0); }
 
-void write_image(const fs::path& path, const torch::Tensor& image) {
-  const cv::Mat mat = to_mat8(image);
-  write_atomically(path, [&](const fs::path& tmp) {
-    // OpenCV picks the codec from the extension, so the temporary name must end in .png.
-    const fs::path png = tmp.string() + ".png";
-    if (!cv::imwrite(png.string(), mat)) throw Error(fmt::format("cannot write {}", path.string()));
-    fs::rename(png, tmp);
+void write_png_mat(const fs::path& path, const cv::Mat& mat) {
+  // Encoded in memory, so that the bytes reach the file through the checked stream of
+  // write_atomically (a full disk is an error, not a truncated PNG).
+  std::vector<uchar> png;
+  if (!cv::imencode(".png", mat, png)) throw Error(fmt::format("cannot encode {} as PNG", path.string()));
+  write_atomically(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
   });
 }
+
+void write_image(const fs::path& path, const torch::Tensor& image) { write_png_mat(path, to_mat8(image)); }
 
 torch::Tensor luma(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() >= 3 && images.size(-3) == 3, "luma: expected colour images [..., 3, H, W], got ",

@@ -66,7 +66,7 @@ FashionNet train_fashion_net(const DataSplits& data, const FashionNetTraining& o
 }
 
 void save_fashion_net(FashionNet& net, const fs::path& path) {
-  write_atomically(path, [&](const fs::path& tmp) { torch::save(net, tmp.string()); });
+  write_atomically(path, [&](std::ostream& out) { torch::save(net, out); });
 }
 
 FashionNet load_fashion_net(const fs::path& path) {

@@ -146,7 +146,7 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
 
 void save_torchscript(const torch::jit::Module& module, const Json& card, const fs::path& path) {
   const torch::jit::ExtraFilesMap extra{{kModelCardFile, card.dump(2) + "\n"}};
-  write_atomically(path, [&](const fs::path& tmp) { module.save(tmp.string(), extra); });
+  write_atomically(path, [&](std::ostream& out) { module.save(out, extra); });
 }
 
 Json read_model_card(const fs::path& archive) {

@@ -19,6 +19,27 @@ namespace torchae {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// A classifier head of `classes` outputs learns the labels 0 to classes - 1: data with others is
+// refused before any training, rather than found after a stack's pretraining.
+void check_labels_fit(const Autoencoder& model, const DataSplits& data) {
+  const auto* classifier = dynamic_cast<const Classifier*>(&model);
+  if (classifier == nullptr || classifier->classes() == 0) return;
+  const int64_t classes = classifier->classes();
+  for (const Dataset* split : {&data.train, &data.validation, &data.test}) {
+    if (!split->labels.defined() || split->labels.numel() == 0) continue;
+    const int64_t top = split->labels.max().item<int64_t>();
+    if (top >= classes) {
+      throw Error(fmt::format("config: model.classes: the data has label {}, but the classifier has {} classes "
+                              "(labels 0 to {}); set model.classes to at least {}",
+                              top, classes, classes - 1, top + 1));
+    }
+  }
+}
+
+}  // namespace
+
 Run prepare_run(const Json& config, bool with_test) {
   if (!config.is_object()) throw Error(fmt::format("config: expected a JSON object, got {}", config.dump()));
   for (const auto& item : config.items()) {
@@ -48,6 +69,7 @@ Run prepare_run(const Json& config, bool with_test) {
                                    "out none of the {} training examples",
                                    run.data_options.validation_fraction, run.data.train.size()));
   run.model = build_model(section("model"), run.data.spec);
+  check_labels_fit(*run.model.model, run.data);
   run.config = Json{{"model", run.model.resolved},
                     {"data", data_reader.resolved()},
                     {"train", train_reader.resolved()}};
@@ -55,6 +77,39 @@ Run prepare_run(const Json& config, bool with_test) {
 }
 
 namespace {
+
+/// What may change when a run is resumed: nothing else would continue it as it began.
+const std::vector<std::string> kChangeableOnResume{"train.epochs", "train.device", "train.threads", "train.progress"};
+
+// The resume rule, for config.json itself: a config.json that differs from the configuration the
+// checkpoint was trained under (a hand edit) in anything that may not change on resume is refused,
+// naming the first key that differs (the family first: a checkpoint of another family differs in
+// much else).
+void check_config_fits_checkpoint(const Json& config, const fs::path& run_dir) {
+  const Json trained = checkpoint_config(run_dir);
+  if (trained.is_null()) return;  // no checkpoint yet, or one from before checkpoints recorded it
+  const Json now = config.flatten(), then = trained.flatten();  // {"/model/code_size": 32, ...}
+  std::vector<std::string> pointers{"/model/family"};
+  for (const Json* side : {&now, &then}) {
+    for (const auto& item : side->items()) pointers.push_back(item.key());
+  }
+  for (const std::string& pointer : pointers) {
+    std::string key = pointer.substr(1);
+    std::replace(key.begin(), key.end(), '/', '.');
+    if (std::find(kChangeableOnResume.begin(), kChangeableOnResume.end(), key) != kChangeableOnResume.end()) continue;
+    const auto is = now.find(pointer), was = then.find(pointer);
+    if (is != now.end() && was != then.end() && *is == *was) continue;
+    if (is == now.end() && was == then.end()) continue;
+    const std::string difference =
+        is == now.end()    ? fmt::format("{} is missing, but the checkpoint was trained with {}", key, was->dump())
+        : was == then.end() ? fmt::format("{} is {}, which the checkpoint was trained without", key, is->dump())
+                            : fmt::format("{} is {}, but the checkpoint was trained with {}", key, is->dump(), was->dump());
+    throw Error(fmt::format("{}: {}: config.json and the checkpoint disagree (an edit, or another run's "
+                            "checkpoint); only {} can change, with train --resume {} --set",
+                            (run_dir / kConfigFile).string(), difference, fmt::join(kChangeableOnResume, ", "),
+                            run_dir.string()));
+  }
+}
 
 void refuse_a_run_there(const fs::path& run_dir) {
   std::error_code ec;
@@ -78,6 +133,7 @@ void train_run(const Json& config, const fs::path& run_dir) {
   // trains and the other is refused, never both.
   const RunClaim claim(run_dir);
   refuse_a_run_there(run_dir);
+  remove_stale_temporaries(run_dir);
   write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
   fit_run(run, run_dir, /*resume=*/false);
 }
@@ -91,6 +147,7 @@ void fit_run(Run& run, const fs::path& run_dir, bool resume) {
     }
   };
   StagedTrainer trainer(run.model.model, run.train_options, run_dir);
+  trainer.record_config(run.config);
   if (resume && !trainer.resume()) nothing_to_resume();
   trainer.fit(run.data.train, run.data.validation);
 }
@@ -120,8 +177,9 @@ fs::path checkpoint_of(const fs::path& run_dir) {
 void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides) {
   read_run_config(run_dir);  // not a run directory: said before anything else
   const RunClaim claim(run_dir);
+  remove_stale_temporaries(run_dir);
   Json config = read_run_config(run_dir);  // as the last holder of the claim left it
-  static const std::vector<std::string> changeable{"train.epochs", "train.device", "train.threads", "train.progress"};
+  const std::vector<std::string>& changeable = kChangeableOnResume;
   for (const auto& assignment : overrides) {
     const std::string key = assignment.substr(0, assignment.find('='));
     if (std::find(changeable.begin(), changeable.end(), key) == changeable.end()) {
@@ -140,6 +198,7 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
     apply_override(config, assignment);
   }
   Run run = prepare_run(config, /*with_test=*/false);
+  check_config_fits_checkpoint(run.config, run_dir);
   write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
   fit_run(run, run_dir, /*resume=*/true);
 }
@@ -159,7 +218,9 @@ Run load_run(const fs::path& run_dir, bool with_test, const std::string& device)
   Run run = prepare_run(config, with_test);
   // Whatever device this works on, the run's configuration says where it was trained.
   if (!device.empty() && trained_on.is_string()) run.config["train"]["device"] = trained_on;
+  // Tensor by tensor first: of a checkpoint from another run, that names what does not fit.
   load_model_weights(*run.model.model, checkpoint_of(run_dir), torch::kCPU);
+  check_config_fits_checkpoint(run.config, run_dir);
   return run;
 }
 

@@ -84,6 +84,7 @@ void StagedTrainer::fit(const Dataset& train, const Dataset& validation) {
     if (staged_) staged_->enter_stage(i);
     try {
       Trainer trainer(stage.model, stage.options, run_dir_, position(i));
+      trainer.record_config(config_);
       // The checkpoint holds the whole model: resuming restores the stages done before this
       // one too, whose parts make the codes this one trains on.
       if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();

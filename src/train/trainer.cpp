@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <iostream>
 #include <limits>
 #include <set>
+#include <sstream>
 #include <unistd.h>
 
 namespace torchae {
@@ -155,14 +157,80 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
 
 }  // namespace
 
+namespace {
+
+std::string shape_of(const torch::Tensor& t) { return fmt::format("{} [{}]", c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", ")); }
+
+// Loads a module's archive (as Module::save wrote it) into `module`, refusing rather than
+// reshaping: Module::load would take a tensor of any shape in place of a parameter. Every
+// parameter and buffer must be there with the module's shape and type, and the archive must hold
+// nothing the module has not; the first mismatch is an Error naming the tensor (`prefix` its path).
+void load_fitting(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& prefix) {
+  std::set<std::string> known{"training"};
+  torch::NoGradGuard no_grad;
+  auto take = [&](const std::string& name, torch::Tensor& into, bool is_buffer) {
+    known.insert(name);
+    torch::Tensor stored;
+    if (!archive.try_read(name, stored, is_buffer)) {
+      throw Error(fmt::format("it has no {}{}, which the model has ({})", prefix, name, shape_of(into)));
+    }
+    if (stored.sizes() != into.sizes() || stored.scalar_type() != into.scalar_type()) {
+      throw Error(fmt::format("{}{} is {} there, {} in the model", prefix, name, shape_of(stored), shape_of(into)));
+    }
+    into.copy_(stored);
+  };
+  for (auto& p : module.named_parameters(/*recurse=*/false)) take(p.key(), p.value(), false);
+  for (auto& b : module.named_buffers(/*recurse=*/false)) take(b.key(), b.value(), true);
+  for (const auto& child : module.named_children()) {
+    known.insert(child.key());
+    torch::serialize::InputArchive child_archive;
+    if (!archive.try_read(child.key(), child_archive)) {
+      throw Error(fmt::format("it has no {}{}, a part of the model", prefix, child.key()));
+    }
+    load_fitting(*child.value(), child_archive, prefix + child.key() + ".");
+  }
+  for (const std::string& key : archive.keys()) {
+    if (known.count(key) == 0) throw Error(fmt::format("it holds {}{}, which the model has not", prefix, key));
+  }
+}
+
+// `load_fitting` of a checkpoint's "model", an Error naming the checkpoint.
+void load_model_part(torch::nn::Module& module, torch::serialize::InputArchive& checkpoint,
+                     const std::filesystem::path& path) {
+  torch::serialize::InputArchive model_archive;
+  checkpoint.read("model", model_archive);
+  try {
+    load_fitting(module, model_archive, "");
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: the checkpoint does not fit the model its run's config.json builds: {}",
+                            path.string(), e.what()));
+  }
+}
+
+}  // namespace
+
 void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device) {
   try {
-    torch::serialize::InputArchive archive, model_archive;
+    torch::serialize::InputArchive archive;
     archive.load_from(checkpoint.string(), device);
-    archive.read("model", model_archive);
-    model.module().load(model_archive);
+    load_model_part(model.module(), archive, checkpoint);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot load the model: {}", checkpoint.string(), e.what_without_backtrace()));
+  }
+}
+
+Json checkpoint_config(const std::filesystem::path& run_dir) {
+  const auto path = run_dir / kCheckpointFile;
+  std::error_code ec;
+  if (run_dir.empty() || !std::filesystem::exists(path, ec)) return nullptr;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string(), torch::kCPU);
+    c10::IValue config;
+    if (!archive.try_read("config", config) || !config.isString()) return nullptr;
+    return parse_json(config.toStringRef(), path.string() + ": its config");
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("{}: cannot read this checkpoint: {}", path.string(), e.what_without_backtrace()));
   }
 }
 
@@ -235,9 +303,8 @@ bool Trainer::resume() {
       throw Error(fmt::format("{}: the checkpoint belongs to stage {} of the run, not to stage {}", path.string(),
                               written_in, stage_.index));
     }
-    torch::serialize::InputArchive model_archive, optimizer_archive;
-    archive.read("model", model_archive);
-    saved_module().load(model_archive);
+    load_model_part(saved_module(), archive, path);
+    torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer_->load(optimizer_archive);
     if (adversary_optimizer_) {
@@ -270,7 +337,7 @@ bool Trainer::resume() {
   return true;
 }
 
-void Trainer::save_checkpoint() const {
+torch::serialize::OutputArchive Trainer::checkpoint() const {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
   saved_module().save(model_archive);
   optimizer_->save(optimizer_archive);
@@ -289,15 +356,14 @@ void Trainer::save_checkpoint() const {
   archive.write("rng_shuffle", at::Generator(shuffle_).get_state());
   archive.write("rng_cpu", at::Generator(at::detail::getDefaultCPUGenerator()).get_state());
   if (device_.is_cuda()) archive.write("rng_cuda", at::Generator(at::globalContext().defaultGenerator(device_)).get_state());
-  write_atomically(run_dir_ / kCheckpointFile,
-                   [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
+  if (!config_.is_null()) archive.write("config", c10::IValue(config_.dump()));
+  return archive;
 }
 
-void Trainer::append_metrics(const EpochRecord& record) const {
+std::string Trainer::metrics_with(const EpochRecord& record) const {
   const auto path = run_dir_ / kMetricsFile;
-  // Rewrite the file without lines of epochs this run is about to redo (a run killed between
-  // writing metrics and checkpoint, then resumed), then add the new line: atomically. Lines
-  // of earlier stages stay.
+  // The lines of epochs this run is about to redo (a run killed between renaming metrics and
+  // checkpoint, then resumed) are dropped; lines of earlier stages stay.
   std::string kept;
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
@@ -311,7 +377,18 @@ void Trainer::append_metrics(const EpochRecord& record) const {
       }
     }
   }
-  write_text_atomically(path, kept + record.to_json().dump() + "\n");
+  return kept + record.to_json().dump() + "\n";
+}
+
+void Trainer::save(const EpochRecord& record) const {
+  // Both files are written before either is replaced, so a full disk leaves both as they were.
+  // Metrics is renamed first: a process killed between the two renames leaves it one line
+  // ahead of the checkpoint, and the resumed run redoes that epoch and rewrites its line.
+  AtomicFiles files;
+  files.add(run_dir_ / kMetricsFile, [&](std::ostream& out) { out << metrics_with(record); });
+  torch::serialize::OutputArchive archive = checkpoint();
+  files.add(run_dir_ / kCheckpointFile, [&](std::ostream& out) { archive.save_to(out); });
+  files.commit();
 }
 
 Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& out) {
@@ -412,10 +489,7 @@ void Trainer::finish_epoch(const EpochRecord& record) {
   }
   epoch_ += 1;
   stopped_early_ = options_.patience > 0 && bad_epochs_ >= options_.patience;
-  if (!run_dir_.empty()) {
-    append_metrics(record);
-    save_checkpoint();
-  }
+  if (!run_dir_.empty()) save(record);
   if (options_.progress != "none") {
     if (!stage_.name.empty()) std::cout << stage_.name << "  ";
     std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",

@@ -4,12 +4,12 @@
 #include "torchae/core/io.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/train/run.h"
+#include "src/data/cv_image.h"
 
 #include <torch/torch.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -47,12 +47,7 @@ void write_png(const std::filesystem::path& path, const torch::Tensor& grid) {
     cv::cvtColor(image, bgr, cv::COLOR_RGB2BGR);
     image = bgr;
   }
-  write_atomically(path, [&](const std::filesystem::path& tmp) {
-    // OpenCV picks the codec from the extension, so the temporary name must end in .png.
-    const std::filesystem::path png = tmp.string() + ".png";
-    if (!cv::imwrite(png.string(), image)) throw Error(fmt::format("cannot write {}", path.string()));
-    std::filesystem::rename(png, tmp);
-  });
+  write_png_mat(path, image);
 }
 
 torch::Tensor first_layer_filters(Autoencoder& model, const std::vector<int64_t>& input_shape) {

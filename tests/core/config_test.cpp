@@ -45,6 +45,18 @@ TEST(OptionReader, RefusesOutOfRangeNamingTheKeyAndBound) {
   EXPECT_NE(error_of([&] { r.number("fraction", 0.1, between(0, 0.9)); }).find("in [0, 0.9]"), std::string::npos);
 }
 
+// JSON integers from 2^63 up are read as unsigned: refused, not wrapped to a negative number.
+TEST(OptionReader, RefusesIntegersPastTheSixtyFourBitRange) {
+  const Json big = Json::parse("{\"limit\": 9223372036854775808, \"hidden\": [4, 18446744073709551615]}");
+  OptionReader r(big, "data");
+  EXPECT_EQ(error_of([&] { r.integer("limit", 0, at_least(0)); }),
+            "config: data.limit: must be >= 0, got 9223372036854775808, past the 64-bit range");
+  EXPECT_NE(error_of([&] { r.integers("hidden", {}, at_least(1)); }).find("data.hidden: expected a list of integers"),
+            std::string::npos);
+  OptionReader largest(Json::parse("{\"limit\": 9223372036854775807}"), "data");
+  EXPECT_EQ(largest.integer("limit", 0, at_least(0)), std::numeric_limits<int64_t>::max());
+}
+
 TEST(OptionReader, RefusesUnknownKeyListingKnownOnes) {
   OptionReader r(Json{{"epochs", 3}, {"epoch", 4}}, "train");
   r.integer("epochs", 10);
@@ -125,21 +137,6 @@ TEST(Config, DeeplyNestedJsonIsRefusedAndLongInputIsNotEchoedWhole) {
   } catch (const Error& e) {
     EXPECT_LT(std::string(e.what()).size(), 120u);
   }
-}
-
-TEST(WriteAtomically, LeavesTheOldFileWhenTheWriterFails) {
-  test::TempDir dir;
-  write_text_atomically(dir / "f.txt", "good");
-  EXPECT_THROW(write_atomically(dir / "f.txt",
-                                [](const std::filesystem::path& tmp) {
-                                  write_text_atomically(tmp, "half");
-                                  throw Error("disk full");
-                                }),
-               Error);
-  EXPECT_EQ(read_text(dir / "f.txt"), "good");
-  int files = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.path())) ++files;
-  EXPECT_EQ(files, 1) << "the temporary file must be removed";
 }
 
 }  // namespace

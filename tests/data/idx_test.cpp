@@ -127,6 +127,35 @@ TEST_F(Idx, LoadsAnMnistDirectoryWithLimitAndValidationSplit) {
   EXPECT_TRUE(torch::equal(load_data(options, false).validation.inputs, splits.validation.inputs));
 }
 
+// Data that would only fail later, or silently give nonsense, is refused when it is loaded.
+TEST_F(Idx, RefusesTestImagesOfAnotherSizeAndLabelsOutsideTheClasses) {
+  TempDir dir;
+  write_mnist_dir(dir.path(), 100, 10);
+  DataOptions options;
+  options.dataset = "idx";
+  options.path = dir.path().string();
+  auto error = [&] {
+    try {
+      load_data(options, /*with_test=*/true);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error(), "(no error)");
+  write_idx(dir / "t10k-labels-idx1-ubyte", torch::full({10}, 12).to(torch::kUInt8));
+  EXPECT_EQ(error(), (dir / "t10k-labels-idx1-ubyte").string() +
+                         ": label 12 is not a class of the training labels (0 to 9)");
+  write_idx(dir / "t10k-labels-idx1-ubyte", torch::full({10}, -1).to(torch::kInt32));
+  EXPECT_EQ(error(), (dir / "t10k-labels-idx1-ubyte").string() + ": label -1 is negative; labels number the classes from 0");
+  write_idx(dir / "t10k-labels-idx1-ubyte", torch::zeros({10}, torch::kFloat32));
+  EXPECT_EQ(error(), (dir / "t10k-labels-idx1-ubyte").string() + ": expected integer labels, got Float");
+  write_idx(dir / "t10k-labels-idx1-ubyte", torch::zeros({10}).to(torch::kUInt8));
+  write_idx(dir / "t10k-images-idx3-ubyte", torch::zeros({10, 5, 6}).to(torch::kUInt8));
+  EXPECT_EQ(error(), (dir / "t10k-images-idx3-ubyte").string() +
+                         ": the test images are 5x6, the training images 6x5; they must be the same size");
+}
+
 TEST_F(Idx, CentringSubtractsTheTrainingMean) {
   TempDir dir;
   write_mnist_dir(dir.path(), 100, 10);

@@ -125,6 +125,33 @@ TEST_F(RestoreTest, AnImageFolderLoadsAsPatchesWithHeldOutTestImages) {
   }
 }
 
+// A folder that can hold out no test image, or only images smaller than a patch, is refused
+// when training starts, not when the run is evaluated.
+TEST_F(RestoreTest, AnImageFolderWithoutATestImageIsRefusedBeforeTraining) {
+  TempDir dir;
+  for (int i = 0; i < 3; ++i) write_image(dir / fmt::format("img{}.png", i), smooth_image(24, 20));
+  write_image(dir / "tiny.png", smooth_image(8, 8));
+  DataOptions o;
+  o.dataset = "images";
+  o.path = dir.path().string();
+  o.patch = 16;
+  auto error = [&] {
+    try {
+      load_data(o, /*with_test=*/false);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error(), "config: data.path: " + dir.path().string() +
+                         " has 4 images, too few to hold out every tenth for the test split; name the test images "
+                         "in data.test_images");
+  o.test_images = {"tiny.png"};
+  EXPECT_EQ(error(), dir.path().string() + ": the held-out images are all smaller than a 16x16 patch");
+  o.test_images = {"img1.png"};
+  EXPECT_EQ(error(), "(no error)");
+}
+
 TEST_F(RestoreTest, RestorationCorruptions) {
   const torch::Tensor x = torch::rand({6, 3, 24, 32});
   CorruptionOptions inpaint;

@@ -21,9 +21,7 @@ using test::expect_one_line_error;
 using test::run_cli;
 using test::TempDir;
 
-// Small, fast runs on the first 1,200 Fashion-MNIST images.
-const std::string kSmall = "--set data.limit=1200 --set train.batch_size=64 --set model.hidden=[64] "
-                           "--set model.code_size=16 --set train.progress=lines";
+const std::string& kSmall = test::kSmallRun;
 
 std::vector<Json> metrics_lines(const std::filesystem::path& run) {
   std::vector<Json> lines;
@@ -202,6 +200,19 @@ TEST_F(Cli, ValuesThatWouldProduceNonsenseAreRefused) {
   EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(out) / "config.json"));
   expect_one_line_error(run_cli("bench --batch 70000 --steps 1 --warmup 0"),
                         "bench: --batch 70000 exceeds the 60000 training examples");
+  // A model too large to allocate names the size that makes it so.
+  expect_one_line_error(run_cli(fmt::format("train {} --set model.code_size=1000000000000 --out {}", kSmall, out)),
+                        "config: model.code_size: 1000000000000 makes the model too large to allocate (you tried to "
+                        "allocate");
+  expect_one_line_error(run_cli(fmt::format("train {} --set model.hidden=[4611686018427387904] --out {}", kSmall, out)),
+                        "config: model.hidden[0]: 4611686018427387904 makes the model too large to allocate");
+  // Labels a classifier head cannot learn are refused before any pretraining.
+  expect_one_line_error(run_cli(fmt::format("train --config {}/configs/stacked/probe.json --set data.limit=1200 "
+                                            "--set model.classify=true --set model.classes=5 --out {}",
+                                            TORCHAE_SOURCE_DIR, out)),
+                        "config: model.classes: the data has label 9, but the classifier has 5 classes (labels 0 to "
+                        "4); set model.classes to at least 10");
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(out) / "config.json"));
   ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, out)).exit_code, 0);
   if (!torch::cuda::is_available()) {
     expect_one_line_error(run_cli(fmt::format("eval --run {} --device cuda", out)),
@@ -225,6 +236,47 @@ TEST_F(Cli, ExportReevaluatesARunTrainedSinceItsEval) {
   EXPECT_EQ(card["metrics"]["checkpoint"], (Json{{"stage", 0}, {"epoch", 2}}));
   EXPECT_NE(card["metrics"]["test_mse"], Json::parse(eval.out)["test_mse"]);
   EXPECT_EQ(load_json_file(std::filesystem::path(run) / "eval.json")["checkpoint"]["epoch"], 2);
+}
+
+// A checkpoint loads only into the model it was trained as: another run's checkpoint is refused
+// with the first tensor that does not fit, and a config.json edited after training with the first
+// key that differs from what the checkpoint was trained under.
+TEST_F(Cli, ACheckpointThatDoesNotFitItsRunIsRefused) {
+  TempDir dir;
+  const std::filesystem::path code16 = dir / "code16", code32 = dir / "code32", vae = dir / "vae";
+  for (const auto& [run, set] : {std::pair{code16, ""}, {code32, "--set model.code_size=32"},
+                                 {vae, "--set model.family=vae"}}) {
+    ASSERT_EQ(run_cli(fmt::format("train {} {} --set train.epochs=1 --out {}", kSmall, set, run.string())).exit_code, 0);
+  }
+  const std::string own16 = read_text(code16 / kCheckpointFile);
+  std::filesystem::copy_file(code16 / kCheckpointFile, code32 / kCheckpointFile,
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string misfit = (code32 / kCheckpointFile).string() +
+                             ": the checkpoint does not fit the model its run's config.json builds: ";
+  expect_one_line_error(run_cli("eval --run " + code32.string()), misfit);
+  expect_one_line_error(run_cli("eval --run " + code32.string()), "is Float [16, 64] there, Float [32, 64] in the model");
+  expect_one_line_error(run_cli(fmt::format("export --run {} --out {}", code32.string(), (dir / "m.pt").string())),
+                        misfit);
+  EXPECT_FALSE(std::filesystem::exists(dir / "m.pt"));
+  std::filesystem::copy_file(vae / kCheckpointFile, code16 / kCheckpointFile,
+                             std::filesystem::copy_options::overwrite_existing);
+  expect_one_line_error(run_cli("eval --run " + code16.string()), "the checkpoint does not fit the model");
+
+  // Its own checkpoint back, and config.json edited by hand: the resume rule holds all the same.
+  write_text_atomically(code16 / kCheckpointFile, own16);
+  Json config = load_json_file(code16 / kConfigFile);
+  config["train"]["lr"] = 0.01;
+  write_text_atomically(code16 / kConfigFile, config.dump(2));
+  const std::string edited = (code16 / kConfigFile).string() +
+                             ": train.lr is 0.01, but the checkpoint was trained with 0.001: config.json and the "
+                             "checkpoint disagree";
+  expect_one_line_error(run_cli(fmt::format("train --resume {} --set train.epochs=2", code16.string())), edited);
+  expect_one_line_error(run_cli("eval --run " + code16.string()), edited);
+  EXPECT_EQ(read_text(code16 / kCheckpointFile), own16);
+  config["train"]["lr"] = 0.001;
+  config["train"]["epochs"] = 2;  // as an interrupted resume leaves it: what may change did
+  write_text_atomically(code16 / kConfigFile, config.dump(2));
+  EXPECT_EQ(run_cli("eval --run " + code16.string()).exit_code, 0);
 }
 
 // Two trainings started together into one directory: one trains, the other is refused (by the

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace torchae {
@@ -45,6 +46,8 @@ class StagedTrainer {
   /// Continues from run_dir/checkpoint.pt when there is one (false otherwise): stages before
   /// the checkpoint's are done, and its own resumes where it stopped.
   bool resume();
+  /// The run's configuration, recorded in the checkpoint of every stage (`Trainer::record_config`).
+  void record_config(Json config) { config_ = std::move(config); }
   /// Runs every stage not done yet.
   void fit(const Dataset& train, const Dataset& validation);
   /// Called after each epoch of every stage, once its checkpoint is written.
@@ -62,6 +65,7 @@ class StagedTrainer {
   TrainOptions options_;
   std::filesystem::path run_dir_;
   std::vector<StagePlan> stages_;
+  Json config_;
   /// The stage the checkpoint was written in (-1: start from the beginning).
   int64_t resume_stage_ = -1;
   std::function<void(const StagePlan&, const EpochRecord&)> on_epoch_end_;

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Generator.h>
 #include <torch/optim/optimizer.h>
+#include <torch/serialize/output-archive.h>
 
 #include <filesystem>
 #include <functional>
@@ -119,6 +120,9 @@ class Trainer {
   /// One optimisation step on a batch already on the trainer's device (`labels`: the batch's,
   /// needed when the model's objective is supervised).
   Losses step(const torch::Tensor& batch, const torch::Tensor& labels = {});
+  /// The run's resolved configuration, recorded in every checkpoint (`checkpoint_config`): the
+  /// config.json a resume, an eval or an export reads is checked against it.
+  void record_config(Json config) { config_ = std::move(config); }
   /// Called after each epoch, once its metrics line and checkpoint are written.
   void on_epoch_end(std::function<void(const EpochRecord&)> callback) { on_epoch_end_ = std::move(callback); }
   /// Mean loss over `data` in eval mode, without gradients (data already on the trainer's
@@ -137,8 +141,12 @@ class Trainer {
   /// Early-stopping bookkeeping, then the metrics line, the checkpoint, the epoch line and the
   /// callback of the epoch just done.
   void finish_epoch(const EpochRecord& record);
-  void save_checkpoint() const;
-  void append_metrics(const EpochRecord& record) const;
+  /// What checkpoint.pt holds after the epoch just done.
+  torch::serialize::OutputArchive checkpoint() const;
+  /// metrics.jsonl's text with `record`'s line.
+  std::string metrics_with(const EpochRecord& record) const;
+  /// Writes metrics.jsonl and checkpoint.pt of the epoch just done, together.
+  void save(const EpochRecord& record) const;
   /// The model's losses on a batch: `loss`, or `supervised_loss` with the labels.
   Losses losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& output);
   /// What the checkpoint holds as "model".
@@ -148,6 +156,7 @@ class Trainer {
   TrainOptions options_;
   std::filesystem::path run_dir_;
   TrainingStage stage_;
+  Json config_;
   std::function<void(const EpochRecord&)> on_epoch_end_;
   torch::Device device_;
   std::vector<torch::Tensor> parameters_;
@@ -174,7 +183,13 @@ CheckpointPosition checkpoint_position(const std::filesystem::path& run_dir);
 /// for a run of one stage.
 int64_t checkpoint_stage(const std::filesystem::path& run_dir);
 
-/// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`.
+/// The configuration a run directory's checkpoint was trained under (`Trainer::record_config`);
+/// null when there is no checkpoint or it records none.
+Json checkpoint_config(const std::filesystem::path& run_dir);
+
+/// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`. A
+/// checkpoint that does not fit the model (a tensor missing, of another shape or type, or one the
+/// model has not) is an Error naming the first mismatch; nothing of it is reshaped.
 void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
 
 
