@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package torchae needs to build, test and run. Idempotent: packages
-# already present are left alone, and apt's lists are refreshed only when something is missing.
+# Installs every Debian 12 package torchae needs to build, test and run; with --sanitizers also
+# what scripts/sanitize.sh and scripts/fuzz.sh need. Idempotent: packages already present are
+# left alone, and apt's lists are refreshed only when something is missing.
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,13 @@ packages=(
   opencv-doc            # natural images for restoration: /usr/share/doc/opencv-doc/examples/data
   python3-torch         # /usr/bin/python3 with the same PyTorch, for reference checks and bench/
 )
+if [ "${1:-}" = --sanitizers ]; then
+  packages+=(
+    clang libclang-rt-14-dev  # AddressSanitizer, UndefinedBehaviorSanitizer and libFuzzer's runtimes
+    libfuzzer-14-dev
+    llvm                      # llvm-symbolizer: sanitizer reports with file and line
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -265,7 +265,7 @@ void add_eval(CLI::App& app, char** argv) {
   eval->add_option("--device", args->options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
   eval->add_flag("--probe", args->options.probe,
                  "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
-  computes(eval, argv, [args] { std::cout << torchae::evaluate_run(args->run, args->options).dump(2) << "\n"; });
+  computes(eval, argv, [args] { std::cout << torchae::json_text(torchae::evaluate_run(args->run, args->options), 2) << "\n"; });
 }
 
 void add_viz(CLI::App& app, char** argv) {
@@ -318,7 +318,7 @@ void add_zoo(CLI::App& app, char** argv) {
   build->add_option("--out", args->dir, "directory for the runs and archives")->capture_default_str();
   computes(zoo, argv, [args, list, build] {
     if (!args->info.empty()) {
-      std::cout << torchae::read_model_card(args->info).dump(2) << "\n";
+      std::cout << torchae::json_text(torchae::read_model_card(args->info), 2) << "\n";
     } else if (list->parsed()) {
       list_zoo(args->recipes, args->dir);
     } else if (build->parsed()) {
@@ -339,7 +339,7 @@ void add_bench(CLI::App& app, char** argv) {
       ->check(integer_at_least(0));
   bench_cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
-  computes(bench_cmd, argv, [args] { std::cout << bench(*args).dump() << "\n"; });
+  computes(bench_cmd, argv, [args] { std::cout << torchae::json_text(bench(*args)) << "\n"; });
 }
 
 void add_fd_net(CLI::App& app, char** argv) {
@@ -348,7 +348,7 @@ void add_fd_net(CLI::App& app, char** argv) {
   fd_net->add_option("--out", args->first, "weights to write (shipped: models/fd_fashion/fashion_net.pt)")->required();
   fd_net->add_option("--epochs", args->second.epochs, "epochs")->check(integer_at_least(1))->capture_default_str();
   fd_net->add_option("--seed", args->second.seed, "seed")->capture_default_str();
-  computes(fd_net, argv, [args] { std::cout << train_fd_net(args->second, args->first).dump(2) << "\n"; });
+  computes(fd_net, argv, [args] { std::cout << torchae::json_text(train_fd_net(args->second, args->first), 2) << "\n"; });
 }
 
 const std::vector<std::string> kRestoreTasks{"denoise", "inpaint", "colorize"};
@@ -411,7 +411,7 @@ void add_restore_eval(CLI::App& app, char** argv) {
   computes(command, argv, [args] {
     args->options.task = torchae::parse_restore_task(args->task);
     args->options.picture = args->picture;
-    std::cout << torchae::restore_eval(args->model, args->options).dump(2) << "\n";
+    std::cout << torchae::json_text(torchae::restore_eval(args->model, args->options), 2) << "\n";
   });
 }
 

@@ -40,7 +40,7 @@ namespace {
 // At most 60 characters of `text`, for messages: an input is named, not echoed whole.
 std::string clipped(const std::string& text) { return text.size() > 60 ? text.substr(0, 57) + "..." : text; }
 
-std::string shown(const Json& value) { return clipped(value.dump()); }
+std::string shown(const Json& value) { return clipped(json_text(value)); }
 
 // Whether an integer JSON value is an int64_t: nlohmann reads 2^63 to 2^64 - 1 as unsigned, which
 // get<int64_t> would wrap to a negative number.
@@ -199,6 +199,9 @@ Json parse_json(const std::string& text, const std::string& what) {
     std::string message = e.what();
     const auto at = message.find("parse error");
     throw Error(fmt::format("{}: invalid JSON: {}", what, at == std::string::npos ? message : message.substr(at)));
+  } catch (const Json::out_of_range&) {
+    // Found by fuzzing: a number past the range of a double (1e400) is out_of_range, not parse_error.
+    throw Error(fmt::format("{}: invalid JSON: a number past the range of a double", what));
   }
 }
 
@@ -224,6 +227,12 @@ void apply_override(Json& config, const std::string& assignment) {
   if (eq == std::string::npos || eq == 0) {
     throw Error(fmt::format("--set {}: expected key=value, e.g. train.epochs=3", clipped(assignment)));
   }
+  // JSON text is UTF-8: a value that is not would make the configuration unwritable.
+  try {
+    (void)Json(assignment).dump();
+  } catch (const Json::type_error&) {
+    throw Error(fmt::format("--set {}: not valid UTF-8 text", clipped(assignment.substr(0, eq))));
+  }
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   Json value;
@@ -233,6 +242,8 @@ void apply_override(Json& config, const std::string& assignment) {
     throw Error(fmt::format("--set {}: JSON nested deeper than {} levels", clipped(key), kMaxJsonDepth));
   } catch (const Json::parse_error&) {
     value = text;  // not JSON: a string
+  } catch (const Json::out_of_range&) {
+    throw Error(fmt::format("--set {}: {} is past the range of a double", clipped(key), clipped(text)));
   }
 
   Json* node = &config;

@@ -8,8 +8,14 @@
 
 #include <fmt/format.h>
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <string_view>
 
 namespace torchae {
 
@@ -53,11 +59,47 @@ torch::Tensor from_mat8(const cv::Mat& mat) {
       .contiguous();
 }
 
+namespace {
+
+// Whether a file starts as a PNG, JPEG, BMP, TIFF, WebP or PNM image does. OpenCV picks its
+// decoder by content, and Debian's has more than those (DICOM, JPEG 2000, OpenEXR, ...): fuzzing
+// found GDCM's DICOM reader aborting on an assertion. Only the formats torchae lists reach it.
+bool known_image_format(const fs::path& path) {
+  using namespace std::string_view_literals;
+  std::array<char, 12> head{};
+  std::ifstream in(path, std::ios::binary);
+  in.read(head.data(), head.size());
+  const std::string_view start(head.data(), static_cast<std::size_t>(in.gcount()));
+  auto at = [&](std::size_t offset, std::string_view magic) {
+    return start.substr(std::min(offset, start.size())).rfind(magic, 0) == 0;
+  };
+  const bool pnm = start.size() >= 2 && start[0] == 'P' && start[1] >= '1' && start[1] <= '6';
+  return at(0, "\x89PNG\r\n\x1a\n"sv) || at(0, "\xff\xd8\xff"sv) || at(0, "BM"sv) || at(0, "II*\0"sv) ||
+         at(0, "MM\0*"sv) || (at(0, "RIFF"sv) && at(8, "WEBP"sv)) || pnm;
+}
+
+}  // namespace
+
 torch::Tensor read_image(const fs::path& path, int64_t channels) {
   TORCH_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such image file", path.string()));
-  const cv::Mat image = cv::imread(path.string(), channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+  if (!known_image_format(path)) {
+    throw Error(fmt::format("{}: not a PNG, JPEG, BMP, TIFF, WebP or PNM image", path.string()));
+  }
+  // A file OpenCV cannot decode is torchae's one-line error below, not OpenCV's log lines too.
+  static const bool quiet = [] {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    return true;
+  }();
+  (void)quiet;
+  cv::Mat image;
+  try {
+    image = cv::imread(path.string(), channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    // Found by fuzzing: a PNM header announcing a huge height fails an assertion in imread.
+    throw Error(fmt::format("{}: not an image OpenCV can read ({})", path.string(), e.err));
+  }
   if (image.empty()) throw Error(fmt::format("{}: not an image OpenCV can read", path.string()));
   return from_mat8(image);
 }

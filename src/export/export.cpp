@@ -5,6 +5,7 @@
 #include "torchae/train/run.h"
 #include "torchae/version.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -145,21 +146,27 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
 }
 
 void save_torchscript(const torch::jit::Module& module, const Json& card, const fs::path& path) {
-  const torch::jit::ExtraFilesMap extra{{kModelCardFile, card.dump(2) + "\n"}};
+  const torch::jit::ExtraFilesMap extra{{kModelCardFile, json_text(card, 2) + "\n"}};
   write_atomically(path, [&](std::ostream& out) { module.save(out, extra); });
 }
 
 Json read_model_card(const fs::path& archive) {
   std::error_code ec;
   if (!fs::is_regular_file(archive, ec)) throw Error(fmt::format("{}: no such file", archive.string()));
-  torch::jit::ExtraFilesMap extra{{kModelCardFile, ""}};
+  // The card is read from the archive's zip directory alone: loading the module would compile
+  // its TorchScript code, and LibTorch's parser throws what it likes on code it cannot read.
+  std::string text;
   try {
-    torch::jit::load(archive.string(), torch::kCPU, extra);
-  } catch (const c10::Error& e) {
-    const std::string what = e.what_without_backtrace();
+    caffe2::serialize::PyTorchStreamReader reader(archive.string());
+    const std::string record = std::string("extra/") + kModelCardFile;
+    if (reader.hasRecord(record)) {
+      const auto [data, size] = reader.getRecord(record);
+      text.assign(static_cast<const char*>(data.get()), size);
+    }
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
     throw Error(fmt::format("{}: not a TorchScript archive ({})", archive.string(), what.substr(0, what.find('\n'))));
   }
-  const std::string& text = extra[kModelCardFile];
   if (text.empty()) throw Error(fmt::format("{}: has no {} (not exported by torchae?)", archive.string(), kModelCardFile));
   const Json card = parse_json(text, fmt::format("{}: its {}", archive.string(), kModelCardFile));
   if (!card.is_object()) throw Error(fmt::format("{}: its {} is not a JSON object", archive.string(), kModelCardFile));

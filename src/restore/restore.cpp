@@ -130,12 +130,16 @@ Restorer Restorer::load(const fs::path& archive) {
   r.card_ = read_model_card(archive);
   try {
     r.module_ = torch::jit::load(archive.string(), torch::kCPU);
-  } catch (const c10::Error&) {
-    throw Error(fmt::format("{}: not a TorchScript archive", archive.string()));
+  } catch (const std::exception& e) {
+    // c10::Error for a broken archive, std::runtime_error from the parser of broken code.
+    const std::string what = e.what();
+    throw Error(fmt::format("{}: not a TorchScript archive LibTorch can load ({})", archive.string(),
+                            what.substr(0, what.find('\n'))));
   }
   r.module_.eval();
   const Json* shape = find_dotted(r.card_, "input.shape");
-  if (!shape || !shape->is_array() || shape->size() != 3) {
+  if (!shape || !shape->is_array() || shape->size() != 3 ||
+      !std::all_of(shape->begin(), shape->end(), [](const Json& d) { return d.is_number_integer() && d.get<int64_t>() > 0; })) {
     throw Error(fmt::format("{}: the model card gives no image input shape {{C, H, W}}", archive.string()));
   }
   const auto dims = shape->get<std::vector<int64_t>>();

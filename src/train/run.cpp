@@ -134,7 +134,7 @@ void train_run(const Json& config, const fs::path& run_dir) {
   const RunClaim claim(run_dir);
   refuse_a_run_there(run_dir);
   remove_stale_temporaries(run_dir);
-  write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
+  write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n");
   fit_run(run, run_dir, /*resume=*/false);
 }
 
@@ -199,7 +199,7 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   }
   Run run = prepare_run(config, /*with_test=*/false);
   check_config_fits_checkpoint(run.config, run_dir);
-  write_text_atomically(run_dir / kConfigFile, run.config.dump(2) + "\n");
+  write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n");
   fit_run(run, run_dir, /*resume=*/true);
 }
 
@@ -268,7 +268,7 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   metrics["family"] = run.config["model"]["family"];
   metrics["run"] = run_dir.string();
   metrics["checkpoint"] = checkpoint_json(run_dir);
-  write_text_atomically(run_dir / kEvalFile, metrics.dump(2) + "\n");
+  write_text_atomically(run_dir / kEvalFile, json_text(metrics, 2) + "\n");
   return metrics;
 }
 

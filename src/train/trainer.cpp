@@ -356,7 +356,7 @@ torch::serialize::OutputArchive Trainer::checkpoint() const {
   archive.write("rng_shuffle", at::Generator(shuffle_).get_state());
   archive.write("rng_cpu", at::Generator(at::detail::getDefaultCPUGenerator()).get_state());
   if (device_.is_cuda()) archive.write("rng_cuda", at::Generator(at::globalContext().defaultGenerator(device_)).get_state());
-  if (!config_.is_null()) archive.write("config", c10::IValue(config_.dump()));
+  if (!config_.is_null()) archive.write("config", c10::IValue(json_text(config_)));
   return archive;
 }
 
@@ -377,7 +377,7 @@ std::string Trainer::metrics_with(const EpochRecord& record) const {
       }
     }
   }
-  return kept + record.to_json().dump() + "\n";
+  return kept + json_text(record.to_json()) + "\n";
 }
 
 void Trainer::save(const EpochRecord& record) const {

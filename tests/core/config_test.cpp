@@ -93,6 +93,12 @@ TEST(ApplyOverride, ParsesJsonValuesAndFallsBackToStrings) {
 
 TEST(ApplyOverride, RefusesMalformedAssignments) {
   Json config = Json::object();
+  // Found by fuzzing: a value that is not UTF-8 was taken as a string the configuration could
+  // then not be written (nor shown in a message) with.
+  EXPECT_EQ(error_of([&] { apply_override(config, "train.lr=0]\xdd]"); }), "--set train.lr: not valid UTF-8 text");
+  EXPECT_EQ(error_of([&] { apply_override(config, "train.lr=4e444"); }), "--set train.lr: 4e444 is past the range of a double");
+  EXPECT_EQ(error_of([&] { parse_json("{\"lr\": 4e444}", "c.json"); }),
+            "c.json: invalid JSON: a number past the range of a double");
   EXPECT_NE(error_of([&] { apply_override(config, "train.epochs"); }).find("expected key=value"), std::string::npos);
   EXPECT_NE(error_of([&] { apply_override(config, "train..epochs=3"); }).find("empty part"), std::string::npos);
   apply_override(config, "train=1");

@@ -203,7 +203,8 @@ TEST_F(StackedTest, AssembledModelUsesThePretrainedLayersWeights) {
   const auto& layers = stack->layers();
   for (std::size_t l = 0; l < layers.size(); ++l) {
     for (const auto& p : layers[l]->module().named_parameters()) {
-      const auto& mine = stack->named_parameters()[fmt::format("layer{}.{}", l + 1, p.key())];
+      // A copy: the dictionary named_parameters() returns is a temporary.
+      const torch::Tensor mine = stack->named_parameters()[fmt::format("layer{}.{}", l + 1, p.key())];
       EXPECT_EQ(mine.data_ptr(), p.value().data_ptr()) << p.key();
     }
   }

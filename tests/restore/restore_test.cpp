@@ -49,8 +49,11 @@ TEST_F(RestoreTest, ImagesRoundTripThroughFilesInRgbOrder) {
   expect_tensors_near(read_image(dir / "g.png", 3), image.narrow(0, 0, 1).expand({3, 9, 11}), 1e-6);
 
   std::ofstream(dir / "notes.png") << "not an image";
+  // A PNG signature with nothing after it reaches OpenCV, which cannot read it.
+  std::ofstream(dir / "cut.png") << "\x89PNG\r\n\x1a\n";
   for (const auto& [path, fragment] : {std::pair{dir / "missing.png", "no such image file"},
-                                      std::pair{dir / "notes.png", "not an image OpenCV can read"}}) {
+                                      std::pair{dir / "notes.png", "not a PNG, JPEG, BMP, TIFF, WebP or PNM image"},
+                                      std::pair{dir / "cut.png", "not an image OpenCV can read"}}) {
     try {
       read_image(path, 3);
       FAIL() << path;

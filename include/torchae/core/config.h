@@ -89,11 +89,18 @@ inline constexpr int kMaxJsonDepth = 64;
 /// naming `what` (and the line and column, if known).
 Json parse_json(const std::string& text, const std::string& what);
 
+/// `value` as JSON text (`indent` as Json::dump's), as torchae writes its files: bytes that are not
+/// UTF-8, which only a string can hold (a path), become U+FFFD instead of an exception.
+inline std::string json_text(const Json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
 /// Parses a JSON file; any failure is one line naming the file (and line/column if known).
 Json load_json_file(const std::filesystem::path& path);
 
 /// Applies one `--set key=value` override: dotted key, value parsed as JSON when it is valid
-/// JSON (`3`, `true`, `[256,64]`, `"x"`) and taken as a string otherwise (`cuda:0`).
+/// JSON (`3`, `true`, `[256,64]`, `"x"`) and taken as a string otherwise (`cuda:0`); text that
+/// is not UTF-8 is refused.
 void apply_override(Json& config, const std::string& assignment);
 
 /// Reads the value at a dotted key, or nullptr when absent.
