@@ -85,8 +85,8 @@ const std::vector<std::string> kChangeableOnResume{"train.epochs", "train.device
 // checkpoint was trained under (a hand edit) in anything that may not change on resume is refused,
 // naming the first key that differs (the family first: a checkpoint of another family differs in
 // much else).
-void check_config_fits_checkpoint(const Json& config, const fs::path& run_dir) {
-  const Json trained = checkpoint_config(run_dir);
+// `trained`: the configuration the checkpoint records (`checkpoint_config`).
+void check_config_fits_checkpoint(const Json& config, const Json& trained, const fs::path& run_dir) {
   if (trained.is_null()) return;  // no checkpoint yet, or one from before checkpoints recorded it
   const Json now = config.flatten(), then = trained.flatten();  // {"/model/code_size": 32, ...}
   std::vector<std::string> pointers{"/model/family"};
@@ -198,7 +198,7 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
     apply_override(config, assignment);
   }
   Run run = prepare_run(config, /*with_test=*/false);
-  check_config_fits_checkpoint(run.config, run_dir);
+  check_config_fits_checkpoint(run.config, checkpoint_config(run_dir), run_dir);
   write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n");
   fit_run(run, run_dir, /*resume=*/true);
 }
@@ -219,8 +219,8 @@ Run load_run(const fs::path& run_dir, bool with_test, const std::string& device)
   // Whatever device this works on, the run's configuration says where it was trained.
   if (!device.empty() && trained_on.is_string()) run.config["train"]["device"] = trained_on;
   // Tensor by tensor first: of a checkpoint from another run, that names what does not fit.
-  load_model_weights(*run.model.model, checkpoint_of(run_dir), torch::kCPU);
-  check_config_fits_checkpoint(run.config, run_dir);
+  const Json trained = load_model_weights(*run.model.model, checkpoint_of(run_dir), torch::kCPU);
+  check_config_fits_checkpoint(run.config, trained, run_dir);
   return run;
 }
 

@@ -209,11 +209,23 @@ void load_model_part(torch::nn::Module& module, torch::serialize::InputArchive& 
 
 }  // namespace
 
-void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device) {
+namespace {
+
+// The configuration an open checkpoint records (null when it records none).
+Json recorded_config(torch::serialize::InputArchive& archive, const std::filesystem::path& path) {
+  c10::IValue config;
+  if (!archive.try_read("config", config) || !config.isString()) return nullptr;
+  return parse_json(config.toStringRef(), path.string() + ": its config");
+}
+
+}  // namespace
+
+Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device) {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(checkpoint.string(), device);
     load_model_part(model.module(), archive, checkpoint);
+    return recorded_config(archive, checkpoint);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot load the model: {}", checkpoint.string(), e.what_without_backtrace()));
   }
@@ -226,9 +238,7 @@ Json checkpoint_config(const std::filesystem::path& run_dir) {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path.string(), torch::kCPU);
-    c10::IValue config;
-    if (!archive.try_read("config", config) || !config.isString()) return nullptr;
-    return parse_json(config.toStringRef(), path.string() + ": its config");
+    return recorded_config(archive, path);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot read this checkpoint: {}", path.string(), e.what_without_backtrace()));
   }

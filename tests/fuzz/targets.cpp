@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 #include <unistd.h>
 
@@ -51,15 +52,21 @@ bool small(const Json& value, int64_t limit) {
   return true;
 }
 
+// The input as a file `name`, given to `read`; an Error is a refusal, and fine.
+void through_file(const char* name, const uint8_t* data, std::size_t size,
+                  const std::function<void(const std::filesystem::path&)>& read) {
+  const auto path = scratch() / name;
+  write_bytes(path, data, size);
+  try {
+    read(path);
+  } catch (const Error&) {
+  }
+}
+
 }  // namespace
 
 void idx(const uint8_t* data, std::size_t size) {
-  const auto path = scratch() / "input.idx";
-  write_bytes(path, data, size);
-  try {
-    read_idx(path);
-  } catch (const Error&) {
-  }
+  through_file("input.idx", data, size, [](const std::filesystem::path& path) { read_idx(path); });
 }
 
 void config(const uint8_t* data, std::size_t size) {
@@ -106,12 +113,7 @@ void image_folder(const uint8_t* data, std::size_t size) {
 }
 
 void model_card(const uint8_t* data, std::size_t size) {
-  const auto path = scratch() / "model.pt";
-  write_bytes(path, data, size);
-  try {
-    read_model_card(path);
-  } catch (const Error&) {
-  }
+  through_file("model.pt", data, size, [](const std::filesystem::path& path) { read_model_card(path); });
 }
 
 const std::vector<Target>& targets() {

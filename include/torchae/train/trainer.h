@@ -189,8 +189,9 @@ Json checkpoint_config(const std::filesystem::path& run_dir);
 
 /// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`. A
 /// checkpoint that does not fit the model (a tensor missing, of another shape or type, or one the
-/// model has not) is an Error naming the first mismatch; nothing of it is reshaped.
-void load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
+/// model has not) is an Error naming the first mismatch; nothing of it is reshaped. Returns the
+/// configuration the checkpoint records (`checkpoint_config`, read from the same load).
+Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
 
 
 }  // namespace torchae
