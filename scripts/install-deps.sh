@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev          # LibTorch 1.13.1
+  libgloo-dev           # headers of the Gloo that LibTorch's c10d (ProcessGroupGloo) is built against
   libopenblas0-pthread  # without it LibTorch falls back to the reference BLAS (~20x slower GEMM)
   zlib1g-dev            # gzip-compressed IDX files
   libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev libopencv-dev

@@ -9,6 +9,7 @@
 #include "torchae/export/zoo.h"
 #include "torchae/models/registry.h"
 #include "torchae/restore/restore.h"
+#include "torchae/train/distributed.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
 #include "torchae/version.h"
@@ -21,12 +22,16 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
+
+#include <unistd.h>
 
 namespace {
 
@@ -47,6 +52,7 @@ Json read_config(const std::string& file, const std::vector<std::string>& overri
 
 struct BenchArgs {
   int64_t batch = 128;
+  double timeout = 60;
   int64_t steps = 300;
   int64_t warmup = 30;
   int64_t threads = 0;
@@ -82,6 +88,13 @@ Json bench(const BenchArgs& args) {
   options.batch_size = args.batch;
   options.device = args.device;
   options.threads = args.threads;
+  // Under torchrun, data-parallel: --batch is the global batch, each rank steps on its part.
+  options.group = torchae::join_process_group(std::chrono::milliseconds(static_cast<int64_t>(args.timeout * 1000)));
+  const int ranks = options.group ? options.group->size() : 1;
+  if (args.batch % ranks != 0) {
+    throw torchae::Error(fmt::format("bench: --batch {} does not split evenly over the {} ranks", args.batch, ranks));
+  }
+  const int64_t part = args.batch / ranks;
   torchae::Trainer trainer(built.model, options);
   const torchae::Dataset train = data.train.to(trainer.device());
   if (args.batch > train.size()) {
@@ -92,31 +105,44 @@ Json bench(const BenchArgs& args) {
   torch::Tensor order;
   int64_t position = n;
   auto next_batch = [&] {
-    if (position + args.batch > n) {
+    if (position + part > n) {
       order = torch::randperm(n, torch::TensorOptions(trainer.device()).dtype(torch::kLong));
       position = 0;
     }
-    const torch::Tensor x = train.inputs.index_select(0, order.narrow(0, position, args.batch));
-    position += args.batch;
+    const torch::Tensor x = train.inputs.index_select(0, order.narrow(0, position, part));
+    position += part;
     return x;
   };
   for (int64_t i = 0; i < args.warmup; ++i) trainer.step(next_batch());
   if (trainer.device().is_cuda()) torch::cuda::synchronize();
+  if (options.group) {
+    options.group->all_reduce_seconds = 0;
+    options.group->all_reduce_bytes = 0;
+  }
   const auto start = std::chrono::steady_clock::now();
   double loss = 0.0;
   for (int64_t i = 0; i < args.steps; ++i) loss = trainer.step(next_batch()).total.item<double>();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
-  return Json{{"impl", "torchae"},
+  Json result{{"impl", "torchae"},
               {"model", built.resolved},
               {"device", trainer.device().str()},
               {"batch", args.batch},
               {"steps", args.steps},
+              {"processes", ranks},
               {"threads", at::get_num_threads()},
               {"omp_wait_policy", wait_policy ? wait_policy : "(unset)"},
               {"seconds", seconds},
               {"samples_per_s", static_cast<double>(args.batch * args.steps) / seconds},
               {"final_loss", loss}};
+  if (options.group) {
+    const auto* group = options.group.get();
+    result["all_reduce_s"] = group->all_reduce_seconds;
+    result["all_reduce_fraction"] = group->all_reduce_seconds / seconds;
+    result["all_reduce_bytes_per_step"] = group->all_reduce_bytes / args.steps;
+    result["all_reduce_mb_per_s"] = static_cast<double>(group->all_reduce_bytes) / 1e6 / group->all_reduce_seconds;
+  }
+  return result;
 }
 
 // The zoo's recipes: installed beside the binary (share/torchae/zoo), else the source tree's.
@@ -220,6 +246,35 @@ void computes(CLI::App* command, char** argv, std::function<void()> action) {
   });
 }
 
+// `train --nproc N`: this command line again, without --nproc, as N ranks under PyTorch's torchrun
+// on this machine. Debian 12's torchrun (1.13 on Python 3.11) fails on its default -r/-t (0), so
+// -r and -t are given; with 2 each rank's stderr is shown (and kept in torchrun's log folder).
+[[noreturn]] void launch_under_torchrun(int64_t nproc, char** argv) {
+  if (std::getenv("RANK") != nullptr) throw torchae::Error("--nproc: this process is already a rank of a torchrun run");
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) throw torchae::Error(fmt::format("--nproc: cannot find this program: {}", ec.message()));
+  std::vector<std::string> words{"torchrun", "--standalone", "--nproc_per_node", std::to_string(nproc), "-r", "2",
+                                 "-t", "2", "--no_python", self};
+  for (int i = 1; argv[i] != nullptr; ++i) {
+    const std::string word = argv[i];
+    if (word == "--nproc") {
+      ++i;
+      if (argv[i] == nullptr) break;
+      continue;
+    }
+    if (word.rfind("--nproc=", 0) == 0) continue;
+    words.push_back(word);
+  }
+  std::vector<char*> pointers;
+  for (auto& word : words) pointers.push_back(word.data());
+  pointers.push_back(nullptr);
+  std::cout << std::flush;
+  ::execvp("torchrun", pointers.data());
+  throw torchae::Error(fmt::format("--nproc: cannot run torchrun ({}); it comes with Debian's python3-torch",
+                                   std::strerror(errno)));
+}
+
 void add_list(CLI::App& app) {
   app.add_subcommand("list", "list the model families")->callback(list_families);
 }
@@ -229,6 +284,8 @@ void add_train(CLI::App& app, char** argv) {
   struct Args {
     std::string config, out, resume;
     std::vector<std::string> overrides;
+    int64_t nproc = 0;
+    double timeout = 60;
   };
   auto args = std::make_shared<Args>();
   train->add_option("--config", args->config, "JSON configuration file");
@@ -237,13 +294,25 @@ void add_train(CLI::App& app, char** argv) {
   auto* resume = train->add_option("--resume", args->resume, "run directory to continue");
   out->excludes(resume);
   resume->excludes("--config");
-  computes(train, argv, [args] {
+  train->add_option("--nproc", args->nproc,
+                    "train data-parallel in N processes on this machine: the same as torchrun --standalone "
+                    "--nproc_per_node N --no_python torchae train ...")
+      ->check(integer_at_least(1));
+  train->add_option("--timeout", args->timeout,
+                    "data-parallel: seconds a rank waits for the others (store, collectives) before it stops")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  computes(train, argv, [args, argv] {
+    if (args->nproc > 0) launch_under_torchrun(args->nproc, argv);
+    if (args->resume.empty() && args->out.empty()) {
+      throw torchae::Error("train: --out RUN_DIR (or --resume RUN_DIR) is required");
+    }
+    auto group = torchae::join_process_group(std::chrono::milliseconds(static_cast<int64_t>(args->timeout * 1000)));
     if (!args->resume.empty()) {
-      torchae::resume_run(args->resume, args->overrides);
+      torchae::resume_run(args->resume, args->overrides, group);
       return;
     }
-    if (args->out.empty()) throw torchae::Error("train: --out RUN_DIR (or --resume RUN_DIR) is required");
-    torchae::train_run(read_config(args->config, args->overrides), args->out);
+    torchae::train_run(read_config(args->config, args->overrides), args->out, group);
   });
 }
 
@@ -339,7 +408,14 @@ void add_bench(CLI::App& app, char** argv) {
       ->check(integer_at_least(0));
   bench_cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
-  computes(bench_cmd, argv, [args] { std::cout << torchae::json_text(bench(*args)) << "\n"; });
+  bench_cmd->add_option("--timeout", args->timeout, "under torchrun: seconds a rank waits for the others")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  computes(bench_cmd, argv, [args] {
+    const Json result = bench(*args);
+    const char* rank = std::getenv("RANK");
+    if (rank == nullptr || std::string(rank) == "0") std::cout << torchae::json_text(result) << "\n";
+  });
 }
 
 void add_fd_net(CLI::App& app, char** argv) {

@@ -157,13 +157,23 @@ Batches::Batches(const Dataset& data, int64_t batch_size, torch::Tensor order)
   count_ = (order_.numel() + batch_size_ - 1) / batch_size_;
 }
 
-torch::Tensor Batches::indices(int64_t i) const {
-  const int64_t start = i * batch_size_;
-  return order_.narrow(0, start, std::min(batch_size_, order_.numel() - start));
+std::pair<int64_t, int64_t> shard_of(int64_t n, int part, int parts) {
+  const int64_t base = n / parts, extra = n % parts;
+  const int64_t start = part * base + std::min<int64_t>(part, extra);
+  return {start, base + (part < extra ? 1 : 0)};
 }
 
-torch::Tensor Batches::inputs(int64_t i) const { return data_.inputs.index_select(0, indices(i)); }
+int64_t Batches::count(int64_t i) const { return std::min(batch_size_, order_.numel() - i * batch_size_); }
 
-Dataset Batches::at(int64_t i) const { return data_.select(indices(i)); }
+torch::Tensor Batches::indices(int64_t i, int part, int parts) const {
+  const auto [start, length] = shard_of(count(i), part, parts);
+  return order_.narrow(0, i * batch_size_ + start, length);
+}
+
+torch::Tensor Batches::inputs(int64_t i, int part, int parts) const {
+  return data_.inputs.index_select(0, indices(i, part, parts));
+}
+
+Dataset Batches::at(int64_t i, int part, int parts) const { return data_.select(indices(i, part, parts)); }
 
 }  // namespace torchae

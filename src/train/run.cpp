@@ -13,6 +13,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <functional>
+#include <optional>
 #include <iostream>
 
 namespace torchae {
@@ -123,18 +125,60 @@ void refuse_a_run_there(const fs::path& run_dir) {
 
 }  // namespace
 
-void train_run(const Json& config, const fs::path& run_dir) {
-  refuse_a_run_there(run_dir);  // before the data is loaded: the common mistake fails fast
+namespace {
+
+// Runs `action` where the run directory is written: in this process, or on rank 0 of a
+// data-parallel run with its failure thrown on every rank.
+void on_writer(ProcessGroup* group, const std::function<void()>& action) {
+  if (group) {
+    group->on_writer(action);
+  } else {
+    action();
+  }
+}
+
+// Every rank of a data-parallel run must train the same configuration: a --set or a --config
+// that differs between ranks is refused on all of them, naming the first key that differs.
+void check_same_config(ProcessGroup* group, const Json& config) {
+  if (!group) return;
+  const std::vector<std::string> texts = group->all_gather_text(json_text(config));
+  for (int r = 1; r < group->size(); ++r) {
+    if (texts[r] == texts[0]) continue;
+    const Json ours = Json::parse(texts[0]).flatten(), theirs = Json::parse(texts[r]).flatten();
+    Json keys = ours;
+    keys.update(theirs);
+    for (const auto& item : keys.items()) {
+      const auto a = ours.find(item.key()), b = theirs.find(item.key());
+      if (a != ours.end() && b != theirs.end() && *a == *b) continue;
+      std::string key = item.key().substr(1);
+      std::replace(key.begin(), key.end(), '/', '.');
+      throw Error(fmt::format("the ranks were given different configurations: {} is {} on rank 0 and {} on rank {}; "
+                              "give every rank the same --config and --set",
+                              key, a == ours.end() ? "absent" : a->dump(), b == theirs.end() ? "absent" : b->dump(), r));
+    }
+  }
+}
+
+}  // namespace
+
+void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<ProcessGroup> group) {
+  // Before the data is loaded: the common mistake fails fast.
+  on_writer(group.get(), [&] { refuse_a_run_there(run_dir); });
   Run run = prepare_run(config, /*with_test=*/false);
-  std::error_code ec;
-  fs::create_directories(run_dir, ec);
-  if (ec) throw Error(fmt::format("cannot create {}: {}", run_dir.string(), ec.message()));
-  // Claimed, then checked again: of two trainings started together into one directory, one
-  // trains and the other is refused, never both.
-  const RunClaim claim(run_dir);
-  refuse_a_run_there(run_dir);
-  remove_stale_temporaries(run_dir);
-  write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n");
+  run.train_options.group = group;
+  check_same_config(group.get(), run.config);
+  std::optional<RunClaim> claim;
+  on_writer(group.get(), [&] {
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    if (ec) throw Error(fmt::format("cannot create {}: {}", run_dir.string(), ec.message()));
+    // Claimed, then checked again: of two trainings started together into one directory, one
+    // trains and the other is refused, never both.
+    claim.emplace(run_dir);
+    refuse_a_run_there(run_dir);
+    remove_stale_temporaries(run_dir);
+    write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n");
+  });
   fit_run(run, run_dir, /*resume=*/false);
 }
 
@@ -142,7 +186,7 @@ void fit_run(Run& run, const fs::path& run_dir, bool resume) {
   // A run stopped before its first epoch ended has a config but no checkpoint: starting it
   // from epoch 0 with the same config and seed is exactly what it would have done.
   const auto nothing_to_resume = [&] {
-    if (run.train_options.progress != "none") {
+    if (run.train_options.progress != "none" && (!run.train_options.group || run.train_options.group->is_writer())) {
       std::cout << fmt::format("{}: no checkpoint yet; starting from the beginning\n", run_dir.string());
     }
   };
@@ -174,10 +218,14 @@ fs::path checkpoint_of(const fs::path& run_dir) {
 
 }  // namespace
 
-void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides) {
-  read_run_config(run_dir);  // not a run directory: said before anything else
-  const RunClaim claim(run_dir);
-  remove_stale_temporaries(run_dir);
+void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides,
+                std::shared_ptr<ProcessGroup> group) {
+  std::optional<RunClaim> claim;
+  on_writer(group.get(), [&] {
+    read_run_config(run_dir);  // not a run directory: said before anything else
+    claim.emplace(run_dir);
+    remove_stale_temporaries(run_dir);
+  });
   Json config = read_run_config(run_dir);  // as the last holder of the claim left it
   const std::vector<std::string>& changeable = kChangeableOnResume;
   for (const auto& assignment : overrides) {
@@ -198,8 +246,12 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
     apply_override(config, assignment);
   }
   Run run = prepare_run(config, /*with_test=*/false);
+  run.train_options.group = group;
+  check_same_config(group.get(), run.config);
   check_config_fits_checkpoint(run.config, checkpoint_config(run_dir), run_dir);
-  write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n");
+  // Every rank has read config.json before rank 0 writes it again.
+  if (group) group->broadcast_text({});
+  on_writer(group.get(), [&] { write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n"); });
   fit_run(run, run_dir, /*resume=*/true);
 }
 

@@ -76,7 +76,7 @@ TrainingStage StagedTrainer::position(std::size_t i) const {
 }
 
 void StagedTrainer::fit(const Dataset& train, const Dataset& validation) {
-  model_->module().to(resolve_device(options_.device));
+  model_->module().to(training_device(options_));
   Codes codes{{}, train, validation};
   for (std::size_t i = 0; i < stages_.size(); ++i) {
     if (static_cast<int64_t>(i) < resume_stage_) continue;

@@ -108,6 +108,18 @@ class LossMeter {
     for (auto& [name, value] : s.terms) value /= static_cast<double>(std::max<int64_t>(count_, 1));
     return s;
   }
+  // The sums over the ranks of a data-parallel run, on every rank.
+  void reduce(ProcessGroup& group) {
+    torch::Tensor sums = torch::empty({static_cast<int64_t>(terms_.size()) + 2}, torch::kFloat64);
+    auto* v = sums.data_ptr<double>();
+    v[0] = total_;
+    v[1] = static_cast<double>(count_);
+    for (std::size_t i = 0; i < terms_.size(); ++i) v[i + 2] = terms_[i].second;
+    group.all_reduce_sum(sums);
+    total_ = v[0];
+    count_ = static_cast<int64_t>(v[1]);
+    for (std::size_t i = 0; i < terms_.size(); ++i) terms_[i].second = v[i + 2];
+  }
 
  private:
   double total_ = 0.0;
@@ -156,6 +168,14 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
 }
 
 }  // namespace
+
+torch::Device training_device(const TrainOptions& options) {
+  const torch::Device device = resolve_device(options.device);
+  if (options.group && device.is_cuda() && options.device.find(':') == std::string::npos) {
+    return {torch::kCUDA, static_cast<c10::DeviceIndex>(options.group->local_rank() % torch::cuda::device_count())};
+  }
+  return device;
+}
 
 namespace {
 
@@ -277,7 +297,7 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
       options_(std::move(options)),
       run_dir_(std::move(run_dir)),
       stage_(std::move(stage)),
-      device_(resolve_device(options_.device)),
+      device_(training_device(options_)),
       shuffle_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed))),
       best_val_(std::numeric_limits<double>::infinity()) {
   set_threads(options_.threads);
@@ -298,6 +318,28 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
     }
   }
   optimizer_ = make_optimizer(options_, parameters_);
+  if (ProcessGroup* group = options_.group.get()) {
+    if (options_.batch_size < group->size()) {
+      throw Error(fmt::format("config: train.batch_size: {} is smaller than the {} ranks of this run: it is the "
+                              "global batch, and every rank needs a part of each batch",
+                              options_.batch_size, group->size()));
+    }
+    // Every rank starts from rank 0's weights, as DistributedDataParallel does.
+    std::vector<torch::Tensor> state = model_->module().parameters();
+    for (const auto& b : model_->module().buffers()) state.push_back(b);
+    group->broadcast(state);
+    reducer_ = std::make_unique<GradientReducer>(*group, parameters_);
+    if (adversary_) adversary_reducer_ = std::make_unique<GradientReducer>(*group, adversary_parameters_);
+    seed_rank_generator(0);
+  }
+}
+
+void Trainer::seed_rank_generator(int64_t epoch) const {
+  if (!options_.group || options_.group->rank() == 0) return;
+  // Distinct streams for distinct (seed, rank, epoch); rank 0 keeps the one-process stream.
+  const uint64_t rank = static_cast<uint64_t>(options_.group->rank());
+  torch::manual_seed(static_cast<uint64_t>(options_.seed) * 0x9E3779B97F4A7C15ull + rank * 0xBF58476D1CE4E5B9ull +
+                     static_cast<uint64_t>(epoch));
 }
 
 bool Trainer::resume() {
@@ -334,11 +376,27 @@ bool Trainer::resume() {
     stopped_early_ = entry("stopped_early").item<bool>();
     shuffle_.set_state(entry("rng_shuffle"));
     at::Generator(at::detail::getDefaultCPUGenerator()).set_state(entry("rng_cpu"));
+    // Ranks other than 0 take their own state when the checkpoint was written by as many ranks;
+    // under another world size they start afresh from the seed, their rank and the epoch.
+    torch::Tensor rank_states;
+    const bool same_world = options_.group && archive.try_read("rng_cpu_ranks", rank_states) &&
+                            rank_states.size(0) == options_.group->size();
+    if (options_.group && options_.group->rank() > 0) {
+      if (same_world) {
+        at::Generator(at::detail::getDefaultCPUGenerator()).set_state(rank_states[options_.group->rank()].cpu());
+      } else {
+        seed_rank_generator(epoch_);
+      }
+    }
     // A checkpoint written on the CPU has no CUDA generator state: resumed on CUDA, that
     // generator goes on from where it is.
     torch::Tensor rng_cuda;
     if (device_.is_cuda() && archive.try_read("rng_cuda", rng_cuda)) {
-      at::Generator(at::globalContext().defaultGenerator(device_)).set_state(rng_cuda.cpu());
+      if (options_.group && options_.group->rank() > 0) {
+        rng_cuda = same_world && archive.try_read("rng_cuda_ranks", rank_states) ? rank_states[options_.group->rank()]
+                                                                                 : torch::Tensor();
+      }
+      if (rng_cuda.defined()) at::Generator(at::globalContext().defaultGenerator(device_)).set_state(rng_cuda.cpu());
     }
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot resume from this checkpoint: {}", path.string(),
@@ -347,7 +405,8 @@ bool Trainer::resume() {
   return true;
 }
 
-torch::serialize::OutputArchive Trainer::checkpoint() const {
+torch::serialize::OutputArchive Trainer::checkpoint(
+    const std::vector<std::pair<std::string, torch::Tensor>>& rank_rng) const {
   torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
   saved_module().save(model_archive);
   optimizer_->save(optimizer_archive);
@@ -366,6 +425,7 @@ torch::serialize::OutputArchive Trainer::checkpoint() const {
   archive.write("rng_shuffle", at::Generator(shuffle_).get_state());
   archive.write("rng_cpu", at::Generator(at::detail::getDefaultCPUGenerator()).get_state());
   if (device_.is_cuda()) archive.write("rng_cuda", at::Generator(at::globalContext().defaultGenerator(device_)).get_state());
+  for (const auto& [key, states] : rank_rng) archive.write(key, states);
   if (!config_.is_null()) archive.write("config", c10::IValue(json_text(config_)));
   return archive;
 }
@@ -391,14 +451,30 @@ std::string Trainer::metrics_with(const EpochRecord& record) const {
 }
 
 void Trainer::save(const EpochRecord& record) const {
+  std::vector<std::pair<std::string, torch::Tensor>> rank_rng;
+  if (ProcessGroup* group = options_.group.get()) {
+    rank_rng.emplace_back("rng_cpu_ranks",
+                          torch::stack(group->all_gather(at::Generator(at::detail::getDefaultCPUGenerator()).get_state())));
+    if (device_.is_cuda()) {
+      rank_rng.emplace_back("rng_cuda_ranks", torch::stack(group->all_gather(
+                                                  at::Generator(at::globalContext().defaultGenerator(device_)).get_state())));
+    }
+  }
   // Both files are written before either is replaced, so a full disk leaves both as they were.
   // Metrics is renamed first: a process killed between the two renames leaves it one line
   // ahead of the checkpoint, and the resumed run redoes that epoch and rewrites its line.
-  AtomicFiles files;
-  files.add(run_dir_ / kMetricsFile, [&](std::ostream& out) { out << metrics_with(record); });
-  torch::serialize::OutputArchive archive = checkpoint();
-  files.add(run_dir_ / kCheckpointFile, [&](std::ostream& out) { archive.save_to(out); });
-  files.commit();
+  const auto write = [&] {
+    AtomicFiles files;
+    files.add(run_dir_ / kMetricsFile, [&](std::ostream& out) { out << metrics_with(record); });
+    torch::serialize::OutputArchive archive = checkpoint(rank_rng);
+    files.add(run_dir_ / kCheckpointFile, [&](std::ostream& out) { archive.save_to(out); });
+    files.commit();
+  };
+  if (options_.group) {
+    options_.group->on_writer(write);  // a full disk on rank 0 stops every rank
+  } else {
+    write();
+  }
 }
 
 Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& out) {
@@ -408,24 +484,78 @@ Losses Trainer::losses_of(const torch::Tensor& batch, const torch::Tensor& label
 }
 
 Losses Trainer::step(const torch::Tensor& batch, const torch::Tensor& labels) {
-  const Output out = model_->forward(batch);
-  Losses losses = losses_of(batch, labels, out);
+  return step_part(batch, labels, options_.group ? batch.size(0) * options_.group->size() : batch.size(0));
+}
+
+namespace {
+
+// A data-parallel step's loss figures: [total, terms...] summed over this rank's examples.
+torch::Tensor loss_sums(const Losses& losses, std::size_t terms, int64_t count, const torch::TensorOptions& options) {
+  torch::Tensor sums = torch::zeros({static_cast<int64_t>(terms) + 1}, torch::kFloat64);
+  if (count > 0) {
+    auto* v = sums.data_ptr<double>();
+    v[0] = losses.total.item<double>() * static_cast<double>(count);
+    for (std::size_t i = 0; i < losses.terms.size(); ++i) {
+      v[i + 1] = losses.terms[i].second.item<double>() * static_cast<double>(count);
+    }
+  }
+  return sums.to(options);
+}
+
+}  // namespace
+
+Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& labels, int64_t global_count) {
+  ProcessGroup* group = options_.group.get();
+  const int64_t count = batch.defined() ? batch.size(0) : 0;
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
-  losses.total.backward();
+  // A rank whose part of the last batch is empty still takes part in the step, with no gradient.
+  Output out;
+  Losses losses;
+  if (count > 0) {
+    out = model_->forward(batch);
+    losses = losses_of(batch, labels, out);
+    losses.total.backward();
+  }
+  // Each rank's gradient is of the mean over its examples: weighted by its share, the sum over the
+  // ranks is the gradient of the mean over the global batch.
+  const double share = static_cast<double>(count) / static_cast<double>(global_count);
+  torch::Tensor figures;
+  const auto gather_figures = [&] {
+    if (count > 0 && term_names_.empty()) {
+      for (const auto& term : losses.terms) term_names_.push_back(term.first);
+    }
+    if (count == 0 && term_names_.empty()) throw Error("a rank's first batch was empty: too few examples per rank");
+    figures = loss_sums(losses, term_names_.size(), count, parameters_.front().options().requires_grad(false));
+  };
+  if (group) {
+    if (!adversary_) gather_figures();
+    reducer_->reduce(share, adversary_ ? nullptr : &figures);
+  }
   if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
   optimizer_->step();
   if (adversary_) {
     // The model's backward left gradients in the adversary too (its loss passes through it);
     // the adversary's step starts from its own loss alone.
-    Losses adversary = adversary_->adversary_loss(out);
     for (auto& p : adversary_parameters_) p.mutable_grad().reset();
-    adversary.total.backward();
+    if (count > 0) {
+      Losses adversary = adversary_->adversary_loss(out);
+      adversary.total.backward();
+      losses.terms.insert(losses.terms.end(), adversary.terms.begin(), adversary.terms.end());
+    }
+    if (group) {
+      gather_figures();
+      adversary_reducer_->reduce(share, &figures);
+    }
     adversary_optimizer_->step();
-    losses.terms.insert(losses.terms.end(), adversary.terms.begin(), adversary.terms.end());
   }
-  return losses;
+  if (!group) return losses;
+  // The global batch's mean loss and terms, the same on every rank.
+  const torch::Tensor means = (figures.to(torch::kCPU, torch::kFloat64) / static_cast<double>(global_count));
+  Losses global{means[0], {}};
+  for (std::size_t i = 0; i < term_names_.size(); ++i) global.terms.emplace_back(term_names_[i], means[i + 1]);
+  return global;
 }
 
 LossSummary Trainer::evaluate(const Dataset& data) {
@@ -435,13 +565,20 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   LossMeter meter;
   const Dataset on_device = data.to(device_);
   const int64_t batch_size = std::max<int64_t>(options_.batch_size, 1000);
-  for (int64_t start = 0; start < data.size(); start += batch_size) {
-    const int64_t n = std::min(batch_size, data.size() - start);
+  // In a data-parallel run each rank evaluates its shard and the sums are reduced: the figures
+  // one process would get. Data smaller than the world is evaluated whole on every rank.
+  ProcessGroup* group = options_.group.get();
+  const bool sharded = group && data.size() >= group->size();
+  const auto [first, length] = sharded ? shard_of(data.size(), group->rank(), group->size())
+                                       : std::pair<int64_t, int64_t>{0, data.size()};
+  for (int64_t start = first; start < first + length; start += batch_size) {
+    const int64_t n = std::min(batch_size, first + length - start);
     const torch::Tensor x = on_device.inputs.narrow(0, start, n);
     Losses losses = losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor(),
                               model_->forward(x));
     meter.add(losses, losses.total.item<double>(), x.size(0));
   }
+  if (sharded) meter.reduce(*group);
   model_->module().train(was_training);
   return meter.summary();
 }
@@ -454,14 +591,17 @@ EpochRecord Trainer::train_epoch(const Dataset& train) {
   const auto start = Clock::now();
   const torch::Tensor order = torch::randperm(train.size(), shuffle_, torch::kLong).to(device_);
   Batches batches(train, options_.batch_size, order);
-  const bool bar = options_.progress == "auto" && ::isatty(STDERR_FILENO);
+  const int part = options_.group ? options_.group->rank() : 0;
+  const int parts = options_.group ? options_.group->size() : 1;
+  const bool bar = options_.progress == "auto" && writes() && ::isatty(STDERR_FILENO);
   ProgressBar progress(epoch_ + 1, options_.epochs, train.size());
   LossMeter meter;
   int64_t seen = 0;
   const bool supervised = model_->supervised();
   for (int64_t i = 0; i < batches.size(); ++i) {
-    const Dataset batch = supervised ? batches.at(i) : Dataset{batches.inputs(i), {}};
-    Losses losses = step(batch.inputs, batch.labels);
+    const Dataset batch = supervised ? batches.at(i, part, parts) : Dataset{batches.inputs(i, part, parts), {}};
+    const int64_t count = batches.count(i);
+    Losses losses = step_part(batch.inputs, batch.labels, count);
     const double total = losses.total.item<double>();
     if (!std::isfinite(total)) {
       if (bar) progress.clear();
@@ -472,8 +612,8 @@ EpochRecord Trainer::train_epoch(const Dataset& train) {
               : fmt::format("the last good checkpoint (epoch {}) is left intact in {}", epoch_,
                             (run_dir_ / kCheckpointFile).string())));
     }
-    meter.add(losses, total, batch.inputs.size(0));
-    seen += batch.inputs.size(0);
+    meter.add(losses, total, count);
+    seen += count;
     if (bar) progress.update(seen, meter.mean());
   }
   if (bar) progress.clear();
@@ -500,7 +640,7 @@ void Trainer::finish_epoch(const EpochRecord& record) {
   epoch_ += 1;
   stopped_early_ = options_.patience > 0 && bad_epochs_ >= options_.patience;
   if (!run_dir_.empty()) save(record);
-  if (options_.progress != "none") {
+  if (options_.progress != "none" && writes()) {
     if (!stage_.name.empty()) std::cout << stage_.name << "  ";
     std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
                              record.epoch, options_.epochs, record.train_loss, format_terms(record.train_terms),
@@ -516,14 +656,18 @@ void Trainer::finish_epoch(const EpochRecord& record) {
 
 void Trainer::fit(const Dataset& train, const Dataset& validation) {
   if (stopped_early_) {
-    if (options_.progress != "none") {
+    if (options_.progress != "none" && writes()) {
       std::cout << fmt::format("run had stopped early after epoch {}; nothing to do\n", epoch_);
     }
     return;
   }
+  if (options_.group && train.size() < options_.group->size()) {
+    throw Error(fmt::format("the training data has {} examples, fewer than the {} ranks of this run", train.size(),
+                            options_.group->size()));
+  }
   const Dataset train_on_device = train.to(device_);
   const Dataset validation_on_device = validation.to(device_);
-  if (!run_dir_.empty()) std::filesystem::create_directories(run_dir_);
+  if (!run_dir_.empty() && writes()) std::filesystem::create_directories(run_dir_);
   while (epoch_ < options_.epochs && !stopped_early_) {
     const auto start = Clock::now();
     EpochRecord record = train_epoch(train_on_device);

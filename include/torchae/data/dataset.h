@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace torchae {
@@ -81,18 +82,26 @@ extern const char* const kFashionMnistDir;
 /// Loads the splits described by `options`; the test split only when `with_test`.
 DataSplits load_data(const DataOptions& options, bool with_test);
 
+/// Part `part` of `n` items split evenly over `parts` (the ranks of a data-parallel run), as
+/// {start, length}: contiguous, the first `n % parts` parts one item longer.
+std::pair<int64_t, int64_t> shard_of(int64_t n, int part, int parts);
+
 /// The batches of one pass over a data set, in the order of `order` (a permutation, or
 /// arange for a fixed order): batch i is one `index_select` of order[i*B : (i+1)*B]. The last
-/// batch may be smaller.
+/// batch may be smaller. In a data-parallel run each rank takes part `part` of `parts` of every
+/// batch (`shard_of`: contiguous, as even as can be), so that the ranks together see each batch
+/// one process would.
 class Batches {
  public:
   Batches(const Dataset& data, int64_t batch_size, torch::Tensor order);
   int64_t size() const { return count_; }
-  torch::Tensor inputs(int64_t i) const;
-  Dataset at(int64_t i) const;
+  /// The number of examples in batch i, all parts together.
+  int64_t count(int64_t i) const;
+  torch::Tensor inputs(int64_t i, int part = 0, int parts = 1) const;
+  Dataset at(int64_t i, int part = 0, int parts = 1) const;
 
  private:
-  torch::Tensor indices(int64_t i) const;
+  torch::Tensor indices(int64_t i, int part, int parts) const;
 
   const Dataset& data_;
   int64_t batch_size_;

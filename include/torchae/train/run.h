@@ -8,6 +8,7 @@
 #include "torchae/train/trainer.h"
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,11 @@ struct Run {
 /// `with_test`) and builds the model. Unknown keys and bad values are refused by name.
 Run prepare_run(const Json& config, bool with_test);
 
-/// Trains a new run into `run_dir` (created; refused when it already holds a run).
-void train_run(const Json& config, const std::filesystem::path& run_dir);
+/// Trains a new run into `run_dir` (created; refused when it already holds a run). With `group`
+/// (`join_process_group`), data-parallel: every rank calls it with the same configuration (checked:
+/// the resolved configurations must be equal), and rank 0 alone writes `run_dir`.
+void train_run(const Json& config, const std::filesystem::path& run_dir,
+               std::shared_ptr<ProcessGroup> group = nullptr);
 
 /// Trains `run` into `run_dir` (continuing its checkpoint when `resume`) through the stages
 /// the model describes (`StagedTrainer`: one, for a model that is not `Staged`).
@@ -39,8 +43,11 @@ void fit_run(Run& run, const std::filesystem::path& run_dir, bool resume);
 /// Continues the run in `run_dir` exactly where its checkpoint stopped (from epoch 0 when it
 /// stopped before writing one). `overrides` are
 /// `--set` assignments; only train.epochs, train.device, train.threads and train.progress
-/// may change on resume (anything else would make the continuation differ from the run).
-void resume_run(const std::filesystem::path& run_dir, const std::vector<std::string>& overrides);
+/// may change on resume (anything else would make the continuation differ from the run). With
+/// `group`, data-parallel, under the same world size as before or another: every rank reads the
+/// run directory (on a file system they share) and rank 0 alone writes it.
+void resume_run(const std::filesystem::path& run_dir, const std::vector<std::string>& overrides,
+                std::shared_ptr<ProcessGroup> group = nullptr);
 
 /// Loads a run's configuration and trained weights (on the CPU). A non-empty `device` replaces
 /// the run's train.device in `Run::train_options` (not in `Run::config`): a run trained on

@@ -4,6 +4,7 @@
 #include "torchae/core/io.h"
 #include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
+#include "torchae/train/distributed.h"
 
 #include <ATen/core/Generator.h>
 #include <torch/optim/optimizer.h>
@@ -53,6 +54,10 @@ struct TrainOptions {
   int64_t threads = 0;
   /// "auto" (a progress bar on a terminal, epoch lines otherwise), "lines" or "none".
   std::string progress = "auto";
+  /// The ranks of a data-parallel run (`join_process_group`), not read from the configuration;
+  /// null: one process. With a group, `batch_size` stays the global batch: each rank steps on its
+  /// part of every batch, gradients are summed over the ranks, and rank 0 alone writes and prints.
+  std::shared_ptr<ProcessGroup> group;
 
   static TrainOptions from(OptionReader& reader);
   /// The learning rate of epoch `epoch` (0-based) under the schedule.
@@ -98,12 +103,22 @@ struct LossSummary {
   std::vector<std::pair<std::string, double>> terms;
 };
 
+/// The device a trainer with `options` works on: train.device resolved, and in a data-parallel
+/// run on CUDA without a device index, the GPU of the rank's LOCAL_RANK.
+torch::Device training_device(const TrainOptions& options);
+
 /// The generic trainer: it drives any `Autoencoder` through its `forward` and `loss`, and
 /// knows nothing of families. With a run directory it writes metrics.jsonl (one line per
 /// epoch) and checkpoint.pt (model, optimizer, epoch, RNG state, early-stopping state, stage;
 /// written atomically at the end of each epoch), and `resume()` continues a run exactly. A
 /// model whose objective is `supervised()` is given each batch's labels; an `Adversarial`
-/// model's adversary is stepped after the model, by a second optimizer.
+/// model's adversary is stepped after the model, by a second optimizer. With `options.group` it is
+/// data-parallel (DistributedDataParallel's semantics): parameters are broadcast from rank 0 when
+/// it is made, each rank steps on its shard of every global batch (one shuffled order that every
+/// rank derives from the seed), gradients are summed over the ranks in buckets, weighted by each
+/// rank's share of the batch, and losses, validation, early stopping and the NaN guard use figures
+/// reduced over the ranks, so every rank decides alike. Rank 0 alone writes the run directory; the
+/// checkpoint holds every rank's random-number state.
 ///
 ///   Trainer trainer(model, options, "runs/ae");
 ///   trainer.fit(data.train, data.validation);
@@ -118,7 +133,8 @@ class Trainer {
   /// Trains from the current epoch up to options.epochs (or an early stop).
   void fit(const Dataset& train, const Dataset& validation);
   /// One optimisation step on a batch already on the trainer's device (`labels`: the batch's,
-  /// needed when the model's objective is supervised).
+  /// needed when the model's objective is supervised). In a data-parallel run, `batch` is this
+  /// rank's part of a global batch of equal parts, and the losses returned are the global batch's.
   Losses step(const torch::Tensor& batch, const torch::Tensor& labels = {});
   /// The run's resolved configuration, recorded in every checkpoint (`checkpoint_config`): the
   /// config.json a resume, an eval or an export reads is checked against it.
@@ -141,8 +157,16 @@ class Trainer {
   /// Early-stopping bookkeeping, then the metrics line, the checkpoint, the epoch line and the
   /// callback of the epoch just done.
   void finish_epoch(const EpochRecord& record);
-  /// What checkpoint.pt holds after the epoch just done.
-  torch::serialize::OutputArchive checkpoint() const;
+  /// A step on this rank's `count` examples of a global batch of `global_count`.
+  Losses step_part(const torch::Tensor& batch, const torch::Tensor& labels, int64_t global_count);
+  /// What checkpoint.pt holds after the epoch just done; `rank_rng`: every rank's generator states
+  /// in a data-parallel run ({"cpu": [W, S], "cuda": ...}).
+  torch::serialize::OutputArchive checkpoint(const std::vector<std::pair<std::string, torch::Tensor>>& rank_rng) const;
+  /// Whether this process writes the run directory and prints (rank 0, or the only process).
+  bool writes() const { return !options_.group || options_.group->is_writer(); }
+  /// A rank other than 0 draws its own random numbers (noise, dropout, samples): its generator
+  /// starts from train.seed, its rank and `epoch`.
+  void seed_rank_generator(int64_t epoch) const;
   /// metrics.jsonl's text with `record`'s line.
   std::string metrics_with(const EpochRecord& record) const;
   /// Writes metrics.jsonl and checkpoint.pt of the epoch just done, together.
@@ -165,6 +189,10 @@ class Trainer {
   Adversarial* adversary_ = nullptr;
   std::vector<torch::Tensor> adversary_parameters_;
   std::unique_ptr<torch::optim::Optimizer> adversary_optimizer_;
+  /// A data-parallel run's gradient all-reduce, for the model and its adversary.
+  std::unique_ptr<GradientReducer> reducer_, adversary_reducer_;
+  /// The names of the loss terms, for a rank whose part of a batch is empty.
+  std::vector<std::string> term_names_;
   at::Generator shuffle_;
   int64_t epoch_ = 0;
   double best_val_;
