@@ -136,11 +136,21 @@ Json bench(const BenchArgs& args) {
               {"samples_per_s", static_cast<double>(args.batch * args.steps) / seconds},
               {"final_loss", loss}};
   if (options.group) {
-    const auto* group = options.group.get();
+    auto* group = options.group.get();
+    const int64_t bytes_per_step = group->all_reduce_bytes / args.steps;
     result["all_reduce_s"] = group->all_reduce_seconds;
     result["all_reduce_fraction"] = group->all_reduce_seconds / seconds;
-    result["all_reduce_bytes_per_step"] = group->all_reduce_bytes / args.steps;
-    result["all_reduce_mb_per_s"] = static_cast<double>(group->all_reduce_bytes) / 1e6 / group->all_reduce_seconds;
+    result["all_reduce_bytes_per_step"] = bytes_per_step;
+    // In the steps, the all-reduce's time includes waiting for the slower rank; alone, back to back
+    // on a buffer of a step's size, it is the transport's own rate.
+    torch::Tensor buffer = torch::zeros({bytes_per_step / 4}, torch::TensorOptions(trainer.device()));
+    group->all_reduce_sum(buffer);
+    const int64_t rounds = 20;
+    const auto alone = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < rounds; ++i) group->all_reduce_sum(buffer);
+    const double alone_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - alone).count();
+    result["all_reduce_alone_ms"] = 1e3 * alone_s / rounds;
+    result["all_reduce_alone_mb_per_s"] = static_cast<double>(bytes_per_step * rounds) / 1e6 / alone_s;
   }
   return result;
 }

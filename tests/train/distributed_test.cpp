@@ -424,7 +424,7 @@ TEST_F(DistributedCli, StagesAdversariesEarlyStoppingAndDivergenceAreDistributed
   EXPECT_EQ(ranks[0].err, ranks[1].err);
 }
 
-TEST_F(DistributedCli, AKilledRankStopsTheOthersWithinTheTimeoutAndTheCheckpointResumes) {
+TEST_F(DistributedCli, AKilledOrHungRankStopsTheOthersWithinTheTimeoutAndTheCheckpointResumes) {
   TempDir dir;
   const auto run = dir / "run";
   const int port = free_port();
@@ -443,6 +443,25 @@ TEST_F(DistributedCli, AKilledRankStopsTheOthersWithinTheTimeoutAndTheCheckpoint
   EXPECT_LT(seconds, 20.0) << "rank 0 stops well within its timeout";
   test::expect_one_line_error(CliResult{rank0.exit_code, "", rank0.err}, "rank 1 did not answer");
   EXPECT_NE(rank0.err.find("rank 0 of 2"), std::string::npos) << rank0.err;
+  // A rank that hangs: the others stop once the timeout has passed.
+  {
+    TempDir here;
+    const int hang_port = free_port();
+    const std::string hung = fmt::format("train {} --set train.epochs=300 --timeout 3 --out {}", kSmall,
+                                         (here / "run").string());
+    ASSERT_EQ(run_command(by_hand(here.path(), 1, 2, hang_port, hung)).exit_code, 0);
+    ASSERT_EQ(run_command(by_hand(here.path(), 0, 2, hang_port, hung)).exit_code, 0);
+    for (int i = 0; i < 600 && !std::filesystem::exists(here / "run" / "checkpoint.pt"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    const int stopped = std::stoi(read_text(here / "rank1.pid"));
+    ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+    const auto since = std::chrono::steady_clock::now();
+    const RankOutcome waited = wait_for_rank(here.path(), 0);
+    ::kill(stopped, SIGKILL);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(), 15.0);
+    test::expect_one_line_error(CliResult{waited.exit_code, "", waited.err}, "rank 1 did not answer");
+  }
   // The last checkpoint is whole: one process continues it.
   const std::size_t done = metrics_of(run).size();
   ASSERT_GE(done, 1u);
