@@ -344,7 +344,12 @@ void add_eval(CLI::App& app, char** argv) {
   eval->add_option("--device", args->options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
   eval->add_flag("--probe", args->options.probe,
                  "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
-  computes(eval, argv, [args] { std::cout << torchae::json_text(torchae::evaluate_run(args->run, args->options), 2) << "\n"; });
+  computes(eval, argv, [args] {
+    // Under torchrun, each rank evaluates its shard of the test split; rank 0 reports.
+    args->options.group = torchae::join_process_group();
+    const Json metrics = torchae::evaluate_run(args->run, args->options);
+    if (!args->options.group || args->options.group->is_writer()) std::cout << torchae::json_text(metrics, 2) << "\n";
+  });
 }
 
 void add_viz(CLI::App& app, char** argv) {

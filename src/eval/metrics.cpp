@@ -193,7 +193,8 @@ Json evaluate_probe(Autoencoder& model, const DataSplits& data, const torch::Dev
               {"probe_iterations", kProbeIterations}};
 }
 
-Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_samples, const torch::Device& device) {
+Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_samples, const torch::Device& device,
+                         std::pair<int64_t, int64_t> part) {
   auto* likelihood = dynamic_cast<Likelihood*>(&model);
   if (!likelihood) throw Error("evaluate_likelihood: this model has no likelihood");
   torch::NoGradGuard no_grad;
@@ -204,6 +205,7 @@ Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_sam
     // test set one set of binary images.
     images = torch::bernoulli(images, at::detail::createCPUGenerator(20080101));
   }
+  if (part.second >= 0) images = images.narrow(0, part.first, part.second);
   const int64_t batch = 100;
   double elbo_sum = 0.0, log_likelihood_sum = 0.0;
   for (int64_t start = 0; start < images.size(0); start += batch) {

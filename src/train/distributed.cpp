@@ -255,12 +255,13 @@ std::vector<std::string> ProcessGroup::all_gather_text(const std::string& text) 
   const auto lengths = all_gather(torch::tensor({static_cast<int64_t>(text.size())}));
   int64_t longest = 0;
   for (const auto& l : lengths) longest = std::max(longest, l.item<int64_t>());
+  std::vector<std::string> texts(size());
+  if (longest == 0) return texts;
   torch::Tensor mine = torch::zeros({longest}, torch::kUInt8);
-  std::memcpy(mine.data_ptr(), text.data(), text.size());
+  if (!text.empty()) std::memcpy(mine.data_ptr(), text.data(), text.size());
   const auto gathered = all_gather(mine);
-  std::vector<std::string> texts;
   for (int r = 0; r < size(); ++r) {
-    texts.emplace_back(reinterpret_cast<const char*>(gathered[r].data_ptr()), lengths[r].item<int64_t>());
+    texts[r].assign(reinterpret_cast<const char*>(gathered[r].data_ptr()), lengths[r].item<int64_t>());
   }
   return texts;
 }
@@ -268,10 +269,12 @@ std::vector<std::string> ProcessGroup::all_gather_text(const std::string& text) 
 std::string ProcessGroup::broadcast_text(const std::string& text) {
   std::vector<torch::Tensor> length{torch::tensor({static_cast<int64_t>(is_writer() ? text.size() : 0)})};
   broadcast(length);
-  std::vector<torch::Tensor> bytes{torch::zeros({length[0].item<int64_t>()}, torch::kUInt8)};
+  const int64_t size = length[0].item<int64_t>();
+  if (size == 0) return {};
+  std::vector<torch::Tensor> bytes{torch::zeros({size}, torch::kUInt8)};
   if (is_writer()) std::memcpy(bytes[0].data_ptr(), text.data(), text.size());
-  if (bytes[0].numel() > 0) broadcast(bytes);
-  return std::string(reinterpret_cast<const char*>(bytes[0].data_ptr()), bytes[0].numel());
+  broadcast(bytes);
+  return std::string(reinterpret_cast<const char*>(bytes[0].data_ptr()), size);
 }
 
 void ProcessGroup::on_writer(const std::function<void()>& action) {

@@ -295,19 +295,57 @@ Json checkpoint_json(const fs::path& run_dir) {
   return Json{{"stage", at.stage}, {"epoch", at.epoch}};
 }
 
+namespace {
+
+// The metrics that are means over the test examples: a data-parallel evaluation reduces them.
+const char* const kPerExampleMeans[] = {"test_mse",         "test_sse_per_image",     "test_psnr_db",
+                                        "test_loss",        "pca_test_mse",           "pca_test_sse_per_image",
+                                        "pca_test_psnr_db", "test_elbo",              "test_log_likelihood_is",
+                                        "test_accuracy"};
+
+// Each rank's means over its `count` test examples become the means over all of them.
+void reduce_means(ProcessGroup& group, Json& metrics, int64_t count, int64_t total) {
+  std::vector<std::string> keys;
+  for (const char* key : kPerExampleMeans) {
+    if (metrics.contains(key)) keys.emplace_back(key);
+  }
+  torch::Tensor sums = torch::empty({static_cast<int64_t>(keys.size())}, torch::kFloat64);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    sums[static_cast<int64_t>(i)] = metrics[keys[i]].get<double>() * static_cast<double>(count);
+  }
+  group.all_reduce_sum(sums);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    metrics[keys[i]] = sums[static_cast<int64_t>(i)].item<double>() / static_cast<double>(total);
+  }
+  metrics["n_test"] = total;
+}
+
+}  // namespace
+
 Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options) {
-  const torch::Device device = resolve_device(run.train_options.device);
+  ProcessGroup* group = options.group.get();
+  run.train_options.group = options.group;
+  const torch::Device device = training_device(run.train_options);
   set_threads(run.train_options.threads);
   run.model.model->module().to(device);
-  Json metrics = evaluate_reconstruction(*run.model.model, run.data, device);
+  // A data-parallel evaluation takes this rank's shard of the test split (all of it on every rank
+  // when there are fewer test examples than ranks).
+  const int64_t total = run.data.test.size();
+  const bool sharded = group && total >= group->size();
+  const auto part = sharded ? shard_of(total, group->rank(), group->size()) : std::pair<int64_t, int64_t>{0, total};
+  DataSplits data = run.data;
+  if (sharded) data.test = run.data.test.select(torch::arange(part.first, part.first + part.second));
+  Json metrics = evaluate_reconstruction(*run.model.model, data, device);
   if (dynamic_cast<Likelihood*>(run.model.model.get())) {
-    metrics.update(evaluate_likelihood(*run.model.model, run.data.test, options.iw_samples, device));
+    metrics.update(evaluate_likelihood(*run.model.model, run.data.test, options.iw_samples, device, part));
   }
   if (auto* classifier = dynamic_cast<Classifier*>(run.model.model.get()); classifier && classifier->classes() > 0) {
     run.model.model->module().eval();
     metrics["test_accuracy"] = classification_accuracy(
-        [&](const torch::Tensor& x) { return classifier->classify(x.to(device)); }, run.data.test);
+        [&](const torch::Tensor& x) { return classifier->classify(x.to(device)); }, data.test);
   }
+  if (sharded) reduce_means(*group, metrics, part.second, total);
+  if (group && !group->is_writer()) return metrics;
   if (options.probe) metrics.update(evaluate_probe(*run.model.model, run.data, device));
   // Sample quality, where the feature network means something: generative models of the
   // Fashion-MNIST images themselves.

@@ -322,6 +322,16 @@ TEST_F(DistributedCli, TwoRanksUnderTorchrunTrainAsOneProcessAndOnlyRankZeroWrit
     EXPECT_LE((other - p.value()).norm().item<double>(), 1e-5 * p.value().norm().item<double>()) << p.key();
   }
   EXPECT_EQ(read_text(dir / "one" / "config.json"), read_text(dir / "two" / "config.json"));
+  // eval under torchrun: each rank its shard of the test split, the means reduced; rank 0 reports.
+  const CliResult eval_one = test::run_cli("eval --run " + (dir / "one").string());
+  const CliResult eval_two = run_command(under_torchrun(2, "eval --run " + (dir / "one").string()));
+  ASSERT_EQ(eval_one.exit_code, 0) << eval_one.err;
+  ASSERT_EQ(eval_two.exit_code, 0) << eval_two.err;
+  const Json alone = Json::parse(eval_one.out), reduced = Json::parse(eval_two.out);
+  for (const char* key : {"test_mse", "test_psnr_db", "test_loss", "pca_test_mse", "pca_test_psnr_db"}) {
+    EXPECT_NEAR(reduced[key].get<double>(), alone[key].get<double>(), 1e-6 * std::abs(alone[key].get<double>())) << key;
+  }
+  EXPECT_EQ(reduced["n_test"], alone["n_test"]);
   std::size_t epoch_lines = 0;
   for (std::size_t at = two.out.find("epoch 2/2"); at != std::string::npos; at = two.out.find("epoch 2/2", at + 1)) {
     ++epoch_lines;

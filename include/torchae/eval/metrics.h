@@ -7,6 +7,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <utility>
 
 namespace torchae {
 
@@ -94,6 +95,9 @@ inline constexpr int64_t kDefaultIwSamples = 1000;
 /// log p(x) with `iw_samples` samples, Burda et al. 2016), with the number of samples. When the
 /// model binarises its data, the test images are binarised once, x ~ Bernoulli(pixel), by a
 /// generator of fixed seed, so that every model is scored on the same binary images.
-Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_samples, const torch::Device& device);
+/// `part`: the examples [first, first + length) of `test` (a rank's shard), binarized as part of the
+/// whole test set; {0, -1}: all of it.
+Json evaluate_likelihood(Autoencoder& model, const Dataset& test, int64_t iw_samples, const torch::Device& device,
+                         std::pair<int64_t, int64_t> part = {0, -1});
 
 }  // namespace torchae

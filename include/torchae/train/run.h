@@ -64,6 +64,10 @@ struct EvalOptions {
   int64_t fd_samples = kDefaultFdSamples;
   /// Where to evaluate (auto, cpu, cuda, cuda:N); empty: the run's train.device.
   std::string device;
+  /// The ranks of a data-parallel evaluation (`join_process_group`): each evaluates its shard of
+  /// the test split and the per-example means are reduced over the ranks, so the figures are the
+  /// one-process figures; the linear probe and sample quality are rank 0's; rank 0 writes eval.json.
+  std::shared_ptr<ProcessGroup> group;
 };
 
 /// `torchae eval`: the test-set metrics of a trained run as JSON, also written to eval.json,
