@@ -188,66 +188,71 @@ ProcessGroup::ProcessGroup(const ProcessPlace& place, std::chrono::milliseconds 
 
 ProcessGroup::~ProcessGroup() = default;
 
-c10d::ProcessGroup& ProcessGroup::group_for(const torch::Tensor& t) {
-  if (t.is_cuda()) {
-    if (!cuda_) {
-      throw Error("this build of torchae has no NCCL: a data-parallel run on CUDA needs a LibTorch built with it");
-    }
-    return *cuda_;
+namespace {
+
+// Why a collective failed: every rank still here says so in the store and waits a moment for the
+// others; the ranks that never do are named. Without a store (its host, rank 0, is gone) that is
+// the answer.
+std::string silent_ranks(c10d::Store& store, const ProcessPlace& place, std::chrono::milliseconds timeout) {
+  try {
+    store.set(fmt::format("failed/{}", place.rank), std::vector<uint8_t>{1});
+    std::vector<int> missing;
+    const auto deadline = Clock::now() + std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(5));
+    do {
+      missing.clear();
+      for (int r = 0; r < place.world_size; ++r) {
+        if (!store.check({fmt::format("failed/{}", r)})) missing.push_back(r);
+      }
+      if (missing.empty()) return "every rank reports the failure";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } while (Clock::now() < deadline);
+    return fmt::format("rank{} {} did not answer (stopped, or cannot be reached)", missing.size() > 1 ? "s" : "",
+                       fmt::join(missing, ", "));
+  } catch (const std::exception&) {
+    return place.agent_store ? fmt::format("the store at {}:{} does not answer", place.store_host, place.store_port)
+                             : "rank 0 (the host of the store) did not answer (stopped, or cannot be reached)";
   }
-  return *cpu_;
 }
 
-void ProcessGroup::run(const char* what, const std::function<void()>& collective) {
+}  // namespace
+
+template <typename Collective>
+void ProcessGroup::run(const char* what, const torch::Tensor& t, Collective&& collective) {
   try {
-    collective();
-    return;
-  } catch (const std::exception& e) {
-    const std::string reason = reason_of(e);
-    // Which peers stopped: every rank that is still here says so in the store and waits a moment
-    // for the others; the ranks that never do are named. Without a store (its host, rank 0,
-    // is gone) that is the answer.
-    std::string silent;
-    try {
-      store_->set(fmt::format("failed/{}", rank()), std::vector<uint8_t>{1});
-      std::vector<int> missing;
-      const auto deadline = Clock::now() + std::min<std::chrono::milliseconds>(timeout_, std::chrono::seconds(5));
-      do {
-        missing.clear();
-        for (int r = 0; r < size(); ++r) {
-          if (!store_->check({fmt::format("failed/{}", r)})) missing.push_back(r);
-        }
-        if (missing.empty()) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      } while (Clock::now() < deadline);
-      silent = missing.empty() ? std::string("every rank reports the failure")
-                               : fmt::format("rank{} {} did not answer (stopped, or cannot be reached)",
-                                             missing.size() > 1 ? "s" : "", fmt::join(missing, ", "));
-    } catch (const std::exception&) {
-      silent = place_.agent_store ? fmt::format("the store at {}:{} does not answer", place_.store_host, place_.store_port)
-                                  : "rank 0 (the host of the store) did not answer (stopped, or cannot be reached)";
+    if (!t.is_cuda()) {
+      collective(*cpu_)->wait();
+      return;
     }
-    throw Error(fmt::format("rank {} of {}: {} failed: {} [{}]", rank(), size(), what, silent, reason));
+#ifdef TORCHAE_WITH_NCCL
+    if (cuda_) {
+      collective(static_cast<c10d::ProcessGroupNCCL&>(*cuda_))->wait();
+      return;
+    }
+#endif
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("rank {} of {}: {} failed: {} [{}]", rank(), size(), what,
+                            silent_ranks(*store_, place_, timeout_), reason_of(e)));
   }
+  throw Error("this build of torchae has no NCCL: a data-parallel run on CUDA needs a LibTorch built with it");
 }
 
 void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors) {
   for (torch::Tensor& t : tensors) {
     std::vector<torch::Tensor> one{t.detach()};
-    run("a broadcast from rank 0", [&] { group_for(t).broadcast(one)->wait(); });
+    run("a broadcast from rank 0", t, [&](auto& group) { return group.broadcast(one); });
   }
 }
 
 void ProcessGroup::all_reduce_sum(torch::Tensor& tensor) {
   std::vector<torch::Tensor> one{tensor};
-  run("an all-reduce", [&] { group_for(tensor).allreduce(one)->wait(); });
+  run("an all-reduce", tensor, [&](auto& group) { return group.allreduce(one); });
 }
 
 std::vector<torch::Tensor> ProcessGroup::all_gather(const torch::Tensor& tensor) {
   std::vector<std::vector<torch::Tensor>> outputs(1);
   for (int r = 0; r < size(); ++r) outputs[0].push_back(torch::empty_like(tensor));
   std::vector<torch::Tensor> inputs{tensor.contiguous()};
-  run("an all-gather", [&] { group_for(tensor).allgather(outputs, inputs)->wait(); });
+  run("an all-gather", tensor, [&](auto& group) { return group.allgather(outputs, inputs); });
   return outputs[0];
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 namespace c10d {
-class ProcessGroup;
+class ProcessGroupGloo;
 class Store;
 }  // namespace c10d
 
@@ -78,16 +78,19 @@ class ProcessGroup {
   int64_t all_reduce_bytes = 0;
 
  private:
-  /// The group that carries tensors of `t`'s device.
-  c10d::ProcessGroup& group_for(const torch::Tensor& t);
-  /// Runs a collective; a failure becomes an Error naming the ranks that did not answer.
-  void run(const char* what, const std::function<void()>& collective);
+  /// Runs `collective` on the group that carries tensors of `t`'s device (Gloo for CPU tensors,
+  /// NCCL for CUDA ones); a failure becomes an Error naming the ranks that did not answer.
+  template <typename Collective>
+  void run(const char* what, const torch::Tensor& t, Collective&& collective);
 
   ProcessPlace place_;
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> cpu_;
-  c10::intrusive_ptr<c10d::ProcessGroup> cuda_;
+  // The concrete groups: LibTorch 1.13 derives them from c10d::ProcessGroup, 2.x from c10d::Backend.
+  // The NCCL group is a c10d::ProcessGroupNCCL, in a build that has it (held by its base here, so
+  // that a build without NCCL need not know the type).
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> cpu_;
+  c10::intrusive_ptr<c10::intrusive_ptr_target> cuda_;
 };
 
 /// Joins the data-parallel run torchrun started this process in (`ProcessPlace::from_environment`);
