@@ -31,6 +31,9 @@
 #include <iostream>
 #include <memory>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace {
@@ -256,6 +259,22 @@ void computes(CLI::App* command, char** argv, std::function<void()> action) {
   });
 }
 
+// A TCP port of 127.0.0.1 that is free at the time of asking.
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw torchae::Error(fmt::format("--nproc: cannot find a free port on 127.0.0.1: {}", std::strerror(errno)));
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
 // `train --nproc N`: this command line again, without --nproc, as N ranks under PyTorch's torchrun
 // on this machine. Debian 12's torchrun (1.13 on Python 3.11) fails on its default -r/-t (0), so
 // -r and -t are given; with 2 each rank's stderr is shown (and kept in torchrun's log folder).
@@ -264,8 +283,18 @@ void computes(CLI::App* command, char** argv, std::function<void()> action) {
   std::error_code ec;
   const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) throw torchae::Error(fmt::format("--nproc: cannot find this program: {}", ec.message()));
-  std::vector<std::string> words{"torchrun", "--standalone", "--nproc_per_node", std::to_string(nproc), "-r", "2",
-                                 "-t", "2", "--no_python", self};
+  // Not --standalone, whose rendezvous is always on port 29400: a port free now, so that two
+  // trainings can run side by side.
+  const int port = free_loopback_port();
+  std::vector<std::string> words{"torchrun",         "--nnodes",
+                                 "1",                "--nproc_per_node",
+                                 std::to_string(nproc), "--rdzv_backend",
+                                 "c10d",             "--rdzv_endpoint",
+                                 fmt::format("127.0.0.1:{}", port), "--rdzv_id",
+                                 fmt::format("torchae-{}", ::getpid()), "-r",
+                                 "2",                "-t",
+                                 "2",                "--no_python",
+                                 self};
   for (int i = 1; argv[i] != nullptr; ++i) {
     const std::string word = argv[i];
     if (word == "--nproc") {
@@ -305,8 +334,8 @@ void add_train(CLI::App& app, char** argv) {
   out->excludes(resume);
   resume->excludes("--config");
   train->add_option("--nproc", args->nproc,
-                    "train data-parallel in N processes on this machine: the same as torchrun --standalone "
-                    "--nproc_per_node N --no_python torchae train ...")
+                    "train data-parallel in N processes on this machine: torchrun --nproc_per_node N "
+                    "--no_python torchae train ... (its rendezvous on a free port of 127.0.0.1)")
       ->check(integer_at_least(1));
   train->add_option("--timeout", args->timeout,
                     "data-parallel: seconds a rank waits for the others (store, collectives) before it stops")

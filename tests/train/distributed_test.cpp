@@ -226,10 +226,14 @@ const std::string& kSmall = test::kSmallRun;
 
 std::string cli() { return fmt::format("'{}'", TORCHAE_CLI); }
 
-// `torchae ARGS` as `nproc` ranks under torchrun on this machine. Debian 12's torchrun needs -r and
-// -t (see README); with 2, each rank's stderr reaches ours, behind "[default<rank>]:".
-std::string under_torchrun(int nproc, const std::string& args) {
-  return fmt::format("torchrun --standalone --nproc_per_node {} -r 2 -t 2 --no_python {} {}", nproc, cli(), args);
+// `PROGRAM ARGS` as `nproc` ranks under torchrun on this machine. Not --standalone: its rendezvous
+// is always on port 29400, and tests run side by side. Debian 12's torchrun needs -r and -t (see
+// README); with 2, each rank's stderr reaches ours, behind "[default<rank>]:".
+std::string under_torchrun(int nproc, const std::string& args, const std::string& program = cli()) {
+  const int port = free_port();
+  return fmt::format("torchrun --nnodes 1 --nproc_per_node {} --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:{} "
+                     "--rdzv_id t{} -r 2 -t 2 --no_python {} {}",
+                     nproc, port, port, program, args);
 }
 
 // Starts `program ARGS` as rank `rank` of `world` with the store at 127.0.0.1:port, in the
@@ -576,8 +580,8 @@ TEST_F(DistributedCli, TheLibraryExampleTrainsAlikeAloneAndUnderTorchrun) {
   TempDir dir;
   const CliResult alone = run_command(fmt::format("'{}' {} 2000", TORCHAE_DATA_PARALLEL_EXAMPLE, (dir / "a").string()));
   ASSERT_EQ(alone.exit_code, 0) << alone.err;
-  const CliResult ranks = run_command(fmt::format("torchrun --standalone --nproc_per_node 2 -r 2 -t 2 --no_python '{}' {} 2000",
-                                                  TORCHAE_DATA_PARALLEL_EXAMPLE, (dir / "b").string()));
+  const CliResult ranks = run_command(under_torchrun(2, (dir / "b").string() + " 2000",
+                                                     fmt::format("'{}'", TORCHAE_DATA_PARALLEL_EXAMPLE)));
   ASSERT_EQ(ranks.exit_code, 0) << ranks.err;
   const auto loss = [](const std::string& out) {
     const auto at = out.find("validation loss ");

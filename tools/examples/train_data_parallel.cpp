@@ -4,7 +4,8 @@
 //   train_data_parallel RUN_DIR [EXAMPLES]                     one process
 //   torchrun --standalone --nproc_per_node 2 -r 2 -t 2 --no_python train_data_parallel RUN_DIR
 //
-// (Debian 12's torchrun needs -r and -t; other releases do not.) The one call that makes it
+// (Debian 12's torchrun needs -r and -t; other releases do not. --standalone's rendezvous is on
+// port 29400: for two runs at once, give each --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:PORT.) The one call that makes it
 // data-parallel is join_process_group(); the rest is the plain single-process script. It prints
 // the validation loss of the trained model, which is the same either way.
 
