@@ -14,8 +14,8 @@
 
 #include <algorithm>
 #include <functional>
-#include <optional>
 #include <iostream>
+#include <optional>
 
 namespace torchae {
 
