@@ -286,15 +286,10 @@ int free_loopback_port() {
   // Not --standalone, whose rendezvous is always on port 29400: a port free now, so that two
   // trainings can run side by side.
   const int port = free_loopback_port();
-  std::vector<std::string> words{"torchrun",         "--nnodes",
-                                 "1",                "--nproc_per_node",
-                                 std::to_string(nproc), "--rdzv_backend",
-                                 "c10d",             "--rdzv_endpoint",
-                                 fmt::format("127.0.0.1:{}", port), "--rdzv_id",
-                                 fmt::format("torchae-{}", ::getpid()), "-r",
-                                 "2",                "-t",
-                                 "2",                "--no_python",
-                                 self};
+  std::vector<std::string> words{"torchrun", "--nnodes", "1", "--nproc_per_node", std::to_string(nproc),
+                                 "--rdzv_backend", "c10d", "--rdzv_endpoint", fmt::format("127.0.0.1:{}", port),
+                                 "--rdzv_id", fmt::format("torchae-{}", ::getpid()),
+                                 "-r", "2", "-t", "2", "--no_python", self};
   for (int i = 1; argv[i] != nullptr; ++i) {
     const std::string word = argv[i];
     if (word == "--nproc") {

@@ -354,17 +354,21 @@ TEST_F(DistributedCli, NprocIsTorchrunOnThisMachine) {
                               "--nproc: must be an integer >= 1, got 0");
 }
 
-// A denoising run draws corruption noise on every rank: exact resume needs each rank's generator.
+// A small denoising run (it draws corruption noise on every rank) of `epochs` epochs into `out`,
+// by 2 ranks under torchrun.
+void train_denoising_on_two_ranks(int64_t epochs, const std::filesystem::path& out) {
+  const CliResult r = run_command(under_torchrun(
+      2, fmt::format("train {} --set model.family=denoising --set model.level=0.3 --set train.epochs={} --out {}",
+                     kSmall, epochs, out.string())));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
+// Exact resume needs each rank's generator.
 TEST_F(DistributedCli, ResumeUnderTheSameWorldSizeContinuesExactly) {
   TempDir dir;
-  const std::string args = kSmall + " --set model.family=denoising --set model.level=0.3";
   const auto whole = dir / "whole", parts = dir / "parts";
-  ASSERT_EQ(run_command(under_torchrun(2, fmt::format("train {} --set train.epochs=3 --out {}", args, whole.string())))
-                .exit_code,
-            0);
-  ASSERT_EQ(run_command(under_torchrun(2, fmt::format("train {} --set train.epochs=1 --out {}", args, parts.string())))
-                .exit_code,
-            0);
+  ASSERT_NO_FATAL_FAILURE(train_denoising_on_two_ranks(3, whole));
+  ASSERT_NO_FATAL_FAILURE(train_denoising_on_two_ranks(1, parts));
   const CliResult resumed =
       run_command(under_torchrun(2, fmt::format("train --resume {} --set train.epochs=3", parts.string())));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
@@ -373,14 +377,9 @@ TEST_F(DistributedCli, ResumeUnderTheSameWorldSizeContinuesExactly) {
 
 TEST_F(DistributedCli, ResumeUnderAnotherWorldSizeKeepsTheGlobalBatch) {
   TempDir dir;
-  const std::string args = kSmall + " --set model.family=denoising --set model.level=0.3";
   const auto whole = dir / "whole", parts = dir / "parts";
-  ASSERT_EQ(run_command(under_torchrun(2, fmt::format("train {} --set train.epochs=4 --out {}", args, whole.string())))
-                .exit_code,
-            0);
-  ASSERT_EQ(run_command(under_torchrun(2, fmt::format("train {} --set train.epochs=2 --out {}", args, parts.string())))
-                .exit_code,
-            0);
+  ASSERT_NO_FATAL_FAILURE(train_denoising_on_two_ranks(4, whole));
+  ASSERT_NO_FATAL_FAILURE(train_denoising_on_two_ranks(2, parts));
   // Two ranks, then one process: the same global batches, other noise on the rank that is gone.
   const CliResult resumed = test::run_cli(fmt::format("train --resume {} --set train.epochs=4", parts.string()));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
