@@ -15,6 +15,10 @@
 #include <fstream>
 #include <memory>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace torchae {
 namespace {
 
@@ -67,68 +71,153 @@ constexpr uint64_t kMaxInflation = 1100;
 
 }  // namespace
 
+namespace {
+
+// An IDX file opened and its header read and checked: the data follows, `bytes` of it.
+struct IdxHeader {
+  GzFile file{nullptr, &gzclose};
+  const IdxType* type = nullptr;
+  std::vector<int64_t> shape;
+  int64_t count = 1;
+  std::size_t bytes = 0;
+  uint64_t header_bytes = 0;
+  uint64_t file_size = 0;
+  bool raw = false;
+};
+
 // The header is read and checked first, and the data read up to the size it announces and no
 // further: a small file that inflates without end (a gzip bomb) is refused after its header.
-torch::Tensor read_idx(const std::filesystem::path& path) {
+IdxHeader open_idx(const std::filesystem::path& path) {
   const std::string name = path.string();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such file", name));
-  const uint64_t file_size = std::filesystem::file_size(path, ec);
-  GzFile file(gzopen(path.c_str(), "rb"), &gzclose);
-  if (!file) throw Error(fmt::format("{}: cannot open: {}", name, std::strerror(errno)));
-  gzbuffer(file.get(), 1 << 20);
+  IdxHeader h;
+  h.file_size = std::filesystem::file_size(path, ec);
+  h.file.reset(gzopen(path.c_str(), "rb"));
+  if (!h.file) throw Error(fmt::format("{}: cannot open: {}", name, std::strerror(errno)));
+  gzbuffer(h.file.get(), 1 << 20);
 
   unsigned char magic[4];
-  if (read_some(file.get(), magic, 4, name) < 4 || magic[0] != 0 || magic[1] != 0) {
+  if (read_some(h.file.get(), magic, 4, name) < 4 || magic[0] != 0 || magic[1] != 0) {
     throw Error(fmt::format("{}: not an IDX file (bad magic number)", name));
   }
-  const IdxType* type = nullptr;
-  for (const auto& t : kIdxTypes) type = t.code == magic[2] ? &t : type;
-  if (type == nullptr) throw Error(fmt::format("{}: unknown IDX element type 0x{:02x}", name, magic[2]));
+  for (const auto& t : kIdxTypes) h.type = t.code == magic[2] ? &t : h.type;
+  if (h.type == nullptr) throw Error(fmt::format("{}: unknown IDX element type 0x{:02x}", name, magic[2]));
   const int64_t ndim = magic[3];
   if (ndim == 0) throw Error(fmt::format("{}: IDX file with no dimensions", name));
   std::vector<unsigned char> sizes(4 * static_cast<std::size_t>(ndim));
-  if (read_some(file.get(), sizes.data(), sizes.size(), name) < sizes.size()) {
+  if (read_some(h.file.get(), sizes.data(), sizes.size(), name) < sizes.size()) {
     throw Error(fmt::format("{}: truncated IDX header", name));
   }
-
-  std::vector<int64_t> shape;
-  int64_t count = 1;
   for (int64_t d = 0; d < ndim; ++d) {
     const int64_t size = big_endian_u32(sizes.data() + 4 * d);
-    shape.push_back(size);
-    if (size != 0 && count > (int64_t{1} << 40) / size) {
+    h.shape.push_back(size);
+    if (size != 0 && h.count > (int64_t{1} << 40) / size) {
       throw Error(fmt::format("{}: implausible IDX sizes", name));
     }
-    count *= size;
+    h.count *= size;
   }
-  const auto expected = static_cast<std::size_t>(count * type->bytes);
-  const uint64_t header = 4 + sizes.size();
+  h.bytes = static_cast<std::size_t>(h.count * h.type->bytes);
+  h.header_bytes = 4 + sizes.size();
   // Checked before anything is allocated: a raw file holds exactly header + data, a gzip one
   // cannot inflate beyond kMaxInflation times its size.
-  const bool raw = gzdirect(file.get()) == 1;
-  if (raw ? header + expected > file_size : expected > kMaxInflation * file_size) {
-    throw Error(fmt::format("{}: truncated: the header announces {} bytes of data, the file holds {}", name, expected,
-                            raw ? std::to_string(file_size - header) : fmt::format("at most {}", kMaxInflation * file_size)));
+  h.raw = gzdirect(h.file.get()) == 1;
+  if (h.raw ? h.header_bytes + h.bytes > h.file_size : h.bytes > kMaxInflation * h.file_size) {
+    throw Error(fmt::format("{}: truncated: the header announces {} bytes of data, the file holds {}", name, h.bytes,
+                            h.raw ? std::to_string(h.file_size - h.header_bytes)
+                                  : fmt::format("at most {}", kMaxInflation * h.file_size)));
   }
+  return h;
+}
 
-  torch::Tensor tensor = torch::empty(shape, torch::TensorOptions().dtype(type->dtype));
-  const std::size_t found = read_some(file.get(), tensor.data_ptr(), expected, name);
-  if (found < expected) {
-    throw Error(fmt::format("{}: truncated: the header announces {} bytes of data, the file holds {}", name, expected,
+// Refuses a file that holds more than its header announces.
+void check_no_trailing_bytes(IdxHeader& h, const std::string& name) {
+  unsigned char more = 0;
+  if (read_some(h.file.get(), &more, 1, name) > 0) {
+    throw Error(fmt::format("{}: trailing bytes: the header announces {} bytes of data, the file holds more", name,
+                            h.bytes));
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> idx_shape(const std::filesystem::path& path) { return open_idx(path).shape; }
+
+torch::Tensor read_idx(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  IdxHeader h = open_idx(path);
+  torch::Tensor tensor = torch::empty(h.shape, torch::TensorOptions().dtype(h.type->dtype));
+  const std::size_t found = read_some(h.file.get(), tensor.data_ptr(), h.bytes, name);
+  if (found < h.bytes) {
+    throw Error(fmt::format("{}: truncated: the header announces {} bytes of data, the file holds {}", name, h.bytes,
                             found));
   }
-  unsigned char more = 0;
-  if (read_some(file.get(), &more, 1, name) > 0) {
-    throw Error(fmt::format("{}: trailing bytes: the header announces {} bytes of data, the file holds more", name,
-                            expected));
-  }
-  if (type->bytes > 1) {
+  check_no_trailing_bytes(h, name);
+  if (h.type->bytes > 1) {
     // IDX stores multi-byte values big-endian; swap each element's bytes in place.
     auto* p = static_cast<unsigned char*>(tensor.data_ptr());
-    for (int64_t i = 0; i < count; ++i) std::reverse(p + i * type->bytes, p + (i + 1) * type->bytes);
+    for (int64_t i = 0; i < h.count; ++i) std::reverse(p + i * h.type->bytes, p + (i + 1) * h.type->bytes);
   }
   return tensor;
+}
+
+torch::Tensor map_idx(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  IdxHeader h = open_idx(path);
+  if (h.type->dtype != torch::kUInt8) {
+    throw Error(fmt::format("{}: only uint8 IDX files are mapped, this one holds {}", name,
+                            c10::toString(h.type->dtype)));
+  }
+  int fd = -1;
+  uint64_t offset = h.header_bytes;
+  if (h.raw) {
+    if (h.header_bytes + h.bytes < h.file_size) {
+      throw Error(fmt::format("{}: trailing bytes: the header announces {} bytes of data, the file holds more", name,
+                              h.bytes));
+    }
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(fmt::format("{}: cannot open: {}", name, std::strerror(errno)));
+  } else {
+    // A gzip stream has no random access: it is inflated once, in pieces, into an unnamed file
+    // of the temporary directory (gone when closed), and that file is mapped.
+    const std::string dir = std::filesystem::temp_directory_path().string();
+    fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) throw Error(fmt::format("{}: cannot make a temporary file in {} to inflate it into: {}", name, dir,
+                                        std::strerror(errno)));
+    std::vector<char> piece(std::size_t{1} << 22);
+    std::size_t done = 0;
+    while (done < h.bytes) {
+      const std::size_t want = std::min(piece.size(), h.bytes - done);
+      const std::size_t got = read_some(h.file.get(), piece.data(), want, name);
+      if (got < want) {
+        ::close(fd);
+        throw Error(fmt::format("{}: truncated: the header announces {} bytes of data, the file holds {}", name,
+                                h.bytes, done + got));
+      }
+      for (std::size_t written = 0; written < got;) {
+        const ssize_t n = ::write(fd, piece.data() + written, got - written);
+        if (n < 0) {
+          const int error = errno;
+          ::close(fd);
+          throw Error(fmt::format("{}: cannot inflate it into {}: {}", name, dir, std::strerror(error)));
+        }
+        written += static_cast<std::size_t>(n);
+      }
+      done += got;
+    }
+    check_no_trailing_bytes(h, name);
+    offset = 0;
+  }
+  const std::size_t length = static_cast<std::size_t>(offset) + h.bytes;
+  void* map = length > 0 ? ::mmap(nullptr, length, PROT_READ, MAP_SHARED, fd, 0) : nullptr;
+  const int map_error = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (map == MAP_FAILED) throw Error(fmt::format("{}: cannot map it: {}", name, std::strerror(map_error)));
+  // Examples are read in a random order: no read-ahead of neighbours that will not be used.
+  if (map) ::madvise(map, length, MADV_RANDOM);
+  auto* data = static_cast<unsigned char*>(map) + (map ? offset : 0);
+  return torch::from_blob(
+      data, h.shape, [map, length](void*) { if (map) ::munmap(map, length); }, torch::TensorOptions().dtype(torch::kUInt8));
 }
 
 void write_idx(const std::filesystem::path& path, const torch::Tensor& tensor) {

@@ -14,6 +14,7 @@ packages=(
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist/*.gz
   opencv-doc            # natural images for restoration: /usr/share/doc/opencv-doc/examples/data
   python3-torch         # /usr/bin/python3 with the same PyTorch, for reference checks and bench/
+  time                  # GNU time: the peak memory of a streamed run, measured by the tests
 )
 if [ "${1:-}" = --sanitizers ]; then
   packages+=(

@@ -17,6 +17,10 @@ cv::Mat to_mat8(const torch::Tensor& image);
 /// An 8-bit matrix (gray, or BGR colour) as an image [C, H, W] in [0, 1], RGB.
 torch::Tensor from_mat8(const cv::Mat& mat);
 
+/// `read_image` as OpenCV decodes it: 8-bit, gray or BGR, checked the same way (an Error naming
+/// an unreadable or truncated file).
+cv::Mat read_image_mat(const std::filesystem::path& path, int64_t channels);
+
 /// Writes an 8-bit matrix as a PNG file, atomically (`write_atomically`).
 void write_png_mat(const std::filesystem::path& path, const cv::Mat& mat);
 

@@ -3,6 +3,7 @@
 #include "torchae/core/error.h"
 #include "torchae/data/idx.h"
 #include "torchae/data/images.h"
+#include "torchae/data/stream.h"
 
 #include <torch/torch.h>
 
@@ -49,6 +50,15 @@ DataOptions DataOptions::from(OptionReader& r) {
   }
   o.validation_fraction = r.number("validation_fraction", o.validation_fraction, between(0, 0.9));
   o.center = r.boolean("center", o.center);
+  o.source = r.choice("source", o.source, {"auto", "memory", "stream"});
+  r.require(!(o.center && o.source == "stream"), "center",
+            "centring needs the training split in memory; set data.source \"memory\"");
+  o.workers = r.integer("workers", o.workers, between(0, 256));
+  o.prefetch = r.integer("prefetch", o.prefetch, between(1, 1024));
+  if (o.dataset == "images") {
+    o.cache_mb = r.integer("cache_mb", o.cache_mb, at_least(1));
+    o.on_error = r.choice("on_error", o.on_error, {"skip", "stop"});
+  }
   r.finish();
   return o;
 }
@@ -65,11 +75,11 @@ std::filesystem::path find_part(const std::filesystem::path& dir, const std::str
                           dir == kFashionMnistDir ? " (install Debian's dataset-fashion-mnist)" : ""));
 }
 
-// Images as float in [0, 1], shape [N, 1, H, W]; labels as int64 [N].
-Dataset read_split(const std::filesystem::path& dir, const std::string& prefix) {
+// Images uint8 [N, H, W] (read, or mapped when `mapped`), labels int64 [N], checked.
+Dataset read_split_u8(const std::filesystem::path& dir, const std::string& prefix, bool mapped) {
   const auto images_path = find_part(dir, prefix + "-images-idx3-ubyte");
   const auto labels_path = find_part(dir, prefix + "-labels-idx1-ubyte");
-  torch::Tensor images = read_idx(images_path);
+  torch::Tensor images = mapped ? map_idx(images_path) : read_idx(images_path);
   torch::Tensor labels = read_idx(labels_path);
   if (images.dim() != 3 || images.scalar_type() != torch::kUInt8) {
     throw Error(fmt::format("{}: expected uint8 images [N, H, W], got {} with {} dimensions",
@@ -87,19 +97,66 @@ Dataset read_split(const std::filesystem::path& dir, const std::string& prefix) 
     throw Error(fmt::format("{}: label {} is negative; labels number the classes from 0", labels_path.string(),
                             labels.min().item<int64_t>()));
   }
-  return {images.unsqueeze(1).to(torch::kFloat32).div_(255.0f), labels.to(torch::kInt64)};
+  return {images, labels.to(torch::kInt64)};
 }
+
+// Images as float in [0, 1], shape [N, 1, H, W]; labels as int64 [N].
+Dataset read_split(const std::filesystem::path& dir, const std::string& prefix) {
+  Dataset d = read_split_u8(dir, prefix, /*mapped=*/false);
+  return {d.inputs.unsqueeze(1).to(torch::kFloat32).div_(255.0f), d.labels};
+}
+
+// The images of uint8 [N, H, W] `images` at `rows`, as float [n, 1, H, W] in [0, 1] (x / 255, as
+// in memory). By hand rather than by index_select and div_: a loader thread opens no parallel
+// region, and each value is read and converted in one pass.
+torch::Tensor gather_images(const torch::Tensor& images, const torch::Tensor& rows) {
+  const torch::Tensor r = rows.to(torch::kLong).contiguous();
+  const int64_t n = r.numel(), features = images.size(1) * images.size(2);
+  torch::Tensor out = torch::empty({n, 1, images.size(1), images.size(2)});
+  const uint8_t* from = images.data_ptr<uint8_t>();
+  float* to = out.data_ptr<float>();
+  const int64_t* row = r.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* image = from + row[i] * features;
+    for (int64_t k = 0; k < features; ++k) to[i * features + k] = static_cast<float>(image[k]) / 255.0f;
+  }
+  return out;
+}
+
+// The training examples of a uint8 IDX file read through a memory map (`map_idx`), converted
+// per batch: the training split of an IDX data set streamed rather than held in memory. Example
+// k is the k-th training example in file order, as in memory, so both give the same batches.
+class MappedIdxSource : public BatchSource {
+ public:
+  MappedIdxSource(torch::Tensor images, torch::Tensor labels, torch::Tensor index)
+      : images_(std::move(images)), labels_(std::move(labels)), index_(std::move(index)) {}
+  int64_t size() const override { return index_.numel(); }
+  bool shuffled() const override { return true; }
+  LoadResult load(uint64_t, int64_t, const torch::Tensor& positions) const override {
+    const torch::Tensor rows = index_.index_select(0, positions.to(torch::kLong));
+    return {{gather_images(images_, rows), labels_.index_select(0, rows)}, {}};
+  }
+
+ private:
+  torch::Tensor images_, labels_, index_;
+};
 
 // A fixed seed for the validation split, independent of train.seed (see DataSplits).
 constexpr uint64_t kSplitSeed = 20130712;
 
 DataSplits load_idx(const DataOptions& options, bool with_test) {
   const std::filesystem::path dir = options.path.empty() ? kFashionMnistDir : options.path;
-  Dataset full = read_split(dir, "train");
+  // Decided from the header, before anything is read: the examples kept, as float32.
+  const std::vector<int64_t> file_shape = idx_shape(find_part(dir, "train-images-idx3-ubyte"));
+  int64_t floats = file_shape.empty() ? 0 : (options.limit > 0 ? std::min(options.limit, file_shape[0]) : file_shape[0]);
+  for (std::size_t d = 1; d < file_shape.size(); ++d) floats *= file_shape[d];
+  const bool stream = streams(options, floats * 4);
+  // uint8 [N, H, W]: mapped when streamed, read whole otherwise.
+  Dataset full = read_split_u8(dir, "train", /*mapped=*/stream);
   // Of the whole training file, not of the examples data.limit keeps.
   const int64_t classes = full.size() > 0 ? full.labels.max().item<int64_t>() + 1 : 0;
   if (options.limit > 0 && options.limit < full.size()) {
-    full = {full.inputs.narrow(0, 0, options.limit).clone(), full.labels.narrow(0, 0, options.limit).clone()};
+    full = {full.inputs.narrow(0, 0, options.limit), full.labels.narrow(0, 0, options.limit).clone()};
   }
   const int64_t n = full.size();
   const auto n_val = static_cast<int64_t>(static_cast<double>(n) * options.validation_fraction);
@@ -111,15 +168,19 @@ DataSplits load_idx(const DataOptions& options, bool with_test) {
   // Keep the training examples in file order: the split is a choice of examples, not a shuffle.
   const torch::Tensor train_index = std::get<0>(order.narrow(0, n_val, n - n_val).sort());
   const torch::Tensor val_index = std::get<0>(order.narrow(0, 0, n_val).sort());
-  splits.train = full.select(train_index);
-  splits.validation = full.select(val_index);
+  splits.validation = {gather_images(full.inputs, val_index), full.labels.index_select(0, val_index)};
+  if (stream) {
+    splits.stream = std::make_shared<MappedIdxSource>(full.inputs, full.labels, train_index);
+  } else {
+    splits.train = {gather_images(full.inputs, train_index), full.labels.index_select(0, train_index)};
+  }
   if (with_test) {
     splits.test = read_split(dir, "t10k");
-    const auto test_shape = splits.test.inputs.sizes().slice(1), train_shape = full.inputs.sizes().slice(1);
+    const auto test_shape = splits.test.inputs.sizes().slice(2), train_shape = full.inputs.sizes().slice(1);
     if (test_shape != train_shape) {
       throw Error(fmt::format("{}: the test images are {}x{}, the training images {}x{}; they must be the same size",
-                              find_part(dir, "t10k-images-idx3-ubyte").string(), test_shape[1], test_shape[2],
-                              train_shape[1], train_shape[2]));
+                              find_part(dir, "t10k-images-idx3-ubyte").string(), test_shape[0], test_shape[1],
+                              train_shape[0], train_shape[1]));
     }
     if (splits.test.size() > 0 && splits.test.labels.max().item<int64_t>() >= classes) {
       throw Error(fmt::format("{}: label {} is not a class of the training labels (0 to {})",
@@ -127,13 +188,22 @@ DataSplits load_idx(const DataOptions& options, bool with_test) {
                               splits.test.labels.max().item<int64_t>(), classes - 1));
     }
   }
-
-  const auto shape = splits.train.inputs.sizes();
-  splits.spec.shape.assign(shape.begin() + 1, shape.end());
+  splits.spec.shape = {1, full.inputs.size(1), full.inputs.size(2)};
   return splits;
 }
 
 }  // namespace
+
+bool streams(const DataOptions& options, int64_t float_bytes) {
+  return options.source == "stream" || (options.source == "auto" && float_bytes > kInMemoryBytes);
+}
+
+int64_t DataSplits::train_size() const { return stream ? stream->size() : train.size(); }
+
+Dataset DataSplits::train_sample(int64_t limit) const {
+  if (!stream) return train;
+  return stream->load(0, 0, torch::arange(std::min(limit, stream->size()))).data;
+}
 
 DataSplits load_data(const DataOptions& options, bool with_test) {
   DataSplits splits = options.dataset == "images" ? load_image_folder(options, with_test) : load_idx(options, with_test);

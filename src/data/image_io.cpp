@@ -11,6 +11,7 @@
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -78,14 +79,69 @@ bool known_image_format(const fs::path& path) {
          at(0, "MM\0*"sv) || (at(0, "RIFF"sv) && at(8, "WEBP"sv)) || pnm;
 }
 
+bool path_starts_with(const fs::path& path, std::string_view magic) {
+  std::string head(magic.size(), '\0');
+  std::ifstream in(path, std::ios::binary);
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  return in && head == magic;
+}
+
+bool path_starts_as_jpeg(const fs::path& path) { return path_starts_with(path, "\xff\xd8\xff"); }
+bool path_starts_as_png(const fs::path& path) {
+  using namespace std::string_view_literals;
+  return path_starts_with(path, "\x89PNG\r\n\x1a\n"sv);
+}
+
 }  // namespace
 
-torch::Tensor read_image(const fs::path& path, int64_t channels) {
+namespace {
+
+// Whether a JPEG file ends as a whole one does, with the end-of-image marker (FF D9) among its
+// last bytes. libjpeg decodes a truncated file into an image grey below the cut and only warns,
+// so OpenCV would read it as whole. Some writers pad after the marker: a few bytes may follow.
+bool jpeg_complete(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  const std::streamoff size = in.tellg();
+  const std::streamoff tail = std::min<std::streamoff>(size, 1024);
+  std::string end(static_cast<std::size_t>(tail), '\0');
+  in.seekg(size - tail);
+  in.read(end.data(), tail);
+  return in && end.find("\xff\xd9") != std::string::npos;
+}
+
+// Whether a PNG file is whole: every chunk's CRC right, up to the IEND chunk. libpng reports a
+// damaged file on stderr itself before OpenCV sees the error; checked here, it never gets one.
+bool png_complete(const std::string& bytes) {
+  std::size_t at = 8;  // the signature, checked by known_image_format
+  const auto u32 = [&](std::size_t i) {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + i);
+    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+  };
+  while (at + 12 <= bytes.size()) {
+    const uint64_t length = u32(at);
+    if (at + 12 + length > bytes.size()) return false;
+    const auto* type = reinterpret_cast<const Bytef*>(bytes.data() + at + 4);
+    if (crc32(crc32(0L, Z_NULL, 0), type, static_cast<uInt>(length + 4)) != u32(at + 8 + length)) return false;
+    if (bytes.compare(at + 4, 4, "IEND") == 0) return true;
+    at += 12 + length;
+  }
+  return false;
+}
+
+}  // namespace
+
+cv::Mat read_image_mat(const fs::path& path, int64_t channels) {
   TORCH_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such image file", path.string()));
   if (!known_image_format(path)) {
     throw Error(fmt::format("{}: not a PNG, JPEG, BMP, TIFF, WebP or PNM image", path.string()));
+  }
+  if (path_starts_as_jpeg(path) && !jpeg_complete(path)) {
+    throw Error(fmt::format("{}: truncated JPEG (no end-of-image marker)", path.string()));
+  }
+  if (path_starts_as_png(path) && !png_complete(read_text(path))) {
+    throw Error(fmt::format("{}: truncated or damaged PNG (a chunk cut short, a CRC wrong, or no IEND)", path.string()));
   }
   // A file OpenCV cannot decode is torchae's one-line error below, not OpenCV's log lines too.
   static const bool quiet = [] {
@@ -101,8 +157,10 @@ torch::Tensor read_image(const fs::path& path, int64_t channels) {
     throw Error(fmt::format("{}: not an image OpenCV can read ({})", path.string(), e.err));
   }
   if (image.empty()) throw Error(fmt::format("{}: not an image OpenCV can read", path.string()));
-  return from_mat8(image);
+  return image;
 }
+
+torch::Tensor read_image(const fs::path& path, int64_t channels) { return from_mat8(read_image_mat(path, channels)); }
 
 torch::Tensor quantize_8bit(const torch::Tensor& image) { return image.clamp(0, 1).mul(255.0).round_().div_(255.0); }
 

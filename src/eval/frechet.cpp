@@ -144,7 +144,8 @@ Json evaluate_sample_quality(Generative& model, const DataSplits& data, FashionN
   }
   constexpr uint64_t kSampleSeed = 20140108;  // a fixed seed: a model always gets the same draw
   torch::NoGradGuard no_grad;
-  const int64_t n = std::min({samples, data.test.size(), data.train.size()});
+  const Dataset train_examples = data.train_sample(samples);
+  const int64_t n = std::min({samples, data.test.size(), train_examples.size()});
   if (n < 2) throw Error(fmt::format("fd_fashion: needs at least 2 samples, test and training images, got {}", n));
   torch::manual_seed(kSampleSeed);
   std::vector<torch::Tensor> parts;
@@ -153,7 +154,7 @@ Json evaluate_sample_quality(Generative& model, const DataSplits& data, FashionN
   const torch::Tensor test_images = data.test.inputs.narrow(0, 0, n);
   const FeatureMoments test = FeatureMoments::of(fashion_features(net, test_images));
   const FeatureMoments generated = FeatureMoments::of(fashion_features(net, generated_images));
-  const FeatureMoments train = FeatureMoments::of(fashion_features(net, data.train.inputs.narrow(0, 0, n)));
+  const FeatureMoments train = FeatureMoments::of(fashion_features(net, train_examples.inputs.narrow(0, 0, n)));
   return {{"fd_fashion", frechet_distance(generated, test)},
           {"fd_fashion_reference", frechet_distance(train, test)},
           {"fd_fashion_samples", n},

@@ -92,6 +92,13 @@ double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tens
   return std::acos(smallest) * 180.0 / M_PI;
 }
 
+namespace {
+
+// Examples of a streamed training set that eval takes in memory (the PCA baseline, the probe).
+constexpr int64_t kStreamedSample = 60000;
+
+}  // namespace
+
 Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   model.module().eval();
@@ -107,7 +114,8 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
       data.test, peak);
   // The baseline keeps as many components as the code has units, all of them for an
   // overcomplete code (then PCA is lossless and the comparison says only that).
-  const torch::Tensor train = data.train.inputs.flatten(1);
+  // Of a streamed training set, a sample as large as in-memory sets commonly are.
+  const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
   const int64_t components = std::min(model.code_size(), train.size(1));
   // All components reconstruct exactly: no need to diagonalise a D x D covariance (6912 x
   // 6912 for 48x48 colour patches) to learn that PCA is the identity.
@@ -183,8 +191,9 @@ Json evaluate_probe(Autoencoder& model, const DataSplits& data, const torch::Dev
     c.inputs = c.inputs.flatten(1).to(torch::kCPU);
     return c;
   };
-  const ProbeResult on_codes = linear_probe(codes(data.train), codes(data.validation), codes(data.test));
-  const ProbeResult on_pixels = linear_probe(data.train, data.validation, data.test);
+  const Dataset train = data.train_sample(kStreamedSample);
+  const ProbeResult on_codes = linear_probe(codes(train), codes(data.validation), codes(data.test));
+  const ProbeResult on_pixels = linear_probe(train, data.validation, data.test);
   return Json{{"probe_train_accuracy", on_codes.train},
               {"probe_validation_accuracy", on_codes.validation},
               {"probe_test_accuracy", on_codes.test},

@@ -69,9 +69,14 @@ Run prepare_run(const Json& config, bool with_test) {
   train_reader.require(run.train_options.patience == 0 || run.data.validation.size() > 0, "patience",
                        fmt::format("early stopping needs a validation split, and data.validation_fraction {} holds "
                                    "out none of the {} training examples",
-                                   run.data_options.validation_fraction, run.data.train.size()));
+                                   run.data_options.validation_fraction, run.data.train_size()));
   run.model = build_model(section("model"), run.data.spec);
   check_labels_fit(*run.model.model, run.data);
+  if (run.data.stream && dynamic_cast<const Staged*>(run.model.model.get())) {
+    data_reader.require(false, "source",
+                        "a model trained in stages (a stack's layerwise pretraining) trains its later stages on codes "
+                        "of the training set held in memory, and cannot stream it; set data.source \"memory\"");
+  }
   run.config = Json{{"model", run.model.resolved},
                     {"data", data_reader.resolved()},
                     {"train", train_reader.resolved()}};
@@ -81,7 +86,10 @@ Run prepare_run(const Json& config, bool with_test) {
 namespace {
 
 /// What may change when a run is resumed: nothing else would continue it as it began.
-const std::vector<std::string> kChangeableOnResume{"train.epochs", "train.device", "train.threads", "train.progress"};
+/// The loader's settings change how fast batches come, never which.
+const std::vector<std::string> kChangeableOnResume{"train.epochs",   "train.device",  "train.threads",
+                                                   "train.progress", "data.workers",  "data.prefetch",
+                                                   "data.cache_mb"};
 
 // The resume rule, for config.json itself: a config.json that differs from the configuration the
 // checkpoint was trained under (a hand edit) in anything that may not change on resume is refused,
@@ -90,7 +98,18 @@ const std::vector<std::string> kChangeableOnResume{"train.epochs", "train.device
 // `trained`: the configuration the checkpoint records (`checkpoint_config`).
 void check_config_fits_checkpoint(const Json& config, const Json& trained, const fs::path& run_dir) {
   if (trained.is_null()) return;  // no checkpoint yet, or one from before checkpoints recorded it
-  const Json now = config.flatten(), then = trained.flatten();  // {"/model/code_size": 32, ...}
+  // Data keys added since the checkpoint was written take their defaults, as its run had them.
+  Json trained_resolved = trained;
+  if (trained.contains("data") && trained["data"].is_object()) {
+    try {
+      OptionReader reader(trained["data"], "data");
+      DataOptions::from(reader);
+      trained_resolved["data"] = reader.resolved();
+    } catch (const Error&) {
+      // compared as it is: the difference is named below
+    }
+  }
+  const Json now = config.flatten(), then = trained_resolved.flatten();  // {"/model/code_size": 32, ...}
   std::vector<std::string> pointers{"/model/family"};
   for (const Json* side : {&now, &then}) {
     for (const auto& item : side->items()) pointers.push_back(item.key());
@@ -193,7 +212,11 @@ void fit_run(Run& run, const fs::path& run_dir, bool resume) {
   StagedTrainer trainer(run.model.model, run.train_options, run_dir);
   trainer.record_config(run.config);
   if (resume && !trainer.resume()) nothing_to_resume();
-  trainer.fit(run.data.train, run.data.validation);
+  if (run.data.stream) {
+    trainer.fit(*run.data.stream, run.data.validation, {run.data_options.workers, run.data_options.prefetch});
+  } else {
+    trainer.fit(run.data.train, run.data.validation);
+  }
 }
 
 namespace {

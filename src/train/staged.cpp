@@ -75,6 +75,20 @@ TrainingStage StagedTrainer::position(std::size_t i) const {
   return where;
 }
 
+void StagedTrainer::fit(const BatchSource& train, const Dataset& validation, LoaderOptions loader) {
+  if (staged_) {
+    throw Error("config: data.source: a model trained in stages (a stack's layerwise pretraining) trains its later "
+                "stages on codes of the training set held in memory, and cannot stream it; set data.source "
+                "\"memory\"");
+  }
+  model_->module().to(training_device(options_));
+  Trainer trainer(model_, options_, run_dir_, position(0));
+  trainer.record_config(config_);
+  if (resume_stage_ == 0) trainer.resume();
+  if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stages_[0], record); });
+  trainer.fit(train, validation, loader);
+}
+
 void StagedTrainer::fit(const Dataset& train, const Dataset& validation) {
   model_->module().to(training_device(options_));
   Codes codes{{}, train, validation};

@@ -287,7 +287,8 @@ Json EpochRecord::to_json() const {
   j.update(Json{{"epoch", epoch},          {"lr", lr},
                 {"train_loss", train_loss}, {"train", terms_json(train_terms)},
                 {"val_loss", val_loss},     {"val", terms_json(val_terms)},
-                {"seconds", seconds},       {"samples_per_s", samples_per_s}});
+                {"seconds", seconds},       {"samples_per_s", samples_per_s},
+                {"data_wait_s", data_wait_s}, {"data_skipped", data_skipped}});
   return j;
 }
 
@@ -583,30 +584,94 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   return meter.summary();
 }
 
-EpochRecord Trainer::train_epoch(const Dataset& train) {
+namespace {
+
+// One epoch's batches as the training step takes them: this rank's part of each, in order.
+class EpochFeed {
+ public:
+  virtual ~EpochFeed() = default;
+  virtual int64_t size() const = 0;
+  /// Examples in batch i, all parts together.
+  virtual int64_t count(int64_t i) const = 0;
+  virtual Dataset next() = 0;
+  virtual double waited_seconds() const = 0;
+  virtual std::vector<std::string> skipped() const { return {}; }
+};
+
+class MemoryFeed : public EpochFeed {
+ public:
+  MemoryFeed(const Dataset& data, int64_t batch_size, torch::Tensor order, int part, int parts, bool labels)
+      : batches_(data, batch_size, std::move(order)), part_(part), parts_(parts), labels_(labels) {}
+  int64_t size() const override { return batches_.size(); }
+  int64_t count(int64_t i) const override { return batches_.count(i); }
+  Dataset next() override {
+    const auto start = Clock::now();
+    Dataset batch = labels_ ? batches_.at(next_, part_, parts_) : Dataset{batches_.inputs(next_, part_, parts_), {}};
+    ++next_;
+    waited_ += seconds_since(start);
+    return batch;
+  }
+  double waited_seconds() const override { return waited_; }
+
+ private:
+  Batches batches_;
+  int part_, parts_;
+  bool labels_;
+  int64_t next_ = 0;
+  double waited_ = 0.0;
+};
+
+class StreamFeed : public EpochFeed {
+ public:
+  StreamFeed(const BatchSource& source, torch::Tensor order, uint64_t seed, int64_t epoch, int64_t batch_size, int part,
+             int parts, LoaderOptions options, torch::Device device)
+      : loader_(source, std::move(order), seed, epoch, batch_size, part, parts, options), device_(device) {}
+  int64_t size() const override { return loader_.size(); }
+  int64_t count(int64_t i) const override { return loader_.count(i); }
+  Dataset next() override { return loader_.next().to(device_); }
+  double waited_seconds() const override { return loader_.waited_seconds(); }
+  std::vector<std::string> skipped() const override { return loader_.skipped(); }
+
+ private:
+  BatchLoader loader_;
+  torch::Device device_;
+};
+
+}  // namespace
+
+EpochRecord Trainer::train_epoch(const Dataset* train, const BatchSource* stream) {
   const double lr = options_.lr_at(epoch_);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
   model_->set_progress(epoch_, options_.epochs);
   model_->module().train();
   const auto start = Clock::now();
-  const torch::Tensor order = torch::randperm(train.size(), shuffle_, torch::kLong).to(device_);
-  Batches batches(train, options_.batch_size, order);
   const int part = options_.group ? options_.group->rank() : 0;
   const int parts = options_.group ? options_.group->size() : 1;
+  const int64_t examples = stream ? stream->size() : train->size();
+  // A streamed set of fresh draws needs no shuffle; one of fixed examples is shuffled as in memory.
+  const torch::Tensor order = !stream || stream->shuffled() ? torch::randperm(examples, shuffle_, torch::kLong)
+                                                            : torch::arange(examples);
+  std::unique_ptr<EpochFeed> feed;
+  if (stream) {
+    feed = std::make_unique<StreamFeed>(*stream, order, static_cast<uint64_t>(options_.seed), epoch_,
+                                        options_.batch_size, part, parts, loader_, device_);
+  } else {
+    feed = std::make_unique<MemoryFeed>(*train, options_.batch_size, order.to(device_), part, parts,
+                                        model_->supervised());
+  }
   const bool bar = options_.progress == "auto" && writes() && ::isatty(STDERR_FILENO);
-  ProgressBar progress(epoch_ + 1, options_.epochs, train.size());
+  ProgressBar progress(epoch_ + 1, options_.epochs, examples);
   LossMeter meter;
   int64_t seen = 0;
-  const bool supervised = model_->supervised();
-  for (int64_t i = 0; i < batches.size(); ++i) {
-    const Dataset batch = supervised ? batches.at(i, part, parts) : Dataset{batches.inputs(i, part, parts), {}};
-    const int64_t count = batches.count(i);
+  for (int64_t i = 0; i < feed->size(); ++i) {
+    const Dataset batch = feed->next();
+    const int64_t count = feed->count(i);
     Losses losses = step_part(batch.inputs, batch.labels, count);
     const double total = losses.total.item<double>();
     if (!std::isfinite(total)) {
       if (bar) progress.clear();
       throw Error(fmt::format(
-          "training diverged: loss is {} at epoch {}, step {} of {}; {}", total, epoch_ + 1, i + 1, batches.size(),
+          "training diverged: loss is {} at epoch {}, step {} of {}; {}", total, epoch_ + 1, i + 1, feed->size(),
           run_dir_.empty() || epoch_ == 0
               ? std::string("no checkpoint was written")
               : fmt::format("the last good checkpoint (epoch {}) is left intact in {}", epoch_,
@@ -627,6 +692,20 @@ EpochRecord Trainer::train_epoch(const Dataset& train) {
   record.train_loss = summary.total;
   record.train_terms = summary.terms;
   record.samples_per_s = static_cast<double>(seen) / seconds_since(start);
+  record.data_wait_s = feed->waited_seconds();
+  std::vector<std::string> skipped = feed->skipped();
+  if (stream && options_.group) {
+    // The files each rank met, each counted once however many ranks met it.
+    std::string names;
+    for (const auto& name : skipped) names += name + "\n";
+    std::set<std::string> all;
+    for (const std::string& text : options_.group->all_gather_text(names)) {
+      std::istringstream lines(text);
+      for (std::string line; std::getline(lines, line);) all.insert(line);
+    }
+    skipped.assign(all.begin(), all.end());
+  }
+  record.data_skipped = static_cast<int64_t>(skipped.size());
   return record;
 }
 
@@ -654,23 +733,31 @@ void Trainer::finish_epoch(const EpochRecord& record) {
   if (on_epoch_end_) on_epoch_end_(record);
 }
 
-void Trainer::fit(const Dataset& train, const Dataset& validation) {
+void Trainer::fit(const Dataset& train, const Dataset& validation) { fit_epochs(&train, nullptr, validation); }
+
+void Trainer::fit(const BatchSource& train, const Dataset& validation, LoaderOptions loader) {
+  loader_ = loader;
+  fit_epochs(nullptr, &train, validation);
+}
+
+void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const Dataset& validation) {
   if (stopped_early_) {
     if (options_.progress != "none" && writes()) {
       std::cout << fmt::format("run had stopped early after epoch {}; nothing to do\n", epoch_);
     }
     return;
   }
-  if (options_.group && train.size() < options_.group->size()) {
-    throw Error(fmt::format("the training data has {} examples, fewer than the {} ranks of this run", train.size(),
+  const int64_t examples = stream ? stream->size() : train->size();
+  if (options_.group && examples < options_.group->size()) {
+    throw Error(fmt::format("the training data has {} examples, fewer than the {} ranks of this run", examples,
                             options_.group->size()));
   }
-  const Dataset train_on_device = train.to(device_);
+  const Dataset train_on_device = train ? train->to(device_) : Dataset{};
   const Dataset validation_on_device = validation.to(device_);
   if (!run_dir_.empty() && writes()) std::filesystem::create_directories(run_dir_);
   while (epoch_ < options_.epochs && !stopped_early_) {
     const auto start = Clock::now();
-    EpochRecord record = train_epoch(train_on_device);
+    EpochRecord record = train_epoch(train ? &train_on_device : nullptr, stream);
     const LossSummary val = evaluate(validation_on_device);
     record.val_loss = val.total;
     record.val_terms = val.terms;

@@ -70,6 +70,7 @@ std::vector<Json> metrics_without_timings(const std::filesystem::path& run_dir) 
     Json j = Json::parse(line);
     j.erase("seconds");
     j.erase("samples_per_s");
+    j.erase("data_wait_s");
     lines.push_back(j);
   }
   return lines;

@@ -4,6 +4,7 @@
 #include "test_tools.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/io.h"
 #include "torchae/data/corruption.h"
 #include "torchae/data/images.h"
 #include "torchae/eval/metrics.h"
@@ -49,11 +50,15 @@ TEST_F(RestoreTest, ImagesRoundTripThroughFilesInRgbOrder) {
   expect_tensors_near(read_image(dir / "g.png", 3), image.narrow(0, 0, 1).expand({3, 9, 11}), 1e-6);
 
   std::ofstream(dir / "notes.png") << "not an image";
-  // A PNG signature with nothing after it reaches OpenCV, which cannot read it.
+  // A PNG signature with nothing after it, or a real PNG cut short: its chunks are checked
+  // before libpng sees it (which would print its own complaint).
   std::ofstream(dir / "cut.png") << "\x89PNG\r\n\x1a\n";
+  const std::string whole = read_text(dir / "a.png");
+  std::ofstream(dir / "short.png", std::ios::binary) << whole.substr(0, whole.size() - 20);
   for (const auto& [path, fragment] : {std::pair{dir / "missing.png", "no such image file"},
                                       std::pair{dir / "notes.png", "not a PNG, JPEG, BMP, TIFF, WebP or PNM image"},
-                                      std::pair{dir / "cut.png", "not an image OpenCV can read"}}) {
+                                      std::pair{dir / "cut.png", "truncated or damaged PNG"},
+                                      std::pair{dir / "short.png", "truncated or damaged PNG"}}) {
     try {
       read_image(path, 3);
       FAIL() << path;

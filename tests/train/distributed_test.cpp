@@ -7,6 +7,7 @@
 
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
+#include "torchae/data/image_io.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/distributed.h"
 #include "torchae/train/run.h"
@@ -352,6 +353,37 @@ TEST_F(DistributedCli, NprocIsTorchrunOnThisMachine) {
   expect_same_losses(dir / "two", dir / "one", 1e-5);
   test::expect_one_line_error(test::run_cli("train --nproc 0 --out " + (dir / "x").string()),
                               "--nproc: must be an integer >= 1, got 0");
+}
+
+// Streamed data under torchrun: each rank loads only its part of every batch (its crops, its IDX
+// examples), and the run is the one-process run; resumed on 2 ranks, it continues exactly.
+TEST_F(DistributedCli, StreamedDataIsShardedAcrossTheRanks) {
+  TempDir dir;
+  const auto photos = dir / "photos";
+  std::filesystem::create_directories(photos);
+  for (int i = 0; i < 12; ++i) {
+    const torch::Tensor y = torch::linspace(0, 3, 40).view({1, 40, 1}), x = torch::linspace(0, 3, 36).view({1, 1, 36});
+    write_image(photos / fmt::format("img{:02d}.png", i),
+                (0.5 + 0.5 * torch::sin(y * 1.3 + x * (0.5 + 0.1 * i) + torch::tensor({0.0, 1.0, 2.0}).view({3, 1, 1})))
+                    .to(torch::kFloat32));
+  }
+  const std::string images = fmt::format(
+      "--set data.dataset=images --set data.path={} --set data.patch=16 --set data.patches=300 --set data.source=stream "
+      "--set train.batch_size=30 --set model.hidden=[32] --set model.code_size=8 --set train.progress=lines",
+      photos.string());
+  const std::string idx = kSmall + " --set data.source=stream";
+  for (const auto& [name, args] : {std::pair{"images", images}, std::pair{"idx", idx}}) {
+    SCOPED_TRACE(name);
+    const auto one = dir / (std::string(name) + "_one"), two = dir / (std::string(name) + "_two");
+    ASSERT_EQ(test::run_cli(fmt::format("train {} --set train.epochs=2 --out {}", args, one.string())).exit_code, 0);
+    const CliResult r =
+        run_command(under_torchrun(2, fmt::format("train {} --set train.epochs=1 --out {}", args, two.string())));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const CliResult resumed =
+        run_command(under_torchrun(2, fmt::format("train --resume {} --set train.epochs=2", two.string())));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    expect_same_losses(two, one, 1e-5);
+  }
 }
 
 // A small denoising run (it draws corruption noise on every rank) of `epochs` epochs into `out`,

@@ -4,11 +4,17 @@
 
 #include <torch/types.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace torchae {
+
+class BatchSource;
+
+/// Loader threads for the machine: half its cores, at least 1 and at most 4 (the rest train).
+int64_t default_loader_workers();
 
 /// What a model needs to know about its input: one example's shape and the range of values.
 struct DataSpec {
@@ -58,11 +64,37 @@ struct DataOptions {
   std::vector<std::string> test_images;
   /// Fraction of the (limited) training set held out for validation.
   double validation_fraction = 0.1;
-  /// Subtract the training split's per-feature mean from every split.
+  /// Subtract the training split's per-feature mean from every split (data in memory only).
   bool center = false;
+  /// Where the training split lives: "memory" (one tensor, batches by index_select), "stream"
+  /// (read on demand by loader threads: an IDX file through a memory map, an image folder as
+  /// fresh random crops each epoch), or "auto": in memory up to `kInMemoryBytes` of float
+  /// training data (and, for image folders, `kInMemoryFolderBytes` of files), streamed beyond.
+  std::string source = "auto";
+  /// Streamed: loader threads (0: each batch loaded on the training thread when needed).
+  int64_t workers = default_loader_workers();
+  /// Streamed: batches loaded ahead of the training step, at most.
+  int64_t prefetch = 4;
+  /// Streamed images: MiB of decoded images kept between batches (as 8-bit pixels).
+  int64_t cache_mb = 512;
+  /// Streamed images: a file that cannot be read mid-epoch is skipped with a warning ("skip")
+  /// or stops the run ("stop").
+  std::string on_error = "skip";
 
   static DataOptions from(OptionReader& reader);
 };
+
+/// `data.source` "auto" keeps a training split of up to this many bytes of float32 in memory:
+/// 1 GiB, about 340,000 28x28 images (Fashion-MNIST's 54,000 are 169 MB).
+constexpr int64_t kInMemoryBytes = int64_t{1} << 30;
+/// ... and an image folder whose training files take up to this many bytes on disk: 32 MiB.
+/// In memory, the images are decoded as float: opencv-doc's sample photographs take 52 times
+/// their size on disk that way (9.3 MB of PNG and JPEG files, 487 MB of float pixels).
+constexpr int64_t kInMemoryFolderBytes = int64_t{32} << 20;
+
+/// Whether `options` streams a training split of `float_bytes` (as float32 in memory).
+bool streams(const DataOptions& options, int64_t float_bytes);
+
 
 /// Training, validation and test splits of one data set. The validation split is drawn from
 /// the training file by a fixed permutation (independent of train.seed, so that runs with
@@ -74,6 +106,14 @@ struct DataSplits {
   DataSpec spec;
   /// The per-feature training mean that was subtracted (undefined unless centring).
   torch::Tensor mean;
+  /// The training split when it is streamed (`data.source`); `train` is then empty.
+  std::shared_ptr<const BatchSource> stream;
+
+  /// Examples in the training split, streamed or not.
+  int64_t train_size() const;
+  /// The training split in memory, or up to `limit` examples of a streamed one (the first of
+  /// its epoch 0, the same every time): for what needs training data at hand (a PCA baseline).
+  Dataset train_sample(int64_t limit) const;
 };
 
 /// The default location of Fashion-MNIST: /usr/share/datasets/fashion-mnist.

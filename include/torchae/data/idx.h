@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <vector>
 
 namespace torchae {
 
@@ -14,6 +15,19 @@ namespace torchae {
 ///
 ///   torch::Tensor images = read_idx("train-images-idx3-ubyte.gz");  // uint8 [60000, 28, 28]
 torch::Tensor read_idx(const std::filesystem::path& path);
+
+/// The shape an IDX file's header announces, checked as `read_idx` checks it, without reading
+/// the data.
+std::vector<int64_t> idx_shape(const std::filesystem::path& path);
+
+/// A uint8 IDX file as a tensor over a memory map, without reading it into memory: a raw file
+/// is mapped where it is; a gzip one is inflated once, piece by piece, into an unnamed file of
+/// the temporary directory, which is mapped. The tensor's pages are read from the file as they
+/// are touched and can be dropped by the kernel when memory is short. The same checks as
+/// `read_idx`; a file of another element type is an Error.
+///
+///   torch::Tensor images = map_idx("train-images-idx3-ubyte");  // uint8 [N, 28, 28], mapped
+torch::Tensor map_idx(const std::filesystem::path& path);
 
 /// Writes a tensor as a raw (uncompressed) IDX file; for tests and for exporting data.
 void write_idx(const std::filesystem::path& path, const torch::Tensor& tensor);

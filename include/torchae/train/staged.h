@@ -50,6 +50,9 @@ class StagedTrainer {
   void record_config(Json config) { config_ = std::move(config); }
   /// Runs every stage not done yet.
   void fit(const Dataset& train, const Dataset& validation);
+  /// The same on a streamed training set (`Trainer::fit`); a model of several stages is refused,
+  /// since its later stages train on codes of the whole training set held in memory.
+  void fit(const BatchSource& train, const Dataset& validation, LoaderOptions loader);
   /// Called after each epoch of every stage, once its checkpoint is written.
   void on_epoch_end(std::function<void(const StagePlan&, const EpochRecord&)> callback) {
     on_epoch_end_ = std::move(callback);

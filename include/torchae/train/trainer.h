@@ -3,6 +3,7 @@
 #include "torchae/core/config.h"
 #include "torchae/core/io.h"
 #include "torchae/data/dataset.h"
+#include "torchae/data/stream.h"
 #include "torchae/models/autoencoder.h"
 #include "torchae/train/distributed.h"
 
@@ -77,6 +78,11 @@ struct EpochRecord {
   int64_t stage = 0;
   double seconds = 0.0;
   double samples_per_s = 0.0;
+  /// Seconds the training step waited for its batches in the epoch (with data in memory, the
+  /// time taken to gather them); in a data-parallel run, rank 0's.
+  double data_wait_s = 0.0;
+  /// Files skipped as unreadable in the epoch (a streamed image folder), over all ranks.
+  int64_t data_skipped = 0;
 
   Json to_json() const;
 };
@@ -132,6 +138,10 @@ class Trainer {
   bool resume();
   /// Trains from the current epoch up to options.epochs (or an early stop).
   void fit(const Dataset& train, const Dataset& validation);
+  /// The same on a streamed training set: each epoch's batches are loaded by `loader`'s threads
+  /// while the model trains, in the order they would have in memory (a `shuffled()` source is
+  /// shuffled by the same generator), so a run resumed at any epoch continues exactly.
+  void fit(const BatchSource& train, const Dataset& validation, LoaderOptions loader);
   /// One optimisation step on a batch already on the trainer's device (`labels`: the batch's,
   /// needed when the model's objective is supervised). In a data-parallel run, `batch` is this
   /// rank's part of a global batch of equal parts, and the losses returned are the global batch's.
@@ -151,9 +161,11 @@ class Trainer {
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
 
  private:
-  /// One pass over `train` (on the device), batch by batch: the epoch's record without its
-  /// validation figures and time.
-  EpochRecord train_epoch(const Dataset& train);
+  /// The epochs of `fit`, on `train` in memory (on the device) or streamed.
+  void fit_epochs(const Dataset* train, const BatchSource* stream, const Dataset& validation);
+  /// One pass over the training set, batch by batch: the epoch's record without its validation
+  /// figures and time.
+  EpochRecord train_epoch(const Dataset* train, const BatchSource* stream);
   /// Early-stopping bookkeeping, then the metrics line, the checkpoint, the epoch line and the
   /// callback of the epoch just done.
   void finish_epoch(const EpochRecord& record);
@@ -194,6 +206,7 @@ class Trainer {
   /// The names of the loss terms, for a rank whose part of a batch is empty.
   std::vector<std::string> term_names_;
   at::Generator shuffle_;
+  LoaderOptions loader_;
   int64_t epoch_ = 0;
   double best_val_;
   int64_t bad_epochs_ = 0;
