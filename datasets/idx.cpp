@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -182,8 +183,16 @@ torch::Tensor map_idx(const std::filesystem::path& path) {
     // of the temporary directory (gone when closed), and that file is mapped.
     const std::string dir = std::filesystem::temp_directory_path().string();
     fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) throw Error(fmt::format("{}: cannot make a temporary file in {} to inflate it into: {}", name, dir,
-                                        std::strerror(errno)));
+    if (fd < 0) {
+      // A file system without O_TMPFILE: a named file, unlinked at once.
+      std::string named = (std::filesystem::path(dir) / "torchae-idx-XXXXXX").string();
+      fd = ::mkostemp(named.data(), O_CLOEXEC);
+      if (fd >= 0) ::unlink(named.c_str());
+    }
+    if (fd < 0) {
+      throw Error(fmt::format("{}: cannot make a temporary file in {} to inflate it into: {}", name, dir,
+                              std::strerror(errno)));
+    }
     std::vector<char> piece(std::size_t{1} << 22);
     std::size_t done = 0;
     while (done < h.bytes) {
