@@ -157,10 +157,15 @@ void on_writer(ProcessGroup* group, const std::function<void()>& action) {
 }
 
 // Every rank of a data-parallel run must train the same configuration: a --set or a --config
-// that differs between ranks is refused on all of them, naming the first key that differs.
+// that differs between ranks is refused on all of them, naming the first key that differs. The
+// loader's settings are each process's own (data.workers defaults to its machine's cores).
 void check_same_config(ProcessGroup* group, const Json& config) {
   if (!group) return;
-  const std::vector<std::string> texts = group->all_gather_text(json_text(config));
+  Json shared = config;
+  if (shared.contains("data") && shared["data"].is_object()) {
+    for (const char* key : {"workers", "prefetch", "cache_mb"}) shared["data"].erase(key);
+  }
+  const std::vector<std::string> texts = group->all_gather_text(json_text(shared));
   for (int r = 1; r < group->size(); ++r) {
     if (texts[r] == texts[0]) continue;
     const Json ours = Json::parse(texts[0]).flatten(), theirs = Json::parse(texts[r]).flatten();

@@ -384,6 +384,15 @@ TEST_F(DistributedCli, StreamedDataIsShardedAcrossTheRanks) {
     ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
     expect_same_losses(two, one, 1e-5);
   }
+  // The loader's settings are each rank's own (data.workers defaults to its machine's cores):
+  // ranks that differ in them train the same run.
+  const int port = free_port();
+  const auto own = dir / "own_loaders";
+  const std::string args = fmt::format("train {} --set train.epochs=2 --out {}", images, own.string());
+  run_command(by_hand(dir.path(), 0, 2, port, args + " --set data.workers=0") + " " +
+              by_hand(dir.path(), 1, 2, port, args + " --set data.workers=3 --set data.prefetch=1"));
+  for (const RankOutcome& rank : wait_for_ranks(dir.path(), 2)) EXPECT_EQ(rank.exit_code, 0) << rank.err;
+  expect_same_losses(own, dir / "images_one", 1e-5);
 }
 
 // A small denoising run (it draws corruption noise on every rank) of `epochs` epochs into `out`,
