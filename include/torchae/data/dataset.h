@@ -95,7 +95,6 @@ constexpr int64_t kInMemoryFolderBytes = int64_t{32} << 20;
 /// Whether `options` streams a training split of `float_bytes` (as float32 in memory).
 bool streams(const DataOptions& options, int64_t float_bytes);
 
-
 /// Training, validation and test splits of one data set. The validation split is drawn from
 /// the training file by a fixed permutation (independent of train.seed, so that runs with
 /// different seeds are validated on the same examples); the test file is only read for `eval`.

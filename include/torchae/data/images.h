@@ -6,8 +6,8 @@
 
 #include <torch/types.h>
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <list>
 #include <memory>
