@@ -62,10 +62,13 @@ torch::Tensor from_mat8(const cv::Mat& mat) {
 
 namespace {
 
-// Whether a file starts as a PNG, JPEG, BMP, TIFF, WebP or PNM image does. OpenCV picks its
-// decoder by content, and Debian's has more than those (DICOM, JPEG 2000, OpenEXR, ...): fuzzing
-// found GDCM's DICOM reader aborting on an assertion. Only the formats torchae lists reach it.
-bool known_image_format(const fs::path& path) {
+// The formats torchae reads, as a file's first bytes tell.
+enum class ImageFormat { kUnknown, kPng, kJpeg, kOther };
+
+// Which of PNG, JPEG, BMP, TIFF, WebP or PNM a file starts as. OpenCV picks its decoder by
+// content, and Debian's has more than those (DICOM, JPEG 2000, OpenEXR, ...): fuzzing found
+// GDCM's DICOM reader aborting on an assertion. Only the formats torchae lists reach it.
+ImageFormat image_format(const fs::path& path) {
   using namespace std::string_view_literals;
   std::array<char, 12> head{};
   std::ifstream in(path, std::ios::binary);
@@ -74,27 +77,13 @@ bool known_image_format(const fs::path& path) {
   auto at = [&](std::size_t offset, std::string_view magic) {
     return start.substr(std::min(offset, start.size())).rfind(magic, 0) == 0;
   };
+  if (at(0, "\x89PNG\r\n\x1a\n"sv)) return ImageFormat::kPng;
+  if (at(0, "\xff\xd8\xff"sv)) return ImageFormat::kJpeg;
   const bool pnm = start.size() >= 2 && start[0] == 'P' && start[1] >= '1' && start[1] <= '6';
-  return at(0, "\x89PNG\r\n\x1a\n"sv) || at(0, "\xff\xd8\xff"sv) || at(0, "BM"sv) || at(0, "II*\0"sv) ||
-         at(0, "MM\0*"sv) || (at(0, "RIFF"sv) && at(8, "WEBP"sv)) || pnm;
+  return at(0, "BM"sv) || at(0, "II*\0"sv) || at(0, "MM\0*"sv) || (at(0, "RIFF"sv) && at(8, "WEBP"sv)) || pnm
+             ? ImageFormat::kOther
+             : ImageFormat::kUnknown;
 }
-
-bool path_starts_with(const fs::path& path, std::string_view magic) {
-  std::string head(magic.size(), '\0');
-  std::ifstream in(path, std::ios::binary);
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  return in && head == magic;
-}
-
-bool path_starts_as_jpeg(const fs::path& path) { return path_starts_with(path, "\xff\xd8\xff"); }
-bool path_starts_as_png(const fs::path& path) {
-  using namespace std::string_view_literals;
-  return path_starts_with(path, "\x89PNG\r\n\x1a\n"sv);
-}
-
-}  // namespace
-
-namespace {
 
 // Whether a JPEG file ends as a whole one does, with the end-of-image marker (FF D9) among its
 // last bytes. libjpeg decodes a truncated file into an image grey below the cut and only warns,
@@ -112,7 +101,7 @@ bool jpeg_complete(const fs::path& path) {
 // Whether a PNG file is whole: every chunk's CRC right, up to the IEND chunk. libpng reports a
 // damaged file on stderr itself before OpenCV sees the error; checked here, it never gets one.
 bool png_complete(const std::string& bytes) {
-  std::size_t at = 8;  // the signature, checked by known_image_format
+  std::size_t at = 8;  // the signature, checked by image_format
   const auto u32 = [&](std::size_t i) {
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + i);
     return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -134,13 +123,14 @@ cv::Mat read_image_mat(const fs::path& path, int64_t channels) {
   TORCH_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such image file", path.string()));
-  if (!known_image_format(path)) {
+  const ImageFormat format = image_format(path);
+  if (format == ImageFormat::kUnknown) {
     throw Error(fmt::format("{}: not a PNG, JPEG, BMP, TIFF, WebP or PNM image", path.string()));
   }
-  if (path_starts_as_jpeg(path) && !jpeg_complete(path)) {
+  if (format == ImageFormat::kJpeg && !jpeg_complete(path)) {
     throw Error(fmt::format("{}: truncated JPEG (no end-of-image marker)", path.string()));
   }
-  if (path_starts_as_png(path) && !png_complete(read_text(path))) {
+  if (format == ImageFormat::kPng && !png_complete(read_text(path))) {
     throw Error(fmt::format("{}: truncated or damaged PNG (a chunk cut short, a CRC wrong, or no IEND)", path.string()));
   }
   // A file OpenCV cannot decode is torchae's one-line error below, not OpenCV's log lines too.
