@@ -85,11 +85,16 @@ Run prepare_run(const Json& config, bool with_test) {
 
 namespace {
 
+/// The loader's settings (the keys of the data section): they change how fast batches come,
+/// never which, and are each process's own (data.workers defaults to its machine's cores).
+const char* const kLoaderKeys[] = {"workers", "prefetch", "cache_mb"};
+
 /// What may change when a run is resumed: nothing else would continue it as it began.
-/// The loader's settings change how fast batches come, never which.
-const std::vector<std::string> kChangeableOnResume{"train.epochs",   "train.device",  "train.threads",
-                                                   "train.progress", "data.workers",  "data.prefetch",
-                                                   "data.cache_mb"};
+const std::vector<std::string> kChangeableOnResume = [] {
+  std::vector<std::string> keys{"train.epochs", "train.device", "train.threads", "train.progress"};
+  for (const char* key : kLoaderKeys) keys.push_back(std::string("data.") + key);
+  return keys;
+}();
 
 // The resume rule, for config.json itself: a config.json that differs from the configuration the
 // checkpoint was trained under (a hand edit) in anything that may not change on resume is refused,
@@ -157,13 +162,13 @@ void on_writer(ProcessGroup* group, const std::function<void()>& action) {
 }
 
 // Every rank of a data-parallel run must train the same configuration: a --set or a --config
-// that differs between ranks is refused on all of them, naming the first key that differs. The
-// loader's settings are each process's own (data.workers defaults to its machine's cores).
+// that differs between ranks is refused on all of them, naming the first key that differs, but
+// for the loader's settings (`kLoaderKeys`), which are each rank's own.
 void check_same_config(ProcessGroup* group, const Json& config) {
   if (!group) return;
   Json shared = config;
   if (shared.contains("data") && shared["data"].is_object()) {
-    for (const char* key : {"workers", "prefetch", "cache_mb"}) shared["data"].erase(key);
+    for (const char* key : kLoaderKeys) shared["data"].erase(key);
   }
   const std::vector<std::string> texts = group->all_gather_text(json_text(shared));
   for (int r = 1; r < group->size(); ++r) {
