@@ -75,6 +75,24 @@ TrainingStage StagedTrainer::position(std::size_t i) const {
   return where;
 }
 
+void StagedTrainer::fit_stage(std::size_t i, const std::function<void(Trainer&)>& fit) {
+  const StagePlan& stage = stages_[i];
+  if (staged_) staged_->enter_stage(i);
+  try {
+    Trainer trainer(stage.model, stage.options, run_dir_, position(i));
+    trainer.record_config(config_);
+    // The checkpoint holds the whole model: resuming restores the stages done before this
+    // one too, whose parts make the codes this one trains on.
+    if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();
+    if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stage, record); });
+    fit(trainer);
+  } catch (...) {
+    if (staged_) staged_->leave_stage();
+    throw;
+  }
+  if (staged_) staged_->leave_stage();
+}
+
 void StagedTrainer::fit(const BatchSource& train, const Dataset& validation, LoaderOptions loader) {
   if (staged_) {
     throw Error("config: data.source: a model trained in stages (a stack's layerwise pretraining) trains its later "
@@ -82,11 +100,7 @@ void StagedTrainer::fit(const BatchSource& train, const Dataset& validation, Loa
                 "\"memory\"");
   }
   model_->module().to(training_device(options_));
-  Trainer trainer(model_, options_, run_dir_, position(0));
-  trainer.record_config(config_);
-  if (resume_stage_ == 0) trainer.resume();
-  if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stages_[0], record); });
-  trainer.fit(train, validation, loader);
+  fit_stage(0, [&](Trainer& trainer) { trainer.fit(train, validation, loader); });
 }
 
 void StagedTrainer::fit(const Dataset& train, const Dataset& validation) {
@@ -94,22 +108,10 @@ void StagedTrainer::fit(const Dataset& train, const Dataset& validation) {
   Codes codes{{}, train, validation};
   for (std::size_t i = 0; i < stages_.size(); ++i) {
     if (static_cast<int64_t>(i) < resume_stage_) continue;
-    const StagePlan& stage = stages_[i];
-    if (staged_) staged_->enter_stage(i);
-    try {
-      Trainer trainer(stage.model, stage.options, run_dir_, position(i));
-      trainer.record_config(config_);
-      // The checkpoint holds the whole model: resuming restores the stages done before this
-      // one too, whose parts make the codes this one trains on.
-      if (static_cast<int64_t>(i) == resume_stage_) trainer.resume();
-      codes.advance(stage.inputs_through, train, validation);
-      if (on_epoch_end_) trainer.on_epoch_end([&](const EpochRecord& record) { on_epoch_end_(stage, record); });
+    fit_stage(i, [&](Trainer& trainer) {
+      codes.advance(stages_[i].inputs_through, train, validation);
       trainer.fit(codes.train, codes.validation);
-    } catch (...) {
-      if (staged_) staged_->leave_stage();
-      throw;
-    }
-    if (staged_) staged_->leave_stage();
+    });
   }
 }
 

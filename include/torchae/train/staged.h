@@ -61,6 +61,9 @@ class StagedTrainer {
  private:
   /// Where stage `i` sits in the run, as its `Trainer` records it.
   TrainingStage position(std::size_t i) const;
+  /// Runs stage `i`: its `Trainer` made (and resumed, when the checkpoint is of this stage), then
+  /// `fit` with it, between the model's enter_stage and leave_stage.
+  void fit_stage(std::size_t i, const std::function<void(Trainer&)>& fit);
 
   std::shared_ptr<Autoencoder> model_;
   /// The model's `Staged` face; null for a model trained in one stage.
