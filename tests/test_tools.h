@@ -89,6 +89,14 @@ inline void check_gradient(const std::function<torch::Tensor(const torch::Tensor
   }
 }
 
+/// A smooth colour image [3, h, w] in [0, 1], another for each `phase`: crops at different
+/// places differ, and it compresses well as PNG.
+inline torch::Tensor smooth_colour(int64_t h, int64_t w, double phase) {
+  const torch::Tensor y = torch::linspace(0, 3, h).view({1, h, 1}), x = torch::linspace(0, 3, w).view({1, 1, w});
+  const torch::Tensor c = torch::tensor({0.0, 1.0, 2.0}).view({3, 1, 1});
+  return (0.5 + 0.5 * torch::sin(y * 1.3 + x * 0.7 + c + phase)).to(torch::kFloat32);
+}
+
 /// A fresh directory under the system's temporary directory, removed with its contents.
 class TempDir {
  public:

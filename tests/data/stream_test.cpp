@@ -107,37 +107,27 @@ TEST_F(Stream, ALoadThatFailsIsRethrownInOrderAndNoThreadIsLeftRunning) {
   }  // the destructors join the threads: a hang here fails by the test's timeout
 }
 
-// A smooth colour image of h x w: pixel values differ across the image, so crops at different
-// places differ.
-torch::Tensor smooth_colour(int64_t h, int64_t w, double phase) {
-  const torch::Tensor y = torch::linspace(0, 3, h).view({1, h, 1}), x = torch::linspace(0, 3, w).view({1, 1, w});
-  const torch::Tensor c = torch::tensor({0.0, 1.0, 2.0}).view({3, 1, 1});
-  return (0.5 + 0.5 * torch::sin(y * 1.3 + x * 0.7 + c + phase)).to(torch::kFloat32);
-}
-
 // A folder of `n` colour images, 40x30 to 40x(30+n).
 void write_folder(const std::filesystem::path& dir, int n) {
   std::filesystem::create_directories(dir);
-  for (int i = 0; i < n; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_colour(40, 30 + i, i));
+  for (int i = 0; i < n; ++i) write_image(dir / fmt::format("img{:02d}.png", i), test::smooth_colour(40, 30 + i, i));
 }
-
-std::vector<std::filesystem::path> files_of(const std::filesystem::path& dir) { return list_images(dir); }
 
 TEST_F(Stream, ImageCropsAreFreshEachEpochAndTheSameWhateverTheLoaderThreads) {
   TempDir dir;
   write_folder(dir.path(), 6);
-  const ImageFolderStream crops(files_of(dir.path()), 3, 16, 70, 11, 1 << 20, OnBadFile::kSkip);
+  const ImageFolderStream crops(list_images(dir.path()), 3, 16, 70, 11, 1 << 20, OnBadFile::kSkip);
   const torch::Tensor inline_epoch = torch::cat(epoch_of(crops, 1, 16, {0, 1}));
   EXPECT_EQ(inline_epoch.sizes(), (std::vector<int64_t>{70, 3, 16, 16}));
   EXPECT_TRUE(torch::equal(torch::cat(epoch_of(crops, 1, 16, {3, 2})), inline_epoch));
   // A fresh object (a resumed run) draws the same crops for the same seed and epoch.
-  const ImageFolderStream again(files_of(dir.path()), 3, 16, 70, 11, 1 << 20, OnBadFile::kSkip);
+  const ImageFolderStream again(list_images(dir.path()), 3, 16, 70, 11, 1 << 20, OnBadFile::kSkip);
   EXPECT_TRUE(torch::equal(torch::cat(epoch_of(again, 1, 32, {2, 4})), inline_epoch));
   EXPECT_FALSE(torch::equal(torch::cat(epoch_of(crops, 2, 16, {2, 2})), inline_epoch));
   EXPECT_FALSE(torch::equal(torch::cat(epoch_of(crops, 1, 16, {2, 2}, 0, 1, /*seed=*/8)), inline_epoch));
   // Every crop is a crop of one of the images, in RGB order as read_image gives them.
   std::vector<torch::Tensor> images;
-  for (const auto& file : files_of(dir.path())) images.push_back(read_image(file, 3));
+  for (const auto& file : list_images(dir.path())) images.push_back(read_image(file, 3));
   for (int64_t k = 0; k < 70; k += 7) {
     bool found = false;
     for (const torch::Tensor& image : images) {
@@ -154,7 +144,7 @@ TEST_F(Stream, ImageCropsAreFreshEachEpochAndTheSameWhateverTheLoaderThreads) {
 TEST_F(Stream, TheDecodedImageCacheStaysWithinItsBudget) {
   TempDir dir;
   write_folder(dir.path(), 8);  // 40 x 30..37 x 3 bytes: about 4 KiB each
-  const ImageFolderStream crops(files_of(dir.path()), 3, 16, 200, 11, 10000, OnBadFile::kSkip);
+  const ImageFolderStream crops(list_images(dir.path()), 3, 16, 200, 11, 10000, OnBadFile::kSkip);
   epoch_of(crops, 0, 20, {2, 2});
   EXPECT_GT(crops.cached_bytes(), 0);
   EXPECT_LE(crops.cached_bytes(), 10000);
@@ -163,7 +153,7 @@ TEST_F(Stream, TheDecodedImageCacheStaysWithinItsBudget) {
 // A folder of good images, a truncated JPEG and a file that is no image at all.
 void write_folder_with_bad_files(const std::filesystem::path& dir) {
   write_folder(dir, 5);
-  write_image(dir / "whole.png", smooth_colour(40, 40, 0));
+  write_image(dir / "whole.png", test::smooth_colour(40, 40, 0));
   // write_image writes PNG: a JPEG cut short is cut from a real one.
   const std::string sample = read_text(std::filesystem::path(kOpenCvSampleDir) / "baboon.jpg");
   std::ofstream(dir / "cut.jpg", std::ios::binary) << sample.substr(0, sample.size() / 3);
@@ -174,7 +164,7 @@ TEST_F(Stream, UnreadableFilesAreSkippedWithOneWarningEachOrStopTheRun) {
   TempDir dir;
   write_folder_with_bad_files(dir.path());
   EXPECT_THROW(read_image(dir / "cut.jpg", 3), Error);  // truncated: no end-of-image marker
-  const ImageFolderStream crops(files_of(dir.path()), 3, 16, 120, 3, 1 << 20, OnBadFile::kSkip);
+  const ImageFolderStream crops(list_images(dir.path()), 3, 16, 120, 3, 1 << 20, OnBadFile::kSkip);
   testing::internal::CaptureStderr();
   BatchLoader loader(crops, torch::arange(120), 5, 0, 30, 0, 1, {2, 2});
   std::vector<torch::Tensor> batches;
@@ -187,7 +177,7 @@ TEST_F(Stream, UnreadableFilesAreSkippedWithOneWarningEachOrStopTheRun) {
   // Skipping draws again from each crop's own generator: the same crops with another thread count.
   EXPECT_TRUE(torch::equal(torch::cat(batches), torch::cat(epoch_of(crops, 0, 30, {0, 1}, 0, 1, 5))));
 
-  const ImageFolderStream strict(files_of(dir.path()), 3, 16, 120, 3, 1 << 20, OnBadFile::kStop);
+  const ImageFolderStream strict(list_images(dir.path()), 3, 16, 120, 3, 1 << 20, OnBadFile::kStop);
   try {
     epoch_of(strict, 0, 30, {2, 2});
     FAIL() << "no error";
@@ -203,7 +193,7 @@ TEST_F(Stream, AFolderWhoseFilesAllFailStopsWithOneLine) {
   TempDir dir;
   std::filesystem::create_directories(dir / "bad");
   for (int i = 0; i < 12; ++i) std::ofstream(dir / "bad" / fmt::format("b{:02d}.png", i)) << "not a png";
-  write_image(dir / "bad" / "b09.png", smooth_colour(32, 32, 0));  // the held-out one is fine
+  write_image(dir / "bad" / "b09.png", test::smooth_colour(32, 32, 0));  // the held-out one is fine
   const CliResult r = test::run_cli(fmt::format(
       "train --set data.dataset=images --set data.path={} --set data.patch=16 --set data.patches=200 "
       "--set data.source=stream --set train.epochs=1 --set model.hidden=[8] --set model.code_size=4 --out {}",
@@ -321,7 +311,9 @@ TEST_F(Stream, AStreamedRunResumedMidwayContinuesExactlyWithAnyNumberOfLoaderThr
 TEST_F(Stream, SkippedFilesAreCountedInMetrics) {
   TempDir dir;
   write_folder_with_bad_files(dir / "photos");
-  for (int i = 5; i < 10; ++i) write_image(dir / "photos" / fmt::format("more{:02d}.png", i), smooth_colour(40, 40, i));
+  for (int i = 5; i < 10; ++i) {
+    write_image(dir / "photos" / fmt::format("more{:02d}.png", i), test::smooth_colour(40, 40, i));
+  }
   const CliResult r = test::run_cli(fmt::format("train {} --set train.epochs=1 --out {}", streamed_run(dir / "photos"),
                                                 (dir / "run").string()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -377,7 +369,7 @@ TEST_F(Stream, PeakMemoryIsBoundedByTheCacheAndTheQueueNotByTheFolder) {
   TempDir dir;
   std::filesystem::create_directories(dir / "photos");
   for (int i = 0; i < 40; ++i) {
-    write_image(dir / "photos" / fmt::format("p{:02d}.png", i), smooth_colour(1536, 2048, i));
+    write_image(dir / "photos" / fmt::format("p{:02d}.png", i), test::smooth_colour(1536, 2048, i));
   }
   write_folder(dir / "small", 12);
   const std::string run = fmt::format(

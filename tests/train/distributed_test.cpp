@@ -361,12 +361,7 @@ TEST_F(DistributedCli, StreamedDataIsShardedAcrossTheRanks) {
   TempDir dir;
   const auto photos = dir / "photos";
   std::filesystem::create_directories(photos);
-  for (int i = 0; i < 12; ++i) {
-    const torch::Tensor y = torch::linspace(0, 3, 40).view({1, 40, 1}), x = torch::linspace(0, 3, 36).view({1, 1, 36});
-    write_image(photos / fmt::format("img{:02d}.png", i),
-                (0.5 + 0.5 * torch::sin(y * 1.3 + x * (0.5 + 0.1 * i) + torch::tensor({0.0, 1.0, 2.0}).view({3, 1, 1})))
-                    .to(torch::kFloat32));
-  }
+  for (int i = 0; i < 12; ++i) write_image(photos / fmt::format("img{:02d}.png", i), test::smooth_colour(40, 36, i));
   const std::string images = fmt::format(
       "--set data.dataset=images --set data.path={} --set data.patch=16 --set data.patches=300 --set data.source=stream "
       "--set train.batch_size=30 --set model.hidden=[32] --set model.code_size=8 --set train.progress=lines",
