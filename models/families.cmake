@@ -11,5 +11,6 @@ set(TORCHAE_FAMILIES
   contractive
   vae
   wae
+  rbm
   stacked
 )

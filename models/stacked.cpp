@@ -18,11 +18,16 @@ namespace {
 
 constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
-// The data spec of a layer's codes, from its resolved code activation: what the layer above sees.
+// The data spec of a layer's codes, from its resolved code activation (or, for a Boltzmann
+// machine, its hidden units: Bernoulli means are sigmoids, Gaussian ones affine): what the layer
+// above sees.
 DataSpec code_spec(int64_t units, const Json& resolved) {
   DataSpec spec;
   spec.shape = {units};
-  const std::string activation = resolved.value("code_activation", "identity");
+  const std::string hidden_units = resolved.value("hidden_units", "");
+  const std::string activation = hidden_units == "bernoulli" ? "sigmoid"
+                                 : hidden_units == "gaussian" ? "identity"
+                                                              : resolved.value("code_activation", "identity");
   if (activation == "sigmoid") {
     spec.min = 0.0, spec.max = 1.0;
   } else if (activation == "tanh") {
@@ -196,7 +201,12 @@ std::vector<Stage> StackedImpl::stages() {
 }
 
 void StackedImpl::enter_stage(std::size_t index) {
-  phase_ = stages().at(index).phase == "classify" ? StackedPhase::classify : StackedPhase::reconstruct;
+  const std::string phase = stages().at(index).phase;
+  phase_ = phase == "classify" ? StackedPhase::classify : StackedPhase::reconstruct;
+  // From fine-tuning on the layers are one deep autoencoder: an RBM layer gets its own decoder.
+  if (phase != "pretrain") {
+    for (const auto& layer : layers_) layer->unroll();
+  }
 }
 
 Losses StackedImpl::supervised_loss(const Output& output, const torch::Tensor& labels) {

@@ -365,6 +365,14 @@ void add_eval(CLI::App& app, char** argv) {
                    "vae, wae on Fashion-MNIST: samples from the prior that fd_fashion scores")
       ->check(integer_at_least(2))
       ->capture_default_str();
+  eval->add_option("--ais-temperatures", args->options.ais_temperatures,
+                   "rbm, dbm: inverse temperatures of each annealed importance sampling run for log Z (Salakhutdinov & "
+                   "Murray's schedule)")
+      ->check(integer_at_least(torchae::kMinAisTemperatures))
+      ->capture_default_str();
+  eval->add_option("--ais-runs", args->options.ais_runs, "rbm, dbm: annealed importance sampling runs for log Z")
+      ->check(integer_at_least(2))
+      ->capture_default_str();
   eval->add_option("--device", args->options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
   eval->add_flag("--probe", args->options.probe,
                  "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
@@ -380,20 +388,24 @@ void add_viz(CLI::App& app, char** argv) {
   auto* viz = app.add_subcommand("viz", "draw a trained run as a PNG");
   struct Args {
     std::string run, what, out;
-    int64_t unit = -1, count = 0;
+    int64_t unit = -1, count = 0, gibbs_steps = 0;
   };
   auto args = std::make_shared<Args>();
   viz->add_option("--run", args->run, "run directory")->required();
-  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp or latent")->required();
+  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp, latent or chains")->required();
   viz->add_option("--out", args->out, "PNG file to write")->required();
   viz->add_option("--unit", args->unit, "maximize: the code unit (default: units 0..count-1)")
       ->check(integer_at_least(0));
   viz->add_option("--count", args->count,
-                  "how many filters (100), images (10), units (16), samples (100), interpolations (8) or codes (5000)")
+                  "how many filters (100), images (10), units (16), samples (100), interpolations (8), codes (5000) "
+                  "or chains (10)")
+      ->check(integer_at_least(1));
+  viz->add_option("--gibbs-steps", args->gibbs_steps,
+                  "rbm, dbm: Gibbs steps of samples, and the most steps of chains (default: the model's gibbs_steps)")
       ->check(integer_at_least(1));
   computes(viz, argv, [args] {
     const int64_t count = args->count > 0 ? args->count : torchae::default_viz_count(args->what);
-    torchae::viz_run(args->run, args->what, args->out, args->unit, count);
+    torchae::viz_run(args->run, args->what, args->out, args->unit, count, args->gibbs_steps);
     std::cout << args->out << "\n";
   });
 }

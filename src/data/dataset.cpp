@@ -53,6 +53,10 @@ DataOptions DataOptions::from(OptionReader& r) {
   o.source = r.choice("source", o.source, {"auto", "memory", "stream"});
   r.require(!(o.center && o.source == "stream"), "center",
             "centring needs the training split in memory; set data.source \"memory\"");
+  o.standardize = r.boolean("standardize", o.standardize);
+  r.require(!(o.standardize && o.source == "stream"), "standardize",
+            "standardising needs the training split in memory; set data.source \"memory\"");
+  r.require(!(o.standardize && o.center), "standardize", "standardising centres the data too; leave data.center off");
   o.workers = r.integer("workers", o.workers, between(0, 256));
   o.prefetch = r.integer("prefetch", o.prefetch, between(1, 1024));
   if (o.dataset == "images") {
@@ -217,6 +221,17 @@ DataSplits load_data(const DataOptions& options, bool with_test) {
     }
     splits.spec.min = -splits.mean.max().item<double>();
     splits.spec.max = 1.0 - splits.mean.min().item<double>();
+  }
+  if (options.standardize) {
+    splits.mean = splits.train.inputs.mean(0, /*keepdim=*/true);
+    const torch::Tensor deviation = splits.train.inputs.std(0, /*unbiased=*/false, /*keepdim=*/true);
+    splits.deviation = torch::where(deviation > 1e-6, deviation, torch::ones_like(deviation));
+    for (Dataset* d : {&splits.train, &splits.validation, &splits.test}) {
+      if (d->inputs.defined()) d->inputs.sub_(splits.mean).div_(splits.deviation);
+    }
+    splits.spec.min = (-splits.mean / splits.deviation).min().item<double>();
+    splits.spec.max = ((1.0 - splits.mean) / splits.deviation).max().item<double>();
+    splits.spec.standardized = true;
   }
   return splits;
 }

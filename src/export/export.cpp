@@ -225,6 +225,9 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
     throw Error(fmt::format("family \"{}\": {}", family, e.what()));
   }
   if (run.data.mean.defined()) module.register_buffer("input_mean", run.data.mean.to(torch::kCPU).contiguous());
+  if (run.data.deviation.defined()) {
+    module.register_buffer("input_deviation", run.data.deviation.to(torch::kCPU).contiguous());
+  }
 
   const DataSpec& spec = run.data.spec;
   Json card = {
@@ -235,10 +238,12 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
       {"input",
        {{"shape", spec.shape},
         {"range", {spec.min, spec.max}},
-        {"centered", run.data_options.center},
-        {"note", run.data_options.center
-                     ? "inputs are images in [0, 1] minus the buffer input_mean (the training mean)"
-                     : "inputs are images with values in the range, batched as [N, shape...]"}}},
+        {"centered", run.data_options.center || run.data_options.standardize},
+        {"standardized", run.data_options.standardize},
+        {"note", run.data_options.standardize ? "inputs are images in [0, 1] minus the buffer input_mean (the training "
+                                                "mean), divided by the buffer input_deviation"
+                 : run.data_options.center ? "inputs are images in [0, 1] minus the buffer input_mean (the training mean)"
+                                           : "inputs are images with values in the range, batched as [N, shape...]"}}},
       {"data",
        {{"dataset", run.data_options.dataset},
         {"path", run.data_options.path},
@@ -253,6 +258,12 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
       {"run", run_dir.string()},
   };
   if (module.find_method("sample")) card["methods"].push_back("sample");
+  if (const auto* sampler = dynamic_cast<const GibbsSampler*>(run.model.model.get())) {
+    card["sample_gibbs_steps"] = sampler->sample_steps();
+    card["sample_note"] = fmt::format("sample(n) runs {} steps of block Gibbs sampling from random states and returns "
+                                      "the visible units' means given the last hidden state",
+                                      sampler->sample_steps());
+  }
   if (module.find_method("classify")) card["methods"].push_back("classify");
   card.update(card_extra);
   save_torchscript(module, card, out);

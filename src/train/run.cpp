@@ -3,6 +3,7 @@
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
+#include "torchae/eval/ais.h"
 #include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/train/staged.h"
@@ -303,6 +304,15 @@ Run load_run(const fs::path& run_dir, bool with_test, const std::string& device)
   Run run = prepare_run(config, with_test);
   // Whatever device this works on, the run's configuration says where it was trained.
   if (!device.empty() && trained_on.is_string()) run.config["train"]["device"] = trained_on;
+  // A staged model takes the shape of the stage its checkpoint was written in (a stack's RBM
+  // layers have decoders of their own from fine-tuning on).
+  if (auto* staged = dynamic_cast<Staged*>(run.model.model.get())) {
+    const int64_t stage = checkpoint_stage(run_dir);
+    if (stage >= 0 && stage < static_cast<int64_t>(staged->stages().size())) {
+      staged->enter_stage(static_cast<std::size_t>(stage));
+      staged->leave_stage();
+    }
+  }
   // Tensor by tensor first: of a checkpoint from another run, that names what does not fit.
   const Json trained = load_model_weights(*run.model.model, checkpoint_of(run_dir), torch::kCPU);
   check_config_fits_checkpoint(run.config, trained, run_dir);
@@ -334,7 +344,7 @@ namespace {
 const char* const kPerExampleMeans[] = {"test_mse",         "test_sse_per_image",     "test_psnr_db",
                                         "test_loss",        "pca_test_mse",           "pca_test_sse_per_image",
                                         "pca_test_psnr_db", "test_elbo",              "test_log_likelihood_is",
-                                        "test_accuracy"};
+                                        "test_accuracy",    "test_log_likelihood_ais", "test_pseudo_log_likelihood"};
 
 // Each rank's means over its `count` test examples become the means over all of them.
 void reduce_means(ProcessGroup& group, Json& metrics, int64_t count, int64_t total) {
@@ -372,6 +382,10 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   if (dynamic_cast<Likelihood*>(run.model.model.get())) {
     metrics.update(evaluate_likelihood(*run.model.model, run.data.test, options.iw_samples, device, part));
   }
+  if (dynamic_cast<Annealable*>(run.model.model.get())) {
+    metrics.update(evaluate_partition(*run.model.model, run.data.train_sample(10000), run.data.test,
+                                      options.ais_temperatures, options.ais_runs, device, part));
+  }
   if (auto* classifier = dynamic_cast<Classifier*>(run.model.model.get()); classifier && classifier->classes() > 0) {
     run.model.model->module().eval();
     metrics["test_accuracy"] = classification_accuracy(
@@ -383,7 +397,8 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   // Sample quality, where the feature network means something: generative models of the
   // Fashion-MNIST images themselves.
   if (auto* generative = dynamic_cast<Generative*>(run.model.model.get());
-      generative && run.data_options.dataset == "fashion-mnist" && !run.data_options.center) {
+      generative && run.data_options.dataset == "fashion-mnist" && !run.data_options.center &&
+      !run.data_options.standardize) {
     FashionNet net = load_fashion_net(shipped_fashion_net_path());
     run.model.model->module().eval();
     metrics.update(evaluate_sample_quality(*generative, run.data, net, options.fd_samples));

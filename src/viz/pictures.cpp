@@ -162,9 +162,48 @@ torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& lab
   return torch::from_blob(image.data, {image.rows, image.cols, 3}, torch::kUInt8).clone();
 }
 
+std::vector<int64_t> chain_steps(int64_t most) {
+  std::vector<int64_t> steps{0};
+  for (int64_t decade = 1; decade < most; decade *= 10) {
+    for (int64_t m : {1, 2, 5}) {
+      if (m * decade < most) steps.push_back(m * decade);
+    }
+  }
+  steps.push_back(most);
+  return steps;
+}
+
+torch::Tensor gibbs_chain_grid(GibbsSampler& sampler, const torch::Tensor& starts, const std::vector<int64_t>& steps) {
+  TORCH_CHECK(starts.dim() == 4 && !steps.empty(), "gibbs_chain_grid: expected starts [R, C, H, W] and steps");
+  torch::NoGradGuard no_grad;
+  const int64_t rows = starts.size(0), columns = static_cast<int64_t>(steps.size());
+  std::vector<torch::Tensor> cells(static_cast<std::size_t>(rows * columns));
+  for (int64_t c = 0; c < columns; ++c) {
+    const torch::Tensor states = sampler.gibbs(starts, steps[static_cast<std::size_t>(c)]).view(starts.sizes());
+    for (int64_t r = 0; r < rows; ++r) cells[static_cast<std::size_t>(r * columns + c)] = states[r];
+  }
+  const torch::Tensor grid = image_grid(torch::stack(cells), columns, /*normalise_each=*/false);
+  // The strip of step counts, each centred above its column.
+  const int64_t w = starts.size(3), strip = 14;
+  cv::Mat header(static_cast<int>(strip), static_cast<int>(grid.size(1)), CV_8UC(static_cast<int>(grid.size(2))),
+                 cv::Scalar::all(255));
+  for (int64_t c = 0; c < columns; ++c) {
+    const std::string text = std::to_string(steps[static_cast<std::size_t>(c)]);
+    int baseline = 0;
+    const double scale = w >= 24 ? 0.7 : 0.5;
+    const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_PLAIN, scale, 1, &baseline);
+    const int x = static_cast<int>(1 + c * (w + 1) + (w - size.width) / 2);
+    cv::putText(header, text, cv::Point(std::max(0, x), static_cast<int>(strip) - 3), cv::FONT_HERSHEY_PLAIN, scale,
+                cv::Scalar::all(0), 1, cv::LINE_AA);
+  }
+  const torch::Tensor top =
+      torch::from_blob(header.data, {strip, grid.size(1), grid.size(2)}, torch::kUInt8).clone();
+  return torch::cat({top, grid});
+}
+
 int64_t default_viz_count(const std::string& what) {
-  static const std::vector<std::pair<std::string, int64_t>> kinds{{"filters", 100}, {"recon", 10},  {"maximize", 16},
-                                                                  {"samples", 100}, {"interp", 8},  {"latent", 5000}};
+  static const std::vector<std::pair<std::string, int64_t>> kinds{
+      {"filters", 100}, {"recon", 10}, {"maximize", 16}, {"samples", 100}, {"interp", 8}, {"latent", 5000}, {"chains", 10}};
   std::vector<std::string> names;
   for (const auto& [name, count] : kinds) {
     if (name == what) return count;
@@ -174,7 +213,7 @@ int64_t default_viz_count(const std::string& what) {
 }
 
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
-             int64_t unit, int64_t count) {
+             int64_t unit, int64_t count, int64_t gibbs_steps) {
   default_viz_count(what);  // refuses an unknown kind by name
   check_output_path(out, "--out");
   if (count < 1) throw Error("viz: --count must be at least 1");
@@ -182,7 +221,10 @@ void viz_run(const std::filesystem::path& run_dir, const std::string& what, cons
   Autoencoder& model = *run.model.model;
   const auto& shape = run.data.spec.shape;
   // Pictures of data show it as it was before centring.
-  auto uncentre = [&](const torch::Tensor& x) { return run.data.mean.defined() ? x + run.data.mean : x; };
+  auto uncentre = [&](const torch::Tensor& x) {
+    const torch::Tensor scaled = run.data.deviation.defined() ? x * run.data.deviation : x;
+    return run.data.mean.defined() ? scaled + run.data.mean : scaled;
+  };
   torch::Tensor grid;
   if (what == "filters") {
     const torch::Tensor filters = first_layer_filters(model, shape);
@@ -195,12 +237,27 @@ void viz_run(const std::filesystem::path& run_dir, const std::string& what, cons
   } else if (what == "samples") {
     auto* generative = dynamic_cast<Generative*>(&model);
     if (generative == nullptr) {
-      throw Error(fmt::format("viz: samples need a generative family (vae, wae); this run is {}",
+      throw Error(fmt::format("viz: samples need a generative family (vae, wae, rbm, dbm); this run is {}",
                               run.config["model"].value("family", "?")));
     }
     model.module().eval();
     torch::NoGradGuard no_grad;
-    grid = image_grid(uncentre(generative->sample(count)), 10, /*normalise_each=*/false);
+    auto* sampler = dynamic_cast<GibbsSampler*>(&model);
+    const torch::Tensor samples = sampler && gibbs_steps > 0 ? sampler->gibbs(sampler->random_visible(count), gibbs_steps)
+                                                             : generative->sample(count);
+    grid = image_grid(uncentre(samples), 10, /*normalise_each=*/false);
+  } else if (what == "chains") {
+    auto* sampler = dynamic_cast<GibbsSampler*>(&model);
+    if (sampler == nullptr) {
+      throw Error(fmt::format("viz: chains need a Boltzmann machine (rbm, dbm); this run is {}",
+                              run.config["model"].value("family", "?")));
+    }
+    model.module().eval();
+    const int64_t from_data = std::min(count / 2, run.data.test.size());
+    const torch::Tensor starts =
+        torch::cat({sampler->random_visible(count - from_data), run.data.test.inputs.narrow(0, 0, from_data)});
+    const int64_t most = gibbs_steps > 0 ? gibbs_steps : sampler->sample_steps();
+    grid = gibbs_chain_grid(*sampler, starts, chain_steps(most));
   } else if (what == "interp") {
     const int64_t pairs = std::min(count, run.data.test.size() / 2);
     const torch::Tensor a = run.data.test.inputs.narrow(0, 0, pairs);

@@ -61,12 +61,17 @@ enum class Split {
 
 Split split_of(const Json& model) {
   const std::string family = model.value("family", "undercomplete");
-  if (family == "denoising" || family == "vae" || family == "dropout" || family == "wae") return Split::random;
+  // An RBM's negative phase draws its samples (and each rank keeps its own persistent chains).
+  if (family == "denoising" || family == "vae" || family == "dropout" || family == "wae" || family == "rbm" ||
+      family == "dbm") {
+    return Split::random;
+  }
   if (family == "contractive" && model.value("method", "") == "hutchinson") return Split::random;
   if (family == "sparse" && model.value("penalty", "l1") == "kl") return Split::coupled;
   if (family == "stacked") {
     for (const Json& layer : model["layers"]) {
-      if (layer.value("family", "undercomplete") == "denoising") return Split::random;
+      const std::string layer_family = layer.value("family", "undercomplete");
+      if (layer_family == "denoising" || layer_family == "rbm") return Split::random;
     }
   }
   return Split::exact;

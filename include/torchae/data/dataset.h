@@ -25,6 +25,9 @@ struct DataSpec {
   double max = 1.0;
   /// Dynamic range of the original data (the peak in PSNR): 1 for images in [0, 1].
   double peak = 1.0;
+  /// Whether each feature has zero mean and unit variance over the training split
+  /// (`data.standardize`), as Gaussian units of unit variance assume.
+  bool standardized = false;
 
   int64_t numel() const;
 };
@@ -66,6 +69,9 @@ struct DataOptions {
   double validation_fraction = 0.1;
   /// Subtract the training split's per-feature mean from every split (data in memory only).
   bool center = false;
+  /// Subtract the training split's per-feature mean and divide by its standard deviation (1 for a
+  /// constant feature), in every split (data in memory only): for Gaussian units of unit variance.
+  bool standardize = false;
   /// Where the training split lives: "memory" (one tensor, batches by index_select), "stream"
   /// (read on demand by loader threads: an IDX file through a memory map, an image folder as
   /// fresh random crops each epoch), or "auto": in memory up to `kInMemoryBytes` of float
@@ -103,8 +109,11 @@ struct DataSplits {
   Dataset validation;
   Dataset test;  // empty unless requested
   DataSpec spec;
-  /// The per-feature training mean that was subtracted (undefined unless centring).
+  /// The per-feature training mean that was subtracted (undefined unless centring or standardising).
   torch::Tensor mean;
+  /// The per-feature training deviation the centred data was divided by (undefined unless
+  /// standardising).
+  torch::Tensor deviation;
   /// The training split when it is streamed (`data.source`); `train` is then empty.
   std::shared_ptr<const BatchSource> stream;
 

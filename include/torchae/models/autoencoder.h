@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,13 @@ struct Output {
   torch::Tensor mask;
   /// Class scores (logits) of a classifier head, [batch, classes].
   torch::Tensor scores;
+  /// Samples of the model's own distribution drawn for its objective, detached: the negative
+  /// phase of a Boltzmann machine (CD-k's reconstructions, PCD's persistent chains; a deep one's
+  /// layers side by side).
+  torch::Tensor negative;
+  /// The data's side of a deep Boltzmann machine's objective, detached: the mean-field posterior
+  /// of its hidden layers, side by side.
+  torch::Tensor positive;
 };
 
 /// A loss with its named parts: `total` is what is minimised; `terms` are for logging
@@ -104,6 +112,12 @@ class Autoencoder {
   /// Called by the trainer before each epoch (0-based) of `epochs`, for schedules that live
   /// in the model (k-sparse annealing). Derived from the epoch alone, so resume stays exact.
   virtual void set_progress(int64_t /*epoch*/, int64_t /*epochs*/) {}
+  /// Called by a stack before it trains its layers together, as one deep autoencoder: a layer
+  /// pretrained as something other than an autoencoder (an RBM, whose decoder is its encoder's
+  /// transpose) becomes one, its decoder getting weights of its own, which start from the
+  /// transposed encoder's (Hinton & Salakhutdinov 2006, "unrolling"). Called again, it changes
+  /// nothing. Defaults to nothing.
+  virtual void unroll() {}
   /// The module itself: parameters, train()/eval(), to(device), save/load.
   virtual torch::nn::Module& module() = 0;
   /// Describes the model as it computes in eval mode, in TorchScript: `encode`, `decode` and
@@ -168,6 +182,56 @@ class Likelihood {
   virtual torch::Tensor importance_log_likelihood(const torch::Tensor& x, int64_t k, int64_t rows = 2048) = 0;
   /// Whether the likelihood is of binary data: eval then binarises the test images once.
   virtual bool binarizes() const = 0;
+};
+
+/// The path an annealed importance sampler follows from a base model to a model with an
+/// intractable partition function (`Annealable`): distributions p_b, b from 0 to 1, over a state
+/// of the model's units that the generic sampler (`ais_log_partition`) holds but does not read.
+class AnnealingPath {
+ public:
+  virtual ~AnnealingPath() = default;
+  /// log Z of the base model (b = 0), exact.
+  virtual double base_log_partition() const = 0;
+  /// `runs` independent exact samples of the base model: the chains' first state.
+  virtual torch::Tensor sample_base(int64_t runs) = 0;
+  /// log p*_to(state) - log p*_from(state), the unnormalised log-probabilities' difference,
+  /// [runs]; then `state` makes one transition that leaves p_to invariant.
+  virtual torch::Tensor advance(torch::Tensor& state, double from, double to) = 0;
+};
+
+/// A model with an energy and an intractable partition function Z (a Boltzmann machine), next
+/// to `Autoencoder`: `eval` estimates log Z by annealed importance sampling (Neal 2001;
+/// Salakhutdinov & Murray 2008) and, from it, the test log-likelihood.
+class Annealable {
+ public:
+  virtual ~Annealable() = default;
+  /// The path from the base-rate model fitted to `train` (a sample of the training data, as the
+  /// model sees it) to this model.
+  virtual std::unique_ptr<AnnealingPath> annealing_path(const torch::Tensor& train) = 0;
+  /// log p*(x) of each example, [N], nats: the unnormalised log-probability (for an RBM -F(x),
+  /// the free energy's negative), or a lower bound of it (`bound()`).
+  virtual torch::Tensor log_unnormalized(const torch::Tensor& x) = 0;
+  /// Whether `log_unnormalized` is a variational lower bound (a DBM) rather than exact.
+  virtual bool bound() const { return false; }
+  /// log Z summed exactly, where the model is small enough for that (an RBM of at most 20 binary
+  /// hidden units); none otherwise.
+  virtual std::optional<double> exact_log_partition() { return std::nullopt; }
+  /// Whether the model is of binary data: eval then binarises the test images once.
+  virtual bool binarizes() const = 0;
+};
+
+/// A model that samples by a Markov chain (a Boltzmann machine's Gibbs sampler), next to
+/// `Autoencoder`: `viz --what chains` draws its chains.
+class GibbsSampler {
+ public:
+  virtual ~GibbsSampler() = default;
+  /// `steps` steps of block Gibbs sampling from the visible state `start` [n, input shape...];
+  /// returns the mean of the visible units given the last hidden state (what is drawn).
+  virtual torch::Tensor gibbs(const torch::Tensor& start, int64_t steps) = 0;
+  /// `n` random visible states, the start of chains from noise.
+  virtual torch::Tensor random_visible(int64_t n) = 0;
+  /// The Gibbs steps `Generative::sample` (and the exported `sample`) runs from noise.
+  virtual int64_t sample_steps() const = 0;
 };
 
 /// One stage of a model's training, as the model describes it (see `Staged`).

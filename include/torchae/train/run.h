@@ -2,6 +2,7 @@
 
 #include "torchae/core/config.h"
 #include "torchae/data/dataset.h"
+#include "torchae/eval/ais.h"
 #include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/models/registry.h"
@@ -62,6 +63,10 @@ struct EvalOptions {
   bool probe = false;
   /// A generative model of Fashion-MNIST: samples scored by fd_fashion (`evaluate_sample_quality`).
   int64_t fd_samples = kDefaultFdSamples;
+  /// A Boltzmann machine's log Z by annealed importance sampling (`evaluate_partition`): the
+  /// inverse temperatures of a run and the number of runs.
+  int64_t ais_temperatures = kDefaultAisTemperatures;
+  int64_t ais_runs = kDefaultAisRuns;
   /// Where to evaluate (auto, cpu, cuda, cuda:N); empty: the run's train.device.
   std::string device;
   /// The ranks of a data-parallel evaluation (`join_process_group`): each evaluates its shard of

@@ -48,9 +48,18 @@ torch::Tensor codes_to_plane(const torch::Tensor& codes);
 torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& labels,
                            const std::vector<std::string>& names, int64_t size = 800);
 
+/// Gibbs chains for `torchae viz --what chains`: a row per start of `starts` [R, C, H, W], a column
+/// per entry of `steps` (increasing), each picture the visible means after that many steps of
+/// block Gibbs sampling from the row's start (0: the start itself), above them a strip with the
+/// step counts written out. Returns the grid, uint8 [H', W', C].
+torch::Tensor gibbs_chain_grid(GibbsSampler& sampler, const torch::Tensor& starts, const std::vector<int64_t>& steps);
+
+/// The step counts of a chains picture up to `most`: 0, 1, 2, 5, 10, 20, 50, ... and `most`.
+std::vector<int64_t> chain_steps(int64_t most);
+
 /// How many things `torchae viz --what <what>` draws when not told (filters 100, recon 10,
-/// maximize 16, samples 100, interp 8, latent 5000); an unknown `what` is an Error listing the
-/// kinds.
+/// maximize 16, samples 100, interp 8, latent 5000, chains 10); an unknown `what` is an Error
+/// listing the kinds.
 int64_t default_viz_count(const std::string& what);
 
 /// `torchae viz`: draws `what` for the trained run in `run_dir` into the PNG `out`:
@@ -59,8 +68,11 @@ int64_t default_viz_count(const std::string& what);
 /// maximises code unit `unit`, or units 0..count-1 when unit < 0), "samples" (`count` draws
 /// from the prior of a generative family, decoded), "interp" (`count` rows of decoded straight
 /// lines between the codes of test images) or "latent" (the codes of the first `count` test
-/// images in the plane, coloured by label).
+/// images in the plane, coloured by label) or "chains" (a Boltzmann machine's Gibbs chains,
+/// `gibbs_chain_grid`: `count` rows, the first half from random states, the rest from test
+/// images). `gibbs_steps`: the Gibbs steps of a Boltzmann machine's samples, and the most steps
+/// of its chains (0: the model's `sample_steps`).
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
-             int64_t unit, int64_t count);
+             int64_t unit, int64_t count, int64_t gibbs_steps = 0);
 
 }  // namespace torchae
