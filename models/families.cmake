@@ -12,5 +12,6 @@ set(TORCHAE_FAMILIES
   vae
   wae
   rbm
+  dbm
   stacked
 )

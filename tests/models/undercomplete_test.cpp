@@ -107,7 +107,7 @@ TEST_F(UndercompleteTest, LinearModeHasNoNonLinearity) {
 
 TEST_F(UndercompleteTest, FactoryRefusesBadOptionsNamingTheKey) {
   EXPECT_EQ(build_error({{"family", "nope"}}),
-            "unknown model family \"nope\" (known: contractive, denoising, dropout, ksparse, rbm, sparse, stacked, undercomplete, vae, wae)");
+            "unknown model family \"nope\" (known: contractive, dbm, denoising, dropout, ksparse, rbm, sparse, stacked, undercomplete, vae, wae)");
   EXPECT_NE(build_error({{"code_size", 0}}).find("model.code_size: must be >= 1"), std::string::npos);
   EXPECT_NE(build_error({{"hidden", {8, "x"}}}).find("model.hidden: expected a list of integers"), std::string::npos);
   EXPECT_NE(build_error({{"activation", "gelu"}}).find("model.activation: expected one of relu, sigmoid, tanh, identity"),

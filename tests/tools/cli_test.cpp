@@ -423,7 +423,75 @@ TEST_F(Cli, VizDrawsFiltersReconstructionsAndMaximisingInputs) {
                         "--unit 99: the code has 16 units");
   expect_one_line_error(run_cli(fmt::format("viz --run {} --what colours --out {}", run, (dir / "x.png").string())),
                         "expected one of filters, recon, maximize, samples, interp, latent");
+  expect_one_line_error(run_cli(fmt::format("viz --run {} --what chains --out {}", run, (dir / "x.png").string())),
+                        "chains need a Boltzmann machine");
   EXPECT_FALSE(std::filesystem::exists(dir / "x.png"));
+}
+
+// The Boltzmann machines through the command line: an RBM's AIS log Z beside the exact one, its
+// test log-likelihood, its Gibbs chains and its exported sample(n); a DBN unrolled, evaluated and
+// exported; a DBM's likelihood bound, accuracy and export.
+TEST_F(Cli, BoltzmannMachinesReportLikelihoodsDrawChainsAndExport) {
+  TempDir dir;
+  const std::string rbm = (dir / "rbm").string();
+  CliResult r = run_cli(fmt::format(
+      "train --set model.family=rbm --set model.code_size=16 --set model.binarize=true --set data.limit=1000 "
+      "--set train.epochs=2 --set train.batch_size=50 --set train.optimizer=sgd --set train.lr=0.05 "
+      "--set train.momentum=0.5 --set train.progress=none --out {}",
+      rbm));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string ais = "--ais-temperatures 1000 --ais-runs 20 --fd-samples 100";
+  r = run_cli(fmt::format("eval --run {} {}", rbm, ais));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json m = Json::parse(r.out);
+  EXPECT_NEAR(m["ais_log_z"].get<double>(), m["log_z_exact"].get<double>(), 0.5) << m;
+  EXPECT_LT(m["test_log_likelihood_ais"].get<double>(), 0.0);
+  EXPECT_GT(m["test_log_likelihood_ais"].get<double>(), -784 * std::log(2.0)) << "better than uniform";
+  EXPECT_LT(m["test_pseudo_log_likelihood"].get<double>(), 0.0);
+  EXPECT_EQ(m["binarized"], true);
+  EXPECT_EQ(m["ais_runs"], 20);
+  expect_one_line_error(run_cli(fmt::format("eval --run {} --ais-temperatures 100", rbm)), "--ais-temperatures");
+  r = run_cli(fmt::format("viz --run {} --what chains --count 4 --gibbs-steps 20 --out {}", rbm, (dir / "c.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Steps 0, 1, 2, 5, 10, 20: 6 columns of 29 + 1; a strip of 14 rows above 4 rows of 29 + 1.
+  EXPECT_EQ(png_size(dir / "c.png"), (std::pair<int, int>{6 * 29 + 1, 14 + 4 * 29 + 1}));
+  r = run_cli(fmt::format("viz --run {} --what samples --count 10 --gibbs-steps 5 --out {}", rbm, (dir / "s.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(fmt::format("export --run {} --out {}", rbm, (dir / "rbm.pt").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json card = read_model_card(dir / "rbm.pt");
+  EXPECT_EQ(card["methods"], (Json{"forward", "encode", "decode", "sample"}));
+  EXPECT_EQ(card["sample_gibbs_steps"], 1000);
+
+  const std::string dbn = (dir / "dbn").string();
+  r = run_cli(fmt::format(
+      R"(train --set model.family=stacked --set 'model.layers=[{{"units": 32, "family": "rbm"}}, {{"units": 8, "family": "rbm", "hidden_units": "gaussian"}}]' )"
+      "--set model.finetune_epochs=1 --set data.limit=600 --set train.epochs=1 --set train.progress=none --out {}",
+      dbn));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli("eval --run " + dbn);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(Json::parse(r.out)["test_sse_per_image"].get<double>(), 0.0);
+  r = run_cli(fmt::format("export --run {} --out {}", dbn, (dir / "dbn.pt").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  const std::string dbm = (dir / "dbm").string();
+  r = run_cli(fmt::format(
+      "train --set model.family=dbm --set model.layers=[32,16] --set model.binarize=true --set model.classify=true "
+      "--set model.classify_epochs=2 --set data.limit=600 --set train.epochs=1 --set train.progress=none --out {}",
+      dbm));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(fmt::format("eval --run {} {}", dbm, ais));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json d = Json::parse(r.out);
+  EXPECT_EQ(d["test_log_likelihood_is_bound"], true);
+  EXPECT_FALSE(d.contains("test_pseudo_log_likelihood"));
+  EXPECT_LT(d["test_log_likelihood_ais"].get<double>(), 0.0);
+  // Two epochs of fine-tuning teach little (DbmTest fine-tunes to an accuracy); it is reported.
+  EXPECT_GE(d["test_accuracy"].get<double>(), 0.0) << d;
+  r = run_cli(fmt::format("export --run {} --out {}", dbm, (dir / "dbm.pt").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_model_card(dir / "dbm.pt")["methods"], (Json{"forward", "encode", "decode", "sample", "classify"}));
 }
 
 // The restoration path end to end: a conv denoiser trained on Fashion-MNIST through the
