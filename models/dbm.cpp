@@ -124,6 +124,7 @@ void DBMImpl::reset() {
     chains_.push_back(register_buffer("chain" + std::to_string(l),
                                       sample_bernoulli(torch::full({options.chains(), widths[l - 1]}, 0.5))));
   }
+  classifier_.clear();
   head_ = nullptr;
   if (options.classify()) {
     TORCH_CHECK(options.classes() >= 2, "dbm: a classifier needs at least 2 classes");
@@ -135,6 +136,26 @@ void DBMImpl::pretty_print(std::ostream& stream) const {
   stream << fmt::format("torchae::DBM(visible={}, layers=[{}], mean_field_steps={}, chains={}, classes={})",
                         layers_.front()->weights()->weight.size(1), fmt::join(options.layers(), ", "),
                         options.mean_field_steps(), options.chains(), classes());
+}
+
+void DBMImpl::load(torch::serialize::InputArchive& archive) {
+  torch::Tensor weight;
+  if (!has_classifier() && archive.try_read("classifier_weight1", weight)) make_classifier();
+  torch::nn::Module::load(archive);
+}
+
+void DBMImpl::make_classifier() {
+  if (has_classifier() || !head_) return;
+  torch::NoGradGuard no_grad;
+  const auto w = weights(), b = biases();
+  const std::size_t top = layers_.size();
+  for (std::size_t l = 1; l <= top; ++l) {
+    classifier_.push_back(register_parameter(fmt::format("classifier_weight{}", l), w[l - 1].detach().clone()));
+  }
+  for (std::size_t l = 1; l <= top; ++l) {
+    classifier_.push_back(register_parameter(fmt::format("classifier_bias{}", l), b[l].detach().clone()));
+  }
+  classifier_.push_back(register_parameter("classifier_extra", w[1].detach().clone()));
 }
 
 std::vector<torch::Tensor> DBMImpl::weights() const {
@@ -281,9 +302,21 @@ torch::Tensor DBMImpl::classify(const torch::Tensor& input) {
   // Salakhutdinov & Hinton 2009, section 5: the mean-field q(h_2|v), computed with the DBM as it
   // stands and held fixed, is an extra input to the first hidden layer through W_2.
   const torch::Tensor q2 = mean_field(v)[1];
-  const auto w = weights(), b = biases();
-  torch::Tensor h = torch::sigmoid(F::linear(v, w[0], b[1]) + torch::mm(q2, w[1]));
-  for (std::size_t l = 2; l <= layers_.size(); ++l) h = torch::sigmoid(F::linear(h, w[l - 1], b[l]));
+  const std::size_t top = layers_.size();
+  // The classifier's own weights once its stage has begun; before, the DBM's.
+  std::vector<torch::Tensor> w, b{torch::Tensor()};
+  torch::Tensor extra;
+  if (has_classifier()) {
+    w.assign(classifier_.begin(), classifier_.begin() + static_cast<std::ptrdiff_t>(top));
+    b.insert(b.end(), classifier_.begin() + static_cast<std::ptrdiff_t>(top), classifier_.begin() + static_cast<std::ptrdiff_t>(2 * top));
+    extra = classifier_.back();
+  } else {
+    w = weights();
+    b = biases();
+    extra = w[1];
+  }
+  torch::Tensor h = torch::sigmoid(F::linear(v, w[0], b[1]) + torch::mm(q2, extra));
+  for (std::size_t l = 2; l <= top; ++l) h = torch::sigmoid(F::linear(h, w[l - 1], b[l]));
   return head_->forward(h);
 }
 
@@ -375,7 +408,10 @@ std::vector<Stage> DBMImpl::stages() {
   return stages;
 }
 
-void DBMImpl::enter_stage(std::size_t index) { classifying_ = stages().at(index).phase == "classify"; }
+void DBMImpl::enter_stage(std::size_t index) {
+  classifying_ = stages().at(index).phase == "classify";
+  if (classifying_) make_classifier();
+}
 
 void DBMImpl::script(ScriptModel& script) const {
   const std::size_t top = layers_.size();
@@ -425,10 +461,17 @@ void DBMImpl::script(ScriptModel& script) const {
   sample.push_back(fmt::format("return torch.sigmoid({}).view([n, {}])", input(0), shape));
   script.method("sample(self, n: int) -> Tensor", sample);
   if (head_) {
+    // The classifier's weights (the DBM's before its stage).
+    std::vector<std::string> cw{""}, cb{""};
+    for (std::size_t l = 1; l <= top; ++l) {
+      cw.push_back(has_classifier() ? script.tensor(fmt::format("classifier_weight{}", l), classifier_[l - 1]) : w[l]);
+      cb.push_back(has_classifier() ? script.tensor(fmt::format("classifier_bias{}", l), classifier_[top + l - 1]) : b[l]);
+    }
+    const std::string extra = has_classifier() ? script.tensor("classifier_extra", classifier_.back()) : w[2];
     std::vector<std::string> classify{"v = x.flatten(1)", "q = self.mean_field(v)",
-                                      fmt::format("h = torch.sigmoid(torch.linear(v, {}, {}) + torch.mm(q[2], {}))", w[1],
-                                                  b[1], w[2])};
-    for (std::size_t l = 2; l <= top; ++l) classify.push_back(fmt::format("h = torch.sigmoid(torch.linear(h, {}, {}))", w[l], b[l]));
+                                      fmt::format("h = torch.sigmoid(torch.linear(v, {}, {}) + torch.mm(q[2], {}))", cw[1],
+                                                  cb[1], extra)};
+    for (std::size_t l = 2; l <= top; ++l) classify.push_back(fmt::format("h = torch.sigmoid(torch.linear(h, {}, {}))", cw[l], cb[l]));
     classify.push_back(fmt::format("return torch.linear(h, {}, {})", script.tensor("head.weight", head_->weight),
                                    script.tensor("head.bias", head_->bias)));
     script.method("classify(self, x: Tensor) -> Tensor", classify);

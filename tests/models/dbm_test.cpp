@@ -115,6 +115,13 @@ TEST_F(DbmTest, PretrainsByModifiedRbmsThenTrainsThenClassifies) {
   const torch::Tensor chains_before = dbm.named_buffers()["chain1"].clone();
   StagedTrainer(built.model, o).fit(train, val);
   EXPECT_FALSE(torch::equal(dbm.named_buffers()["chain1"], chains_before)) << "the persistent chains moved";
+  // The classifier fine-tuned copies of the weights; the DBM's own stayed as the joint training left them.
+  ASSERT_TRUE(dbm.has_classifier());
+  const auto parameters = dbm.named_parameters();
+  EXPECT_FALSE(torch::allclose(parameters["classifier_weight1"], parameters["layer1.encoder.weight"]));
+  EXPECT_FALSE(parameters["layer1.encoder.weight"].grad().defined() &&
+               parameters["layer1.encoder.weight"].grad().abs().sum().item<double>() > 0)
+      << "the classifier's loss reached the DBM's weights";
   dbm.eval();
   const double accuracy =
       dbm.classify(val.inputs).argmax(1).eq(val.labels).to(torch::kFloat).mean().item<double>();

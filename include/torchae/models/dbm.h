@@ -55,8 +55,10 @@ struct DBMOptions {
 /// trainer on the surrogate E(v, q) - E(chains), whose gradient is the data term under the
 /// mean-field posterior q less the model term of persistent Gibbs chains (PCD); then,
 /// optionally, a classifier initialised from it is fine-tuned on labels, its first hidden layer
-/// given the mean-field q(h_2|v) as an extra input. `encode` is the mean-field posterior of
-/// the top layer; `forward` the visible means given the mean-field posterior of the first.
+/// given the mean-field q(h_2|v) of the DBM as an extra input. The classifier's weights are
+/// copies (made when its stage begins), so the DBM stays the generative model it was trained to
+/// be: `eval` reports its likelihood and the classifier's accuracy from one run. `encode` is the
+/// mean-field posterior of the top layer; `forward` the visible means given that of the first.
 ///
 ///   DBM dbm(DBMOptions({1, 28, 28}, {500, 1000}).classify(true));
 ///   StagedTrainer(dbm.ptr(), options, "runs/dbm").fit(train, validation);
@@ -72,6 +74,9 @@ class DBMImpl : public torch::nn::Cloneable<DBMImpl>,
 
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
+  /// A checkpoint from the classifier's stage on holds the classifier's weights: they are made,
+  /// then read.
+  void load(torch::serialize::InputArchive& archive) override;
 
   Output forward(const torch::Tensor& input) override;
   torch::Tensor encode(const torch::Tensor& input) override;
@@ -119,6 +124,10 @@ class DBMImpl : public torch::nn::Cloneable<DBMImpl>,
   /// W_l [n_l, n_(l-1)] and the biases b_l of each layer (0: the visible), with gradients.
   std::vector<torch::Tensor> weights() const;
   std::vector<torch::Tensor> biases() const;
+  /// Makes the classifier's weights, copies of the DBM's as they stand (once; the classify stage
+  /// calls it): per layer a weight and a bias, and the weight of the extra input q(h_2|v).
+  void make_classifier();
+  bool has_classifier() const { return !classifier_.empty(); }
 
   DBMOptions options;
 
@@ -134,6 +143,8 @@ class DBMImpl : public torch::nn::Cloneable<DBMImpl>,
 
   std::vector<RBM> layers_;
   std::vector<torch::Tensor> chains_;
+  /// The classifier's weights: W_1..W_L, b_1..b_L, then the extra input's weight (empty until made).
+  std::vector<torch::Tensor> classifier_;
   torch::nn::Linear head_{nullptr};
   bool classifying_ = false;
 };
