@@ -210,7 +210,7 @@ class Annealable {
  public:
   virtual ~Annealable() = default;
   /// The path from the base-rate model fitted to `train` (a sample of the training data, as the
-  /// model sees it) to this model.
+  /// model sees it) to this model; null where the model has none (an RBM with Gaussian units).
   virtual std::unique_ptr<AnnealingPath> annealing_path(const torch::Tensor& train) = 0;
   /// log p*(x) of each example, [N], nats: the unnormalised log-probability (for an RBM -F(x),
   /// the free energy's negative), or a lower bound of it (`bound()`).
@@ -240,7 +240,7 @@ class GibbsSampler {
 
 /// One stage of a model's training, as the model describes it (see `Staged`).
 struct Stage {
-  /// What the metrics lines of the stage say it is: "pretrain", "finetune", "classify".
+  /// What the metrics lines of the stage say it is: "pretrain", "finetune", "classify", "train".
   std::string phase;
   /// 1-based layer of a layerwise stage; 0 otherwise.
   int64_t layer = 0;
