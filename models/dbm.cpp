@@ -342,11 +342,10 @@ torch::Tensor DBMImpl::gibbs(const torch::Tensor& start, int64_t steps) {
 torch::Tensor DBMImpl::sample(int64_t n) { return gibbs(random_visible(n), options.gibbs_steps()); }
 
 std::unique_ptr<AnnealingPath> DBMImpl::annealing_path(const torch::Tensor& train) {
-  const torch::Tensor p = train.flatten(1).to(torch::kDouble).mean(0).clamp(1e-3, 1.0 - 1e-3);
   std::vector<torch::Tensor> w, b;
   for (const auto& t : weights()) w.push_back(t.detach());
   for (const auto& t : biases()) b.push_back(t.detach());
-  const torch::Tensor base = torch::log(p / (1.0 - p)).to(b.front().options());
+  const torch::Tensor base = base_rate_biases(train, b.front().options());
   return std::make_unique<DbmAnnealingPath>(std::move(w), std::move(b), base);
 }
 

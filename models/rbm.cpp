@@ -59,6 +59,11 @@ class RbmAnnealingPath : public AnnealingPath {
 
 torch::Tensor sample_bernoulli(const torch::Tensor& p) { return (torch::rand_like(p) < p).to(p.scalar_type()); }
 
+torch::Tensor base_rate_biases(const torch::Tensor& train, const torch::TensorOptions& options) {
+  const torch::Tensor p = train.flatten(1).to(torch::kDouble).mean(0).clamp(1e-3, 1.0 - 1e-3);
+  return torch::log(p / (1.0 - p)).to(options);
+}
+
 Units parse_units(const std::string& name) {
   if (name == "bernoulli") return Units::bernoulli;
   if (name == "gaussian") return Units::gaussian;
@@ -250,11 +255,8 @@ std::unique_ptr<AnnealingPath> RBMImpl::annealing_path(const torch::Tensor& trai
       scaled()) {
     return nullptr;
   }
-  // The base rates, smoothed as Salakhutdinov & Murray's: no pixel certain to be 0 or 1.
-  const torch::Tensor p = train.flatten(1).to(torch::kDouble).mean(0).clamp(1e-3, 1.0 - 1e-3);
-  const torch::Tensor base = torch::log(p / (1.0 - p)).to(visible_bias_.options());
   return std::make_unique<RbmAnnealingPath>(encoder_->weight.detach(), encoder_->bias.detach(), visible_bias_.detach(),
-                                            base);
+                                            base_rate_biases(train, visible_bias_.options()));
 }
 
 std::optional<double> RBMImpl::exact_log_partition() {

@@ -30,6 +30,11 @@ std::string to_string(Units units);
 /// 2 cores), and Gibbs sampling is mostly this.
 torch::Tensor sample_bernoulli(const torch::Tensor& p);
 
+/// The visible biases of the base-rate model of `train` [N, ...]: the logits of each unit's mean,
+/// smoothed as Salakhutdinov & Murray's (no unit certain to be 0 or 1), [D], in `options`. The base
+/// model annealed importance sampling starts from.
+torch::Tensor base_rate_biases(const torch::Tensor& train, const torch::TensorOptions& options);
+
 /// Options for `RBM`.
 struct RBMOptions {
   RBMOptions(std::vector<int64_t> input_shape, int64_t hidden);
