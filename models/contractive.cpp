@@ -64,7 +64,8 @@ void register_contractive(Registry& registry) {
                   // Rifai et al.'s CAE: one sigmoid layer of code units.
                   const UndercompleteOptions defaults =
                       UndercompleteOptions(BackboneOptions(data.shape, 128).hidden({})).code_activation(Activation::sigmoid);
-                  ContractiveOptions o(read_undercomplete_options(r, data, defaults));
+                  ContractiveOptions o(
+                      read_undercomplete_options(r, data, defaults, "the contractive penalty is of a real-valued code"));
                   o.lambda(r.number("lambda", o.lambda(), at_least(0)));
                   const bool analytic_fits = one_sigmoid_layer(o.backbone());
                   o.method(parse_jacobian_method(

@@ -87,7 +87,8 @@ void register_ksparse(Registry& registry) {
                                                             .code_activation(Activation::identity)
                                                             .output_activation(Activation::identity)
                                                             .loss(ReconstructionLoss::mse);
-                  KSparseOptions o(read_undercomplete_options(r, data, defaults));
+                  KSparseOptions o(
+                      read_undercomplete_options(r, data, defaults, "the k-sparse code keeps its k largest values"));
                   r.require(!o.backbone().networks().conv(), "backbone",
                             "the k-sparse autoencoder is defined on a linear (MLP) encoder; conv is not supported");
                   const int64_t width = o.backbone().networks().code_size();

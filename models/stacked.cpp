@@ -139,6 +139,31 @@ torch::Tensor StackedImpl::encode(const torch::Tensor& input) {
   return h;
 }
 
+torch::Tensor StackedImpl::encode_below_top(const torch::Tensor& input) {
+  torch::Tensor h = input;
+  for (std::size_t l = 0; l + 1 < layers_.size(); ++l) h = layers_[l]->encode(h);
+  return h;
+}
+
+Hashing* StackedImpl::top_hashing() const {
+  auto* top = dynamic_cast<Hashing*>(layers_.back().get());
+  return top && top->hash_bits() > 0 ? top : nullptr;
+}
+
+int64_t StackedImpl::hash_bits() const { return top_hashing() ? top_hashing()->hash_bits() : 0; }
+
+torch::Tensor StackedImpl::hash(const torch::Tensor& input) {
+  Hashing* top = top_hashing();
+  TORCH_CHECK(top, "stacked: hash needs a top layer with a binary code (its binary_code)");
+  return top->hash(encode_below_top(input));
+}
+
+torch::Tensor StackedImpl::relaxed_code(const torch::Tensor& input) {
+  Hashing* top = top_hashing();
+  TORCH_CHECK(top, "stacked: relaxed_code needs a top layer with a binary code (its binary_code)");
+  return top->relaxed_code(encode_below_top(input));
+}
+
 torch::Tensor StackedImpl::decode(const torch::Tensor& code) { return reconstruct(code).reconstruction; }
 
 Output StackedImpl::reconstruct(const torch::Tensor& code) {
@@ -224,6 +249,11 @@ void StackedImpl::script(ScriptModel& script) const {
   }
   script.set_scope("");
   define_autoencoder_methods(script, encoder, decoder);
+  if (top_hashing()) {
+    std::vector<std::string> hash(encoder.begin(), encoder.end() - 1);
+    hash.push_back(fmt::format("return self.layer{}_hash(h)", layers_.size()));
+    script.method("hash(self, x: Tensor) -> Tensor", hash);
+  }
   if (head_) {
     script.method("classify(self, x: Tensor) -> Tensor",
                   {fmt::format("return torch.linear(self.encode(x), {}, {})", script.tensor("head.weight", head_->weight),

@@ -38,6 +38,11 @@ void UndercompleteImpl::reset() {
   // The hidden dropout rate is checked by the networks; the input's is this module's own.
   TORCH_CHECK(options.input_dropout() >= 0 && options.input_dropout() < 1,
               "undercomplete: input_dropout must be in [0, 1)");
+  binary_code_ = BinaryCodeLayer(options.binary_code());
+  TORCH_CHECK(!binary_code_.binary() || (!options.linear() && net.code_size() > 0),
+              "undercomplete: a binary code needs a dense code and a non-linear model");
+  // A binary code applies its own activation to the encoder's pre-activation.
+  const Activation code_activation = binary_code_.binary() ? Activation::identity : options.code_activation();
   encoder_ = nullptr;
   decoder_ = nullptr;
   conv_encoder_ = nullptr;
@@ -45,14 +50,14 @@ void UndercompleteImpl::reset() {
   decoder_bias_.clear();
   if (conv()) {
     TORCH_CHECK(!options.tied() && !options.linear(), "undercomplete: tied and linear are MLP options");
-    conv_encoder_ = register_module("encoder", ConvEncoder(options.conv(), options.code_activation()));
+    conv_encoder_ = register_module("encoder", ConvEncoder(options.conv(), code_activation));
     conv_decoder_ = register_module("decoder", ConvDecoder(options.conv()));
     return;
   }
 
   encoder_ = register_module("encoder", MLP(MLPOptions(net.encoder_widths(net.code_size()))
                                                 .activation(net.activation())
-                                                .output_activation(options.code_activation())
+                                                .output_activation(code_activation)
                                                 .dropout(options.dropout())));
   if (options.tied()) {
     const auto& layers = encoder_->layers();
@@ -89,6 +94,11 @@ void UndercompleteImpl::pretty_print(std::ostream& stream) const {
       fmt::join(net.input_shape(), ", "), describe_backbone(net), net.code_size(),
       to_string(net.activation()), to_string(options.code_activation()),
       to_string(options.output_activation()), options.tied(), options.linear(), to_string(options.loss()));
+  if (binary_code_.binary()) {
+    stream << fmt::format("[binary_code={}", to_string(options.binary_code().kind()));
+    if (options.binary_code().kind() == BinaryCode::noise) stream << fmt::format(", code_noise={}", options.binary_code().noise());
+    stream << "]";
+  }
 }
 
 torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input) const {
@@ -98,8 +108,27 @@ torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input) const
 
 // A fully convolutional code is a feature map, flattened like any code; unflattening it needs
 // the size of the image it came from.
+torch::Tensor UndercompleteImpl::encoder_output(const torch::Tensor& x) {
+  return conv() ? conv_encoder_->forward(x).flatten(1) : encoder_->forward(x);
+}
+
+// A binary code's noise is a function of what the encoder saw, so that it is the same for an
+// example in every epoch.
 torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) {
-  return conv() ? conv_encoder_->forward(encoder_input(input)).flatten(1) : encoder_->forward(encoder_input(input));
+  const torch::Tensor x = encoder_input(input);
+  return binary_code_.binary() ? binary_code_.forward(encoder_output(x), x, is_training()) : encoder_output(x);
+}
+
+int64_t UndercompleteImpl::hash_bits() const { return binary_code_.binary() ? code_size() : 0; }
+
+torch::Tensor UndercompleteImpl::hash(const torch::Tensor& input) {
+  TORCH_CHECK(binary_code_.binary(), "undercomplete: hash needs a binary code (model.binary_code)");
+  return binary_code_bits(encode_preactivation(input));
+}
+
+torch::Tensor UndercompleteImpl::relaxed_code(const torch::Tensor& input) {
+  TORCH_CHECK(binary_code_.binary(), "undercomplete: relaxed_code needs a binary code (model.binary_code)");
+  return binary_code_.relaxed(encode_preactivation(input));
 }
 
 torch::Tensor UndercompleteImpl::encode_preactivation(const torch::Tensor& input) {
@@ -160,17 +189,14 @@ Losses UndercompleteImpl::loss(const torch::Tensor& target, const Output& output
   return {recon, {{"recon", recon}}};
 }
 
-std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, const std::string& prefix) const {
-  if (conv()) {
-    std::vector<std::string> lines{"h = x"};
-    const auto encoder = conv_encoder_->script(script, prefix + "encoder", "h");
-    lines.insert(lines.end(), encoder.begin(), encoder.end());
-    lines.emplace_back("h = h.flatten(1)");
-    return lines;
-  }
-  std::vector<std::string> lines{"h = x.flatten(1)"};
-  const auto encoder = encoder_->script(script, prefix + "encoder", "h");
+std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, const std::string& prefix,
+                                                          bool preactivation) const {
+  std::vector<std::string> lines{conv() ? "h = x" : "h = x.flatten(1)"};
+  const auto encoder = conv() ? conv_encoder_->script(script, prefix + "encoder", "h")
+                              : encoder_->script(script, prefix + "encoder", "h");
   lines.insert(lines.end(), encoder.begin(), encoder.end());
+  if (conv()) lines.emplace_back("h = h.flatten(1)");
+  if (binary_code_.binary() && !preactivation) lines.push_back(binary_code_.script("h"));
   return lines;
 }
 
@@ -204,6 +230,11 @@ std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, 
 void UndercompleteImpl::define_script(ScriptModel& script, const std::string& prefix) const {
   const auto encoder = script_encoder(script, prefix);
   const auto decoder = script_decoder(script, prefix);
+  if (binary_code_.binary()) {
+    auto hash = script_encoder(script, prefix, /*preactivation=*/true);
+    hash.push_back("return " + script_binary_code_bits("h"));
+    script.method("hash(self, x: Tensor) -> Tensor", hash);
+  }
   if (!conv() || options.networks().code_size() > 0) {
     define_autoencoder_methods(script, encoder, decoder);
     return;
@@ -228,7 +259,7 @@ torch::Tensor UndercompleteImpl::decoder_matrix() const {
 }
 
 UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec& data,
-                                                const UndercompleteOptions& defaults) {
+                                                const UndercompleteOptions& defaults, const std::string& no_binary_code) {
   UndercompleteOptions o = defaults;
   BackboneOptions net = read_backbone_options(r, data, o.networks(), {/*feature_map_code=*/true, {"tied", "linear"}});
   if (net.conv()) {
@@ -237,12 +268,35 @@ UndercompleteOptions read_undercomplete_options(OptionReader& r, const DataSpec&
     o.linear(r.boolean("linear", o.linear()));
     o.tied(r.boolean("tied", o.tied()));
   }
+  // A binary code: logistic units under noise, or the sign; either needs a dense, non-linear code.
+  BinaryCodeOptions binary = o.binary_code();
+  binary.kind(parse_binary_code(r.choice("binary_code", to_string(binary.kind()), binary_code_names())));
+  const bool is_binary = binary.kind() != BinaryCode::none;
+  if (is_binary) {
+    r.require(no_binary_code.empty(), "binary_code", no_binary_code);
+    r.require(!o.linear(), "binary_code", "a linear autoencoder's code is real-valued (model.linear is true)");
+    r.require(!net.conv() || net.code_size() > 0, "binary_code", "needs a dense code (model.code_size > 0)");
+  }
+  if (binary.kind() == BinaryCode::noise) {
+    binary.noise(r.number("code_noise", binary.noise(), greater_than(0)));
+  } else {
+    r.require(!r.given("code_noise"), "code_noise", "is the noise of binary_code \"noise\"");
+  }
+  o.binary_code(binary);
   // A linear autoencoder defaults to identity activations and MSE; giving it a non-linearity
   // or BCE is a contradiction and refused.
   const std::string none = "identity";
   const auto& names = activation_names();
   const std::string act = r.choice("activation", o.linear() ? none : to_string(net.activation()), names);
-  const std::string code_act = r.choice("code_activation", o.linear() ? none : to_string(o.code_activation()), names);
+  const std::string code_act_default = binary.kind() == BinaryCode::noise  ? "sigmoid"
+                                       : binary.kind() == BinaryCode::sign ? none
+                                       : o.linear()                        ? none
+                                                                           : to_string(o.code_activation());
+  const std::string code_act = r.choice("code_activation", code_act_default, names);
+  r.require(binary.kind() != BinaryCode::noise || code_act == "sigmoid", "code_activation",
+            "must be sigmoid with binary_code noise (logistic code units)");
+  r.require(binary.kind() != BinaryCode::sign || code_act == none, "code_activation",
+            "must be identity with binary_code sign (the sign is the code's activation)");
   const std::string out_act =
       r.choice("output_activation", o.linear() ? none : to_string(o.output_activation()), names);
   const std::string loss = r.choice("loss", o.linear() ? "mse" : to_string(o.loss()), {"mse", "bce"});

@@ -87,7 +87,8 @@ void register_wae(Registry& registry) {
                   // WAE-GAN's MNIST setting: lambda = 1, a discriminator of four 512-unit relu
                   // layers trained by Adam at 5e-4.
                   const bool gan = r.choice("penalty", "mmd", {"mmd", "gan"}) == "gan";
-                  WAEOptions o(read_undercomplete_options(r, data, defaults));
+                  WAEOptions o(
+                      read_undercomplete_options(r, data, defaults, "the WAE's code matches a continuous prior"));
                   r.require(o.backbone().networks().code_size() > 0, "code_size",
                             "a WAE matches a prior on a code vector; a conv backbone needs code_size > 0");
                   o.penalty(gan ? WaePenalty::gan : WaePenalty::mmd);

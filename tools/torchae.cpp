@@ -7,6 +7,7 @@
 #include "torchae/eval/metrics.h"
 #include "torchae/export/export.h"
 #include "torchae/export/zoo.h"
+#include "torchae/hashing/index.h"
 #include "torchae/models/registry.h"
 #include "torchae/restore/restore.h"
 #include "torchae/train/distributed.h"
@@ -61,6 +62,8 @@ struct BenchArgs {
   int64_t threads = 0;
   std::string device = "cpu";
   std::string model;  // JSON of a model section; empty: the reference model
+  bool hamming = false;
+  int64_t items = 1000000, bits = 64, queries = 100;
 };
 
 // The reference model of the benchmark: 784-512-128-512-784, ReLU on every hidden layer (the
@@ -376,6 +379,9 @@ void add_eval(CLI::App& app, char** argv) {
   eval->add_option("--device", args->options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
   eval->add_flag("--probe", args->options.probe,
                  "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
+  eval->add_flag("--retrieval", args->options.retrieval,
+                 "a model with a binary code: retrieval of the training set by the test set's codes (mAP, precision), "
+                 "against LSH, PCA hashing, ITQ and Euclidean kNN");
   computes(eval, argv, [args] {
     // Under torchrun, each rank evaluates its shard of the test split; rank 0 reports.
     args->options.group = torchae::join_process_group();
@@ -392,7 +398,7 @@ void add_viz(CLI::App& app, char** argv) {
   };
   auto args = std::make_shared<Args>();
   viz->add_option("--run", args->run, "run directory")->required();
-  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp, latent or chains")->required();
+  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp, latent, chains or pr")->required();
   viz->add_option("--out", args->out, "PNG file to write")->required();
   viz->add_option("--unit", args->unit, "maximize: the code unit (default: units 0..count-1)")
       ->check(integer_at_least(0));
@@ -462,7 +468,20 @@ void add_bench(CLI::App& app, char** argv) {
   bench_cmd->add_option("--timeout", args->timeout, "under torchrun: seconds a rank waits for the others")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  bench_cmd->add_flag("--hamming", args->hamming,
+                      "instead: Hamming search (XOR and popcount) over --items random --bits-bit codes against a "
+                      "brute-force float kNN over as many --bits-dimensional vectors");
+  bench_cmd->add_option("--items", args->items, "--hamming: codes searched")->check(integer_at_least(10))->capture_default_str();
+  bench_cmd->add_option("--bits", args->bits, "--hamming: bits a code")->check(integer_at_least(1))->capture_default_str();
+  bench_cmd->add_option("--queries", args->queries, "--hamming: queries of the batched float kNN")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
   computes(bench_cmd, argv, [args] {
+    if (args->hamming) {
+      std::cout << torchae::json_text(torchae::bench_hamming(args->items, args->bits, args->queries, args->threads), 2)
+                << "\n";
+      return;
+    }
     const Json result = bench(*args);
     const char* rank = std::getenv("RANK");
     if (rank == nullptr || std::string(rank) == "0") std::cout << torchae::json_text(result) << "\n";
@@ -542,6 +561,44 @@ void add_restore_eval(CLI::App& app, char** argv) {
   });
 }
 
+void add_index(CLI::App& app, char** argv) {
+  auto* command = app.add_subcommand("index", "the binary codes of a data set or an image folder, for torchae search");
+  struct Args {
+    std::string model, data, out;
+  };
+  auto args = std::make_shared<Args>();
+  command->add_option("--model", args->model, "TorchScript archive of a model with a binary code (its hash method)")
+      ->required();
+  command->add_option("--data", args->data, "fashion-mnist, fashion-mnist:test, an IDX image file or a folder of images")
+      ->required();
+  command->add_option("--out", args->out, "index file to write")->required();
+  computes(command, argv, [args] {
+    std::cout << torchae::json_text(torchae::build_index(args->model, args->data, args->out), 2) << "\n";
+  });
+}
+
+void add_search(CLI::App& app, char** argv) {
+  auto* command = app.add_subcommand("search", "the Hamming neighbours of an image in an index, as JSON");
+  struct Args {
+    std::string index, model, query, picture;
+    int64_t k = 10, radius = -1;
+  };
+  auto args = std::make_shared<Args>();
+  command->add_option("--index", args->index, "index file written by torchae index")->required();
+  command->add_option("--model", args->model, "the TorchScript archive the index was built with")->required();
+  command->add_option("--query", args->query, "image file of the model's size and channels")->required();
+  command->add_option("-k", args->k, "neighbours")->check(integer_at_least(1))->capture_default_str();
+  command->add_option("--radius", args->radius, "only neighbours within this Hamming distance")
+      ->check(integer_at_least(0));
+  command->add_option("--picture", args->picture, "PNG: the query and its neighbours, their distances above them");
+  computes(command, argv, [args] {
+    std::cout << torchae::json_text(torchae::search_index(args->index, args->model, args->query, args->k, args->radius,
+                                                          args->picture),
+                                    2)
+              << "\n";
+  });
+}
+
 // An unknown command is named, with the parser's own list of commands beside it.
 bool known_command(CLI::App& app, int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') return true;
@@ -572,6 +629,8 @@ int main(int argc, char** argv) {
   add_fd_net(app, argv);
   add_restore(app, argv);
   add_restore_eval(app, argv);
+  add_index(app, argv);
+  add_search(app, argv);
   if (!known_command(app, argc, argv)) return 2;
 
   try {

@@ -120,7 +120,7 @@ bool png_complete(const std::string& bytes) {
 }  // namespace
 
 cv::Mat read_image_mat(const fs::path& path, int64_t channels) {
-  TORCH_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
+  TORCH_CHECK(channels == 0 || channels == 1 || channels == 3, "read_image: channels must be 0, 1 or 3");
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw Error(fmt::format("{}: no such image file", path.string()));
   const ImageFormat format = image_format(path);
@@ -141,7 +141,9 @@ cv::Mat read_image_mat(const fs::path& path, int64_t channels) {
   (void)quiet;
   cv::Mat image;
   try {
-    image = cv::imread(path.string(), channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+    image = cv::imread(path.string(), channels == 1   ? cv::IMREAD_GRAYSCALE
+                                      : channels == 3 ? cv::IMREAD_COLOR
+                                                      : cv::IMREAD_ANYCOLOR);
   } catch (const cv::Exception& e) {
     // Found by fuzzing: a PNM header announcing a huge height fails an assertion in imread.
     throw Error(fmt::format("{}: not an image OpenCV can read ({})", path.string(), e.err));

@@ -134,6 +134,13 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
     }
     checks.emplace_back("classify", classifier->classify(x), module.get_method("classify")({x}).toTensor());
   }
+  if (auto* hashing = dynamic_cast<Hashing*>(&model); hashing && hashing->hash_bits() > 0) {
+    if (!script.has_method("hash")) {
+      throw Error("export: the model has a binary code but its TorchScript description has no hash method");
+    }
+    // Bits must agree exactly: compared as numbers, one flipped bit is a difference of 1.
+    checks.emplace_back("hash", hashing->hash(x).to(torch::kFloat), module.get_method("hash")({x}).toTensor().to(torch::kFloat));
+  }
   for (const auto& [name, native, exported] : checks) {
     const double difference = max_difference(native, exported);
     if (!(difference <= kExportTolerance)) {
@@ -148,6 +155,22 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
 void save_torchscript(const torch::jit::Module& module, const Json& card, const fs::path& path) {
   const torch::jit::ExtraFilesMap extra{{kModelCardFile, json_text(card, 2) + "\n"}};
   write_atomically(path, [&](std::ostream& out) { module.save(out, extra); });
+}
+
+torch::jit::Module load_torchscript(const fs::path& archive) {
+  std::error_code ec;
+  if (!fs::is_regular_file(archive, ec)) throw Error(fmt::format("{}: no such file", archive.string()));
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(archive.string(), torch::kCPU);
+  } catch (const std::exception& e) {
+    // c10::Error for a broken archive, std::runtime_error from the parser of broken code.
+    const std::string what = e.what();
+    throw Error(fmt::format("{}: not a TorchScript archive LibTorch can load ({})", archive.string(),
+                            what.substr(0, what.find('\n'))));
+  }
+  module.eval();
+  return module;
 }
 
 Json read_model_card(const fs::path& archive) {
@@ -265,6 +288,12 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
                                       sampler->sample_steps());
   }
   if (module.find_method("classify")) card["methods"].push_back("classify");
+  if (const auto* hashing = dynamic_cast<const Hashing*>(run.model.model.get()); hashing && hashing->hash_bits() > 0) {
+    card["methods"].push_back("hash");
+    card["hash_bits"] = hashing->hash_bits();
+    card["hash_note"] = "hash(x) returns the binary code of x as uint8 0/1, [N, hash_bits]: bit j is 1 where code unit "
+                        "j's input is positive (torchae index packs it 64 bits to a word, bit j at bit j % 64)";
+  }
   card.update(card_extra);
   save_torchscript(module, card, out);
   return card;

@@ -128,15 +128,7 @@ std::string to_string(RestoreTask task) {
 Restorer Restorer::load(const fs::path& archive) {
   Restorer r;
   r.card_ = read_model_card(archive);
-  try {
-    r.module_ = torch::jit::load(archive.string(), torch::kCPU);
-  } catch (const std::exception& e) {
-    // c10::Error for a broken archive, std::runtime_error from the parser of broken code.
-    const std::string what = e.what();
-    throw Error(fmt::format("{}: not a TorchScript archive LibTorch can load ({})", archive.string(),
-                            what.substr(0, what.find('\n'))));
-  }
-  r.module_.eval();
+  r.module_ = load_torchscript(archive);
   const Json* shape = find_dotted(r.card_, "input.shape");
   if (!shape || !shape->is_array() || shape->size() != 3 ||
       !std::all_of(shape->begin(), shape->end(), [](const Json& d) { return d.is_number_integer() && d.get<int64_t>() > 0; })) {

@@ -394,6 +394,7 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   if (sharded) reduce_means(*group, metrics, part.second, total);
   if (group && !group->is_writer()) return metrics;
   if (options.probe) metrics.update(evaluate_probe(*run.model.model, run.data, device));
+  if (options.retrieval) metrics["retrieval"] = evaluate_retrieval(*run.model.model, run.data, device);
   // Sample quality, where the feature network means something: generative models of the
   // Fashion-MNIST images themselves.
   if (auto* generative = dynamic_cast<Generative*>(run.model.model.get());

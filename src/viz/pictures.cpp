@@ -13,6 +13,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace torchae {
@@ -183,27 +185,110 @@ torch::Tensor gibbs_chain_grid(GibbsSampler& sampler, const torch::Tensor& start
     for (int64_t r = 0; r < rows; ++r) cells[static_cast<std::size_t>(r * columns + c)] = states[r];
   }
   const torch::Tensor grid = image_grid(torch::stack(cells), columns, /*normalise_each=*/false);
-  // The strip of step counts, each centred above its column.
-  const int64_t w = starts.size(3), strip = 14;
+  std::vector<std::string> captions;
+  for (const int64_t s : steps) captions.push_back(std::to_string(s));
+  return caption_columns(grid, starts.size(3), captions);
+}
+
+torch::Tensor caption_columns(const torch::Tensor& grid, int64_t width, const std::vector<std::string>& texts) {
+  TORCH_CHECK(grid.dim() == 3 && grid.scalar_type() == torch::kUInt8, "caption_columns: expected a grid uint8 [H, W, C]");
+  const int64_t strip = 14;
   cv::Mat header(static_cast<int>(strip), static_cast<int>(grid.size(1)), CV_8UC(static_cast<int>(grid.size(2))),
                  cv::Scalar::all(255));
-  for (int64_t c = 0; c < columns; ++c) {
-    const std::string text = std::to_string(steps[static_cast<std::size_t>(c)]);
+  for (std::size_t c = 0; c < texts.size(); ++c) {
     int baseline = 0;
-    const double scale = w >= 24 ? 0.7 : 0.5;
-    const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_PLAIN, scale, 1, &baseline);
-    const int x = static_cast<int>(1 + c * (w + 1) + (w - size.width) / 2);
-    cv::putText(header, text, cv::Point(std::max(0, x), static_cast<int>(strip) - 3), cv::FONT_HERSHEY_PLAIN, scale,
-                cv::Scalar::all(0), 1, cv::LINE_AA);
+    const double scale = width >= 24 ? 0.7 : 0.5;
+    const cv::Size size = cv::getTextSize(texts[c], cv::FONT_HERSHEY_PLAIN, scale, 1, &baseline);
+    const int x = static_cast<int>(1 + static_cast<int64_t>(c) * (width + 1) + (width - size.width) / 2);
+    cv::putText(header, texts[c], cv::Point(std::max(0, x), static_cast<int>(strip) - 3), cv::FONT_HERSHEY_PLAIN,
+                scale, cv::Scalar::all(0), 1, cv::LINE_AA);
   }
-  const torch::Tensor top =
-      torch::from_blob(header.data, {strip, grid.size(1), grid.size(2)}, torch::kUInt8).clone();
-  return torch::cat({top, grid});
+  const torch::Tensor top = torch::from_blob(header.data, {strip, grid.size(1), grid.size(2)}, torch::kUInt8).clone();
+  return torch::cat({top, grid.cpu()});
+}
+
+torch::Tensor line_plot(const std::vector<PlotSeries>& series, const std::string& x_label, const std::string& y_label,
+                        const std::string& title, int64_t size) {
+  static const std::vector<cv::Scalar> palette{
+      {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
+      {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+  double x_lo = 0, x_hi = 0, y_lo = 0, y_hi = 0;
+  bool any = false;
+  for (const auto& s : series) {
+    TORCH_CHECK(s.x.size() == s.y.size(), "line_plot: series \"", s.name, "\" has ", s.x.size(), " x and ", s.y.size(), " y");
+    for (std::size_t i = 0; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
+      x_lo = any ? std::min(x_lo, s.x[i]) : s.x[i];
+      x_hi = any ? std::max(x_hi, s.x[i]) : s.x[i];
+      y_lo = any ? std::min(y_lo, s.y[i]) : s.y[i];
+      y_hi = any ? std::max(y_hi, s.y[i]) : s.y[i];
+      any = true;
+    }
+  }
+  if (!any || x_hi <= x_lo) x_hi = x_lo + 1;
+  if (!any || y_hi <= y_lo) y_hi = y_lo + 1;
+  const int side = static_cast<int>(size), legend = 220, left = 70, bottom = 50, top = 40, right = 20;
+  cv::Mat image(side, side + legend, CV_8UC3, cv::Scalar(255, 255, 255));
+  const int w = side - left - right, h = side - top - bottom;
+  auto px = [&](double x) { return left + static_cast<int>(std::lround((x - x_lo) / (x_hi - x_lo) * w)); };
+  auto py = [&](double y) { return top + h - static_cast<int>(std::lround((y - y_lo) / (y_hi - y_lo) * h)); };
+  const cv::Scalar black(0, 0, 0), grey(200, 200, 200);
+  for (int t = 0; t <= 4; ++t) {
+    const double fx = x_lo + (x_hi - x_lo) * t / 4.0, fy = y_lo + (y_hi - y_lo) * t / 4.0;
+    cv::line(image, {px(fx), top}, {px(fx), top + h}, grey, 1);
+    cv::line(image, {left, py(fy)}, {left + w, py(fy)}, grey, 1);
+    cv::putText(image, fmt::format("{:.3g}", fx), {px(fx) - 12, top + h + 18}, cv::FONT_HERSHEY_SIMPLEX, 0.45, black, 1,
+                cv::LINE_AA);
+    cv::putText(image, fmt::format("{:.3g}", fy), {8, py(fy) + 5}, cv::FONT_HERSHEY_SIMPLEX, 0.45, black, 1, cv::LINE_AA);
+  }
+  cv::rectangle(image, {left, top}, {left + w, top + h}, black, 1);
+  cv::putText(image, x_label, {left + w / 2 - 30, side - 12}, cv::FONT_HERSHEY_SIMPLEX, 0.55, black, 1, cv::LINE_AA);
+  cv::putText(image, y_label, {8, top - 12}, cv::FONT_HERSHEY_SIMPLEX, 0.55, black, 1, cv::LINE_AA);
+  cv::putText(image, title, {left + 60, top - 12}, cv::FONT_HERSHEY_SIMPLEX, 0.55, black, 1, cv::LINE_AA);
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const cv::Scalar colour = palette[k % palette.size()];
+    std::vector<cv::Point> points;
+    for (std::size_t i = 0; i < series[k].x.size(); ++i) {
+      if (std::isfinite(series[k].x[i]) && std::isfinite(series[k].y[i])) points.emplace_back(px(series[k].x[i]), py(series[k].y[i]));
+    }
+    if (points.size() > 1) cv::polylines(image, points, false, colour, 2, cv::LINE_AA);
+    for (const auto& p : points) cv::circle(image, p, 3, colour, cv::FILLED, cv::LINE_AA);
+    const int y = top + 10 + 24 * static_cast<int>(k);
+    cv::line(image, {side + 10, y}, {side + 34, y}, colour, 3, cv::LINE_AA);
+    cv::putText(image, series[k].name, {side + 42, y + 5}, cv::FONT_HERSHEY_SIMPLEX, 0.5, black, 1, cv::LINE_AA);
+  }
+  return torch::from_blob(image.data, {image.rows, image.cols, 3}, torch::kUInt8).clone();
+}
+
+torch::Tensor retrieval_curves(const std::filesystem::path& run_dir) {
+  const std::filesystem::path file = run_dir / kEvalFile;
+  std::error_code ec;
+  const Json metrics = std::filesystem::exists(file, ec) ? load_json_file(file) : Json();
+  const Json* retrieval = metrics.is_object() ? find_dotted(metrics, "retrieval.methods") : nullptr;
+  if (!retrieval || !retrieval->is_object()) {
+    throw Error(fmt::format("viz: {} has no retrieval metrics; run torchae eval --run {} --retrieval first",
+                            file.string(), run_dir.string()));
+  }
+  std::vector<PlotSeries> series;
+  for (const auto& [name, m] : retrieval->items()) {
+    const Json* curve = find_dotted(m, "pr_curve");
+    if (!curve) continue;
+    PlotSeries s{name, {}, {}};
+    for (std::size_t i = 0; i < curve->at("recall").size(); ++i) {
+      const Json& p = curve->at("precision")[i];
+      s.x.push_back(curve->at("recall")[i].get<double>());
+      s.y.push_back(p.is_number() ? p.get<double>() : std::numeric_limits<double>::quiet_NaN());
+    }
+    series.push_back(std::move(s));
+  }
+  const int64_t bits = metrics["retrieval"].value("bits", int64_t{0});
+  return line_plot(series, "recall", "precision",
+                   fmt::format("Hamming ball retrieval, radius 0..{}, {} bits", bits, bits));
 }
 
 int64_t default_viz_count(const std::string& what) {
   static const std::vector<std::pair<std::string, int64_t>> kinds{
-      {"filters", 100}, {"recon", 10}, {"maximize", 16}, {"samples", 100}, {"interp", 8}, {"latent", 5000}, {"chains", 10}};
+      {"filters", 100}, {"recon", 10}, {"maximize", 16}, {"samples", 100}, {"interp", 8}, {"latent", 5000}, {"chains", 10}, {"pr", 1}};
   std::vector<std::string> names;
   for (const auto& [name, count] : kinds) {
     if (name == what) return count;
@@ -217,6 +302,10 @@ void viz_run(const std::filesystem::path& run_dir, const std::string& what, cons
   default_viz_count(what);  // refuses an unknown kind by name
   check_output_path(out, "--out");
   if (count < 1) throw Error("viz: --count must be at least 1");
+  if (what == "pr") {
+    write_png(out, retrieval_curves(run_dir));
+    return;
+  }
   Run run = load_run(run_dir, /*with_test=*/true, "cpu");  // drawn on the CPU, wherever it was trained
   Autoencoder& model = *run.model.model;
   const auto& shape = run.data.spec.shape;

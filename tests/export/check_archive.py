@@ -4,7 +4,8 @@ their forward/encode/decode against the native outputs the C++ test saved beside
 
     check_archive.py MODEL.pt EXPECTED.pt [MODEL.pt EXPECTED.pt ...]
 
-EXPECTED.pt is a dict written by torch::pickle_save: x, forward, encode, code, decode.
+EXPECTED.pt is a dict written by torch::pickle_save: x, forward, encode, code, decode, and, for a
+model with a binary code, hash (uint8 0/1 bits, which must be equal).
 Prints one line per archive; exits 1 when any differs by more than 1e-5.
 """
 import json
@@ -27,6 +28,14 @@ def check(archive, expected_file):
             "decode": model.decode(expected["code"]),
         }
     worst = max((got[k] - expected[k]).abs().max().item() for k in got)
+    hashed = ""
+    if "hash" in expected:
+        with torch.no_grad():
+            bits = model.hash(expected["x"])
+        if bits.dtype != torch.uint8 or not torch.equal(bits, expected["hash"]):
+            print(f"{archive}: {card['family']}: hash(x) differs from the native bits")
+            return False
+        hashed = f", hash(x) equal ({bits.shape[1]} bits)"
     # A generative model's sample(n) runs in Python too: n images of the input's shape.
     sampled = ""
     if hasattr(model, "sample"):
@@ -36,7 +45,7 @@ def check(archive, expected_file):
             print(f"{archive}: {card['family']}: sample(3) gave {tuple(images.shape)}")
             return False
         sampled = ", sample(3) ok"
-    print(f"{archive}: {card['family']}: max |python - native| = {worst:.3g}{sampled}")
+    print(f"{archive}: {card['family']}: max |python - native| = {worst:.3g}{sampled}{hashed}")
     return worst <= TOLERANCE
 
 

@@ -63,6 +63,15 @@ TEST_P(ExportEveryFamily, ArchiveLoadsInLibTorchAndMatchesTheNativeModel) {
   expect_tensors_near(call(loaded, "forward", x), ae->forward(x).reconstruction, kExportTolerance);
   expect_tensors_near(call(loaded, "encode", x), code, kExportTolerance);
   expect_tensors_near(call(loaded, "decode", code), ae->decode(code), kExportTolerance);
+  // A binary code's bits are exact: the same 0/1 bytes.
+  if (auto* hashing = dynamic_cast<Hashing*>(ae.get()); hashing && hashing->hash_bits() > 0) {
+    const torch::Tensor bits = call(loaded, "hash", x);
+    EXPECT_EQ(bits.scalar_type(), torch::kUInt8);
+    EXPECT_TRUE(torch::equal(bits, hashing->hash(x)));
+    EXPECT_EQ(bits.size(1), hashing->hash_bits());
+  } else {
+    EXPECT_FALSE(loaded.find_method("hash").has_value());
+  }
   // Nothing in the archive refers to torchae: its code is plain TorchScript over aten ops.
   EXPECT_EQ(loaded.type()->name()->qualifiedName(), "__torch__.torchae.Autoencoder");
 }
@@ -90,6 +99,9 @@ TEST(ExportPython, EveryFamilyLoadsWithTorchJitLoadAndMatches) {
     expected.insert("encode", code);
     expected.insert("code", code);
     expected.insert("decode", ae->decode(code));
+    if (auto* hashing = dynamic_cast<Hashing*>(ae.get()); hashing && hashing->hash_bits() > 0) {
+      expected.insert("hash", hashing->hash(x));
+    }
     const std::vector<char> bytes = torch::pickle_save(c10::IValue(expected));
     write_text_atomically(expected_file, std::string(bytes.begin(), bytes.end()));
     pairs += fmt::format(" '{}' '{}'", archive.string(), expected_file.string());

@@ -4,8 +4,10 @@
 
 #include "torchae/core/io.h"
 #include "torchae/data/idx.h"
+#include "torchae/data/image_io.h"
 #include "torchae/data/images.h"
 #include "torchae/export/export.h"
+#include "torchae/hashing/index.h"
 #include "torchae/models/registry.h"
 
 #include <fmt/format.h>
@@ -548,6 +550,112 @@ TEST_F(Cli, BenchPrintsThroughputAsJson) {
   EXPECT_EQ(j["batch"], 32);
   EXPECT_GT(j["samples_per_s"].get<double>(), 0.0);
   EXPECT_EQ(j["omp_wait_policy"], "PASSIVE") << "torchae sets the passive wait policy itself";
+}
+
+TEST_F(Cli, SemanticHashingEvaluatesRetrievalIndexesAndSearches) {
+  TempDir dir;
+  const std::string run = (dir / "hash").string();
+  CliResult r = run_cli(fmt::format("train {} --set model.binary_code=noise --set train.epochs=2 --out {}", test::kSmallRun, run));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(fmt::format("eval --run {} --retrieval", run));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json retrieval = Json::parse(r.out)["retrieval"];
+  EXPECT_EQ(retrieval["bits"], 16);
+  EXPECT_EQ(retrieval["queries"], 10000);
+  EXPECT_EQ(retrieval["database"], 1200);
+  for (const char* method : {"model", "model_float_knn", "pixels_knn", "lsh", "pca", "itq"}) {
+    SCOPED_TRACE(method);
+    const Json& m = retrieval["methods"][method];
+    for (const char* key : {"map", "map_at_1000", "precision_at_100"}) {
+      EXPECT_GT(m[key].get<double>(), 0.1) << m;  // ten classes: chance is 0.1
+      EXPECT_LE(m[key].get<double>(), 1.0) << m;
+    }
+    if (std::string(method).find("knn") == std::string::npos) {
+      EXPECT_EQ(m["pr_curve"]["recall"].size(), 17u);
+      EXPECT_DOUBLE_EQ(m["pr_curve"]["recall"][16].get<double>(), 1.0);
+      EXPECT_NEAR(m["pr_curve"]["precision"][16].get<double>(), 0.1, 0.02);  // everything, all classes
+    }
+  }
+  r = run_cli(fmt::format("viz --run {} --what pr --out {}", run, (dir / "pr.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(png_size(dir / "pr.png"), (std::pair<int, int>{820, 600}));
+
+  // Export, index the test set, search it with one of its images: itself among the nearest.
+  const std::string model = (dir / "hash.pt").string(), index = (dir / "test.index").string();
+  ASSERT_EQ(run_cli(fmt::format("export --run {} --out {}", run, model)).exit_code, 0);
+  EXPECT_EQ(read_model_card(model)["hash_bits"], 16);
+  r = run_cli(fmt::format("index --model {} --data fashion-mnist:test --out {}", model, index));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out)["items"], 10000);
+  const torch::Tensor images = read_idx(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz");
+  write_image(dir / "q.png", images[17].unsqueeze(0).to(torch::kFloat) / 255.0);
+  const std::string query = (dir / "q.png").string();
+  r = run_cli(fmt::format("search --index {} --model {} --query {} -k 5 --picture {}", index, model, query,
+                          (dir / "n.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json found = Json::parse(r.out);
+  ASSERT_EQ(found["neighbours"].size(), 5u);
+  EXPECT_EQ(found["neighbours"][0]["distance"], 0);
+  int64_t previous = 0;
+  bool itself = false;
+  for (const Json& nb : found["neighbours"]) {
+    EXPECT_GE(nb["distance"].get<int64_t>(), previous);
+    previous = nb["distance"].get<int64_t>();
+    itself = itself || nb["name"] == "fashion-mnist:test:17";
+  }
+  // The image itself is at distance 0, unless more than 5 others tie with it there.
+  EXPECT_TRUE(itself || found["neighbours"][4]["distance"] == 0) << found;
+  EXPECT_EQ(png_size(dir / "n.png"), (std::pair<int, int>{6 * 29 + 1, 14 + 29 + 1}));
+  r = run_cli(fmt::format("search --index {} --model {} --query {} -k 10000 --radius 3", index, model, query));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const Json& nb : Json::parse(r.out)["neighbours"]) EXPECT_LE(nb["distance"].get<int64_t>(), 3);
+
+  // Bad input: one line each, naming the file or option.
+  expect_one_line_error(run_cli(fmt::format("search --index {} --model {} --query {} -k 10001", index, model, query)),
+                        "10001 neighbours asked of an index of 10000");
+  write_image(dir / "small.png", torch::rand({1, 20, 20}));
+  expect_one_line_error(
+      run_cli(fmt::format("search --index {} --model {} --query {}", index, model, (dir / "small.png").string())),
+      "small.png: 20x20 pixels; the model takes 28x28");
+  write_image(dir / "colour.png", torch::rand({3, 28, 28}));
+  expect_one_line_error(
+      run_cli(fmt::format("search --index {} --model {} --query {}", index, model, (dir / "colour.png").string())),
+      "colour.png: a colour (3 channels) image");
+  const std::string bytes = read_text(index);
+  write_text_atomically(dir / "cut.index", bytes.substr(0, bytes.size() / 2));
+  expect_one_line_error(
+      run_cli(fmt::format("search --index {} --model {} --query {}", (dir / "cut.index").string(), model, query)),
+      "cut.index: truncated index");
+  // Another model of the same bits (another seed), and one of other bits.
+  const std::string other = (dir / "other").string(), wide = (dir / "wide").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set model.binary_code=sign --set train.epochs=1 --set train.seed=5 --out {}",
+                                test::kSmallRun, other))
+                .exit_code,
+            0);
+  ASSERT_EQ(run_cli(fmt::format("export --run {} --out {}", other, other + ".pt")).exit_code, 0);
+  expect_one_line_error(run_cli(fmt::format("search --index {} --model {} --query {}", index, other + ".pt", query)),
+                        "built by another model");
+  ASSERT_EQ(run_cli(fmt::format("train {} --set model.binary_code=sign --set model.code_size=24 --set train.epochs=1 "
+                                "--out {}",
+                                test::kSmallRun, wide))
+                .exit_code,
+            0);
+  ASSERT_EQ(run_cli(fmt::format("export --run {} --out {}", wide, wide + ".pt")).exit_code, 0);
+  expect_one_line_error(run_cli(fmt::format("search --index {} --model {} --query {}", index, wide + ".pt", query)),
+                        "an index of 16-bit codes");
+  // A model without a binary code has no bits to index; eval --retrieval says what it needs.
+  const std::string plain = (dir / "plain").string();
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", test::kSmallRun, plain)).exit_code, 0);
+  ASSERT_EQ(run_cli(fmt::format("export --run {} --out {}", plain, plain + ".pt")).exit_code, 0);
+  expect_one_line_error(run_cli(fmt::format("index --model {} --data fashion-mnist:test --out {}", plain + ".pt",
+                                            (dir / "x.index").string())),
+                        "has no binary code");
+  expect_one_line_error(run_cli(fmt::format("eval --run {} --retrieval", plain)), "model.binary_code");
+  expect_one_line_error(
+      run_cli(fmt::format("index --model {} --data /nonexistent --out {}", model, (dir / "x.index").string())),
+      "--data: /nonexistent");
+  expect_one_line_error(run_cli(fmt::format("viz --run {} --what pr --out {}", plain, (dir / "p.png").string())),
+                        "no retrieval metrics");
 }
 
 }  // namespace

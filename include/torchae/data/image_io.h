@@ -8,8 +8,8 @@
 namespace torchae {
 
 /// Reads any image OpenCV reads as float [channels, H, W] in [0, 1], colour in RGB order;
-/// `channels` 1 converts to gray, 3 to colour (a gray file is replicated). A missing or
-/// unreadable file is an Error naming it.
+/// `channels` 1 converts to gray, 3 to colour (a gray file is replicated), 0 keeps the file's
+/// own (1 for a gray file, 3 for a colour one). A missing or unreadable file is an Error naming it.
 torch::Tensor read_image(const std::filesystem::path& path, int64_t channels);
 
 /// Writes an image [C, H, W] (C 1 or 3, RGB, values clipped to [0, 1]) as an 8-bit PNG,

@@ -35,6 +35,10 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
 /// Writes `module` to `path` with `card` as its model card, atomically.
 void save_torchscript(const torch::jit::Module& module, const Json& card, const std::filesystem::path& path);
 
+/// Loads a TorchScript archive on the CPU, in eval mode, with a one-line Error naming the file
+/// when it is missing or LibTorch cannot load it.
+torch::jit::Module load_torchscript(const std::filesystem::path& archive);
+
 /// Reads the model card of an archive written by torchae, with a one-line Error when the file
 /// is missing, not a TorchScript archive, or has no card.
 Json read_model_card(const std::filesystem::path& archive);

@@ -238,6 +238,21 @@ class GibbsSampler {
   virtual int64_t sample_steps() const = 0;
 };
 
+/// A model whose code can be binary, for semantic hashing (`model.binary_code`), next to
+/// `Autoencoder`: `eval --retrieval`, `torchae index` and `torchae search` use its bits, and its
+/// export adds `hash(x)`.
+class Hashing {
+ public:
+  virtual ~Hashing() = default;
+  /// Bits of the binary code; 0 when the code is real-valued (the other methods then throw).
+  virtual int64_t hash_bits() const = 0;
+  /// The binary code of `input`, in eval mode: uint8 0/1, [N, bits].
+  virtual torch::Tensor hash(const torch::Tensor& input) = 0;
+  /// The real-valued code the bits threshold (before rounding), [N, bits]: what a float
+  /// nearest-neighbour search compares, for reference.
+  virtual torch::Tensor relaxed_code(const torch::Tensor& input) = 0;
+};
+
 /// One stage of a model's training, as the model describes it (see `Staged`).
 struct Stage {
   /// What the metrics lines of the stage say it is: "pretrain", "finetune", "classify", "train".

@@ -13,7 +13,7 @@ namespace torchae {
 ///
 ///   class SparseImpl : public BackboneAutoencoder<SparseImpl> { ... Losses loss(...) override; };
 template <typename Derived>
-class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder {
+class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder, public Hashing {
  public:
   Output forward(const torch::Tensor& input) override { return backbone_->forward(input); }
   torch::Tensor encode(const torch::Tensor& input) override { return backbone_->encode(input); }
@@ -32,6 +32,10 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   void script(ScriptModel& script) const override {
     backbone_->define_script(script, "backbone.");
   }
+
+  int64_t hash_bits() const override { return backbone_->hash_bits(); }
+  torch::Tensor hash(const torch::Tensor& input) override { return backbone_->hash(input); }
+  torch::Tensor relaxed_code(const torch::Tensor& input) override { return backbone_->relaxed_code(input); }
 
   const Undercomplete& backbone() const { return backbone_; }
 

@@ -64,7 +64,11 @@ enum class StackedPhase { reconstruct, classify };
 ///
 ///   Stacked sae(StackedOptions({{1000, "denoising", make_first}, {1000, "denoising", make_second}}).classify(true));
 ///   torch::Tensor scores = sae->classify(x);
-class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder, public Classifier, public Staged {
+class StackedImpl : public torch::nn::Cloneable<StackedImpl>,
+                    public Autoencoder,
+                    public Classifier,
+                    public Staged,
+                    public Hashing {
  public:
   explicit StackedImpl(StackedOptions options);
 
@@ -90,6 +94,12 @@ class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder
   torch::Tensor classify(const torch::Tensor& input) override;
   int64_t classes() const override { return options.classify() ? options.classes() : 0; }
 
+  /// The top layer's binary code (Salakhutdinov & Hinton's semantic hashing is a stack whose top
+  /// layer's code is binary): its bits, 0 when the top layer's code is real-valued.
+  int64_t hash_bits() const override;
+  torch::Tensor hash(const torch::Tensor& input) override;
+  torch::Tensor relaxed_code(const torch::Tensor& input) override;
+
   /// pretrain (each layer on the codes of those below it), finetune, classify: those switched on.
   std::vector<Stage> stages() override;
   void enter_stage(std::size_t index) override;
@@ -104,6 +114,10 @@ class StackedImpl : public torch::nn::Cloneable<StackedImpl>, public Autoencoder
  private:
   /// The top code; in the classify phase's training, with classify_dropout on each code.
   torch::Tensor encode_for_head(const torch::Tensor& input);
+  /// The input of the top layer: the code of the layers below it.
+  torch::Tensor encode_below_top(const torch::Tensor& input);
+  /// The top layer as `Hashing`, null when it has no binary code.
+  Hashing* top_hashing() const;
 
   std::vector<std::shared_ptr<Autoencoder>> layers_;
   torch::nn::Linear head_{nullptr};

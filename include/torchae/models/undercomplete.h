@@ -4,6 +4,7 @@
 #include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
 #include "torchae/nn/backbone.h"
+#include "torchae/nn/binary_code.h"
 
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
@@ -40,6 +41,9 @@ struct UndercompleteOptions {
   TORCH_ARG(double, input_dropout) = 0.0;
   /// Dropout after every hidden layer, the code included, in training mode (0: none).
   TORCH_ARG(double, dropout) = 0.0;
+  /// A binary code, for semantic hashing (`BinaryCodeLayer`): with `noise` the code units are
+  /// logistic (code_activation sigmoid), with `sign` the sign is their activation.
+  TORCH_ARG(BinaryCodeOptions, binary_code) = {};
 };
 
 /// The undercomplete autoencoder: x -> h = f(x) -> g(h), trained to reconstruct x through a
@@ -50,7 +54,7 @@ struct UndercompleteOptions {
 ///   Undercomplete restorer(UndercompleteOptions(BackboneOptions({3, 64, 64}, 0).kind(BackboneKind::conv)));
 ///   Output out = ae->forward(x);
 ///   Losses l = ae->loss(x, out);
-class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public Autoencoder {
+class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public Autoencoder, public Hashing {
  public:
   explicit UndercompleteImpl(UndercompleteOptions options);
 
@@ -70,12 +74,19 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   torch::nn::Module& module() override { return *this; }
   void script(ScriptModel& script) const override;
 
+  /// The code's width when it is binary (`options.binary_code`), else 0.
+  int64_t hash_bits() const override;
+  torch::Tensor hash(const torch::Tensor& input) override;
+  torch::Tensor relaxed_code(const torch::Tensor& input) override;
+
   /// For export: TorchScript statements computing the code `h` from the input `x`, with the
-  /// tensors registered under `prefix` (the module's name in its owner, "" at the top).
-  std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix) const;
+  /// tensors registered under `prefix` (the module's name in its owner, "" at the top); a binary
+  /// code's pre-activation when `preactivation`.
+  std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix,
+                                          bool preactivation = false) const;
   /// For export: statements computing the output `y`, shaped like the input, from the code `h`.
   std::vector<std::string> script_decoder(ScriptModel& script, const std::string& prefix) const;
-  /// For export: defines encode, decode and forward with the tensors under `prefix` (what
+  /// For export: defines encode, decode, forward (and, with a binary code, hash) with the tensors under `prefix` (what
   /// `script` does at the top, and what families built on this backbone call).
   void define_script(ScriptModel& script, const std::string& prefix) const;
 
@@ -108,7 +119,10 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   torch::Tensor feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const;
 
   bool conv() const { return options.networks().conv(); }
+  /// The encoder's output for its input `x` (as `encoder_input` made it), before a binary code.
+  torch::Tensor encoder_output(const torch::Tensor& x);
 
+  BinaryCodeLayer binary_code_;
   MLP encoder_{nullptr};
   MLP decoder_{nullptr};                     // untied only
   ConvEncoder conv_encoder_{nullptr};        // conv backbone only, as are:
@@ -119,11 +133,14 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
 TORCH_MODULE(Undercomplete);
 
 /// Reads the options every family on the undercomplete backbone shares (the networks', see
-/// `read_backbone_options`, then activation, code_activation, output_activation, loss, tied,
-/// linear, input_dropout, dropout) from `reader`, taking the family's `defaults` for keys not
-/// given, and checks that they fit together and fit `data`.
+/// `read_backbone_options`, then binary_code, code_noise, activation, code_activation,
+/// output_activation, loss, tied, linear, input_dropout, dropout) from `reader`, taking the
+/// family's `defaults` for keys not given, and checks that they fit together and fit `data`. A
+/// family whose code cannot be binary gives the reason as `no_binary_code`: binary_code is then
+/// refused with it.
 UndercompleteOptions read_undercomplete_options(OptionReader& reader, const DataSpec& data,
-                                                const UndercompleteOptions& defaults);
+                                                const UndercompleteOptions& defaults,
+                                                const std::string& no_binary_code = {});
 
 /// What a family on the undercomplete backbone takes by default as a stack's layer
 /// (`Family::layer_defaults`) whose input is `input`: one affine map each way, a sigmoid code,

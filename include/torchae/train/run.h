@@ -5,6 +5,7 @@
 #include "torchae/eval/ais.h"
 #include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
+#include "torchae/eval/retrieval.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/trainer.h"
 
@@ -61,6 +62,9 @@ struct EvalOptions {
   int64_t iw_samples = kDefaultIwSamples;
   /// Add the linear-probe accuracy of the codes (`evaluate_probe`).
   bool probe = false;
+  /// Add the retrieval metrics of a model with a binary code against the classical hashing
+  /// methods (`evaluate_retrieval`), under "retrieval".
+  bool retrieval = false;
   /// A generative model of Fashion-MNIST: samples scored by fd_fashion (`evaluate_sample_quality`).
   int64_t fd_samples = kDefaultFdSamples;
   /// A Boltzmann machine's log Z by annealed importance sampling (`evaluate_partition`): the

@@ -54,9 +54,25 @@ torch::Tensor scatter_plot(const torch::Tensor& points, const torch::Tensor& lab
 /// step counts written out. Returns the grid, uint8 [H', W', C].
 torch::Tensor gibbs_chain_grid(GibbsSampler& sampler, const torch::Tensor& starts, const std::vector<int64_t>& steps);
 
+/// A strip of `texts` above `grid` (an `image_grid` of images `width` pixels wide), each text
+/// centred above its column: uint8 [14 + H, W, C].
+torch::Tensor caption_columns(const torch::Tensor& grid, int64_t width, const std::vector<std::string>& texts);
+/// One line of a `line_plot`: points (x[i], y[i]); non-finite ones are left out.
+struct PlotSeries {
+  std::string name;
+  std::vector<double> x, y;
+};
+/// A line plot of `series` with gridded axes spanning the data, axis labels, a title and a
+/// legend: RGB uint8 [size, size + 220, 3].
+torch::Tensor line_plot(const std::vector<PlotSeries>& series, const std::string& x_label, const std::string& y_label,
+                        const std::string& title, int64_t size = 600);
 /// The step counts of a chains picture up to `most`: 0, 1, 2, 5, 10, 20, 50, ... and `most`.
 std::vector<int64_t> chain_steps(int64_t most);
 
+/// The precision-recall curves of Hamming-ball retrieval that `torchae eval --retrieval` wrote
+/// to a run's eval.json (the model's codes and the baselines'), as a `line_plot`; an Error when
+/// there are none.
+torch::Tensor retrieval_curves(const std::filesystem::path& run_dir);
 /// How many things `torchae viz --what <what>` draws when not told (filters 100, recon 10,
 /// maximize 16, samples 100, interp 8, latent 5000, chains 10); an unknown `what` is an Error
 /// listing the kinds.
@@ -70,7 +86,7 @@ int64_t default_viz_count(const std::string& what);
 /// lines between the codes of test images) or "latent" (the codes of the first `count` test
 /// images in the plane, coloured by label) or "chains" (a Boltzmann machine's Gibbs chains,
 /// `gibbs_chain_grid`: `count` rows, the first half from random states, the rest from test
-/// images). `gibbs_steps`: the Gibbs steps of a Boltzmann machine's samples, and the most steps
+/// images) or "pr" (`retrieval_curves`). `gibbs_steps`: the Gibbs steps of a Boltzmann machine's samples, and the most steps
 /// of its chains (0: the model's `sample_steps`).
 void viz_run(const std::filesystem::path& run_dir, const std::string& what, const std::filesystem::path& out,
              int64_t unit, int64_t count, int64_t gibbs_steps = 0);
