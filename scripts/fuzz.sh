@@ -3,7 +3,7 @@
 # UndefinedBehaviorSanitizer) and runs each for SECONDS (default 60), as many at a time as
 # there are cores, then prints executions, coverage and findings per target.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     # targets: idx config image_folder model_card
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     # targets: idx config image_folder model_card hash_index
 #
 # Each target starts from its seeds (tests/fuzz/corpus/<target>/) and the corpus of earlier runs
 # (build-sanitize/fuzz/corpus/<target>/, where new inputs go). An input that crashes a target is
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx config image_folder model_card)
+[ ${#targets[@]} -gt 0 ] || targets=(idx config image_folder model_card hash_index)
 
 scripts/install-deps.sh --sanitizers
 source scripts/sanitizer-options.sh

@@ -97,6 +97,15 @@ const std::vector<std::string> kChangeableOnResume = [] {
   return keys;
 }();
 
+// Model options added since checkpoints were first written, with the value that keeps the models
+// of runs from before them what they were: a checkpoint without the key was trained so.
+bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
+  static const std::vector<std::pair<std::string, Json>> added{{"binary_code", "none"}};
+  if (pointer.rfind("/model/", 0) != 0) return false;
+  const std::string key = pointer.substr(pointer.rfind('/') + 1);
+  return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == key && a.second == value; });
+}
+
 // The resume rule, for config.json itself: a config.json that differs from the configuration the
 // checkpoint was trained under (a hand edit) in anything that may not change on resume is refused,
 // naming the first key that differs (the family first: a checkpoint of another family differs in
@@ -127,6 +136,7 @@ void check_config_fits_checkpoint(const Json& config, const Json& trained, const
     const auto is = now.find(pointer), was = then.find(pointer);
     if (is != now.end() && was != then.end() && *is == *was) continue;
     if (is == now.end() && was == then.end()) continue;
+    if (is != now.end() && was == then.end() && added_with_old_behaviour(pointer, *is)) continue;
     const std::string difference =
         is == now.end()    ? fmt::format("{} is missing, but the checkpoint was trained with {}", key, was->dump())
         : was == then.end() ? fmt::format("{} is {}, which the checkpoint was trained without", key, is->dump())

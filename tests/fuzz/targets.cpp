@@ -7,6 +7,7 @@
 #include "torchae/data/idx.h"
 #include "torchae/data/images.h"
 #include "torchae/export/export.h"
+#include "torchae/hashing/index.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/trainer.h"
 
@@ -116,9 +117,16 @@ void model_card(const uint8_t* data, std::size_t size) {
   through_file("model.pt", data, size, [](const std::filesystem::path& path) { read_model_card(path); });
 }
 
+void hash_index(const uint8_t* data, std::size_t size) {
+  through_file("a.index", data, size, [](const std::filesystem::path& path) { read_index(path); });
+}
+
 const std::vector<Target>& targets() {
-  static const std::vector<Target> all{
-      {"idx", idx}, {"config", config}, {"image_folder", image_folder}, {"model_card", model_card}};
+  static const std::vector<Target> all{{"idx", idx},
+                                       {"config", config},
+                                       {"image_folder", image_folder},
+                                       {"model_card", model_card},
+                                       {"hash_index", hash_index}};
   return all;
 }
 

@@ -24,6 +24,8 @@ void config(const uint8_t* data, std::size_t size);
 void image_folder(const uint8_t* data, std::size_t size);
 /// The model-card reader (`read_model_card`): the input is an archive.
 void model_card(const uint8_t* data, std::size_t size);
+/// The index reader of semantic hashing (`read_index`): the input is an index file.
+void hash_index(const uint8_t* data, std::size_t size);
 
 struct Target {
   const char* name;

@@ -309,6 +309,13 @@ TEST_F(TorchaeTest, IndexFilesRoundTripAndRefuseEveryKindOfDamageByName) {
   EXPECT_TRUE(torch::equal(back.labels, index.labels));
   EXPECT_EQ(back.names, index.names);
 
+  // The format as documented, written by another program (the fuzz seed, made in Python).
+  const HashIndex seed = read_index(std::filesystem::path(TORCHAE_SOURCE_DIR) / "tests/fuzz/corpus/hash_index/small.index");
+  EXPECT_EQ(seed.bits, 70);
+  EXPECT_EQ(seed.model_fingerprint, 0x1234abcdull);
+  EXPECT_TRUE(torch::equal(seed.labels, torch::tensor(std::vector<int64_t>{-1, 0, 1})));
+  EXPECT_EQ(seed.names, (std::vector<std::string>{"item-0", "item-1", "item-2"}));
+
   const std::string bytes = read_text(dir / "a.index");
   auto expect_error = [&](const std::string& content, const std::string& fragment) {
     write_text_atomically(dir / "bad.index", content);
