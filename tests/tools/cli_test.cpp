@@ -71,7 +71,7 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   EXPECT_FALSE(std::filesystem::exists(out)) << "a refused run must not leave a directory behind";
   expect_one_line_error(run_cli("frobnicate"),
                         "unknown command \"frobnicate\" (known: list, train, eval, viz, export, zoo, bench, fd-net, "
-                        "restore, restore-eval)");
+                        "restore, restore-eval, index, search)");
   expect_one_line_error(run_cli("train --out a --resume b"), "--out excludes --resume");
   expect_one_line_error(run_cli("eval"), "--run is required");
   expect_one_line_error(run_cli("bench --steps 0"), "--steps: must be an integer >= 1, got 0");
