@@ -36,7 +36,7 @@ done
 "$bin" viz --run "$out/${recipes[0]}-32" --what pr --out "$out/pr-32.png"
 "$bin" export --run "$out/${recipes[0]}-32" --out "$out/${recipes[0]}-32.pt" > /dev/null
 "$bin" index --model "$out/${recipes[0]}-32.pt" --data fashion-mnist --out "$out/train.index" > "$out/index.json"
-/usr/bin/env python3 - "$out" <<'PY'
+/usr/bin/python3 - "$out" <<'PY'
 import gzip, sys
 import numpy as np
 # Test image 0 as a PNG query (gray, 28x28), written with OpenCV's own format through numpy.
@@ -50,7 +50,7 @@ PY
   --picture "$out/search.png" > "$out/search.json"
 "$bin" bench --hamming --items 1000000 --bits 64 --queries 100 > "$out/bench-hamming.json"
 
-/usr/bin/env python3 - "$out" "${recipes[@]}" <<'PY'
+/usr/bin/python3 - "$out" "${recipes[@]}" <<'PY'
 import json, sys
 out, recipes = sys.argv[1], sys.argv[2:]
 keys = ["map", "map_at_1000", "precision_at_100", "precision_within_radius_2"]

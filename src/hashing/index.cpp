@@ -430,11 +430,11 @@ Json search_index(const fs::path& index_path, const fs::path& model_path, const 
   }
   if (!picture.empty()) {
     std::vector<torch::Tensor> images{image};
-    std::vector<std::string> captions{"query"};
+    std::vector<std::string> captions{"q"};
     for (const Neighbour& nb : found) {
       const auto item = read_item_image(index.names[static_cast<std::size_t>(nb.item)], model.input_shape);
       images.push_back(item ? *item : torch::zeros_like(image));
-      captions.push_back(item ? fmt::format("d={}", nb.distance) : "?");
+      captions.push_back(item ? std::to_string(nb.distance) : "?");
     }
     const torch::Tensor grid = image_grid(torch::stack(images), static_cast<int64_t>(images.size()), false);
     write_png(picture, caption_columns(grid, image.size(2), captions));

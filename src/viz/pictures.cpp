@@ -225,6 +225,9 @@ torch::Tensor line_plot(const std::vector<PlotSeries>& series, const std::string
       any = true;
     }
   }
+  // Data within [0, 1] (a precision, a recall) is drawn on [0, 1].
+  if (any && x_lo >= 0 && x_hi <= 1) x_lo = 0, x_hi = 1;
+  if (any && y_lo >= 0 && y_hi <= 1) y_lo = 0, y_hi = 1;
   if (!any || x_hi <= x_lo) x_hi = x_lo + 1;
   if (!any || y_hi <= y_lo) y_hi = y_lo + 1;
   const int side = static_cast<int>(size), legend = 220, left = 70, bottom = 50, top = 40, right = 20;

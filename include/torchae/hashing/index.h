@@ -107,7 +107,7 @@ Json build_index(const std::filesystem::path& model, const std::string& data, co
 
 /// `torchae search`: the neighbours of the image `query` in the index, as JSON; `k` > the
 /// index's size, an index of another model, a query of the wrong size are Errors. With
-/// `picture`, a PNG of the query and its neighbours (their distances above them).
+/// `picture`, a PNG of the query ("q" above it) and its neighbours (their distances above them).
 Json search_index(const std::filesystem::path& index, const std::filesystem::path& model,
                   const std::filesystem::path& query, int64_t k, int64_t radius, const std::filesystem::path& picture);
 
