@@ -27,7 +27,9 @@ torch::Tensor binary_code_bits(const torch::Tensor& a) { return a.gt(0).to(torch
 std::string script_binary_code_bits(const std::string& var) { return fmt::format("torch.gt({}, 0.0).byte()", var); }
 
 torch::Tensor BinaryCodeLayer::example_noise(const torch::Tensor& key, int64_t units) {
-  const torch::Tensor x = key.flatten(1).to(torch::kFloat64);
+  // Detached: the noise is a constant of the example, not a function to differentiate (in a
+  // stack the key is the code of the layers below, which fine-tuning trains).
+  const torch::Tensor x = key.detach().flatten(1).to(torch::kFloat64);
   const int64_t features = x.size(1);
   if (!projection_.defined() || projection_.size(0) != features + 1 || projection_.size(1) != units) {
     projection_ = torch::randn({features + 1, units}, at::detail::createCPUGenerator(options.seed()),

@@ -50,6 +50,8 @@ TEST_F(TorchaeTest, BinaryCodeNoiseIsAFixedGaussianFunctionOfEachExample) {
   const torch::Tensor kurtosis = z.pow(4).mean(0);
   EXPECT_LT((kurtosis - 3.0).abs().max().item<double>(), 0.5);
   EXPECT_LT(layer.example_noise(torch::zeros({1, 30}), 16).abs().max().item<double>(), 20.0);
+  // A key that requires grad (a stack's lower code) gives noise without a gradient.
+  EXPECT_FALSE(layer.example_noise(x.clone().requires_grad_(), 16).requires_grad());
 }
 
 TEST_F(TorchaeTest, BinaryCodeTrainsThroughNoisySigmoidOrStraightThroughSign) {
