@@ -13,19 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/boltzmann}
-bin=build/torchae
-[ -x "$bin" ] || scripts/build.sh torchae_cli
-mkdir -p "$out"
-
-train() {  # train NAME [ARGS...]: a new run, or the continuation of an unfinished one
-  local name=$1
-  shift
-  if [ -f "$out/$name/config.json" ]; then
-    "$bin" train --resume "$out/$name" --set train.progress=lines
-  else
-    "$bin" train "$@" --set train.progress=lines --out "$out/$name"
-  fi
-}
+. scripts/results_lib.sh
 
 for k in cd1 cd25 pcd; do
   train "rbm-$k" --config "configs/rbm/$k-500.json" > "$out/rbm-$k.log"

@@ -11,19 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/hashing}
-bin=build/torchae
-[ -x "$bin" ] || scripts/build.sh torchae_cli
-mkdir -p "$out"
-
-train() {  # train NAME [ARGS...]: a new run, or the continuation of an unfinished one
-  local name=$1
-  shift
-  if [ -f "$out/$name/config.json" ]; then
-    "$bin" train --resume "$out/$name" --set train.progress=lines
-  else
-    "$bin" train "$@" --set train.progress=lines --out "$out/$name"
-  fi
-}
+. scripts/results_lib.sh
 
 recipes=(${RECIPES:-$(cd configs/hashing && ls *.json | sed 's/\.json$//')})
 for recipe in "${recipes[@]}"; do
