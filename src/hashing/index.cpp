@@ -133,7 +133,7 @@ torch::Tensor HashModel::hash(const torch::Tensor& images) const {
     torch::Tensor x = images.narrow(0, start, std::min<int64_t>(1000, images.size(0) - start)).to(torch::kFloat32);
     if (mean.defined()) x = x - mean.view_as(x[0]);
     if (deviation.defined()) x = x / deviation.view_as(x[0]);
-    torch::Tensor bits = const_cast<torch::jit::Module&>(module).get_method("hash")({x}).toTensor();
+    torch::Tensor bits = module.get_method("hash")({x}).toTensor();
     if (bits.dim() != 2 || bits.size(1) != this->bits) {
       throw Error(
           fmt::format("{}: hash returned [{}], not [N, {}]", path.string(), fmt::join(bits.sizes(), ", "), this->bits));
