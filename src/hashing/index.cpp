@@ -158,8 +158,10 @@ void write_index(const HashIndex& index, const fs::path& path) {
   put<uint64_t>(bytes, index.model_fingerprint);
   const torch::Tensor codes = index.codes.to(torch::kCPU, torch::kInt64).contiguous();
   const torch::Tensor labels = index.labels.to(torch::kCPU, torch::kInt64).contiguous();
-  bytes.append(static_cast<const char*>(codes.data_ptr()), codes.nbytes());
-  bytes.append(static_cast<const char*>(labels.data_ptr()), labels.nbytes());
+  if (n > 0) {
+    bytes.append(static_cast<const char*>(codes.data_ptr()), codes.nbytes());
+    bytes.append(static_cast<const char*>(labels.data_ptr()), labels.nbytes());
+  }
   for (const std::string& name : index.names) {
     put<uint32_t>(bytes, static_cast<uint32_t>(name.size()));
     bytes += name;
@@ -201,11 +203,14 @@ HashIndex read_index(const fs::path& path) {
   }
   const auto n = static_cast<int64_t>(count);
   index.codes = torch::empty({n, static_cast<int64_t>(words)}, torch::kInt64);
-  std::memcpy(index.codes.data_ptr(), r.take(static_cast<std::size_t>(index.codes.nbytes()), "codes"),
-              index.codes.nbytes());
   index.labels = torch::empty({n}, torch::kInt64);
-  std::memcpy(index.labels.data_ptr(), r.take(static_cast<std::size_t>(index.labels.nbytes()), "labels"),
-              index.labels.nbytes());
+  // An empty index has no codes: its tensors hold no memory to copy to (memcpy takes no null).
+  if (n > 0) {
+    std::memcpy(index.codes.data_ptr(), r.take(static_cast<std::size_t>(index.codes.nbytes()), "codes"),
+                index.codes.nbytes());
+    std::memcpy(index.labels.data_ptr(), r.take(static_cast<std::size_t>(index.labels.nbytes()), "labels"),
+                index.labels.nbytes());
+  }
   index.names.reserve(static_cast<std::size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const auto length = r.get<uint32_t>("names");

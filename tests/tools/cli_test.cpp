@@ -608,7 +608,8 @@ TEST_F(Cli, SemanticHashingEvaluatesRetrievalIndexesAndSearches) {
   EXPECT_EQ(png_size(dir / "n.png"), (std::pair<int, int>{6 * 29 + 1, 14 + 29 + 1}));
   r = run_cli(fmt::format("search --index {} --model {} --query {} -k 10000 --radius 3", index, model, query));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const Json& nb : Json::parse(r.out)["neighbours"]) EXPECT_LE(nb["distance"].get<int64_t>(), 3);
+  const Json within = Json::parse(r.out);
+  for (const Json& nb : within["neighbours"]) EXPECT_LE(nb["distance"].get<int64_t>(), 3);
 
   // Bad input: one line each, naming the file or option.
   expect_one_line_error(run_cli(fmt::format("search --index {} --model {} --query {} -k 10001", index, model, query)),
