@@ -80,17 +80,18 @@ torch::Tensor hamming_distances(const torch::Tensor& queries, const torch::Tenso
   check_packed(queries, database);
   const torch::Tensor q = cpu_contiguous(queries, torch::kInt64), db = cpu_contiguous(database, torch::kInt64);
   const int64_t words = q.size(1), n = db.size(0);
-  torch::Tensor out = torch::empty({q.size(0), n}, torch::kUInt8);
+  torch::Tensor out = torch::empty({q.size(0), n}, torch::kInt16);
   const int64_t* qp = q.data_ptr<int64_t>();
   const int64_t* dp = db.data_ptr<int64_t>();
-  uint8_t* o = out.data_ptr<uint8_t>();
-  TORCH_CHECK(words * 64 <= 255, "hamming_distances: codes of at most 255 bits fit a uint8 distance");
-  at::parallel_for(0, q.size(0), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      for (int64_t j = 0; j < n; ++j)
-        o[i * n + j] = static_cast<uint8_t>(hamming(qp + i * words, dp + j * words, words));
-    }
-  });
+  int16_t* o = out.data_ptr<int16_t>();
+  // Parallel over the database: a search has one query.
+  for (int64_t i = 0; i < q.size(0); ++i) {
+    at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        o[i * n + j] = static_cast<int16_t>(hamming(qp + i * words, dp + j * words, words));
+      }
+    });
+  }
   return out;
 }
 

@@ -196,6 +196,16 @@ Json read_model_card(const fs::path& archive) {
   return card;
 }
 
+std::vector<int64_t> card_image_shape(const Json& card, const fs::path& archive) {
+  const Json* shape = find_dotted(card, "input.shape");
+  if (!shape || !shape->is_array() || shape->size() != 3 ||
+      !std::all_of(shape->begin(), shape->end(),
+                   [](const Json& d) { return d.is_number_integer() && d.get<int64_t>() > 0; })) {
+    throw Error(fmt::format("{}: the model card gives no image input shape {{C, H, W}}", archive.string()));
+  }
+  return shape->get<std::vector<int64_t>>();
+}
+
 namespace {
 
 std::string utc_now() {

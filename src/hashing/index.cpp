@@ -110,13 +110,7 @@ HashModel HashModel::load(const fs::path& path) {
                     path.string()));
   }
   m.bits = card["hash_bits"].get<int64_t>();
-  const Json* shape = find_dotted(card, "input.shape");
-  if (!shape || !shape->is_array() || shape->size() != 3 ||
-      !std::all_of(shape->begin(), shape->end(),
-                   [](const Json& d) { return d.is_number_integer() && d.get<int64_t>() > 0; })) {
-    throw Error(fmt::format("{}: the model card gives no image input shape {{C, H, W}}", path.string()));
-  }
-  m.input_shape = shape->get<std::vector<int64_t>>();
+  m.input_shape = card_image_shape(card, path);
   if (m.bits < 1 || m.bits > kMaxBits)
     throw Error(fmt::format("{}: hash_bits {} is not in [1, {}]", path.string(), m.bits, kMaxBits));
   m.fingerprint = model_fingerprint(m.module);
@@ -338,23 +332,13 @@ std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::T
                                       int64_t radius) {
   TORCH_CHECK(codes.dim() == 2 && query.numel() == codes.size(1) && k >= 1,
               "hamming_search: a packed query [W] and codes [N, W]");
-  const torch::Tensor db = codes.to(torch::kCPU, torch::kInt64).contiguous();
-  const torch::Tensor q = query.to(torch::kCPU, torch::kInt64).contiguous();
-  const int64_t n = db.size(0), words = db.size(1), most = words * 64;
-  const auto* dp = reinterpret_cast<const uint64_t*>(db.data_ptr<int64_t>());
-  const auto* qp = reinterpret_cast<const uint64_t*>(q.data_ptr<int64_t>());
-  std::vector<uint16_t> distance(static_cast<std::size_t>(n));
-  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      int d = 0;
-      for (int64_t w = 0; w < words; ++w) d += __builtin_popcountll(qp[w] ^ dp[j * words + w]);
-      distance[static_cast<std::size_t>(j)] = static_cast<uint16_t>(d);
-    }
-  });
+  const int64_t n = codes.size(0), most = codes.size(1) * 64;
+  const torch::Tensor distances = hamming_distances(query.reshape({1, -1}), codes)[0];
+  const int16_t* distance = distances.data_ptr<int16_t>();
   // A counting selection: the distance at which the k-th neighbour lies, then the items up to it
   // in index order.
   std::vector<int64_t> histogram(static_cast<std::size_t>(most) + 1, 0);
-  for (const uint16_t d : distance) ++histogram[d];
+  for (int64_t j = 0; j < n; ++j) ++histogram[static_cast<std::size_t>(distance[j])];
   const int64_t limit = radius >= 0 ? std::min(radius, most) : most;
   int64_t cut = 0, below = 0;
   for (; cut <= limit; ++cut) {
@@ -365,7 +349,7 @@ std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::T
   int64_t at_cut = std::min(k - std::min(below, k), histogram[static_cast<std::size_t>(cut)]);
   std::vector<std::vector<int64_t>> by_distance(static_cast<std::size_t>(cut) + 1);
   for (int64_t j = 0; j < n; ++j) {
-    const int64_t d = distance[static_cast<std::size_t>(j)];
+    const int64_t d = distance[j];
     if (d < cut) {
       by_distance[static_cast<std::size_t>(d)].push_back(j);
     } else if (d == cut && at_cut > 0) {

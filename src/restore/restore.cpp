@@ -129,12 +129,7 @@ Restorer Restorer::load(const fs::path& archive) {
   Restorer r;
   r.card_ = read_model_card(archive);
   r.module_ = load_torchscript(archive);
-  const Json* shape = find_dotted(r.card_, "input.shape");
-  if (!shape || !shape->is_array() || shape->size() != 3 ||
-      !std::all_of(shape->begin(), shape->end(), [](const Json& d) { return d.is_number_integer() && d.get<int64_t>() > 0; })) {
-    throw Error(fmt::format("{}: the model card gives no image input shape {{C, H, W}}", archive.string()));
-  }
-  const auto dims = shape->get<std::vector<int64_t>>();
+  const std::vector<int64_t> dims = card_image_shape(r.card_, archive);
   r.channels_ = dims[0];
   if (r.channels_ != 1 && r.channels_ != 3) {
     throw Error(fmt::format("{}: the model takes {} channels; restore works with 1 or 3", archive.string(), dims[0]));

@@ -18,8 +18,8 @@ torch::Tensor pack_bits(const torch::Tensor& bits);
 torch::Tensor unpack_bits(const torch::Tensor& words, int64_t bits);
 
 /// Hamming distances of `queries` to every code of `database` (packed, [Q, W] and [N, W], W at most
-/// 16), by 64-bit XOR and popcount, over LibTorch's intra-op threads: uint8 [Q, N]. Meant for
-/// blocks of queries; `hamming_histograms` never holds the [Q, N] matrix.
+/// 16), by 64-bit XOR and popcount, the database split over LibTorch's intra-op threads: int16
+/// [Q, N]. Meant for a query or a block of them; `hamming_histograms` never holds the [Q, N] matrix.
 torch::Tensor hamming_distances(const torch::Tensor& queries, const torch::Tensor& database);
 
 /// For each query, how many database items lie at each Hamming distance 0..bits, and how many

@@ -43,6 +43,9 @@ torch::jit::Module load_torchscript(const std::filesystem::path& archive);
 /// is missing, not a TorchScript archive, or has no card.
 Json read_model_card(const std::filesystem::path& archive);
 
+/// The image shape {C, H, W} a model card gives as input.shape, or an Error naming `archive`.
+std::vector<int64_t> card_image_shape(const Json& card, const std::filesystem::path& archive);
+
 /// `torchae export`: the trained run in `run_dir` as a TorchScript archive at `out`, checked
 /// against the native model on inputs drawn from the run's test split. The run is evaluated
 /// first when it has no eval.json yet, so that the card carries its metrics; `card_extra`'s
