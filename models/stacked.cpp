@@ -85,10 +85,18 @@ StackedLayer read_layer(const Json& item, const std::string& prefix, const Regis
   return layer;
 }
 
+// The stack of a `stacked` model given no layers: a stacked denoising autoencoder (Vincent et al.,
+// JMLR 2010), each layer a denoising autoencoder under its family's default corruption, with the
+// widths of the default `undercomplete` model (a 512-unit hidden layer, a 32-unit code), so that
+// the two defaults are the same network trained two ways: greedily layer by layer, then fine-tuned,
+// against end to end from the start.
+const Json kDefaultLayers = Json::parse(R"([{"units": 512, "family": "denoising"}, {"units": 32, "family": "denoising"}])");
+
 // Reads model.layers, input side first.
 std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data, const Registry& registry) {
   const Json* given = r.raw("layers");
-  r.require(given && given->is_array() && !given->empty(), "layers",
+  if (given == nullptr) given = &kDefaultLayers;
+  r.require(given->is_array() && !given->empty(), "layers",
             "expected a non-empty list of layers, e.g. [{\"units\": 1000, \"family\": \"denoising\"}]");
   std::vector<StackedLayer> layers;
   Json resolved = Json::array();
@@ -265,7 +273,8 @@ void register_stacked(Registry& registry) {
   registry.add(
       {"stacked",
        "a deep autoencoder pretrained greedily, layer by layer, each layer a shallow autoencoder of its own "
-       "family (layers: [{units, family, epochs, lr, family options...}]), then fine-tuned end to end "
+       "family (layers: [{units, family, epochs, lr, family options...}], default 512 then 32 denoising), then "
+       "fine-tuned end to end "
        "(finetune) and optionally through a softmax head on labels (classify); epochs/lr 0 take train's",
        [](OptionReader& r, const DataSpec& data, const Registry& registry) -> ModelMaker {
          StackedOptions o(read_layers(r, data, registry));

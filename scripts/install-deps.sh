@@ -15,6 +15,7 @@ packages=(
   opencv-doc            # natural images for restoration: /usr/share/doc/opencv-doc/examples/data
   python3-torch         # /usr/bin/python3 with the same PyTorch, for reference checks and bench/
   time                  # GNU time: the peak memory of a streamed run, measured by the tests
+  chromium              # headless: the tests render torchae report's HTML page in a real browser
 )
 if [ "${1:-}" = --sanitizers ]; then
   packages+=(

@@ -44,6 +44,17 @@ CliResult run_command(const std::string& command) {
 
 CliResult run_cli(const std::string& args) { return run_command(fmt::format("'{}' {}", TORCHAE_CLI, args)); }
 
+std::pair<int, int> png_size(const std::filesystem::path& path) {
+  const std::string bytes = read_text(path);
+  if (bytes.size() < 24 || bytes.compare(1, 3, "PNG") != 0) return {0, 0};
+  auto word = [&](std::size_t at) {
+    int value = 0;
+    for (std::size_t i = 0; i < 4; ++i) value = value * 256 + static_cast<unsigned char>(bytes[at + i]);
+    return value;
+  };
+  return {word(16), word(20)};
+}
+
 std::vector<std::string> read_lines(const std::filesystem::path& path) {
   std::istringstream text(read_text(path));
   std::vector<std::string> lines;

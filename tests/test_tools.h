@@ -130,6 +130,10 @@ struct CliResult {
 /// Runs a shell command, capturing its exit code, stdout and stderr.
 CliResult run_command(const std::string& command);
 
+/// Width and height of a PNG file, from its IHDR chunk (bytes 16-23, big-endian); {0, 0} when it
+/// is not a PNG.
+std::pair<int, int> png_size(const std::filesystem::path& path);
+
 /// `train` options for small, fast runs on the first 1,200 Fashion-MNIST images.
 inline const std::string kSmallRun = "--set data.limit=1200 --set train.batch_size=64 --set model.hidden=[64] "
                                      "--set model.code_size=16 --set train.progress=lines";

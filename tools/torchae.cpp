@@ -15,6 +15,7 @@
 #include "torchae/train/trainer.h"
 #include "torchae/version.h"
 #include "torchae/viz/pictures.h"
+#include "torchae/viz/report.h"
 
 #include <torch/torch.h>
 
@@ -209,7 +210,7 @@ void build_zoo(const std::filesystem::path& recipe_dir, std::vector<std::string>
   for (const auto& name : names) torchae::find_recipe(recipes, name);
   for (const auto& name : names) {
     std::cout << "== zoo: " << name << "\n" << std::flush;
-    torchae::zoo_build(torchae::find_recipe(recipes, name), out_dir);
+    torchae::zoo_build(torchae::find_recipe(recipes, name), out_dir, torchae::console_reporter());
     std::cout << (out_dir / (name + ".pt")).string() << "\n";
   }
 }
@@ -325,9 +326,12 @@ void add_train(CLI::App& app, char** argv) {
     double timeout = 60;
   };
   auto args = std::make_shared<Args>();
+  train->footer(
+      "Configuration keys, their defaults and ranges: README.md, section \"Configuration\"; torchae list names the "
+      "families, and a wrong key is refused by name. config.json in a run directory is a complete example.");
   train->add_option("--config", args->config, "JSON configuration file");
   train->add_option("--set", args->overrides, "override a key, e.g. --set train.epochs=3 (repeatable)")->take_all();
-  auto* out = train->add_option("--out", args->out, "run directory to create");
+  auto* out = train->add_option("--out", args->out, "REQUIRED (unless --resume): run directory to create");
   auto* resume = train->add_option("--resume", args->resume, "run directory to continue");
   out->excludes(resume);
   resume->excludes("--config");
@@ -345,11 +349,18 @@ void add_train(CLI::App& app, char** argv) {
       throw torchae::Error("train: --out RUN_DIR (or --resume RUN_DIR) is required");
     }
     auto group = torchae::join_process_group(std::chrono::milliseconds(static_cast<int64_t>(args->timeout * 1000)));
+    const std::string run = args->resume.empty() ? args->out : args->resume;
     if (!args->resume.empty()) {
-      torchae::resume_run(args->resume, args->overrides, group);
-      return;
+      torchae::resume_run(args->resume, args->overrides, group, torchae::console_reporter());
+    } else {
+      torchae::train_run(read_config(args->config, args->overrides), args->out, group, torchae::console_reporter());
     }
-    torchae::train_run(read_config(args->config, args->overrides), args->out, group);
+    if (!group || group->is_writer()) {
+      std::cout << fmt::format(
+          "trained: {0}\nnext:\n  torchae eval --run {0}\n  torchae viz --run {0} --what curves --out {0}/curves.png\n"
+          "  torchae report --run {0}\n  torchae export --run {0} --out {0}/model.pt\n",
+          run);
+    }
   });
 }
 
@@ -379,6 +390,9 @@ void add_eval(CLI::App& app, char** argv) {
   eval->add_option("--device", args->options.device, "auto, cpu, cuda or cuda:N (default: the run's train.device)");
   eval->add_flag("--probe", args->options.probe,
                  "add the accuracy of a linear probe (logistic regression on the frozen codes, and on pixels)");
+  eval->add_option("--corrupt", args->options.corrupt,
+                   "KIND:LEVEL, e.g. gaussian:0.2 or masking:0.25: also score reconstructions of the test images so "
+                   "corrupted (seed 0) against the clean ones, beside PCA's and the corrupted input's");
   eval->add_flag("--retrieval", args->options.retrieval,
                  "a model with a binary code: retrieval of the training set by the test set's codes (mAP, precision), "
                  "against LSH, PCA hashing, ITQ and Euclidean kNN");
@@ -398,7 +412,7 @@ void add_viz(CLI::App& app, char** argv) {
   };
   auto args = std::make_shared<Args>();
   viz->add_option("--run", args->run, "run directory")->required();
-  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp, latent, chains or pr")->required();
+  viz->add_option("--what", args->what, "filters, recon, maximize, samples, interp, latent, chains, pr or curves")->required();
   viz->add_option("--out", args->out, "PNG file to write")->required();
   viz->add_option("--unit", args->unit, "maximize: the code unit (default: units 0..count-1)")
       ->check(integer_at_least(0));
@@ -414,6 +428,14 @@ void add_viz(CLI::App& app, char** argv) {
     torchae::viz_run(args->run, args->what, args->out, args->unit, count, args->gibbs_steps);
     std::cout << args->out << "\n";
   });
+}
+
+void add_report(CLI::App& app, char** argv) {
+  auto* command = app.add_subcommand("report", "one self-contained HTML page of a run: config, curves, metrics, pictures");
+  auto args = std::make_shared<std::pair<std::string, std::string>>();
+  command->add_option("--run", args->first, "run directory")->required();
+  command->add_option("--out", args->second, "HTML file to write (default: RUN_DIR/report.html)");
+  computes(command, argv, [args] { std::cout << torchae::report_run(args->first, args->second).string() << "\n"; });
 }
 
 void add_export(CLI::App& app, char** argv) {
@@ -510,22 +532,25 @@ void add_restore(CLI::App& app, char** argv) {
   restore->add_option("--model", args->model, "TorchScript archive written by torchae export or zoo build")->required();
   restore->add_option("--task", args->task, "denoise, inpaint or colorize")->required()->check(CLI::IsMember(kRestoreTasks));
   restore->add_option("--in", args->in, "image to restore (any format OpenCV reads)")->required();
-  restore->add_option("--out", args->out, "PNG to write")->required();
+  restore->add_option("--out", args->out, "image to write, encoded as its name says (.png, .jpg, .bmp, .tif, .webp)")->required();
   restore->add_option("--noise", args->noise,
                       "demo: corrupt the image first, SIGMA (Gaussian, 0-255 units) or salt_pepper:P; writes <out>_noisy.png");
   restore->add_option("--mask", args->mask,
                       "inpaint: a mask image (white = missing) or random|scratches|blocks|text[:FRACTION], drawn by the tool");
   restore->add_option("--seed", args->seed, "seed of --noise and drawn masks")->capture_default_str();
-  restore->add_option("--tile", args->tiling.tile, "side of the tiles a large image is cut into")
-      ->check(integer_at_least(1))
-      ->capture_default_str();
-  restore->add_option("--margin", args->tiling.margin, "context around each tile, discarded")
-      ->check(integer_at_least(0))
-      ->capture_default_str();
+  args->tiling.tile = 0;     // the model's
+  args->tiling.margin = -1;  // the model's
+  restore->add_option("--tile", args->tiling.tile, "side of the tiles a large image is cut into (default 256)")
+      ->check(integer_at_least(1));
+  restore->add_option("--margin", args->tiling.margin,
+                      "context around each tile, discarded (default: the model's: an eighth of a fixed-size model's "
+                      "side, 32 pixels for a convolutional one)")
+      ->check(integer_at_least(0));
   computes(restore, argv, [args] {
     torch::manual_seed(args->seed);
+    const auto warn = [](const std::string& text) { std::cerr << "torchae: warning: " << text << "\n"; };
     for (const auto& path : torchae::restore_file(args->model, torchae::parse_restore_task(args->task), args->in,
-                                                  args->out, args->noise, args->mask, &args->tiling)) {
+                                                  args->out, args->noise, args->mask, &args->tiling, warn)) {
       std::cout << path.string() << "\n";
     }
   });
@@ -624,6 +649,7 @@ int main(int argc, char** argv) {
   add_eval(app, argv);
   add_viz(app, argv);
   add_export(app, argv);
+  add_report(app, argv);
   add_zoo(app, argv);
   add_bench(app, argv);
   add_fd_net(app, argv);

@@ -67,6 +67,17 @@ DataOptions DataOptions::from(OptionReader& r) {
   return o;
 }
 
+Json DataOptions::to_json() const {
+  Json j{{"dataset", dataset}, {"path", path}, {"limit", limit}};
+  if (dataset == "images") {
+    j.update({{"patch", patch}, {"patches", patches}, {"channels", channels}, {"test_images", test_images}});
+  }
+  j.update({{"validation_fraction", validation_fraction}, {"center", center}, {"source", source},
+            {"standardize", standardize}, {"workers", workers}, {"prefetch", prefetch}});
+  if (dataset == "images") j.update({{"cache_mb", cache_mb}, {"on_error", on_error}});
+  return j;
+}
+
 namespace {
 
 std::filesystem::path find_part(const std::filesystem::path& dir, const std::string& stem) {

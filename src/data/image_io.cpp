@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <fstream>
 #include <string_view>
 
@@ -166,7 +167,27 @@ void write_png_mat(const fs::path& path, const cv::Mat& mat) {
   });
 }
 
-void write_image(const fs::path& path, const torch::Tensor& image) { write_png_mat(path, to_mat8(image)); }
+std::string format_of_name(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (ext == ".jpeg") return ".jpg";
+  if (ext == ".tiff") return ".tif";
+  for (const char* known : {".png", ".jpg", ".bmp", ".tif", ".webp"}) {
+    if (ext == known) return ext;
+  }
+  throw Error(fmt::format("{}: cannot tell the image format from the name; end it in .png, .jpg, .bmp, .tif or .webp",
+                          path.string()));
+}
+
+void write_image(const fs::path& path, const torch::Tensor& image) {
+  const std::string format = format_of_name(path);
+  if (format == ".png") return write_png_mat(path, to_mat8(image));
+  std::vector<uchar> bytes;
+  if (!cv::imencode(format, to_mat8(image), bytes)) throw Error(fmt::format("cannot encode {} as {}", path.string(), format));
+  write_atomically(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  });
+}
 
 torch::Tensor luma(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() >= 3 && images.size(-3) == 3, "luma: expected colour images [..., 3, H, W], got ",

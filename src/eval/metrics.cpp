@@ -5,7 +5,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <cmath>
+#include <mutex>
 
 namespace torchae {
 
@@ -133,6 +137,72 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
               {"code_size", model.code_size()},
               {"pca_components", components},
               {"n_test", data.test.size()}};
+}
+
+CorruptionOptions parse_corruption_spec(const std::string& text, const DataSpec& spec) {
+  const auto colon = text.find(':');
+  double level = 0.0;
+  std::size_t used = 0;
+  try {
+    if (colon != std::string::npos) level = std::stod(text.substr(colon + 1), &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (colon == std::string::npos || used == 0 || used != text.size() - colon - 1 || !std::isfinite(level)) {
+    throw Error(fmt::format("--corrupt \"{}\": expected KIND:LEVEL, e.g. gaussian:0.2 or masking:0.25 (kinds: {})", text,
+                            fmt::join(corruption_names(), ", ")));
+  }
+  const Json section{{"corruption", text.substr(0, colon)}, {"level", level}, {"clip", true}};
+  OptionReader reader(section, "--corrupt");
+  const CorruptionOptions options = CorruptionOptions::from(reader, spec, "none", 0.0);
+  reader.finish();
+  if (options.kind == CorruptionKind::none) throw Error("--corrupt: none corrupts nothing; give a kind and a level");
+  return options;
+}
+
+Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const CorruptionOptions& corruption,
+                        const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  model.module().eval();
+  const torch::Tensor clean = data.test.inputs;
+  torch::Tensor corrupted;
+  {
+    // Seeded, without disturbing the caller's stream of random numbers (the generator locks
+    // itself for each draw: its mutex is held only around the state's copies).
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    at::Tensor state;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      state = generator.get_state();
+      generator.set_current_seed(0);
+    }
+    corrupted = corrupt(clean, corruption).input;
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  }
+  const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
+  const int64_t components = std::min(model.code_size(), train.size(1));
+  PCA pca;
+  if (components < train.size(1)) pca = PCA::fit(train, components);
+  const double peak = data.spec.peak;
+  const auto n = static_cast<double>(clean.size(0));
+  const int64_t batch = 1000;
+  double sse[3] = {0, 0, 0}, psnr_sum[3] = {0, 0, 0};
+  for (int64_t start = 0; start < clean.size(0); start += batch) {
+    const int64_t count = std::min(batch, clean.size(0) - start);
+    const torch::Tensor x = clean.narrow(0, start, count), seen = corrupted.narrow(0, start, count);
+    const torch::Tensor outputs[3] = {seen, model.forward(seen.to(device)).reconstruction.cpu(),
+                                      components < train.size(1) ? pca.reconstruct(seen) : seen};
+    for (int k = 0; k < 3; ++k) {
+      const torch::Tensor example_mse = (outputs[k].to(torch::kFloat64) - x.to(torch::kFloat64)).pow(2).flatten(1).mean(1);
+      sse[k] += example_mse.sum().item<double>();
+      psnr_sum[k] += psnr_of_mse(example_mse, peak).sum().item<double>();
+    }
+  }
+  return Json{{"corruption", to_string(corruption.kind)}, {"level", corruption.level},
+              {"input_mse", sse[0] / n},                   {"input_psnr_db", psnr_sum[0] / n},
+              {"test_mse", sse[1] / n},                    {"test_psnr_db", psnr_sum[1] / n},
+              {"pca_test_mse", sse[2] / n},                {"pca_test_psnr_db", psnr_sum[2] / n}};
 }
 
 double classification_accuracy(const std::function<torch::Tensor(const torch::Tensor&)>& scores,

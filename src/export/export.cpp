@@ -67,6 +67,26 @@ void ScriptModel::method(const std::string& signature, const std::vector<std::st
   if (!scope_.empty()) scope_methods_.push_back(name);
 }
 
+void ScriptModel::prepend(const std::string& name, const std::vector<std::string>& body) {
+  const std::string header = "def " + name + "(";
+  std::size_t at = source_.rfind("\n" + header);
+  at = source_.compare(0, header.size(), header) == 0 ? 0 : (at == std::string::npos ? at : at + 1);
+  TORCH_CHECK(at != std::string::npos, "ScriptModel: no method \"", name, "\" to prepend to");
+  const std::size_t line_end = source_.find('\n', at) + 1;
+  std::string lines;
+  for (const auto& line : body) lines += "    " + line + "\n";
+  source_.insert(line_end, lines);
+}
+
+std::vector<std::string> restoration_tasks(const Json& model_config) {
+  const std::string corruption = model_config.is_object() ? model_config.value("corruption", "") : "";
+  if (corruption == "gaussian" || corruption == "salt_pepper") return {"denoise"};
+  if (corruption == "masking") return {"denoise", "inpaint"};
+  if (corruption == "inpaint") return {"inpaint"};
+  if (corruption == "gray") return {"colorize"};
+  return {};
+}
+
 bool ScriptModel::has_method(const std::string& name) const {
   return std::find(methods_.begin(), methods_.end(), scope_ + name) != methods_.end();
 }
@@ -107,6 +127,16 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
     }
   }
 
+  if (const int64_t m = model.size_multiple(); m > 1) {
+    // A fully convolutional model would return another size for a side that is not a multiple of
+    // its stride: refused with the reason instead.
+    for (const char* name : {"forward", "encode"}) {
+      script.prepend(name, {fmt::format("assert x.size(-1) % {0} == 0 and x.size(-2) % {0} == 0, \"torchae: this fully "
+                                        "convolutional model takes heights and widths that are multiples of {0}, got "
+                                        "\" + str(x.size(-2)) + \"x\" + str(x.size(-1))",
+                                        m)});
+    }
+  }
   torch::jit::Module module("__torch__.torchae.Autoencoder");
   for (const auto& [name, tensor] : script.tensors()) module.register_parameter(name, tensor, /*is_buffer=*/false);
   // What image sizes the model takes besides its training shape (see Autoencoder::size_multiple).
@@ -304,6 +334,17 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
     card["hash_note"] = "hash(x) returns the binary code of x as uint8 0/1, [N, hash_bits]: bit j is 1 where code unit "
                         "j's input is positive (torchae index packs it 64 bits to a word, bit j at bit j % 64)";
   }
+  // What the model restores (torchae restore checks --task and the input against it).
+  const Json model_config = run.config.value("model", Json::object());
+  card["trained_for"] = {
+      {"tasks", restoration_tasks(model_config)},
+      {"corruption", model_config.value("corruption", "none")},
+      {"level", model_config.value("level", 0.0)},
+      {"channels", spec.shape.empty() ? int64_t{0} : spec.shape.front()},
+      {"input_size", module.attr("size_multiple").toInt() > 0
+                         ? Json(fmt::format("any multiple of {}", module.attr("size_multiple").toInt()))
+                         : Json(std::vector<int64_t>(spec.shape.begin() + (spec.shape.size() == 3 ? 1 : 0), spec.shape.end()))},
+      {"dataset", run.data_options.dataset}};
   card.update(card_extra);
   save_torchscript(module, card, out);
   return card;

@@ -41,13 +41,13 @@ const ZooRecipe& find_recipe(const std::vector<ZooRecipe>& recipes, const std::s
   throw Error(fmt::format("zoo: unknown recipe \"{}\" (known: {})", name, fmt::join(names, ", ")));
 }
 
-Json zoo_build(const ZooRecipe& recipe, const fs::path& out) {
+Json zoo_build(const ZooRecipe& recipe, const fs::path& out, std::shared_ptr<Reporter> reporter) {
   const fs::path run_dir = out / recipe.name;
   std::error_code ec;
   if (fs::exists(run_dir / "config.json", ec)) {
-    resume_run(run_dir, {});
+    resume_run(run_dir, {}, nullptr, reporter);
   } else {
-    train_run(recipe.config, run_dir);
+    train_run(recipe.config, run_dir, nullptr, reporter);
   }
   evaluate_run(run_dir);
   return export_run(run_dir, out / (recipe.name + ".pt"),

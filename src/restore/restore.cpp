@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/photo.hpp>
 
@@ -247,19 +248,56 @@ torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width) 
   return random_mask(height, width, parse_mask_kind(kind), fraction);
 }
 
+std::vector<RestoreTask> trained_tasks(const Json& card) {
+  std::vector<RestoreTask> tasks;
+  for (const std::string& name : restoration_tasks(card.value("config", Json::object()).value("model", Json::object()))) {
+    tasks.push_back(parse_restore_task(name));
+  }
+  return tasks;
+}
+
 std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
-                                   const std::string& noise, const std::string& mask_spec, const TileOptions* tiling) {
+                                   const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
+                                   const std::function<void(const std::string&)>& warn) {
   check_output_path(out, "--out");
+  format_of_name(out);
   Restorer model = Restorer::load(archive);
   if (tiling) {
-    const int64_t multiple = model.tiling().multiple;
-    const auto window = model.tiling().window;
-    model.tiling() = *tiling;
-    model.tiling().multiple = multiple;
-    model.tiling().window = window;
+    if (tiling->tile > 0) model.tiling().tile = tiling->tile;
+    if (tiling->margin >= 0) model.tiling().margin = tiling->margin;
+  }
+  const std::vector<RestoreTask> tasks = trained_tasks(model.card());
+  const Json model_config = model.card().value("config", Json::object()).value("model", Json::object());
+  if (!tasks.empty() && std::find(tasks.begin(), tasks.end(), task) == tasks.end()) {
+    std::vector<std::string> names;
+    for (const RestoreTask t : tasks) names.push_back("--task " + to_string(t));
+    throw Error(fmt::format("--task {}: {} was trained with corruption \"{}\", for {}, not to {}", to_string(task),
+                            archive.string(), model_config.value("corruption", ""), fmt::join(names, " or "),
+                            to_string(task)));
+  }
+  // Warnings are given once the arguments have been accepted, just before the model runs.
+  std::vector<std::string> warnings;
+  if (tasks.empty()) {
+    warnings.push_back(fmt::format("{} was trained without corruption (family {}): it reconstructs what it sees "
+                                   "rather than restoring it",
+                                   archive.string(), model_config.value("family", "?")));
   }
   model.require_task(task);  // before anything is written next to `out`
   torch::Tensor image = read_image(in, model.channels());
+  const auto& window = model.tiling().window;
+  if (!window.empty()) {
+    const int64_t file_channels = read_image(in, 0).size(0);
+    const bool large = image.size(1) > 4 * window[0] || image.size(2) > 4 * window[1];
+    if (large || file_channels != model.channels()) {
+      const std::string data = model.card().value("config", Json::object()).value("data", Json::object()).value(
+          "dataset", "its data");
+      warnings.push_back(fmt::format(
+          "{} is a {}x{} {} image; the model was trained on {}x{} {} images of {} and sees it as {}x{} windows: "
+          "expect a poor restoration (train a conv model on image patches for photographs)",
+          in.string(), image.size(2), image.size(1), file_channels == 3 ? "colour" : "gray", window[1], window[0],
+          model.channels() == 3 ? "colour" : "gray", data, window[1], window[0]));
+    }
+  }
   const fs::path dir = out.parent_path();
   const std::string stem = out.stem().string();
   auto beside = [&](const std::string& suffix) { return dir / (stem + suffix); };
@@ -283,6 +321,9 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
   if (task == RestoreTask::colorize) {
     write_image(beside("_gray.png"), gray_in_three_channels(image));
     written.push_back(beside("_gray.png"));
+  }
+  if (warn) {
+    for (const auto& warning : warnings) warn(warning);
   }
   write_image(out, model.restore(task, image, mask));
   written.push_back(out);

@@ -43,6 +43,10 @@ void check_labels_fit(const Autoencoder& model, const DataSplits& data) {
 
 }  // namespace
 
+Json run_config(const BuiltModel& model, const DataOptions& data, const TrainOptions& train) {
+  return {{"model", model.resolved}, {"data", data.to_json()}, {"train", train.to_json()}};
+}
+
 Run prepare_run(const Json& config, bool with_test) {
   if (!config.is_object()) throw Error(fmt::format("config: expected a JSON object, got {}", config.dump()));
   for (const auto& item : config.items()) {
@@ -201,11 +205,13 @@ void check_same_config(ProcessGroup* group, const Json& config) {
 
 }  // namespace
 
-void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<ProcessGroup> group) {
+void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<ProcessGroup> group,
+               std::shared_ptr<Reporter> reporter) {
   // Before the data is loaded: the common mistake fails fast.
   on_writer(group.get(), [&] { refuse_a_run_there(run_dir); });
   Run run = prepare_run(config, /*with_test=*/false);
   run.train_options.group = group;
+  run.train_options.reporter = std::move(reporter);
   check_same_config(group.get(), run.config);
   std::optional<RunClaim> claim;
   on_writer(group.get(), [&] {
@@ -226,8 +232,9 @@ void fit_run(Run& run, const fs::path& run_dir, bool resume) {
   // A run stopped before its first epoch ended has a config but no checkpoint: starting it
   // from epoch 0 with the same config and seed is exactly what it would have done.
   const auto nothing_to_resume = [&] {
-    if (run.train_options.progress != "none" && (!run.train_options.group || run.train_options.group->is_writer())) {
-      std::cout << fmt::format("{}: no checkpoint yet; starting from the beginning\n", run_dir.string());
+    const TrainOptions& o = run.train_options;
+    if (o.reporter && o.progress != "none" && (!o.group || o.group->is_writer())) {
+      o.reporter->on_note(fmt::format("{}: no checkpoint yet; starting from the beginning", run_dir.string()));
     }
   };
   StagedTrainer trainer(run.model.model, run.train_options, run_dir);
@@ -263,7 +270,7 @@ fs::path checkpoint_of(const fs::path& run_dir) {
 }  // namespace
 
 void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrides,
-                std::shared_ptr<ProcessGroup> group) {
+                std::shared_ptr<ProcessGroup> group, std::shared_ptr<Reporter> reporter) {
   std::optional<RunClaim> claim;
   on_writer(group.get(), [&] {
     read_run_config(run_dir);  // not a run directory: said before anything else
@@ -291,6 +298,7 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   }
   Run run = prepare_run(config, /*with_test=*/false);
   run.train_options.group = group;
+  run.train_options.reporter = std::move(reporter);
   check_same_config(group.get(), run.config);
   check_config_fits_checkpoint(run.config, checkpoint_config(run_dir), run_dir);
   // Every rank has read config.json before rank 0 writes it again.
@@ -378,6 +386,9 @@ void reduce_means(ProcessGroup& group, Json& metrics, int64_t count, int64_t tot
 Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options) {
   ProcessGroup* group = options.group.get();
   run.train_options.group = options.group;
+  // A bad --corrupt is refused before anything is computed.
+  const std::optional<CorruptionOptions> corruption =
+      options.corrupt.empty() ? std::nullopt : std::optional(parse_corruption_spec(options.corrupt, run.data.spec));
   const torch::Device device = training_device(run.train_options);
   set_threads(run.train_options.threads);
   run.model.model->module().to(device);
@@ -405,6 +416,7 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   if (group && !group->is_writer()) return metrics;
   if (options.probe) metrics.update(evaluate_probe(*run.model.model, run.data, device));
   if (options.retrieval) metrics["retrieval"] = evaluate_retrieval(*run.model.model, run.data, device);
+  if (corruption) metrics["corrupted"] = evaluate_corrupted(*run.model.model, run.data, *corruption, device);
   // Sample quality, where the feature network means something: generative models of the
   // Fashion-MNIST images themselves.
   if (auto* generative = dynamic_cast<Generative*>(run.model.model.get());

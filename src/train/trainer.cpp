@@ -17,6 +17,8 @@
 #include <limits>
 #include <set>
 #include <sstream>
+
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace torchae {
@@ -51,6 +53,19 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   o.progress = r.choice("progress", o.progress, {"auto", "lines", "none"});
   r.finish();
   return o;
+}
+
+Json TrainOptions::to_json() const {
+  return {{"epochs", epochs},       {"batch_size", batch_size},
+          {"lr", lr},               {"seed", seed},
+          {"device", device},       {"optimizer", optimizer},
+          {"beta1", beta1},         {"beta2", beta2},
+          {"momentum", momentum},   {"nesterov", nesterov},
+          {"weight_decay", weight_decay}, {"schedule", schedule},
+          {"step_size", step_size}, {"gamma", gamma},
+          {"min_lr", min_lr},       {"clip_grad_norm", clip_grad_norm},
+          {"patience", patience},   {"min_delta", min_delta},
+          {"threads", threads},     {"progress", progress}};
 }
 
 double TrainOptions::lr_at(int64_t epoch) const {
@@ -127,34 +142,44 @@ class LossMeter {
   std::vector<std::pair<std::string, double>> terms_;
 };
 
-// A one-line progress bar redrawn in place on a terminal, at most ten times a second.
-class ProgressBar {
- public:
-  ProgressBar(int64_t epoch, int64_t epochs, int64_t total) : epoch_(epoch), epochs_(epochs), total_(total) {}
+// The columns of the terminal on stderr; 80 when it reports none.
+int terminal_columns() {
+  winsize size{};
+  if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 80;
+}
 
-  void update(int64_t done, double loss) {
-    const double elapsed = seconds_since(start_);
-    if (done < total_ && elapsed - last_ < 0.1) return;
-    last_ = elapsed;
-    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-    const int width = 24;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(total_, 1));
-    std::fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s%s] %lld/%lld  %.0f samples/s  loss %.5g  ETA %s",
-                 static_cast<long long>(epoch_), static_cast<long long>(epochs_),
-                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_), rate, loss,
-                 format_duration(rate > 0 ? static_cast<double>(total_ - done) / rate : 0).c_str());
+// `Reporter` for a person at a terminal, or a log: see console_reporter().
+class ConsoleReporter final : public Reporter {
+ public:
+  void on_batch(const TrainingStage& stage, const BatchProgress& progress) override {
+    if (!terminal_) return;
+    if (progress.done < progress.total && progress.seconds - last_ < 0.1) return;
+    last_ = progress.seconds;
+    drawn_ = true;
+    std::fprintf(stderr, "\r\033[K%s", progress_line(stage.name, progress, terminal_columns()).c_str());
     std::fflush(stderr);
   }
-  void clear() {
+  void on_batches_end(const TrainingStage& /*stage*/) override {
+    last_ = -1.0;
+    if (!drawn_) return;
+    drawn_ = false;
     std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   }
+  void on_epoch_end(const TrainingStage& stage, const EpochRecord& record, int64_t epochs) override {
+    if (!stage.name.empty()) std::cout << stage.name << "  ";
+    std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
+                             record.epoch, epochs, record.train_loss, format_terms(record.train_terms),
+                             record.val_loss, record.samples_per_s, record.seconds)
+              << std::flush;
+  }
+  void on_note(const std::string& text) override { std::cout << text << "\n" << std::flush; }
 
  private:
-  int64_t epoch_, epochs_, total_;
-  Clock::time_point start_ = Clock::now();
+  const bool terminal_ = ::isatty(STDERR_FILENO) != 0;
   double last_ = -1.0;
+  bool drawn_ = false;
 };
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
@@ -659,8 +684,8 @@ EpochRecord Trainer::train_epoch(const Dataset* train, const BatchSource* stream
     feed = std::make_unique<MemoryFeed>(*train, options_.batch_size, order.to(device_), part, parts,
                                         model_->supervised());
   }
-  const bool bar = options_.progress == "auto" && writes() && ::isatty(STDERR_FILENO);
-  ProgressBar progress(epoch_ + 1, options_.epochs, examples);
+  Reporter* const bar = reporter("auto");
+  BatchProgress progress{epoch_ + 1, options_.epochs, 0, examples, 0.0, 0.0};
   LossMeter meter;
   int64_t seen = 0;
   for (int64_t i = 0; i < feed->size(); ++i) {
@@ -669,7 +694,7 @@ EpochRecord Trainer::train_epoch(const Dataset* train, const BatchSource* stream
     Losses losses = step_part(batch.inputs, batch.labels, count);
     const double total = losses.total.item<double>();
     if (!std::isfinite(total)) {
-      if (bar) progress.clear();
+      if (bar) bar->on_batches_end(stage_);
       throw Error(fmt::format(
           "training diverged: loss is {} at epoch {}, step {} of {}; {}", total, epoch_ + 1, i + 1, feed->size(),
           run_dir_.empty() || epoch_ == 0
@@ -679,9 +704,14 @@ EpochRecord Trainer::train_epoch(const Dataset* train, const BatchSource* stream
     }
     meter.add(losses, total, count);
     seen += count;
-    if (bar) progress.update(seen, meter.mean());
+    if (bar) {
+      progress.done = seen;
+      progress.loss = meter.mean();
+      progress.seconds = seconds_since(start);
+      bar->on_batch(stage_, progress);
+    }
   }
-  if (bar) progress.clear();
+  if (bar) bar->on_batches_end(stage_);
 
   EpochRecord record;
   record.epoch = epoch_ + 1;
@@ -719,18 +749,52 @@ void Trainer::finish_epoch(const EpochRecord& record) {
   epoch_ += 1;
   stopped_early_ = options_.patience > 0 && bad_epochs_ >= options_.patience;
   if (!run_dir_.empty()) save(record);
-  if (options_.progress != "none" && writes()) {
-    if (!stage_.name.empty()) std::cout << stage_.name << "  ";
-    std::cout << fmt::format("epoch {}/{}  train_loss={:.5g}{}  val_loss={:.5g}  {:.0f} samples/s  {:.1f}s\n",
-                             record.epoch, options_.epochs, record.train_loss, format_terms(record.train_terms),
-                             record.val_loss, record.samples_per_s, record.seconds)
-              << std::flush;
+  if (Reporter* r = reporter("lines")) {
+    r->on_epoch_end(stage_, record, options_.epochs);
     if (stopped_early_) {
-      std::cout << fmt::format("early stop: no validation improvement for {} epochs (best {:.5g})\n", bad_epochs_,
-                               best_val_);
+      r->on_note(fmt::format("early stop: no validation improvement for {} epochs (best {:.5g})", bad_epochs_,
+                             best_val_));
     }
   }
   if (on_epoch_end_) on_epoch_end_(record);
+}
+
+Reporter* Trainer::reporter(const char* at_least) const {
+  if (!options_.reporter || !writes() || options_.progress == "none") return nullptr;
+  if (std::string(at_least) == "auto" && options_.progress != "auto") return nullptr;
+  return options_.reporter.get();
+}
+
+std::shared_ptr<Reporter> console_reporter() { return std::make_shared<ConsoleReporter>(); }
+
+std::string progress_line(const std::string& stage, const BatchProgress& p, int columns) {
+  const double rate = p.seconds > 0 ? static_cast<double>(p.done) / p.seconds : 0.0;
+  const std::string head = (stage.empty() ? "" : stage + "  ") + fmt::format("epoch {}/{}", p.epoch, p.epochs);
+  const std::string count = fmt::format("{}/{}", p.done, p.total);
+  const std::string loss = fmt::format("loss {:.5g}", p.loss);
+  const std::string speed = fmt::format("{:.0f} samples/s", rate);
+  const std::string eta =
+      "ETA " + format_duration(rate > 0 ? static_cast<double>(p.total - p.done) / rate : 0.0);
+  const int room = std::max(columns - 1, 0);
+  auto with_bar = [&](int width, bool show_speed, bool show_eta) {
+    std::string line = head;
+    if (width > 0) {
+      const int filled = static_cast<int>(width * p.done / std::max<int64_t>(p.total, 1));
+      line += " [" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
+    }
+    line += " " + count + "  " + loss;
+    if (show_speed) line += "  " + speed;
+    if (show_eta) line += "  " + eta;
+    return line;
+  };
+  // Shorten gracefully: the ETA goes first, then the speed, then the bar narrows and goes.
+  for (const auto& [speed_on, eta_on] : {std::pair{true, true}, {true, false}, {false, false}}) {
+    const int fixed = static_cast<int>(with_bar(0, speed_on, eta_on).size()) + 3;  // " [" and "]"
+    const int width = std::min(24, room - fixed);
+    if (width >= 10) return with_bar(width, speed_on, eta_on);
+    if (!speed_on && fixed - 3 <= room) return with_bar(0, false, false);
+  }
+  return with_bar(0, false, false).substr(0, static_cast<std::size_t>(room));
 }
 
 void Trainer::fit(const Dataset& train, const Dataset& validation) { fit_epochs(&train, nullptr, validation); }
@@ -742,9 +806,7 @@ void Trainer::fit(const BatchSource& train, const Dataset& validation, LoaderOpt
 
 void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const Dataset& validation) {
   if (stopped_early_) {
-    if (options_.progress != "none" && writes()) {
-      std::cout << fmt::format("run had stopped early after epoch {}; nothing to do\n", epoch_);
-    }
+    if (Reporter* r = reporter("lines")) r->on_note(fmt::format("run had stopped early after epoch {}; nothing to do", epoch_));
     return;
   }
   const int64_t examples = stream ? stream->size() : train->size();
@@ -754,7 +816,14 @@ void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const 
   }
   const Dataset train_on_device = train ? train->to(device_) : Dataset{};
   const Dataset validation_on_device = validation.to(device_);
-  if (!run_dir_.empty() && writes()) std::filesystem::create_directories(run_dir_);
+  if (!run_dir_.empty() && writes()) {
+    std::filesystem::create_directories(run_dir_);
+    // A script's run: its configuration makes the directory one that eval, export, viz and report read.
+    std::error_code ec;
+    if (!config_.is_null() && !std::filesystem::exists(run_dir_ / kConfigFile, ec)) {
+      write_text_atomically(run_dir_ / kConfigFile, json_text(config_, 2) + "\n");
+    }
+  }
   while (epoch_ < options_.epochs && !stopped_early_) {
     const auto start = Clock::now();
     EpochRecord record = train_epoch(train ? &train_on_device : nullptr, stream);

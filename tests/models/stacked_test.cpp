@@ -296,7 +296,9 @@ TEST_F(StackedTest, ConfigurationErrorsNameTheLayerAndKey) {
     }
     return std::string("(no error)");
   };
-  EXPECT_NE(error_of({}).find("config: model.layers: expected a non-empty list of layers"), std::string::npos);
+  EXPECT_NE(error_of({{"layers", Json::array()}}).find("config: model.layers: expected a non-empty list of layers"),
+            std::string::npos);
+  EXPECT_EQ(error_of({}), "(no error)") << "no layers: the default stack";
   EXPECT_NE(error_of({{"layers", {{{"family", "denoising"}}}}}).find("config: model.layers[0].units: required"),
             std::string::npos);
   EXPECT_NE(error_of({{"layers", {{{"units", 4}}, {{"units", 3}, {"family", "vae"}}}}})

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
     options.batch_size = 100;  // the global batch: each of N ranks steps on 100 / N examples
     options.device = "cpu";
     options.progress = "lines";
+    options.reporter = torchae::console_reporter();  // the library prints nothing unless given one
     options.group = group;
     torchae::Trainer trainer(built.model, options, argv[1]);  // rank 0 writes the run directory
     trainer.fit(data.train, data.validation);

@@ -88,6 +88,8 @@ struct DataOptions {
   std::string on_error = "skip";
 
   static DataOptions from(OptionReader& reader);
+  /// The section as `from` resolves it: what config.json holds for these options.
+  Json to_json() const;
 };
 
 /// `data.source` "auto" keeps a training split of up to this many bytes of float32 in memory:

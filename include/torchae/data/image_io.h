@@ -12,9 +12,14 @@ namespace torchae {
 /// own (1 for a gray file, 3 for a colour one). A missing or unreadable file is an Error naming it.
 torch::Tensor read_image(const std::filesystem::path& path, int64_t channels);
 
-/// Writes an image [C, H, W] (C 1 or 3, RGB, values clipped to [0, 1]) as an 8-bit PNG,
-/// atomically.
+/// Writes an image [C, H, W] (C 1 or 3, RGB, values clipped to [0, 1]) as 8 bits, atomically,
+/// encoded as its name says (`format_of_name`).
 void write_image(const std::filesystem::path& path, const torch::Tensor& image);
+
+/// The format a file named `path` is written in: ".png", ".jpg" (also .jpeg), ".bmp", ".tif"
+/// (also .tiff) or ".webp", by its extension in any case; any other name is an Error that lists
+/// these (an image written under a name that says another format is read wrongly later).
+std::string format_of_name(const std::filesystem::path& path);
 
 /// An image as an 8-bit file holds it: clipped to [0, 1] and rounded to multiples of 1/255.
 torch::Tensor quantize_8bit(const torch::Tensor& image);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "torchae/core/config.h"
+#include "torchae/data/corruption.h"
 #include "torchae/data/dataset.h"
 #include "torchae/models/autoencoder.h"
 
@@ -64,6 +65,21 @@ double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tens
 /// test_mse, test_sse_per_image, test_psnr_db, test_loss, pca_test_mse, pca_test_sse_per_image,
 /// pca_test_psnr_db, code_size, pca_components (min(code_size, input size)), n_test.
 Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device);
+
+/// Reconstructions of corrupted test images scored against the clean ones (`torchae eval
+/// --corrupt KIND:LEVEL`): the test split corrupted once by `corruption` (random numbers from a
+/// generator seeded 0, so every model meets the same corrupted images; the default generator is
+/// left as it was), then the model's eval-mode reconstruction of each and PCA's (as in
+/// `evaluate_reconstruction`) compared with the clean image, beside the corrupted input's own
+/// figures. JSON: corruption, level, input_mse, input_psnr_db, test_mse, test_psnr_db,
+/// pca_test_mse, pca_test_psnr_db.
+Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const CorruptionOptions& corruption,
+                        const torch::Device& device);
+
+/// `--corrupt`'s text "KIND:LEVEL" (KIND a corruption name, LEVEL its sigma or fraction) for data
+/// of `spec`, clipped to the data's range as an image file would hold it; an Error naming what is
+/// wrong otherwise.
+CorruptionOptions parse_corruption_spec(const std::string& text, const DataSpec& spec);
 
 /// The fraction of `data` a classifier (inputs to class scores) labels right, in batches.
 double classification_accuracy(const std::function<torch::Tensor(const torch::Tensor&)>& scores,

@@ -7,6 +7,8 @@
 #include <torch/script.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 namespace torchae {
 
@@ -42,6 +44,12 @@ torch::jit::Module load_torchscript(const std::filesystem::path& archive);
 /// Reads the model card of an archive written by torchae, with a one-line Error when the file
 /// is missing, not a TorchScript archive, or has no card.
 Json read_model_card(const std::filesystem::path& archive);
+
+/// The restoration tasks ("denoise", "inpaint", "colorize") a model trained under `model_config`
+/// (a run's model section) is for, from its corruption: gaussian and salt_pepper denoise, masking
+/// denoises and inpaints, inpaint inpaints, gray colourises; none for a model trained without
+/// corruption (a plain autoencoder, which only reconstructs). The card's "trained_for" records it.
+std::vector<std::string> restoration_tasks(const Json& model_config);
 
 /// The image shape {C, H, W} a model card gives as input.shape, or an Error naming `archive`.
 std::vector<int64_t> card_image_shape(const Json& card, const std::filesystem::path& archive);

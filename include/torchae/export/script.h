@@ -26,6 +26,9 @@ class ScriptModel {
   void method(const std::string& signature, const std::vector<std::string>& body);
   /// Whether a method of that name has been defined (in the current scope).
   bool has_method(const std::string& name) const;
+  /// Puts `body` (statements, unindented) first in the method `name` of the top scope, which
+  /// must be defined: a check of the arguments every caller meets.
+  void prepend(const std::string& name, const std::vector<std::string>& body);
   /// Prefixes the tensors and methods defined from now on with `prefix` (e.g. "layer1_"), and
   /// makes calls between the methods of the scope ("self.encode(") call the prefixed ones, so
   /// that a part's `script()` defines layer1_encode, layer1_decode... next to its owner's

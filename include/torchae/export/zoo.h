@@ -1,6 +1,7 @@
 #pragma once
 
 #include "torchae/core/config.h"
+#include "torchae/train/trainer.h"
 
 #include <filesystem>
 #include <string>
@@ -29,6 +30,7 @@ const ZooRecipe& find_recipe(const std::vector<ZooRecipe>& recipes, const std::s
 /// archive's model card.
 ///
 ///   for (const auto& r : zoo_recipes("models/zoo")) zoo_build(r, "runs/zoo");
-Json zoo_build(const ZooRecipe& recipe, const std::filesystem::path& out);
+/// `reporter`: who is told how training goes (null: no one).
+Json zoo_build(const ZooRecipe& recipe, const std::filesystem::path& out, std::shared_ptr<Reporter> reporter = nullptr);
 
 }  // namespace torchae

@@ -98,13 +98,23 @@ torch::Tensor add_noise(const torch::Tensor& image, const std::string& noise);
 /// scratches, blocks, text (`random_mask`, FRACTION 0.15 by default).
 torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width);
 
-/// `torchae restore`: restores `in` with `archive` by `task` and writes `out` (PNG). Demo
-/// inputs are written next to `out` as <stem>_noisy.png (with `noise`), <stem>_mask.png and
-/// <stem>_masked.png (inpaint), <stem>_gray.png (colorize). Returns the paths written.
+/// The restoration tasks a model card says its model was trained for (`restoration_tasks` of the
+/// configuration it records, so archives from before the card's "trained_for" are read alike).
+std::vector<RestoreTask> trained_tasks(const Json& card);
+
+/// `torchae restore`: restores `in` with `archive` by `task` and writes `out`, encoded as its
+/// name says (`format_of_name`, checked first). Demo inputs are written next to `out` as
+/// <stem>_noisy.png (with `noise`), <stem>_mask.png and <stem>_masked.png (inpaint),
+/// <stem>_gray.png (colorize). A model trained for other tasks (`trained_tasks`) is refused;
+/// `warn` is told, in one line, when the model was trained without corruption, or on small
+/// images of a fixed size (Fashion-MNIST) and is given a large or colour photograph. `tiling`:
+/// where given, its tile (> 0) and margin (>= 0) replace the model's (`Restorer::tiling`: a
+/// fixed-size model's margin is an eighth of its side). Returns the paths written.
 std::vector<std::filesystem::path> restore_file(const std::filesystem::path& archive, RestoreTask task,
                                                 const std::filesystem::path& in, const std::filesystem::path& out,
                                                 const std::string& noise, const std::string& mask,
-                                                const TileOptions* tiling = nullptr);
+                                                const TileOptions* tiling = nullptr,
+                                                const std::function<void(const std::string&)>& warn = {});
 
 /// `torchae restore-eval`: PSNR and SSIM of the model against the classical baselines on the
 /// same corrupted images.

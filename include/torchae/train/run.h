@@ -27,6 +27,17 @@ struct Run {
   BuiltModel model;
 };
 
+/// The configuration of a run that a program trains itself: the model as the factory resolved it,
+/// the data and train sections as the options are. Recorded in a `Trainer` with a run directory
+/// (`Trainer::record_config`), it is written as config.json, and the directory is a run that
+/// `eval`, `export`, `viz` and `report` read like one that `torchae train` wrote.
+///
+///   const BuiltModel built = build_model({{"family", "vae"}}, data.spec);
+///   Trainer trainer(built.model, options, "runs/script");
+///   trainer.record_config(run_config(built, data_options, options));
+///   trainer.fit(data.train, data.validation);
+Json run_config(const BuiltModel& model, const DataOptions& data, const TrainOptions& train);
+
 /// Resolves `config` ({"model": ..., "data": ..., "train": ...}; any section may be absent),
 /// seeds the global generator with train.seed, loads the data (the test split only when
 /// `with_test`) and builds the model. Unknown keys and bad values are refused by name.
@@ -34,9 +45,10 @@ Run prepare_run(const Json& config, bool with_test);
 
 /// Trains a new run into `run_dir` (created; refused when it already holds a run). With `group`
 /// (`join_process_group`), data-parallel: every rank calls it with the same configuration (checked:
-/// the resolved configurations must be equal), and rank 0 alone writes `run_dir`.
+/// the resolved configurations must be equal), and rank 0 alone writes `run_dir`. `reporter`:
+/// who is told how training goes (`console_reporter()` for the command line's); null: no one.
 void train_run(const Json& config, const std::filesystem::path& run_dir,
-               std::shared_ptr<ProcessGroup> group = nullptr);
+               std::shared_ptr<ProcessGroup> group = nullptr, std::shared_ptr<Reporter> reporter = nullptr);
 
 /// Trains `run` into `run_dir` (continuing its checkpoint when `resume`) through the stages
 /// the model describes (`StagedTrainer`: one, for a model that is not `Staged`).
@@ -49,7 +61,7 @@ void fit_run(Run& run, const std::filesystem::path& run_dir, bool resume);
 /// `group`, data-parallel, under the same world size as before or another: every rank reads the
 /// run directory (on a file system they share) and rank 0 alone writes it.
 void resume_run(const std::filesystem::path& run_dir, const std::vector<std::string>& overrides,
-                std::shared_ptr<ProcessGroup> group = nullptr);
+                std::shared_ptr<ProcessGroup> group = nullptr, std::shared_ptr<Reporter> reporter = nullptr);
 
 /// Loads a run's configuration and trained weights (on the CPU). A non-empty `device` replaces
 /// the run's train.device in `Run::train_options` (not in `Run::config`): a run trained on
@@ -71,6 +83,9 @@ struct EvalOptions {
   /// inverse temperatures of a run and the number of runs.
   int64_t ais_temperatures = kDefaultAisTemperatures;
   int64_t ais_runs = kDefaultAisRuns;
+  /// "KIND:LEVEL": add the scores of reconstructions of the test images so corrupted, against
+  /// the clean ones (`evaluate_corrupted`), under "corrupted". Empty: none.
+  std::string corrupt;
   /// Where to evaluate (auto, cpu, cuda, cuda:N); empty: the run's train.device.
   std::string device;
   /// The ranks of a data-parallel evaluation (`join_process_group`): each evaluates its shard of

@@ -20,6 +20,51 @@
 
 namespace torchae {
 
+struct EpochRecord;
+struct TrainingStage;
+
+/// Where training stands within an epoch, for a `Reporter`.
+struct BatchProgress {
+  int64_t epoch = 0;  // 1-based: the epoch under way
+  int64_t epochs = 0;
+  int64_t done = 0;  // examples of the epoch stepped on so far
+  int64_t total = 0;
+  double loss = 0.0;  // the epoch's mean loss so far
+  double seconds = 0.0;  // since the epoch began
+};
+
+/// What a `Trainer` tells as it trains. Every method does nothing by default, and a trainer
+/// without a reporter tells nothing: the library prints nothing unless asked. The command
+/// line installs `console_reporter()`; a script does the same in one line:
+///
+///   options.reporter = torchae::console_reporter();
+///
+/// A trainer calls it from its own thread, on rank 0 only in a data-parallel run, and not at all
+/// under train.progress "none"; `on_batch` only under "auto".
+class Reporter {
+ public:
+  virtual ~Reporter() = default;
+  /// After each batch of an epoch.
+  virtual void on_batch(const TrainingStage& /*stage*/, const BatchProgress& /*progress*/) {}
+  /// Before an epoch's figures are reported, or an error ends the epoch (a bar drawn in place
+  /// is cleared).
+  virtual void on_batches_end(const TrainingStage& /*stage*/) {}
+  /// After each epoch, its metrics line and checkpoint written; `epochs`: the stage's total.
+  virtual void on_epoch_end(const TrainingStage& /*stage*/, const EpochRecord& /*record*/, int64_t /*epochs*/) {}
+  /// A line worth telling: an early stop, a run with nothing left to do.
+  virtual void on_note(const std::string& /*text*/) {}
+};
+
+/// The command line's reporter: under train.progress "auto", a one-line progress bar on stderr
+/// when stderr is a terminal, redrawn in place at most ten times a second and fitted to the
+/// terminal's width (read each redraw: it shortens by dropping the ETA, then samples/s, then
+/// narrowing the bar, and never wraps); then one line per epoch and the notes on stdout.
+std::shared_ptr<Reporter> console_reporter();
+
+/// The progress bar's text for a terminal `columns` wide: at most columns - 1 characters
+/// (writing the last column would wrap on some terminals), whatever the width.
+std::string progress_line(const std::string& stage, const BatchProgress& progress, int columns);
+
 /// The `train` section of the configuration.
 struct TrainOptions {
   int64_t epochs = 10;
@@ -53,14 +98,19 @@ struct TrainOptions {
   double min_delta = 0.0;
   /// Intra-op threads (0: LibTorch's default).
   int64_t threads = 0;
-  /// "auto" (a progress bar on a terminal, epoch lines otherwise), "lines" or "none".
+  /// What the `reporter` is told: "auto" (batches and epochs: a progress bar on a terminal,
+  /// epoch lines otherwise), "lines" (epochs) or "none".
   std::string progress = "auto";
+  /// Who is told how training goes (`Reporter`), not read from the configuration; null: no one.
+  std::shared_ptr<Reporter> reporter;
   /// The ranks of a data-parallel run (`join_process_group`), not read from the configuration;
   /// null: one process. With a group, `batch_size` stays the global batch: each rank steps on its
   /// part of every batch, gradients are summed over the ranks, and rank 0 alone writes and prints.
   std::shared_ptr<ProcessGroup> group;
 
   static TrainOptions from(OptionReader& reader);
+  /// The section as `from` resolves it: what config.json holds for these options.
+  Json to_json() const;
   /// The learning rate of epoch `epoch` (0-based) under the schedule.
   double lr_at(int64_t epoch) const;
 };
@@ -147,7 +197,8 @@ class Trainer {
   /// rank's part of a global batch of equal parts, and the losses returned are the global batch's.
   Losses step(const torch::Tensor& batch, const torch::Tensor& labels = {});
   /// The run's resolved configuration, recorded in every checkpoint (`checkpoint_config`): the
-  /// config.json a resume, an eval or an export reads is checked against it.
+  /// config.json a resume, an eval or an export reads is checked against it. With a run
+  /// directory that has no config.json yet (a program's own run, `run_config`), `fit` writes it.
   void record_config(Json config) { config_ = std::move(config); }
   /// Called after each epoch, once its metrics line and checkpoint are written.
   void on_epoch_end(std::function<void(const EpochRecord&)> callback) { on_epoch_end_ = std::move(callback); }
@@ -176,6 +227,8 @@ class Trainer {
   torch::serialize::OutputArchive checkpoint(const std::vector<std::pair<std::string, torch::Tensor>>& rank_rng) const;
   /// Whether this process writes the run directory and prints (rank 0, or the only process).
   bool writes() const { return !options_.group || options_.group->is_writer(); }
+  /// The reporter to tell, under train.progress `at_least` ("lines" or "auto"); null when none is.
+  Reporter* reporter(const char* at_least) const;
   /// A rank other than 0 draws its own random numbers (noise, dropout, samples): its generator
   /// starts from train.seed, its rank and `epoch`.
   void seed_rank_generator(int64_t epoch) const;
