@@ -341,10 +341,8 @@ void register_rbm(Registry& registry) {
          o.init_std(r.number("init_std", o.init_std(), greater_than(0)));
          r.finish();
          if (o.visible_units() == Units::gaussian && !data.standardized) {
-           std::cerr << fmt::format(
-               "torchae: warning: {}: gaussian units have unit variance, but this input is not standardised (set "
-               "data.standardize=true)\n",
-               r.name("visible_units"));
+           r.warn("visible_units", "gaussian units have unit variance, but this input is not standardised (set "
+                                   "data.standardize=true)");
          }
          return [o] { return RBM(o).ptr(); };
        },

@@ -43,10 +43,10 @@ DataSpec code_spec(int64_t units, const Json& resolved) {
 
 // One entry of model.layers: its own keys (units, family, epochs, lr), then the rest as the
 // options of its family from `registry`, over the family's defaults as a layer (given options
-// win), for input of `spec`. Appends the entry as resolved to `resolved` and moves `spec` on to
-// the layer's codes.
+// win), for input of `spec`. Appends the entry as resolved to `resolved` and the warnings of its
+// options to `warnings`, and moves `spec` on to the layer's codes.
 StackedLayer read_layer(const Json& item, const std::string& prefix, const Registry& registry, DataSpec& spec,
-                        Json& resolved) {
+                        Json& resolved, std::vector<std::string>& warnings) {
   if (!item.is_object()) throw Error(fmt::format("config: {}: expected an object, got {}", prefix, item.dump()));
   Json own = Json::object(), options = Json::object();
   for (const auto& [key, value] : item.items()) {
@@ -75,6 +75,7 @@ StackedLayer read_layer(const Json& item, const std::string& prefix, const Regis
   options["code_size"] = layer.units;
   OptionReader reader(options, prefix);
   layer.make = family.build(reader, spec, registry);
+  warnings.insert(warnings.end(), reader.warnings().begin(), reader.warnings().end());
   Json layer_options = reader.resolved();
   layer_options.erase("code_size");
 
@@ -101,9 +102,12 @@ std::vector<StackedLayer> read_layers(OptionReader& r, const DataSpec& data, con
   std::vector<StackedLayer> layers;
   Json resolved = Json::array();
   DataSpec spec = data;
+  std::vector<std::string> warnings;
   for (std::size_t i = 0; i < given->size(); ++i) {
-    layers.push_back(read_layer((*given)[i], fmt::format("{}[{}]", r.name("layers"), i), registry, spec, resolved));
+    layers.push_back(
+        read_layer((*given)[i], fmt::format("{}[{}]", r.name("layers"), i), registry, spec, resolved, warnings));
   }
+  r.add_warnings(warnings);
   r.resolve("layers", resolved);
   return layers;
 }

@@ -120,7 +120,7 @@ BuiltModel build_model(const Json& section, const DataSpec& data, const Registry
   const ModelMaker make = f.build(reader, data, registry);
   Json resolved{{"family", family}};
   resolved.update(reader.resolved());
-  return BuiltModel{construct(make, resolved), resolved};
+  return BuiltModel{construct(make, resolved), resolved, reader.warnings()};
 }
 
 }  // namespace torchae

@@ -205,6 +205,17 @@ void check_same_config(ProcessGroup* group, const Json& config) {
 
 }  // namespace
 
+namespace {
+
+// The model's warnings (`BuiltModel::warnings`), told once by the process that reports.
+void tell_warnings(const Run& run) {
+  const TrainOptions& o = run.train_options;
+  if (!o.reporter || (o.group && !o.group->is_writer())) return;
+  for (const auto& warning : run.model.warnings) o.reporter->on_warning(warning);
+}
+
+}  // namespace
+
 void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<ProcessGroup> group,
                std::shared_ptr<Reporter> reporter) {
   // Before the data is loaded: the common mistake fails fast.
@@ -213,6 +224,7 @@ void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<Proc
   run.train_options.group = group;
   run.train_options.reporter = std::move(reporter);
   check_same_config(group.get(), run.config);
+  tell_warnings(run);
   std::optional<RunClaim> claim;
   on_writer(group.get(), [&] {
     std::error_code ec;
@@ -300,6 +312,7 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   run.train_options.group = group;
   run.train_options.reporter = std::move(reporter);
   check_same_config(group.get(), run.config);
+  tell_warnings(run);
   check_config_fits_checkpoint(run.config, checkpoint_config(run_dir), run_dir);
   // Every rank has read config.json before rank 0 writes it again.
   if (group) group->broadcast_text({});

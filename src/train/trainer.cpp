@@ -175,6 +175,7 @@ class ConsoleReporter final : public Reporter {
               << std::flush;
   }
   void on_note(const std::string& text) override { std::cout << text << "\n" << std::flush; }
+  void on_warning(const std::string& text) override { std::cerr << "torchae: warning: " << text << "\n" << std::flush; }
 
  private:
   const bool terminal_ = ::isatty(STDERR_FILENO) != 0;

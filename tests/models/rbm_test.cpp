@@ -315,11 +315,12 @@ TEST_F(RbmTest, SamplesAndChainsComeFromTheGibbsSampler) {
   EXPECT_EQ(chain_steps(30), (std::vector<int64_t>{0, 1, 2, 5, 10, 20, 30}));
   const torch::Tensor starts = rbm->random_visible(4);
   const torch::Tensor grid = gibbs_chain_grid(*rbm, starts, chain_steps(30));
-  // A strip of 14 rows of step counts above 4 rows of 7 pictures, 6 x 5 with a border.
-  EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{14 + 4 * 7 + 1, 7 * 6 + 1, 1}));
+  // A strip of 14 rows of step counts above 4 rows of 7 pictures, 6 x 5 enlarged 14 times (to 84 x
+  // 70), with a border.
+  EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{14 + 4 * 85 + 1, 7 * 71 + 1, 1}));
   // Column 0 is the start itself.
-  const torch::Tensor first = grid.narrow(0, 14 + 1, 6).narrow(1, 1, 5).squeeze(2);
-  expect_tensors_near(first.to(torch::kFloat), starts[0][0] * 255, 0.5);
+  const torch::Tensor first = grid.narrow(0, 14 + 1, 84).narrow(1, 1, 70).squeeze(2);
+  expect_tensors_near(first.to(torch::kFloat), enlarged(starts.narrow(0, 0, 1))[0][0] * 255, 0.5);
 }
 
 TEST_F(RbmTest, ExportedSampleRunsTheStatedGibbsSteps) {

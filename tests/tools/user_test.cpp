@@ -133,6 +133,31 @@ TEST_F(UserTest, TheLibraryPrintsNothingUnlessGivenAReporter) {
   }
 }
 
+// A setting that is allowed but probably a mistake is returned with the model, not printed; the
+// command line shows it on stderr.
+TEST_F(UserTest, ModelWarningsAreReturnedNotPrinted) {
+  const DataSpec spec{{1, 4, 4}, 0.0, 1.0, 1.0};
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  const BuiltModel built = build_model({{"family", "rbm"}, {"code_size", 3}, {"visible_units", "gaussian"}}, spec);
+  const BuiltModel stacked = build_model(
+      {{"family", "stacked"}, {"layers", {{{"units", 3}, {"family", "rbm"}, {"visible_units", "gaussian"}}}}}, spec);
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "");
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  ASSERT_EQ(built.warnings.size(), 1u);
+  EXPECT_NE(built.warnings[0].find("model.visible_units: gaussian units have unit variance"), std::string::npos)
+      << built.warnings[0];
+  ASSERT_EQ(stacked.warnings.size(), 1u);
+  EXPECT_NE(stacked.warnings[0].find("model.layers[0].visible_units: gaussian units"), std::string::npos)
+      << stacked.warnings[0];
+  TempDir dir;
+  const CliResult r = run_cli(fmt::format("train --set model.family=rbm --set model.visible_units=gaussian --set "
+                                          "model.code_size=8 --set data.limit=300 --set train.epochs=1 --out {}",
+                                          (dir / "run").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("torchae: warning: model.visible_units: gaussian units"), std::string::npos) << r.err;
+}
+
 TEST_F(UserTest, RunConfigIsWhatTheReadersResolve) {
   for (const Json& section : {Json::object(), Json{{"epochs", 3}, {"optimizer", "sgd"}, {"momentum", 0.9}}}) {
     OptionReader reader(section, "train");

@@ -69,12 +69,22 @@ class OptionReader {
   /// Every option read so far, with its value or its default.
   const Json& resolved() const { return resolved_; }
 
+  /// Records a warning about `key` (a value that is allowed but probably a mistake), for the
+  /// caller to show: the reader prints nothing. `warnings()` holds them, each naming its key.
+  void warn(const std::string& key, const std::string& message) { warnings_.push_back(name(key) + ": " + message); }
+  /// Adds warnings another reader gathered (a part's options read by their own reader).
+  void add_warnings(const std::vector<std::string>& warnings) {
+    warnings_.insert(warnings_.end(), warnings.begin(), warnings.end());
+  }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
  private:
   const Json* lookup(const std::string& key);
 
   Json section_;
   std::string prefix_;
   Json resolved_ = Json::object();
+  std::vector<std::string> warnings_;
   std::set<std::string> read_;
 };
 

@@ -55,6 +55,9 @@ class Registry {
 struct BuiltModel {
   std::shared_ptr<Autoencoder> model;
   Json resolved;
+  /// Settings that are allowed but probably a mistake, each naming its key (`OptionReader::warn`);
+  /// shown by whoever builds the model (the command line: on stderr, before training).
+  std::vector<std::string> warnings;
 };
 
 /// Builds the model described by `section` ({"family": ..., options...}); the default

@@ -53,12 +53,15 @@ class Reporter {
   virtual void on_epoch_end(const TrainingStage& /*stage*/, const EpochRecord& /*record*/, int64_t /*epochs*/) {}
   /// A line worth telling: an early stop, a run with nothing left to do.
   virtual void on_note(const std::string& /*text*/) {}
+  /// A setting that is allowed but probably a mistake (`BuiltModel::warnings`), before training.
+  virtual void on_warning(const std::string& /*text*/) {}
 };
 
 /// The command line's reporter: under train.progress "auto", a one-line progress bar on stderr
 /// when stderr is a terminal, redrawn in place at most ten times a second and fitted to the
 /// terminal's width (read each redraw: it shortens by dropping the ETA, then samples/s, then
-/// narrowing the bar, and never wraps); then one line per epoch and the notes on stdout.
+/// narrowing the bar, and never wraps); then one line per epoch and the notes on stdout; warnings
+/// on stderr as "torchae: warning: ...".
 std::shared_ptr<Reporter> console_reporter();
 
 /// The progress bar's text for a terminal `columns` wide: at most columns - 1 characters
