@@ -680,9 +680,12 @@ torch::Tensor viz_picture(const std::filesystem::path& run_dir, const std::strin
     const int64_t n = std::min(count, filters.size(0));
     const torch::Tensor shown = enlarged(filters.narrow(0, 0, n));
     const bool conv = filters.sizes().slice(1) != at::IntArrayRef(shape);
+    const std::string which = n < filters.size(0) ? fmt::format("{} of {}", n, filters.size(0))
+                                                   : fmt::format("all {}", filters.size(0));
     const std::string what_text =
-        fmt::format("{} {} of {}, each divided by its norm", conv ? "first-layer kernels" : "first-layer filters W_i,",
-                    n < filters.size(0) ? fmt::format("units 0-{}", n - 1) : std::string("all units"), filters.size(0));
+        conv ? fmt::format("the first layer's kernels ({}, {}x{}), each divided by its norm", which, filters.size(2),
+                           filters.size(3))
+             : fmt::format("first-layer filters W_i of units 0-{} ({}), each divided by its norm", n - 1, which);
     if (shown.size(1) == 1) {
       return titled(signed_grid(shown, 10), "filters: " + model_text,
                     {what_text, "colour: the weight on one scale (bar), blue negative, white 0, red positive"});
@@ -765,6 +768,9 @@ torch::Tensor viz_picture(const std::filesystem::path& run_dir, const std::strin
     return titled(scatter_plot(codes_to_plane(codes), labels, is_fashion ? fashion : std::vector<std::string>{}),
                   "codes of test images: " + model_text,
                   {fmt::format("{} test images, coloured by label; {}", n, projection_note(codes))});
+  }
+  if (model.code_size() < 1) {
+    throw Error("viz: maximize needs a code of units; this model's code is a feature map (code_size 0)");
   }
   if (unit >= model.code_size()) {
     throw Error(fmt::format("viz: --unit {}: the code has {} units", unit, model.code_size()));

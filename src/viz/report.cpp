@@ -169,6 +169,10 @@ fs::path report_run(const fs::path& run_dir, const fs::path& out_arg) {
                             png_data_uri(picture), caption, picture.size(1), caption, what);
       } catch (const Error& e) {
         missing += fmt::format("<li><code>{}</code>: {}</li>\n", what, markup_escaped(e.what()));
+      } catch (const c10::Error& e) {
+        // One picture the model cannot give is named; the page is still written.
+        const std::string text = e.what_without_backtrace();
+        missing += fmt::format("<li><code>{}</code>: {}</li>\n", what, markup_escaped(text.substr(0, text.find('\n'))));
       }
     }
     if (!missing.empty()) html += "<p class=\"note\">Not drawn for this model:</p>\n<ul class=\"note\">\n" + missing + "</ul>\n";
