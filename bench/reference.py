@@ -7,6 +7,12 @@ images held in memory as one float tensor, one index_select per batch of a shuff
 This is PyTorch at its best on CPU: no DataLoader, no per-example collation. Run it with
 OMP_WAIT_POLICY=PASSIVE for Python's best threading setting (bench/compare.sh does).
 
+It is the exact twin of `torchae bench`: seed 0, then the model's initialisation (LibTorch's
+Linear init, layer by layer, from the same generator), then one randperm of the 60,000 images
+per pass, so that both take the same batches in the same order and reach the same loss after
+the same steps (bench/compare.sh checks 20 steps to 1e-5 before it times anything; over
+hundreds of steps rounding differences grow, as between any two BLAS thread counts).
+
 Prints one JSON line: {"impl": "pytorch", "samples_per_s": ..., ...}.
 """
 import argparse
@@ -85,7 +91,7 @@ def main():
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "seconds": round(seconds, 4),
         "samples_per_s": round(args.batch * args.steps / seconds, 1),
-        "final_loss": round(loss.item(), 5),
+        "final_loss": loss.item(),
     }))
 
 

@@ -10,6 +10,7 @@
 #include "torchae/hashing/index.h"
 #include "torchae/models/registry.h"
 #include "torchae/restore/restore.h"
+#include "torchae/train/benchmark.h"
 #include "torchae/train/distributed.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
@@ -17,6 +18,7 @@
 #include "torchae/viz/pictures.h"
 #include "torchae/viz/report.h"
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -32,6 +34,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -63,6 +66,9 @@ struct BenchArgs {
   int64_t threads = 0;
   std::string device = "cpu";
   std::string model;  // JSON of a model section; empty: the reference model
+  bool floor = false;
+  int64_t profile = 0;
+  int64_t stage = 0;
   bool hamming = false;
   int64_t items = 1000000, bits = 64, queries = 100;
 };
@@ -102,8 +108,32 @@ Json bench(const BenchArgs& args) {
     throw torchae::Error(fmt::format("bench: --batch {} does not split evenly over the {} ranks", args.batch, ranks));
   }
   const int64_t part = args.batch / ranks;
-  torchae::Trainer trainer(built.model, options);
-  const torchae::Dataset train = data.train.to(trainer.device());
+  // --stage: a stage of a staged model (a stack's layer), stepped on the codes of the parts
+  // below it, computed once as the staged trainer caches them.
+  std::shared_ptr<torchae::Autoencoder> stepped = built.model;
+  torchae::Dataset inputs = data.train;
+  Json stage_figures;
+  auto* staged = dynamic_cast<torchae::Staged*>(built.model.get());
+  if (args.stage > 0) {
+    if (staged == nullptr) throw torchae::Error("bench: --stage: this model trains in one stage (stacked and dbm have stages)");
+    const std::vector<torchae::Stage> stages = staged->stages();
+    if (args.stage > static_cast<int64_t>(stages.size())) {
+      throw torchae::Error(fmt::format("bench: --stage {}: the model has {} stages", args.stage, stages.size()));
+    }
+    const torchae::Stage& stage = stages[static_cast<std::size_t>(args.stage - 1)];
+    staged->enter_stage(static_cast<std::size_t>(args.stage - 1));
+    const auto cache_start = std::chrono::steady_clock::now();
+    for (const auto& below : stage.inputs_through) inputs = torchae::encode_dataset(*below, inputs);
+    stage_figures = {{"stage", args.stage},
+                     {"phase", stage.phase},
+                     {"layer", stage.layer},
+                     {"input_width", inputs.inputs.numel() / inputs.inputs.size(0)},
+                     {"cache_seconds",
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - cache_start).count()}};
+    stepped = stage.model;
+  }
+  torchae::Trainer trainer(stepped, options);
+  const torchae::Dataset train = inputs.to(trainer.device());
   if (args.batch > train.size()) {
     throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", args.batch, train.size()));
   }
@@ -112,6 +142,7 @@ Json bench(const BenchArgs& args) {
   torch::Tensor order;
   int64_t position = n;
   auto next_batch = [&] {
+    RECORD_USER_SCOPE("torchae::data");
     if (position + part > n) {
       order = torch::randperm(n, torch::TensorOptions(trainer.device()).dtype(torch::kLong));
       position = 0;
@@ -126,10 +157,27 @@ Json bench(const BenchArgs& args) {
     options.group->all_reduce_seconds = 0;
     options.group->all_reduce_bytes = 0;
   }
-  const auto start = std::chrono::steady_clock::now();
+  // With --floor the timed steps come in rounds, each followed by as many steps of the matrix
+  // products alone: on a shared machine the two then see the same noise, and the fraction of
+  // the floor is the median of the rounds' ratios.
+  std::optional<torchae::GemmFloor> floor;
+  if (args.floor) floor.emplace(torchae::linear_layers_of(stepped->module()), part);
+  const int64_t rounds = floor ? std::min<int64_t>(10, args.steps) : 1;
+  double seconds = 0.0, floor_seconds = 0.0;
+  std::vector<double> ratios;
   double loss = 0.0;
-  for (int64_t i = 0; i < args.steps; ++i) loss = trainer.step(next_batch()).total.item<double>();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int64_t r = 0; r < rounds; ++r) {
+    const int64_t steps = args.steps / rounds + (r < args.steps % rounds ? 1 : 0);
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i) loss = trainer.step(next_batch()).total.item<double>();
+    const double round_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    seconds += round_seconds;
+    if (floor) {
+      const double products = floor->time(steps);
+      floor_seconds += products;
+      ratios.push_back(products / round_seconds);
+    }
+  }
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
   Json result{{"impl", "torchae"},
               {"model", built.resolved},
@@ -142,6 +190,19 @@ Json bench(const BenchArgs& args) {
               {"seconds", seconds},
               {"samples_per_s", static_cast<double>(args.batch * args.steps) / seconds},
               {"final_loss", loss}};
+  if (!stage_figures.is_null()) result["stage"] = stage_figures;
+  if (floor) {
+    std::sort(ratios.begin(), ratios.end());
+    result["floor"] = {{"products_per_step", floor->products()},
+                       {"gflop_per_step", floor->flops_per_step() / 1e9},
+                       {"gemm_gflops", floor->flops_per_step() * static_cast<double>(args.steps) / floor_seconds / 1e9},
+                       {"samples_per_s", static_cast<double>(args.batch * args.steps) / floor_seconds},
+                       {"rounds", rounds}};
+    result["of_floor"] = ratios[ratios.size() / 2];
+  }
+  if (args.profile > 0) {
+    result["profile"] = torchae::profile_steps([&] { trainer.step(next_batch()); }, args.profile).to_json();
+  }
   if (options.group) {
     auto* group = options.group.get();
     const int64_t bytes_per_step = group->all_reduce_bytes / args.steps;
@@ -159,6 +220,7 @@ Json bench(const BenchArgs& args) {
     result["all_reduce_alone_ms"] = 1e3 * alone_s / rounds;
     result["all_reduce_alone_mb_per_s"] = static_cast<double>(bytes_per_step * rounds) / 1e6 / alone_s;
   }
+  if (args.stage > 0) staged->leave_stage();
   return result;
 }
 
@@ -490,6 +552,14 @@ void add_bench(CLI::App& app, char** argv) {
   bench_cmd->add_option("--timeout", args->timeout, "under torchrun: seconds a rank waits for the others")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  bench_cmd->add_flag("--floor", args->floor,
+                      "also time the step's matrix products alone (models of Linear layers): \"floor\", \"of_floor\"");
+  bench_cmd->add_option("--profile", args->profile,
+                        "then profile this many steps with LibTorch's profiler: where a step's time goes")
+      ->check(integer_at_least(1));
+  bench_cmd->add_option("--stage", args->stage,
+                        "step this stage of a staged model (stacked, dbm) on its cached input codes, 1-based")
+      ->check(integer_at_least(1));
   bench_cmd->add_flag("--hamming", args->hamming,
                       "instead: Hamming search (XOR and popcount) over --items random --bits-bit codes against a "
                       "brute-force float kNN over as many --bits-dimensional vectors");

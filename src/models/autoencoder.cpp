@@ -1,6 +1,7 @@
 #include "torchae/models/autoencoder.h"
 
 #include "torchae/core/error.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
@@ -22,7 +23,11 @@ std::string to_string(ReconstructionLoss loss) { return loss == ReconstructionLo
 torch::Tensor reconstruction_loss(ReconstructionLoss kind, const Output& output, const torch::Tensor& target) {
   switch (kind) {
     case ReconstructionLoss::mse: return F::mse_loss(output.reconstruction, target);
-    case ReconstructionLoss::bce: return F::binary_cross_entropy_with_logits(output.logits, target);
+    case ReconstructionLoss::bce:
+      // Output's contract: with logits, the reconstruction is their sigmoid.
+      return output.reconstruction.defined()
+                 ? binary_cross_entropy_from_logits(output.logits, output.reconstruction, target)
+                 : F::binary_cross_entropy_with_logits(output.logits, target);
   }
   TORCH_CHECK(false, "unreachable reconstruction loss");
 }

@@ -3,7 +3,9 @@
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
+#include "torchae/nn/fused.h"
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -189,7 +191,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
     return std::make_unique<torch::optim::SGD>(
         params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
   }
-  return std::make_unique<torch::optim::Adam>(
+  return std::make_unique<FusedAdam>(
       params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
 }
 
@@ -540,9 +542,18 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   // A rank whose part of the last batch is empty still takes part in the step, with no gradient.
   Output out;
   Losses losses;
+  // The scopes name the parts of the step for LibTorch's profiler (profile_steps); they cost a
+  // flag test when no profiler runs.
   if (count > 0) {
-    out = model_->forward(batch);
-    losses = losses_of(batch, labels, out);
+    {
+      RECORD_USER_SCOPE("torchae::forward");
+      out = model_->forward(batch);
+    }
+    {
+      RECORD_USER_SCOPE("torchae::loss");
+      losses = losses_of(batch, labels, out);
+    }
+    RECORD_USER_SCOPE("torchae::backward");
     losses.total.backward();
   }
   // Each rank's gradient is of the mean over its examples: weighted by its share, the sum over the
@@ -560,8 +571,11 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
     if (!adversary_) gather_figures();
     reducer_->reduce(share, adversary_ ? nullptr : &figures);
   }
-  if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
-  optimizer_->step();
+  {
+    RECORD_USER_SCOPE("torchae::optimizer");
+    if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
+    optimizer_->step();
+  }
   if (adversary_) {
     // The model's backward left gradients in the adversary too (its loss passes through it);
     // the adversary's step starts from its own loss alone.

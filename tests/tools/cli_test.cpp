@@ -545,6 +545,44 @@ TEST_F(Cli, BenchPrintsThroughputAsJson) {
   EXPECT_EQ(j["omp_wait_policy"], "PASSIVE") << "torchae sets the passive wait policy itself";
 }
 
+TEST_F(Cli, BenchMeasuresTheFloorAndProfilesTheStep) {
+  CliResult r = run_cli("bench --steps 20 --warmup 2 --batch 64 --floor --profile 5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json j = Json::parse(r.out);
+  EXPECT_EQ(j["floor"]["products_per_step"], 11);
+  EXPECT_NEAR(j["floor"]["gflop_per_step"].get<double>(), 64 * 4.800512e6 / 1e9, 1e-9);
+  EXPECT_EQ(j["floor"]["rounds"], 10);
+  // A step does its matrix products and more: below the floor, never above it by much (noise).
+  EXPECT_GT(j["of_floor"].get<double>(), 0.05);
+  EXPECT_LT(j["of_floor"].get<double>(), 1.3);
+  const Json& parts = j["profile"]["ms_per_step"];
+  for (const char* part : {"matrix products", "element-wise forward", "element-wise backward", "loss", "optimizer",
+                           "allocation", "data", "framework", "unprofiled"}) {
+    EXPECT_TRUE(parts.contains(part)) << part;
+  }
+  EXPECT_GT(parts["data"].get<double>(), 0.0);
+  expect_one_line_error(run_cli(R"(bench --steps 1 --warmup 0 --floor --model '{"backbone": "conv", "code_size": 0}')"),
+                        "is not a Linear layer's: the matrix-product floor is only measured for models made of Linear");
+}
+
+// bench/reference.py is torchae bench's twin in plain PyTorch: the same initialisation, batches
+// and arithmetic, so the same loss after the same steps.
+TEST_F(Cli, BenchAndItsPyTorchTwinReachTheSameLoss) {
+  for (const int batch : {32, 512}) {
+    SCOPED_TRACE(batch);
+    const CliResult ours = run_cli(fmt::format("bench --steps 20 --warmup 0 --batch {}", batch));
+    ASSERT_EQ(ours.exit_code, 0) << ours.err;
+    const CliResult theirs = test::run_command(fmt::format("OMP_NUM_THREADS=1 /usr/bin/python3 '{}/bench/reference.py' "
+                                                           "--steps 20 --warmup 0 --batch {}",
+                                                           TORCHAE_SOURCE_DIR, batch));
+    ASSERT_EQ(theirs.exit_code, 0) << theirs.err;
+    const double a = Json::parse(ours.out)["final_loss"].get<double>();
+    const double b = Json::parse(theirs.out)["final_loss"].get<double>();
+    EXPECT_NEAR(a, b, 1e-5);
+    EXPECT_LT(a, 0.6);  // it learned: the first step's loss is about 0.69
+  }
+}
+
 TEST_F(Cli, SemanticHashingEvaluatesRetrievalIndexesAndSearches) {
   TempDir dir;
   const std::string run = (dir / "hash").string();

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace torchae {
+
+/// The matrix products of one training step of a stack of Linear layers, on preallocated float
+/// CPU tensors in the layouts autograd uses (`at::mm_out`), timed alone at the current thread
+/// setting: the floor that no implementation of the step can beat with these kernels. Per layer,
+/// its forward product, its weight gradient and, except for the first layer (its input is data,
+/// which needs no gradient), its input gradient.
+///
+///     GemmFloor floor({{784, 512}, {512, 128}, {128, 512}, {512, 784}}, 128);
+///     const double seconds = floor.time(100) / 100;  // a step's products: about 4 ms at 150 GFLOP/s
+class GemmFloor {
+ public:
+  GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int64_t batch);
+  int64_t products() const { return products_; }
+  double flops_per_step() const { return flops_; }
+  /// Seconds that `steps` steps' products take, one run after the other.
+  double time(int64_t steps);
+
+ private:
+  void step();
+  struct Layer {
+    torch::Tensor input, weight, output, grad_output, grad_input, grad_weight;
+  };
+  std::vector<Layer> layers_;
+  int64_t products_ = 0;
+  double flops_ = 0;
+};
+
+/// The Linear layers of `module` in registration order, as (in_features, out_features); empty
+/// when it has none. Throws torchae::Error, naming the parameter, when some parameter of the
+/// model does not belong to a Linear layer (a convolution, a tied decoder's bias): the floor of
+/// such a step is not the products of its Linear layers.
+std::vector<std::pair<int64_t, int64_t>> linear_layers_of(const torch::nn::Module& module);
+
+/// Where the time of a step goes, from LibTorch's profiler (its CPU op events, with the
+/// `torchae::` scopes Trainer::step records): milliseconds per step in each part. Each op's
+/// self time (its duration less its children's) goes to one part: "matrix products" (mm, addmm,
+/// bmm, convolutions), "allocation" (empty, zeros, fill, ...), then by the scope it ran in:
+/// "data", "optimizer", "loss" (the loss's forward and backward), "element-wise forward",
+/// "element-wise backward"; "framework" is the self time of the scopes and of the autograd
+/// engine's wrappers (dispatch, graph bookkeeping), "unprofiled" the wall time outside any op.
+struct StepProfile {
+  int64_t steps = 0;
+  double wall_ms_per_step = 0;
+  std::vector<std::pair<std::string, double>> ms_per_step;  // part -> ms, in a fixed order
+  /// The heaviest ops by self time, at most 12: ("op < the event it ran in", ms per step).
+  std::vector<std::pair<std::string, double>> top_ops;
+  nlohmann::json to_json() const;
+};
+
+/// Runs `step` `steps` times under LibTorch's profiler and breaks its time down.
+StepProfile profile_steps(const std::function<void()>& step, int64_t steps);
+
+}  // namespace torchae

@@ -1,0 +1,144 @@
+#include "torchae/nn/fused.h"
+
+#include "kernels.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/string_utils.h>
+#include <torch/autograd.h>
+#include <torch/nn/functional/loss.h>
+
+#include <cmath>
+
+namespace torchae {
+
+namespace {
+
+bool is_dense_cpu_float(const torch::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous() &&
+         t.layout() == torch::kStrided;
+}
+
+// 16 K elements a task for the loss's loops: a few microseconds of work each.
+constexpr int64_t kLossGrain = int64_t{1} << 14;
+
+class BceFromLogits : public torch::autograd::Function<BceFromLogits> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& probabilities, const torch::Tensor& target) {
+    ctx->save_for_backward({probabilities, target});
+    const float* x = logits.data_ptr<float>();
+    const float* p = probabilities.data_ptr<float>();
+    const float* t = target.data_ptr<float>();
+    const double sum = at::parallel_reduce(
+        int64_t{0}, logits.numel(), kLossGrain, 0.0,
+        [&](int64_t begin, int64_t end, double partial) {
+          return partial + kernels::bce_from_logits_sum(x, p, t, begin, end);
+        },
+        std::plus<double>());
+    return torch::scalar_tensor(sum / static_cast<double>(logits.numel()), logits.options());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& probabilities = saved[0];
+    const torch::Tensor& target = saved[1];
+    const float scale = grads[0].item<float>() / static_cast<float>(probabilities.numel());
+    torch::Tensor grad = torch::empty_like(probabilities);
+    const float* p = probabilities.data_ptr<float>();
+    const float* t = target.data_ptr<float>();
+    float* g = grad.data_ptr<float>();
+    at::parallel_for(0, probabilities.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
+      kernels::bce_from_logits_grad(p, t, g, begin, end, scale);
+    });
+    return {grad, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor binary_cross_entropy_from_logits(const torch::Tensor& logits, const torch::Tensor& probabilities,
+                                               const torch::Tensor& target) {
+  const bool fusable = is_dense_cpu_float(logits) && is_dense_cpu_float(probabilities) &&
+                       is_dense_cpu_float(target) && !target.requires_grad() && logits.numel() > 0 &&
+                       logits.sizes() == probabilities.sizes() && logits.sizes() == target.sizes();
+  if (!fusable) return torch::nn::functional::binary_cross_entropy_with_logits(logits, target);
+  return BceFromLogits::apply(logits, probabilities.detach(), target);
+}
+
+void fused_adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t size,
+                       double beta1, double beta2, double eps, double weight_decay, double step_size,
+                       double sqrt_bias_correction2) {
+  // Each coefficient rounded to float once, from double, as LibTorch's scalar arguments are.
+  const auto f = [](double value) { return static_cast<float>(value); };
+  // 64 K floats (a quarter of a megabyte in each of the four buffers) a task: below that, waking
+  // a second thread costs more than it saves.
+  at::parallel_for(0, size, int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    kernels::adam(param, grad, exp_avg, exp_avg_sq, begin, end, f(beta1), f(1 - beta1), f(beta2), f(1 - beta2), f(eps),
+                   f(weight_decay), f(step_size), f(sqrt_bias_correction2));
+  });
+}
+
+torch::Tensor FusedAdam::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (p.grad().defined()) update(p, p.grad(), options);
+    }
+  }
+  return loss;
+}
+
+void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
+  const double beta1 = std::get<0>(options.betas());
+  const double beta2 = std::get<1>(options.betas());
+  const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+  auto found = state_.find(key);
+  if (found == state_.end()) {
+    auto fresh = std::make_unique<torch::optim::AdamParamState>();
+    fresh->step(0);
+    fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    if (options.amsgrad()) fresh->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    found = state_.emplace(key, std::move(fresh)).first;
+  }
+  auto& state = static_cast<torch::optim::AdamParamState&>(*found->second);
+  torch::Tensor& exp_avg = state.exp_avg();
+  torch::Tensor& exp_avg_sq = state.exp_avg_sq();
+  state.step(state.step() + 1);
+  const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
+  const double bias_correction2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
+  const double step_size = options.lr() / bias_correction1;
+
+  const bool fusable = !options.amsgrad() && is_dense_cpu_float(p) && is_dense_cpu_float(grad) &&
+                       is_dense_cpu_float(exp_avg) && is_dense_cpu_float(exp_avg_sq) && grad.numel() == p.numel();
+  if (fusable) {
+    fused_adam_update(p.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(),
+                      exp_avg_sq.data_ptr<float>(), p.numel(), beta1, beta2, options.eps(), options.weight_decay(),
+                      step_size, std::sqrt(bias_correction2));
+    return;
+  }
+  // LibTorch's own Adam::step, operation for operation.
+  if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
+  exp_avg.mul_(beta1).add_(grad, 1 - beta1);
+  exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+  torch::Tensor denom;
+  if (options.amsgrad()) {
+    torch::Tensor& max_exp_avg_sq = state.max_exp_avg_sq();
+    torch::max_out(max_exp_avg_sq, exp_avg_sq, max_exp_avg_sq);
+    denom = (max_exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
+  } else {
+    denom = (exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
+  }
+  p.addcdiv_(exp_avg, denom, -step_size);
+}
+
+}  // namespace torchae

@@ -1,0 +1,126 @@
+#include "test_tools.h"
+
+#include "torchae/nn/fused.h"
+
+#include <torch/nn/functional/loss.h>
+
+#include <sstream>
+
+namespace torchae {
+namespace {
+
+using test::TorchaeTest;
+
+class FusedTest : public TorchaeTest {};
+
+namespace F = torch::nn::functional;
+
+// A few parameters of the shapes a step has (a matrix, a vector, one of odd size so that the
+// vector loops' remainders run), with gradients set by `fill`.
+std::vector<torch::Tensor> parameters_like_a_step() {
+  return {torch::randn({300, 257}), torch::randn({257}), torch::randn({13, 7})};
+}
+
+void set_gradients(std::vector<torch::Tensor>& params, int64_t step) {
+  torch::manual_seed(100 + step);
+  for (auto& p : params) p.mutable_grad() = torch::randn_like(p) * (1.0 + static_cast<double>(step));
+}
+
+TEST_F(FusedTest, AdamStepsAsLibTorchsAdam) {
+  for (const double weight_decay : {0.0, 0.01}) {
+    std::vector<torch::Tensor> ours = parameters_like_a_step();
+    std::vector<torch::Tensor> theirs;
+    for (const auto& p : ours) theirs.push_back(p.clone());
+    const auto options = torch::optim::AdamOptions(3e-3).betas({0.8, 0.99}).weight_decay(weight_decay);
+    FusedAdam fused(ours, options);
+    torch::optim::Adam reference(theirs, options);
+    for (int64_t step = 0; step < 25; ++step) {
+      set_gradients(ours, step);
+      set_gradients(theirs, step);
+      fused.step();
+      reference.step();
+    }
+    for (std::size_t i = 0; i < ours.size(); ++i) test::expect_tensors_near(ours[i], theirs[i], 2e-6, 1e-5);
+  }
+}
+
+TEST_F(FusedTest, AdamTakesLibTorchsPathWhereItCannotFuse) {
+  // amsgrad, double and non-contiguous parameters: LibTorch's operations, so the same result.
+  std::vector<torch::Tensor> ours{torch::randn({40, 30}, torch::kFloat64), torch::randn({30, 40}).t()};
+  std::vector<torch::Tensor> theirs;
+  for (const auto& p : ours) theirs.push_back(p.clone());
+  ASSERT_FALSE(ours[1].is_contiguous());
+  const auto options = torch::optim::AdamOptions(1e-2).amsgrad(true);
+  FusedAdam fused(ours, options);
+  torch::optim::Adam reference(theirs, options);
+  for (int64_t step = 0; step < 5; ++step) {
+    set_gradients(ours, step);
+    set_gradients(theirs, step);
+    fused.step();
+    reference.step();
+  }
+  for (std::size_t i = 0; i < ours.size(); ++i) test::expect_tensors_near(ours[i], theirs[i], 0.0);
+}
+
+TEST_F(FusedTest, AdamCheckpointsAreLibTorchsAdams) {
+  // A checkpoint written by FusedAdam resumes in LibTorch's Adam and back, step count included.
+  std::vector<torch::Tensor> params = parameters_like_a_step();
+  FusedAdam fused(params, torch::optim::AdamOptions(1e-3));
+  for (int64_t step = 0; step < 3; ++step) {
+    set_gradients(params, step);
+    fused.step();
+  }
+  std::stringstream saved;
+  torch::save(fused, saved);
+  std::vector<torch::Tensor> copies;
+  for (const auto& p : params) copies.push_back(p.detach().clone());
+  torch::optim::Adam resumed(copies, torch::optim::AdamOptions(1e-3));
+  torch::load(resumed, saved);
+  set_gradients(params, 3);
+  set_gradients(copies, 3);
+  fused.step();
+  resumed.step();
+  for (std::size_t i = 0; i < params.size(); ++i) test::expect_tensors_near(params[i], copies[i], 1e-6, 1e-5);
+  const auto& state = static_cast<const torch::optim::AdamParamState&>(
+      *resumed.state().at(c10::guts::to_string(copies[0].unsafeGetTensorImpl())));
+  EXPECT_EQ(state.step(), 4);
+}
+
+TEST_F(FusedTest, BinaryCrossEntropyFromLogitsIsLibTorchsInValueAndGradient) {
+  // Logits from tiny to saturating, targets in [0, 1] and exactly 0 and 1; an odd element count.
+  torch::Tensor logits = (torch::randn({37, 101}) * 6.0);
+  logits.index_put_({0, torch::indexing::Slice(0, 4)}, torch::tensor({-40.0, 40.0, 0.0, 1e-4}));
+  logits.requires_grad_(true);
+  torch::Tensor target = torch::rand({37, 101});
+  target.index_put_({1}, 0.0);
+  target.index_put_({2}, 1.0);
+  const torch::Tensor ours = binary_cross_entropy_from_logits(logits, torch::sigmoid(logits), target);
+  const torch::Tensor grad_ours = torch::autograd::grad({ours * 3.0}, {logits})[0];
+  const torch::Tensor theirs = F::binary_cross_entropy_with_logits(logits, target);
+  const torch::Tensor grad_theirs = torch::autograd::grad({theirs * 3.0}, {logits})[0];
+  EXPECT_NEAR(ours.item<double>(), theirs.item<double>(), 1e-6 * theirs.item<double>());
+  test::expect_tensors_near(grad_ours, grad_theirs, 1e-9, 1e-5);
+  // Against the definition in double precision, element by element.
+  const torch::Tensor x = logits.detach().to(torch::kFloat64), t = target.to(torch::kFloat64);
+  const double exact = (x.clamp_min(0) - x * t + torch::log1p(torch::exp(-x.abs()))).mean().item<double>();
+  EXPECT_NEAR(ours.item<double>(), exact, 1e-6 * exact);
+}
+
+TEST_F(FusedTest, BinaryCrossEntropyFallsBackWhereItCannotFuse) {
+  // A target that needs a gradient gets LibTorch's (which differentiates in the target too).
+  const torch::Tensor logits = torch::randn({8, 5}, torch::requires_grad());
+  const torch::Tensor target = torch::rand({8, 5}, torch::requires_grad());
+  const torch::Tensor loss = binary_cross_entropy_from_logits(logits, torch::sigmoid(logits), target);
+  const auto grads = torch::autograd::grad({loss}, {logits, target});
+  const torch::Tensor reference = F::binary_cross_entropy_with_logits(logits, target);
+  const auto reference_grads = torch::autograd::grad({reference}, {logits, target});
+  EXPECT_NEAR(loss.item<double>(), reference.item<double>(), 1e-7);
+  test::expect_tensors_near(grads[1], reference_grads[1], 1e-7);
+  // Double precision likewise.
+  const torch::Tensor x = torch::randn({4, 3}, torch::kFloat64), t = torch::rand({4, 3}, torch::kFloat64);
+  EXPECT_NEAR(binary_cross_entropy_from_logits(x, torch::sigmoid(x), t).item<double>(),
+              F::binary_cross_entropy_with_logits(x, t).item<double>(), 1e-15);
+}
+
+}  // namespace
+}  // namespace torchae

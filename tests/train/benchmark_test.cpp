@@ -1,0 +1,79 @@
+#include "test_tools.h"
+
+#include "torchae/core/error.h"
+#include "torchae/models/registry.h"
+#include "torchae/train/benchmark.h"
+
+#include <map>
+
+namespace torchae {
+namespace {
+
+using test::TorchaeTest;
+
+class BenchmarkTest : public TorchaeTest {};
+
+const DataSpec kImages{{1, 28, 28}, 0, 1, 1};
+
+TEST_F(BenchmarkTest, TheFloorIsTheStepsMatrixProducts) {
+  const BuiltModel built = build_model(
+      Json{{"family", "undercomplete"}, {"hidden", {512}}, {"code_size", 128}, {"loss", "bce"}}, kImages);
+  const auto layers = linear_layers_of(built.model->module());
+  const std::vector<std::pair<int64_t, int64_t>> expected{{784, 512}, {512, 128}, {128, 512}, {512, 784}};
+  EXPECT_EQ(layers, expected);
+  GemmFloor floor(layers, 32);
+  // Forward and weight gradient for each layer, the input gradient for all but the first.
+  EXPECT_EQ(floor.products(), 11);
+  const double per_layer = 2.0 * 32 * (784 * 512 + 512 * 128 + 128 * 512 + 512 * 784);
+  EXPECT_DOUBLE_EQ(floor.flops_per_step(), 3 * per_layer - 2.0 * 32 * 784 * 512);
+  const double seconds = floor.time(3);
+  EXPECT_GT(seconds, 0.0);
+}
+
+TEST_F(BenchmarkTest, TheFloorRefusesModelsBeyondLinearLayers) {
+  const BuiltModel conv = build_model(Json{{"family", "undercomplete"},
+                                           {"backbone", "conv"},
+                                           {"channels", {8}},
+                                           {"strides", {2}},
+                                           {"code_size", 0}},
+                                      kImages);
+  try {
+    linear_layers_of(conv.model->module());
+    FAIL() << "a convolutional model has no floor of Linear layers";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a Linear layer"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(GemmFloor({}, 8), Error);
+}
+
+TEST_F(BenchmarkTest, TheProfileAccountsForTheStep) {
+  const BuiltModel built =
+      build_model(Json{{"family", "undercomplete"}, {"hidden", {64}}, {"code_size", 16}, {"loss", "bce"}}, kImages);
+  TrainOptions options = test::quiet_cpu_options(1);
+  Trainer trainer(built.model, options);
+  const torch::Tensor batch = torch::rand({32, 1, 28, 28});
+  const StepProfile profile = profile_steps([&] { trainer.step(batch); }, 5);
+  EXPECT_EQ(profile.steps, 5);
+  double parts = 0.0;
+  std::map<std::string, double> by_name;
+  for (const auto& [name, ms] : profile.ms_per_step) {
+    EXPECT_GE(ms, 0.0) << name;
+    parts += ms;
+    by_name[name] = ms;
+  }
+  // Every part of the step is somewhere: the parts add up to the wall time (to the profiler's
+  // microsecond rounding), and the step's own parts are there.
+  EXPECT_NEAR(parts, profile.wall_ms_per_step, 0.05 * profile.wall_ms_per_step + 0.05);
+  EXPECT_GT(by_name.at("matrix products"), 0.0);
+  EXPECT_GT(by_name.at("optimizer"), 0.0);
+  EXPECT_GT(by_name.at("loss"), 0.0);
+  EXPECT_GT(by_name.at("element-wise forward"), 0.0);
+  EXPECT_GT(by_name.at("element-wise backward"), 0.0);
+  EXPECT_EQ(by_name.at("data"), 0.0);  // the batch was made outside the scope
+  ASSERT_FALSE(profile.top_ops.empty());
+  const Json json = profile.to_json();
+  EXPECT_EQ(json.at("ms_per_step").size(), profile.ms_per_step.size());
+}
+
+}  // namespace
+}  // namespace torchae
