@@ -57,7 +57,6 @@ class RbmAnnealingPath : public AnnealingPath {
 
 }  // namespace
 
-torch::Tensor sample_bernoulli(const torch::Tensor& p) { return (torch::rand_like(p) < p).to(p.scalar_type()); }
 
 torch::Tensor base_rate_biases(const torch::Tensor& train, const torch::TensorOptions& options) {
   const torch::Tensor p = train.flatten(1).to(torch::kDouble).mean(0).clamp(1e-3, 1.0 - 1e-3);

@@ -1,6 +1,7 @@
 #include "torchae/models/vae.h"
 
 #include "torchae/models/registry.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/torch.h>
 
@@ -101,7 +102,7 @@ Output VAEImpl::forward(const torch::Tensor& input) {
   Output out;
   torch::Tensor x = input;
   if (is_training() && binarizes()) {
-    x = torch::bernoulli(input);
+    x = sample_bernoulli(input);
     out.input = x;
   }
   auto [mu, log_var] = posterior(x);
@@ -133,7 +134,13 @@ torch::Tensor VAEImpl::decode(const torch::Tensor& code) {
 Losses VAEImpl::loss(const torch::Tensor& target, const Output& output) {
   const torch::Tensor x = output.input.defined() ? output.input : target;
   const torch::Tensor decoded = options.decoder() == VaeDecoder::bernoulli ? output.logits : output.reconstruction;
-  const torch::Tensor recon = -log_likelihood_of_output(x.flatten(1), decoded.flatten(1)).mean();
+  // With Bernoulli pixels the term is the binary cross-entropy summed over pixels: the fused one,
+  // from the sigmoid the forward computed, times the pixels per example.
+  const torch::Tensor recon =
+      options.decoder() == VaeDecoder::bernoulli && output.reconstruction.defined()
+          ? binary_cross_entropy_from_logits(output.logits, output.reconstruction, x.view_as(output.logits)) *
+                static_cast<double>(options.networks().input_size())
+          : -log_likelihood_of_output(x.flatten(1), decoded.flatten(1)).mean();
   const torch::Tensor kl = kl_to_standard_normal(output.mu, output.log_var).mean();
   return {recon + options.beta() * kl, {{"recon", recon}, {"kl", kl}}};
 }

@@ -1,6 +1,7 @@
 #include "torchae/data/corruption.h"
 
 #include "torchae/data/image_io.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/torch.h>
 
@@ -43,8 +44,10 @@ CorruptionOptions CorruptionOptions::from(OptionReader& r, const DataSpec& data,
 
 namespace {
 
-// Exactly m of each row's d components, uniformly at random: the m largest of d uniforms.
+// Exactly m of each row's d components, uniformly at random: on the CPU the first m steps of a
+// Fisher-Yates shuffle (choose_exactly), elsewhere the m largest of d uniforms.
 torch::Tensor choose_per_example(int64_t batch, int64_t d, int64_t m, const torch::TensorOptions& options) {
+  if (options.device().is_cpu()) return choose_exactly(batch, d, m);
   torch::Tensor mask = torch::zeros({batch, d}, options.dtype(torch::kBool));
   if (m == 0) return mask;
   const torch::Tensor chosen = std::get<1>(torch::rand({batch, d}, options.dtype(torch::kFloat32)).topk(m, 1));
@@ -140,7 +143,7 @@ Corrupted corrupt_unclipped(const torch::Tensor& x, const CorruptionOptions& o) 
       const auto m = static_cast<int64_t>(std::llround(o.level * static_cast<double>(d)));
       const torch::Tensor mask = choose_per_example(batch, d, m, x.options()).view(x.sizes());
       if (o.kind == CorruptionKind::masking) return {x.masked_fill(mask, 0.0), mask};
-      const torch::Tensor salt = torch::rand_like(x) < 0.5;
+      const torch::Tensor salt = uniform_like(x) < 0.5;
       const torch::Tensor values = torch::where(salt, torch::full_like(x, o.max), torch::full_like(x, o.min));
       return {torch::where(mask, values, x), mask};
     }

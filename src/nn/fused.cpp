@@ -7,7 +7,12 @@
 #include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 namespace torchae {
 
@@ -64,6 +69,43 @@ torch::Tensor binary_cross_entropy_from_logits(const torch::Tensor& logits, cons
                        logits.sizes() == probabilities.sizes() && logits.sizes() == target.sizes();
   if (!fusable) return torch::nn::functional::binary_cross_entropy_with_logits(logits, target);
   return BceFromLogits::apply(logits, probabilities.detach(), target);
+}
+
+namespace {
+
+// One 64-bit draw of LibTorch's default CPU generator: the seed of a counter-based sequence.
+uint64_t draw_seed() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get<at::CPUGeneratorImpl>()->random64();
+}
+
+}  // namespace
+
+torch::Tensor uniform_like(const torch::Tensor& like) {
+  if (!(like.device().is_cpu() && like.scalar_type() == torch::kFloat)) return torch::rand_like(like);
+  torch::Tensor out = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous));
+  float* data = out.data_ptr<float>();
+  const uint64_t seed = draw_seed();
+  at::parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
+    kernels::uniform(data, begin, end, seed);
+  });
+  return out;
+}
+
+torch::Tensor sample_bernoulli(const torch::Tensor& p) { return (uniform_like(p) < p).to(p.scalar_type()); }
+
+torch::Tensor choose_exactly(int64_t rows, int64_t d, int64_t m) {
+  TORCH_CHECK(rows >= 0 && d >= 0 && m >= 0 && m <= d, "choose_exactly: need 0 <= m <= d");
+  torch::Tensor mask = torch::zeros({rows, d}, torch::kBool);
+  if (m == 0 || rows == 0) return mask;
+  bool* data = mask.data_ptr<bool>();
+  const uint64_t seed = draw_seed();
+  at::parallel_for(0, rows, std::max<int64_t>(1, kLossGrain / d), [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> scratch(static_cast<std::size_t>(d));
+    kernels::choose_exactly(data, scratch.data(), d, m, begin, end, seed);
+  });
+  return mask;
 }
 
 void fused_adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t size,

@@ -58,4 +58,44 @@ void bce_from_logits_grad(const float* __restrict probabilities, const float* __
   for (int64_t i = begin; i < end; ++i) grad[i] = (probabilities[i] - target[i]) * scale;
 }
 
+namespace {
+
+constexpr uint64_t kGoldenGamma = 0x9e3779b97f4a7c15ULL;
+
+inline uint64_t splitmix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+TORCHAE_CPU_CLONES
+void uniform(float* __restrict out, int64_t begin, int64_t end, uint64_t seed) {
+  for (int64_t i = begin; i < end; ++i) {
+    const uint64_t bits = splitmix64(seed + static_cast<uint64_t>(i + 1) * kGoldenGamma);
+    out[i] = static_cast<float>(bits >> 40) * (1.0f / 16777216.0f);
+  }
+}
+
+void choose_exactly(bool* mask, int32_t* scratch, int64_t d, int64_t m, int64_t begin, int64_t end, uint64_t seed) {
+  for (int64_t row = begin; row < end; ++row) {
+    for (int64_t j = 0; j < d; ++j) scratch[j] = static_cast<int32_t>(j);
+    // Each row's numbers come from its own SplitMix64 sequence (the row's key, hashed).
+    uint64_t state = splitmix64(seed ^ (static_cast<uint64_t>(row + 1) * 0xd1b54a32d192ed03ULL));
+    bool* out = mask + row * d;
+    for (int64_t i = 0; i < m; ++i) {
+      state += kGoldenGamma;
+      // Lemire's multiply-shift maps 32 random bits onto [0, d - i); its bias, below
+      // d / 2^32, is far under anything a mask could show.
+      const uint64_t r = splitmix64(state) >> 32;
+      const int64_t j = i + static_cast<int64_t>((r * static_cast<uint64_t>(d - i)) >> 32);
+      const int32_t chosen = scratch[j];
+      scratch[j] = scratch[i];
+      scratch[i] = chosen;
+      out[chosen] = true;
+    }
+  }
+}
+
 }  // namespace torchae::kernels

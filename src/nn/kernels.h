@@ -23,4 +23,14 @@ double bce_from_logits_sum(const float* logits, const float* probabilities, cons
 void bce_from_logits_grad(const float* probabilities, const float* target, float* grad, int64_t begin, int64_t end,
                           float scale);
 
+/// Uniform floats in [0, 1) with 24 random bits each, element i from SplitMix64 (Steele, Lea &
+/// Flood 2014) of seed + (i + 1) * golden gamma: a counter-based generator, so any range of
+/// elements can be filled on any thread and the result is the same.
+void uniform(float* out, int64_t begin, int64_t end, uint64_t seed);
+
+/// For rows [begin, end) of a [rows, d] mask (zeroed by the caller), exactly m entries of each
+/// row set, a uniformly random m-subset: the first m steps of a Fisher-Yates shuffle of 0..d-1
+/// (Knuth's Algorithm P), drawing from SplitMix64 keyed by the row. `scratch`: d ints.
+void choose_exactly(bool* mask, int32_t* scratch, int64_t d, int64_t m, int64_t begin, int64_t end, uint64_t seed);
+
 }  // namespace torchae::kernels

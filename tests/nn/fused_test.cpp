@@ -122,5 +122,51 @@ TEST_F(FusedTest, BinaryCrossEntropyFallsBackWhereItCannotFuse) {
               F::binary_cross_entropy_with_logits(x, t).item<double>(), 1e-15);
 }
 
+TEST_F(FusedTest, UniformDrawsAreUniformReproducibleAndThreadIndependent) {
+  const torch::Tensor like = torch::empty({1000, 1000});
+  torch::manual_seed(7);
+  const torch::Tensor u = uniform_like(like);
+  EXPECT_EQ(u.sizes(), like.sizes());
+  EXPECT_GE(u.min().item<float>(), 0.0f);
+  EXPECT_LT(u.max().item<float>(), 1.0f);
+  EXPECT_NEAR(u.mean().item<double>(), 0.5, 1e-3);
+  EXPECT_NEAR(u.var().item<double>(), 1.0 / 12.0, 1e-3);
+  // 100 equal bins: a chi-square of 99 degrees of freedom, whose 99.9% point is 149.
+  const torch::Tensor counts = torch::histc(u, 100, 0, 1);
+  const double expected = 1e6 / 100;
+  EXPECT_LT(((counts - expected).pow(2) / expected).sum().item<double>(), 149.0);
+  // Neighbours are uncorrelated, and the next draw is another sequence.
+  const torch::Tensor flat = u.flatten() - 0.5;
+  EXPECT_NEAR((flat.narrow(0, 0, 999999) * flat.narrow(0, 1, 999999)).mean().item<double>() * 12, 0.0, 5e-3);
+  EXPECT_FALSE(torch::equal(u, uniform_like(like)));
+  // The same seed gives the same numbers, on one thread or two.
+  const int threads = at::get_num_threads();
+  at::set_num_threads(threads == 1 ? 2 : 1);
+  torch::manual_seed(7);
+  EXPECT_TRUE(torch::equal(u, uniform_like(like)));
+  at::set_num_threads(threads);
+  // Bernoulli samples follow their probabilities.
+  const torch::Tensor p = torch::linspace(0, 1, 11).repeat({20000, 1});
+  const torch::Tensor frequency = sample_bernoulli(p).mean(0);
+  test::expect_tensors_near(frequency, torch::linspace(0, 1, 11), 0.01);
+  EXPECT_EQ(frequency[0].item<float>(), 0.0f);
+  EXPECT_EQ(frequency[10].item<float>(), 1.0f);
+}
+
+TEST_F(FusedTest, ChooseExactlySetsExactlyMOfEachRowUniformly) {
+  const int64_t rows = 20000, d = 50, m = 12;
+  const torch::Tensor mask = choose_exactly(rows, d, m);
+  EXPECT_TRUE(torch::equal(mask.sum(1), torch::full({rows}, m, torch::kLong)));
+  // Every position equally likely (m/d), and no two rows alike beyond chance.
+  test::expect_tensors_near(mask.to(torch::kFloat).mean(0), torch::full({d}, double(m) / d), 0.015);
+  EXPECT_FALSE(torch::equal(mask[0], mask[1]));
+  // Pairs are as likely as a uniform m-subset makes them: m(m-1) / (d(d-1)).
+  const torch::Tensor f = mask.to(torch::kFloat);
+  const double pair = (f.select(1, 3) * f.select(1, 17)).mean().item<double>();
+  EXPECT_NEAR(pair, double(m * (m - 1)) / (d * (d - 1)), 0.01);
+  EXPECT_EQ(choose_exactly(3, 5, 0).sum().item<int64_t>(), 0);
+  EXPECT_EQ(choose_exactly(3, 5, 5).sum().item<int64_t>(), 15);
+}
+
 }  // namespace
 }  // namespace torchae

@@ -437,7 +437,11 @@ TEST_F(Cli, BoltzmannMachinesReportLikelihoodsDrawChainsAndExport) {
   r = run_cli(fmt::format("eval --run {} {}", rbm, ais));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json m = Json::parse(r.out);
-  EXPECT_NEAR(m["ais_log_z"].get<double>(), m["log_z_exact"].get<double>(), 0.5) << m;
+  // Within three of AIS's own standard errors (about 0.8 at this few temperatures): a fixed
+  // tolerance only held for the random numbers of one seed.
+  EXPECT_NEAR(m["ais_log_z"].get<double>(), m["log_z_exact"].get<double>(),
+              std::max(0.5, 3 * m["ais_log_z_std_error"].get<double>())) << m;
+  EXPECT_LT(m["ais_log_z_std_error"].get<double>(), 1.5) << m;
   EXPECT_LT(m["test_log_likelihood_ais"].get<double>(), 0.0);
   EXPECT_GT(m["test_log_likelihood_ais"].get<double>(), -784 * std::log(2.0)) << "better than uniform";
   EXPECT_LT(m["test_pseudo_log_likelihood"].get<double>(), 0.0);

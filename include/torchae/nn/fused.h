@@ -33,6 +33,23 @@ class FusedAdam : public torch::optim::Adam {
 torch::Tensor binary_cross_entropy_from_logits(const torch::Tensor& logits, const torch::Tensor& probabilities,
                                                const torch::Tensor& target);
 
+/// Uniform floats in [0, 1) shaped like `like`, from one 64-bit draw of LibTorch's default CPU
+/// generator spread over the elements by a counter-based generator (SplitMix64 of the element's
+/// index): vectorised and parallel, about 20 times as fast here as `torch::rand_like`, whose
+/// Mersenne twister runs one number at a time. Seeding (`torch::manual_seed`) and the
+/// generator's saved state make it as reproducible as `rand_like`. Float CPU tensors; anything
+/// else gets `torch::rand_like`.
+torch::Tensor uniform_like(const torch::Tensor& like);
+
+/// A Bernoulli sample of the probabilities `p` (1 where a uniform draw falls below p, else 0),
+/// in p's type, by `uniform_like`.
+torch::Tensor sample_bernoulli(const torch::Tensor& p);
+
+/// A [rows, d] boolean mask with exactly `m` true entries in each row, a uniformly random
+/// m-subset of the row's d (a partial Fisher-Yates shuffle per row, its random numbers from
+/// one 64-bit draw of LibTorch's default CPU generator), on the CPU.
+torch::Tensor choose_exactly(int64_t rows, int64_t d, int64_t m);
+
 /// One Adam step on `size` floats, in place (exposed for the benchmark and tests): the same
 /// arithmetic as LibTorch's Adam, element by element. `step_size` is lr / (1 - beta1^t),
 /// `sqrt_bias_correction2` is sqrt(1 - beta2^t).
