@@ -108,6 +108,9 @@ Json bench(const BenchArgs& args) {
     throw torchae::Error(fmt::format("bench: --batch {} does not split evenly over the {} ranks", args.batch, ranks));
   }
   const int64_t part = args.batch / ranks;
+  if (args.floor && options.device != "cpu") {
+    throw torchae::Error("bench: --floor times CPU matrix products; it has no meaning with --device " + options.device);
+  }
   // --stage: a stage of a staged model (a stack's layer), stepped on the codes of the parts
   // below it, computed once as the staged trainer caches them.
   std::shared_ptr<torchae::Autoencoder> stepped = built.model;

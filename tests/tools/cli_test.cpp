@@ -567,6 +567,19 @@ TEST_F(Cli, BenchMeasuresTheFloorAndProfilesTheStep) {
   EXPECT_GT(parts["data"].get<double>(), 0.0);
   expect_one_line_error(run_cli(R"(bench --steps 1 --warmup 0 --floor --model '{"backbone": "conv", "code_size": 0}')"),
                         "is not a Linear layer's: the matrix-product floor is only measured for models made of Linear");
+  expect_one_line_error(run_cli("bench --steps 1 --floor --device cuda"), "--floor times CPU matrix products");
+
+  // A stack's second layer, stepped on the first layer's codes (cached once), and its floor.
+  const std::string stack = R"('{"family": "stacked", "layers": [{"units": 64}, {"units": 16}]}')";
+  r = run_cli("bench --steps 4 --warmup 0 --batch 32 --floor --stage 2 --model " + stack);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = Json::parse(r.out);
+  EXPECT_EQ(j["stage"]["phase"], "pretrain");
+  EXPECT_EQ(j["stage"]["layer"], 2);
+  EXPECT_EQ(j["stage"]["input_width"], 64);
+  EXPECT_EQ(j["floor"]["products_per_step"], 5);  // 64-16 and 16-64: 2 + 3
+  expect_one_line_error(run_cli("bench --steps 1 --stage 4 --model " + stack), "--stage 4: the model has 3 stages");
+  expect_one_line_error(run_cli("bench --steps 1 --stage 1"), "this model trains in one stage");
 }
 
 // bench/reference.py is torchae bench's twin in plain PyTorch: the same initialisation, batches
