@@ -2,6 +2,7 @@
 
 #include "torchae/core/config.h"
 #include "torchae/core/error.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/torch.h>
 
@@ -53,7 +54,8 @@ torch::Tensor jacobian_penalty(const torch::Tensor& code, const torch::Tensor& i
   } else {
     TORCH_CHECK(probes >= 1, "jacobian_penalty: at least one probe");
     for (int64_t p = 0; p < probes; ++p) {
-      const torch::Tensor v = torch::randint(0, 2, code.sizes(), code.options()).mul_(2).sub_(1);
+      // Rademacher probes, from the counter-based uniforms (randint draws one number at a time).
+      const torch::Tensor v = (uniform_like(code) < 0.5).to(code.scalar_type()).mul_(2).sub_(1);
       const torch::Tensor jtv = torch::autograd::grad({code}, {input}, {v}, true, true)[0];
       total = total + jtv.pow(2).sum();
     }
