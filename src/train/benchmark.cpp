@@ -100,22 +100,26 @@ bool is_wrapper(const std::string& name) {
   return name.rfind("torchae::", 0) == 0 || name.rfind("autograd::engine::", 0) == 0;
 }
 
+// The part a torchae:: scope of Trainer::step or the benchmark stands for; null for the others.
+const char* scope_part(const std::string& scope) {
+  if (scope == "torchae::data") return "data";
+  if (scope == "torchae::optimizer") return "optimizer";
+  if (scope == "torchae::loss") return "loss";
+  return nullptr;
+}
+
 // The part an op's self time belongs to, from its name and the scopes it ran in (`scopes`:
 // the names of the events enclosing it, outermost first).
 std::string part_of(const std::string& name, const std::vector<std::string>& scopes) {
-  // A scope's own time is its parts' when nothing inside it is an op (FusedAdam's one loop, say).
-  if (name == "torchae::data") return "data";
-  if (name == "torchae::optimizer") return "optimizer";
-  if (name == "torchae::loss") return "loss";
+  // A scope's own time is its part's when nothing inside it is an op (FusedAdam's one loop, say).
+  if (const char* part = scope_part(name)) return part;
   if (is_wrapper(name)) return "framework";
   if (is_product(name)) return "matrix products";
   if (is_allocation(name)) return "allocation";
   bool backward = false;
   for (auto it = scopes.rbegin(); it != scopes.rend(); ++it) {
     const std::string& scope = *it;
-    if (scope == "torchae::data") return "data";
-    if (scope == "torchae::optimizer") return "optimizer";
-    if (scope == "torchae::loss") return "loss";
+    if (const char* part = scope_part(scope)) return part;
     if (scope.rfind("autograd::engine::evaluate_function: ", 0) == 0) {
       // The backward of the loss: its grad_fn is named after the loss function.
       if (scope.find("Loss") != std::string::npos || scope.find("CrossEntropy") != std::string::npos) return "loss";

@@ -26,20 +26,28 @@ void set_gradients(std::vector<torch::Tensor>& params, int64_t step) {
   for (auto& p : params) p.mutable_grad() = torch::randn_like(p) * (1.0 + static_cast<double>(step));
 }
 
+// Steps FusedAdam on `ours` and LibTorch's Adam on a copy of them, with the same gradients;
+// returns the copy.
+std::vector<torch::Tensor> step_beside_libtorchs_adam(std::vector<torch::Tensor>& ours,
+                                                      const torch::optim::AdamOptions& options, int64_t steps) {
+  std::vector<torch::Tensor> theirs;
+  for (const auto& p : ours) theirs.push_back(p.clone());
+  FusedAdam fused(ours, options);
+  torch::optim::Adam reference(theirs, options);
+  for (int64_t step = 0; step < steps; ++step) {
+    set_gradients(ours, step);
+    set_gradients(theirs, step);
+    fused.step();
+    reference.step();
+  }
+  return theirs;
+}
+
 TEST_F(FusedTest, AdamStepsAsLibTorchsAdam) {
   for (const double weight_decay : {0.0, 0.01}) {
     std::vector<torch::Tensor> ours = parameters_like_a_step();
-    std::vector<torch::Tensor> theirs;
-    for (const auto& p : ours) theirs.push_back(p.clone());
     const auto options = torch::optim::AdamOptions(3e-3).betas({0.8, 0.99}).weight_decay(weight_decay);
-    FusedAdam fused(ours, options);
-    torch::optim::Adam reference(theirs, options);
-    for (int64_t step = 0; step < 25; ++step) {
-      set_gradients(ours, step);
-      set_gradients(theirs, step);
-      fused.step();
-      reference.step();
-    }
+    const std::vector<torch::Tensor> theirs = step_beside_libtorchs_adam(ours, options, 25);
     for (std::size_t i = 0; i < ours.size(); ++i) test::expect_tensors_near(ours[i], theirs[i], 2e-6, 1e-5);
   }
 }
@@ -47,18 +55,10 @@ TEST_F(FusedTest, AdamStepsAsLibTorchsAdam) {
 TEST_F(FusedTest, AdamTakesLibTorchsPathWhereItCannotFuse) {
   // amsgrad, double and non-contiguous parameters: LibTorch's operations, so the same result.
   std::vector<torch::Tensor> ours{torch::randn({40, 30}, torch::kFloat64), torch::randn({30, 40}).t()};
-  std::vector<torch::Tensor> theirs;
-  for (const auto& p : ours) theirs.push_back(p.clone());
   ASSERT_FALSE(ours[1].is_contiguous());
-  const auto options = torch::optim::AdamOptions(1e-2).amsgrad(true);
-  FusedAdam fused(ours, options);
-  torch::optim::Adam reference(theirs, options);
-  for (int64_t step = 0; step < 5; ++step) {
-    set_gradients(ours, step);
-    set_gradients(theirs, step);
-    fused.step();
-    reference.step();
-  }
+  const std::vector<torch::Tensor> theirs =
+      step_beside_libtorchs_adam(ours, torch::optim::AdamOptions(1e-2).amsgrad(true), 5);
+  ASSERT_FALSE(theirs[1].is_contiguous());
   for (std::size_t i = 0; i < ours.size(); ++i) test::expect_tensors_near(ours[i], theirs[i], 0.0);
 }
 
