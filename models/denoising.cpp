@@ -24,7 +24,10 @@ void DenoisingImpl::pretty_print(std::ostream& stream) const {
 Output DenoisingImpl::forward(const torch::Tensor& input) {
   if (!is_training()) return backbone_->forward(input);
   const Corrupted corrupted = corrupt(input, options.corruption());
-  Output out = backbone_->forward(corrupted.input);
+  // The inpainting mask is the same in every channel: one channel of it tells the network.
+  Output out = backbone_->takes_mask()
+                   ? backbone_->fill(corrupted.input, corrupted.mask.narrow(1, 0, 1).to(input.dtype()))
+                   : backbone_->forward(corrupted.input);
   out.input = corrupted.input;
   out.mask = corrupted.mask;
   return out;
@@ -47,10 +50,24 @@ Losses DenoisingImpl::loss(const torch::Tensor& target, const Output& output) {
 void register_denoising(Registry& registry) {
   registry.add({"denoising",
                 "reconstructs the clean input from a corrupted one: gaussian, masking or salt_pepper "
-                "noise, optional emphasis alpha/beta on corrupted/clean components (Vincent et al. 2010)",
+                "noise, optional emphasis alpha/beta on corrupted/clean components (Vincent et al. 2010); for "
+                "images also inpaint and gray, the mask as an input channel and encoder-decoder skips",
                 [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
-                  DenoisingOptions o(read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32)));
+                  UndercompleteOptions backbone = read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32));
+                  BackboneOptions net = backbone.networks();
+                  const bool fully_convolutional = net.conv() && net.code_size() == 0;
+                  net.mask_input(r.boolean("mask_input", net.mask_input()));
+                  net.skips(r.boolean("skips", net.skips()));
+                  net.prefill(r.integer("prefill", net.prefill(), at_least(0)));
+                  r.require(net.prefill() == 0 || net.mask_input(), "prefill", "fills the holes the mask marks: needs mask_input");
+                  r.require(!net.mask_input() || net.conv(), "mask_input", "needs the conv backbone (model.backbone conv)");
+                  r.require(!net.skips() || fully_convolutional, "skips",
+                            "join encoder and decoder feature maps: needs a fully convolutional backbone "
+                            "(model.backbone conv, code_size 0)");
+                  DenoisingOptions o(backbone.networks(net));
                   o.corruption(CorruptionOptions::from(r, data, "masking", 0.25));
+                  r.require(!net.mask_input() || o.corruption().kind == CorruptionKind::inpaint, "mask_input",
+                            "gives the network the inpainting mask: needs corruption \"inpaint\"");
                   o.alpha(r.number("alpha", o.alpha(), at_least(0)));
                   o.beta(r.number("beta", o.beta(), at_least(0)));
                   r.finish();

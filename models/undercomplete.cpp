@@ -48,6 +48,7 @@ void UndercompleteImpl::reset() {
   conv_encoder_ = nullptr;
   conv_decoder_ = nullptr;
   decoder_bias_.clear();
+  TORCH_CHECK(conv() || (!net.mask_input() && !net.skips()), "undercomplete: mask_input and skips are conv options");
   if (conv()) {
     TORCH_CHECK(!options.tied() && !options.linear(), "undercomplete: tied and linear are MLP options");
     conv_encoder_ = register_module("encoder", ConvEncoder(options.conv(), code_activation));
@@ -101,22 +102,47 @@ void UndercompleteImpl::pretty_print(std::ostream& stream) const {
   }
 }
 
-torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input) const {
-  const torch::Tensor x = conv() ? input : input.flatten(1);
-  return options.input_dropout() > 0 ? torch::dropout(x, options.input_dropout(), is_training()) : x;
+torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input, const torch::Tensor& missing) const {
+  torch::Tensor x = conv() ? input : input.flatten(1);
+  if (options.input_dropout() > 0) x = torch::dropout(x, options.input_dropout(), is_training());
+  if (!takes_mask()) return x;
+  TORCH_CHECK(x.dim() == 4, "undercomplete: expected images [B, C, H, W], got ", x.sizes());
+  if (!missing.defined()) return torch::cat({x, torch::zeros_like(x.narrow(1, 0, 1))}, 1);
+  TORCH_CHECK(missing.dim() == 4 && missing.size(0) == x.size(0) && missing.size(1) == 1 &&
+                  missing.size(2) == x.size(2) && missing.size(3) == x.size(3),
+              "undercomplete: the mask of what is missing must be [B, 1, H, W] for images ", x.sizes(), ", got ",
+              missing.sizes());
+  const int64_t prefill = options.networks().prefill();
+  return torch::cat({prefill > 0 ? fill_by_averaging(x, missing, prefill) : x, missing.to(x.dtype())}, 1);
 }
 
 // A fully convolutional code is a feature map, flattened like any code; unflattening it needs
 // the size of the image it came from.
-torch::Tensor UndercompleteImpl::encoder_output(const torch::Tensor& x) {
-  return conv() ? conv_encoder_->forward(x).flatten(1) : encoder_->forward(x);
+torch::Tensor UndercompleteImpl::encoder_output(const torch::Tensor& x, std::vector<torch::Tensor>* features) {
+  return conv() ? conv_encoder_->forward(x, features).flatten(1) : encoder_->forward(x);
 }
 
 // A binary code's noise is a function of what the encoder saw, so that it is the same for an
 // example in every epoch.
-torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) {
-  const torch::Tensor x = encoder_input(input);
-  return binary_code_.binary() ? binary_code_.forward(encoder_output(x), x, is_training()) : encoder_output(x);
+torch::Tensor UndercompleteImpl::code_of(const torch::Tensor& x, std::vector<torch::Tensor>* features) {
+  const torch::Tensor h = encoder_output(x, features);
+  return binary_code_.binary() ? binary_code_.forward(h, x, is_training()) : h;
+}
+
+torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) { return code_of(encoder_input(input)); }
+
+bool UndercompleteImpl::takes_mask() const { return conv() && options.networks().mask_input(); }
+
+Output UndercompleteImpl::forward_from(const torch::Tensor& x, at::IntArrayRef input_shape) {
+  std::vector<torch::Tensor> features;
+  const bool skips = conv() && options.networks().skips();
+  const torch::Tensor code = code_of(x, skips ? &features : nullptr);
+  return reconstruct(code, input_shape, features);
+}
+
+Output UndercompleteImpl::fill(const torch::Tensor& input, const torch::Tensor& missing) {
+  TORCH_CHECK(takes_mask(), "undercomplete: this model does not take a mask (model.mask_input)");
+  return forward_from(encoder_input(input, missing), input.sizes());
 }
 
 int64_t UndercompleteImpl::hash_bits() const { return binary_code_.binary() ? code_size() : 0; }
@@ -146,8 +172,9 @@ torch::Tensor UndercompleteImpl::feature_map(const torch::Tensor& code, at::IntA
   return code.view({code.size(0), c, h, w});
 }
 
-torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape) {
-  if (conv()) return conv_decoder_->forward(feature_map(code, input_shape));
+torch::Tensor UndercompleteImpl::decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape,
+                                              const std::vector<torch::Tensor>& features) {
+  if (conv()) return conv_decoder_->forward(feature_map(code, input_shape), features);
   return options.tied() ? encoder_->forward_transposed(code, decoder_bias_, options.networks().activation())
                         : decoder_->forward_preactivation(code);
 }
@@ -166,19 +193,20 @@ torch::Tensor UndercompleteImpl::decode(const torch::Tensor& code) {
   return conv() ? y : y.view(shape);
 }
 
-Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape) {
+Output UndercompleteImpl::reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape,
+                                      const std::vector<torch::Tensor>& features) {
   Output out;
   out.code = code;
   // The code is a hidden layer too: dropout applies to it on its way to the decoder.
   const torch::Tensor h = options.dropout() > 0 ? torch::dropout(code, options.dropout(), is_training()) : code;
-  out.logits = conv() ? decode_logits(h, input_shape) : decode_logits(h, input_shape).view(input_shape);
+  out.logits = conv() ? decode_logits(h, input_shape, features) : decode_logits(h, input_shape).view(input_shape);
   out.reconstruction = activate(out.logits, options.output_activation());
   return out;
 }
 
 Output UndercompleteImpl::reconstruct(const torch::Tensor& code) { return reconstruct(code, batch_shape(code.size(0))); }
 
-Output UndercompleteImpl::forward(const torch::Tensor& input) { return reconstruct(encode(input), input.sizes()); }
+Output UndercompleteImpl::forward(const torch::Tensor& input) { return forward_from(encoder_input(input), input.sizes()); }
 
 torch::Tensor UndercompleteImpl::reconstruction_cost(const Output& output, const torch::Tensor& target) {
   return reconstruction_loss(options.loss(), output, target);
@@ -190,8 +218,15 @@ Losses UndercompleteImpl::loss(const torch::Tensor& target, const Output& output
 }
 
 std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, const std::string& prefix,
-                                                          bool preactivation) const {
-  std::vector<std::string> lines{conv() ? "h = x" : "h = x.flatten(1)"};
+                                                          bool preactivation, bool with_mask) const {
+  std::vector<std::string> lines{!conv()         ? "h = x.flatten(1)"
+                                 : !takes_mask() ? "h = x"
+                                 : with_mask     ? "h = torch.cat([x, missing.to(x.dtype)], 1)"
+                                                 : "h = torch.cat([x, torch.zeros_like(x[:, :1])], 1)"};
+  if (with_mask && takes_mask() && options.networks().prefill() > 0) {
+    lines = script_fill_by_averaging("x", "missing", options.networks().prefill());
+    lines.emplace_back("h = torch.cat([x, missing.to(x.dtype)], 1)");
+  }
   const auto encoder = conv() ? conv_encoder_->script(script, prefix + "encoder", "h")
                               : encoder_->script(script, prefix + "encoder", "h");
   lines.insert(lines.end(), encoder.begin(), encoder.end());
@@ -200,7 +235,8 @@ std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, 
   return lines;
 }
 
-std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, const std::string& prefix) const {
+std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, const std::string& prefix,
+                                                          bool with_skips) const {
   std::vector<std::string> lines;
   if (conv()) {
     if (options.networks().code_size() == 0) {
@@ -208,7 +244,7 @@ std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, 
       lines.push_back("if h.dim() == 2:");
       lines.push_back(fmt::format("    h = h.view([h.size(0), {}, {}, {}])", f[0], f[1], f[2]));
     }
-    const auto decoder = conv_decoder_->script(script, prefix + "decoder", "h");
+    const auto decoder = conv_decoder_->script(script, prefix + "decoder", "h", with_skips);
     lines.insert(lines.end(), decoder.begin(), decoder.end());
     lines.push_back("y = " + script_activation(options.output_activation(), "h"));
     return lines;
@@ -239,11 +275,20 @@ void UndercompleteImpl::define_script(ScriptModel& script, const std::string& pr
     define_autoencoder_methods(script, encoder, decoder);
     return;
   }
-  // Fully convolutional: forward keeps the feature map, so that it runs on any image size.
-  std::vector<std::string> forward(encoder.begin(), encoder.end() - 1);  // all but the flatten
-  forward.insert(forward.end(), decoder.begin(), decoder.end());
-  forward.emplace_back("return y");
-  define_autoencoder_methods(script, encoder, decoder, forward);
+  // Fully convolutional: forward keeps the feature map, so that it runs on any image size, and
+  // passes the encoder's feature maps to the decoder when it has skips (decode has only h).
+  auto whole = [&](std::vector<std::string> lines) {
+    lines.pop_back();  // the flatten
+    const auto decoder_with_skips = script_decoder(script, prefix, /*with_skips=*/true);
+    lines.insert(lines.end(), decoder_with_skips.begin(), decoder_with_skips.end());
+    lines.emplace_back("return y");
+    return lines;
+  };
+  define_autoencoder_methods(script, encoder, decoder, whole(encoder));
+  if (takes_mask()) {
+    script.method("fill(self, x: Tensor, missing: Tensor) -> Tensor",
+                  whole(script_encoder(script, prefix, /*preactivation=*/false, /*with_mask=*/true)));
+  }
 }
 
 void UndercompleteImpl::script(ScriptModel& script) const { define_script(script, ""); }

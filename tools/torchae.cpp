@@ -651,6 +651,8 @@ void add_restore_eval(CLI::App& app, char** argv) {
       ->check(integer_at_least(1))
       ->capture_default_str();
   command->add_option("--seed", args->options.seed, "seed of the corruptions")->capture_default_str();
+  command->add_flag("--fsr-best", args->options.fsr_best,
+                    "inpaint: also score frequency-selective reconstruction's best profile (minutes an image)");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");
   computes(command, argv, [args] {
     args->options.task = torchae::parse_restore_task(args->task);

@@ -130,7 +130,8 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
   if (const int64_t m = model.size_multiple(); m > 1) {
     // A fully convolutional model would return another size for a side that is not a multiple of
     // its stride: refused with the reason instead.
-    for (const char* name : {"forward", "encode"}) {
+    for (const char* name : {"forward", "encode", "fill"}) {
+      if (!script.has_method(name)) continue;
       script.prepend(name, {fmt::format("assert x.size(-1) % {0} == 0 and x.size(-2) % {0} == 0, \"torchae: this fully "
                                         "convolutional model takes heights and widths that are multiples of {0}, got "
                                         "\" + str(x.size(-2)) + \"x\" + str(x.size(-1))",
@@ -170,6 +171,17 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
     }
     // Bits must agree exactly: compared as numbers, one flipped bit is a difference of 1.
     checks.emplace_back("hash", hashing->hash(x).to(torch::kFloat), module.get_method("hash")({x}).toTensor().to(torch::kFloat));
+  }
+  if (auto* masked = dynamic_cast<MaskAware*>(&model); masked && masked->takes_mask()) {
+    if (!script.has_method("fill")) {
+      throw Error("export: the model takes a mask but its TorchScript description has no fill method");
+    }
+    // Every third pixel missing: a fixed mask, so that export draws no random numbers.
+    const torch::Tensor missing =
+        torch::arange(x.size(2) * x.size(3)).remainder(3).eq(0).to(torch::kFloat).view({1, 1, x.size(2), x.size(3)}).expand(
+            {x.size(0), 1, x.size(2), x.size(3)}).contiguous();
+    checks.emplace_back("fill", masked->fill(x, missing).reconstruction,
+                        module.get_method("fill")({x, missing}).toTensor());
   }
   for (const auto& [name, native, exported] : checks) {
     const double difference = max_difference(native, exported);
@@ -328,6 +340,12 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
                                       sampler->sample_steps());
   }
   if (module.find_method("classify")) card["methods"].push_back("classify");
+  if (module.find_method("fill")) {
+    card["methods"].push_back("fill");
+    card["fill_note"] = "fill(x, missing) takes images x [B, C, H, W] and missing [B, 1, H, W] (1 where a pixel is "
+                        "missing, 0 where known) and returns the model's output [B, C, H, W]; forward(x) is fill with "
+                        "nothing missing. torchae restore --task inpaint keeps the known pixels of x";
+  }
   if (const auto* hashing = dynamic_cast<const Hashing*>(run.model.model.get()); hashing && hashing->hash_bits() > 0) {
     card["methods"].push_back("hash");
     card["hash_bits"] = hashing->hash_bits();

@@ -29,7 +29,10 @@ ConvOptions BackboneOptions::conv_options(int64_t dense, double dropout) const {
       .strides(strides_)
       .activation(activation_)
       .code_size(dense)
-      .dropout(dropout);
+      .dropout(dropout)
+      .mask_input(mask_input_)
+      .prefill(prefill_)
+      .skips(skips_);
 }
 
 std::vector<int64_t> BackboneOptions::encoder_widths(int64_t out) const {

@@ -1,5 +1,6 @@
 #include "torchae/nn/conv.h"
 
+#include <torch/autograd.h>
 #include <torch/nn/functional/dropout.h>
 
 #include <fmt/format.h>
@@ -16,7 +17,85 @@ torch::Tensor hidden_activation(const torch::Tensor& x, Activation activation, d
   return dropout > 0 ? torch::dropout(h, dropout, training) : h;
 }
 
+// A transposed convolution is the input gradient of the convolution it mirrors, and that
+// convolution's weight gradient is its own; forward and backward are therefore both kernels of
+// the mirror convolution (oneDNN's on the CPU).
+class MirroredConvTranspose : public torch::autograd::Function<MirroredConvTranspose> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, int64_t stride, int64_t padding, int64_t output_padding) {
+    const int64_t k = weight.size(2);
+    std::vector<int64_t> shape{x.size(0), weight.size(1), (x.size(2) - 1) * stride - 2 * padding + k + output_padding,
+                               (x.size(3) - 1) * stride - 2 * padding + k + output_padding};
+    const torch::Tensor y = std::get<0>(at::convolution_backward(
+        x, torch::empty(shape, x.options()), weight, c10::nullopt, {stride, stride}, {padding, padding}, {1, 1},
+        /*transposed=*/false, {0, 0}, /*groups=*/1, {true, false, false}));
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1];
+    const int64_t stride = ctx->saved_data["stride"].toInt(), padding = ctx->saved_data["padding"].toInt();
+    const torch::Tensor grad = grads[0].contiguous();
+    torch::Tensor grad_x, grad_weight;
+    if (ctx->needs_input_grad(0)) grad_x = torch::conv2d(grad, weight, {}, stride, padding);
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = std::get<1>(at::convolution_backward(x, grad, weight, c10::nullopt, {stride, stride},
+                                                         {padding, padding}, {1, 1}, false, {0, 0}, 1,
+                                                         {false, true, false}));
+    }
+    return {grad_x, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor conv_transpose2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                               int64_t stride, int64_t padding, int64_t output_padding) {
+  const int64_t k = weight.size(2);
+  // The mirror convolution must map the output's size back to the input's exactly.
+  const int64_t out = (x.size(2) - 1) * stride - 2 * padding + k + output_padding;
+  const int64_t out_w = (x.size(3) - 1) * stride - 2 * padding + k + output_padding;
+  const bool mirrored = x.device().is_cpu() && x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat &&
+                        x.dim() == 4 && weight.size(3) == k && output_padding < stride &&
+                        (out + 2 * padding - k) / stride + 1 == x.size(2) &&
+                        (out_w + 2 * padding - k) / stride + 1 == x.size(3);
+  if (!mirrored) return torch::conv_transpose2d(x, weight, bias, stride, padding, output_padding);
+  // The bias is added outside, where autograd sums its gradient.
+  torch::Tensor y = MirroredConvTranspose::apply(x.contiguous(), weight, stride, padding, output_padding);
+  return bias.defined() ? y.add_(bias.view({1, -1, 1, 1})) : y;
+}
+
+torch::Tensor fill_by_averaging(torch::Tensor x, const torch::Tensor& missing, int64_t steps) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor known = 1.0 - missing.to(x.dtype());
+  x = x * known;
+  for (int64_t i = 0; i < steps; ++i) {
+    // Averages over 3x3 (padding counted): their ratio is the mean of the known neighbours.
+    const torch::Tensor count = torch::avg_pool2d(known, 3, 1, 1);
+    const torch::Tensor sum = torch::avg_pool2d(x, 3, 1, 1);
+    const torch::Tensor reached = count > 0;
+    x = torch::where(reached & (known == 0), sum / count.clamp_min(1e-12), x);
+    known = reached.to(x.dtype());
+  }
+  return x;
+}
+
+std::vector<std::string> script_fill_by_averaging(const std::string& var, const std::string& missing, int64_t steps) {
+  return {fmt::format("known = 1.0 - {}.to({}.dtype)", missing, var),
+          fmt::format("{0} = {0} * known", var),
+          fmt::format("for _ in range({}):", steps),
+          "    count = torch.avg_pool2d(known, [3, 3], [1, 1], [1, 1])",
+          fmt::format("    total = torch.avg_pool2d({}, [3, 3], [1, 1], [1, 1])", var),
+          "    reached = count > 0",
+          fmt::format("    {0} = torch.where(reached & (known == 0), total / count.clamp_min(1e-12), {0})", var),
+          fmt::format("    known = reached.to({}.dtype)", var)};
+}
 
 ConvOptions::ConvOptions(std::vector<int64_t> input_shape, std::vector<int64_t> channels)
     : input_shape_(std::move(input_shape)), channels_(std::move(channels)) {}
@@ -66,6 +145,13 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
                                           input_shape_[1], input_shape_[2], s)};
   }
   if (code_size_ < 0) return Problem{"code_size", "must be >= 0"};
+  if (prefill_ < 0 || (prefill_ > 0 && !mask_input_)) {
+    return Problem{"prefill", "fills the holes the mask marks: needs mask_input, and >= 0"};
+  }
+  if (skips_ && code_size_ > 0) {
+    return Problem{"skips", "join the encoder's feature maps to the decoder's: a fully convolutional network only "
+                            "(code_size 0)"};
+  }
   if (dropout_ < 0 || dropout_ >= 1) return Problem{"dropout", "must be in [0, 1)"};
   return std::nullopt;
 }
@@ -82,7 +168,7 @@ ConvEncoderImpl::ConvEncoderImpl(ConvOptions options_, Activation output_activat
 void ConvEncoderImpl::reset() {
   options.check();
   convs_.clear();
-  int64_t in = options.input_shape()[0];
+  int64_t in = input_channels();
   for (std::size_t i = 0; i < options.channels().size(); ++i) {
     const int64_t k = options.kernel(i);
     convs_.push_back(register_module(
@@ -100,8 +186,10 @@ void ConvEncoderImpl::reset() {
 }
 
 std::string describe_layers(const ConvOptions& options) {
-  return fmt::format("channels={}, kernels={}, strides={}", int_list(options.channels()), int_list(options.kernels()),
-                     int_list(options.strides()));
+  return fmt::format("channels={}, kernels={}, strides={}{}{}", int_list(options.channels()),
+                     int_list(options.kernels()), int_list(options.strides()),
+                     options.mask_input() ? fmt::format(", mask_input=true, prefill={}", options.prefill()) : "",
+                     options.skips() ? ", skips=true" : "");
 }
 
 void ConvEncoderImpl::pretty_print(std::ostream& stream) const {
@@ -109,10 +197,12 @@ void ConvEncoderImpl::pretty_print(std::ostream& stream) const {
                         describe_layers(options), options.code_size());
 }
 
+int64_t ConvEncoderImpl::input_channels() const { return options.input_shape()[0] + (options.mask_input() ? 1 : 0); }
+
 void ConvEncoderImpl::check_input(const torch::Tensor& x) const {
   const auto& shape = options.input_shape();
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == shape[0], "conv encoder: expected images [B, ", shape[0],
-              ", H, W], got ", x.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == input_channels(), "conv encoder: expected images [B, ", input_channels(),
+              ", H, W]", options.mask_input() ? " (the image's channels, then the mask)" : "", ", got ", x.sizes());
   const int64_t s = options.total_stride();
   TORCH_CHECK(x.size(2) % s == 0 && x.size(3) % s == 0, "conv encoder: image sides ", x.size(2), "x", x.size(3),
               " are not multiples of the total stride ", s, " (pad the image first)");
@@ -121,17 +211,19 @@ void ConvEncoderImpl::check_input(const torch::Tensor& x) const {
               x.size(3), " (code_size 0 makes the network fully convolutional)");
 }
 
-torch::Tensor ConvEncoderImpl::forward_preactivation(torch::Tensor x) {
+torch::Tensor ConvEncoderImpl::forward_preactivation(torch::Tensor x, std::vector<torch::Tensor>* features) {
   check_input(x);
+  if (features) features->clear();
   for (std::size_t i = 0; i < convs_.size(); ++i) {
     x = convs_[i]->forward(x);
     if (i + 1 < convs_.size() || dense_) x = hidden_activation(x, options.activation(), options.dropout(), is_training());
+    if (features && i + 1 < convs_.size()) features->push_back(x);
   }
   return dense_ ? dense_->forward(x.flatten(1)) : x;
 }
 
-torch::Tensor ConvEncoderImpl::forward(torch::Tensor x) {
-  return activate(forward_preactivation(std::move(x)), output_activation);
+torch::Tensor ConvEncoderImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* features) {
+  return activate(forward_preactivation(std::move(x), features), output_activation);
 }
 
 int64_t ConvEncoderImpl::code_size() const {
@@ -151,6 +243,7 @@ std::vector<std::string> ConvEncoderImpl::script(ScriptModel& script, const std:
                                          script.tensor(prefix + ".bias", convs_[i]->bias), s, s, p, p);
     const bool last = i + 1 == convs_.size() && !dense_;
     lines.push_back(var + " = " + script_activation(last ? output_activation : options.activation(), conv));
+    if (options.skips() && i + 1 < convs_.size()) lines.push_back(fmt::format("skip{} = {}", i, var));
   }
   if (dense_) {
     lines.push_back(fmt::format("{} = {}", var,
@@ -191,7 +284,11 @@ void ConvDecoderImpl::pretty_print(std::ostream& stream) const {
                         describe_layers(options), int_list(options.input_shape()));
 }
 
-torch::Tensor ConvDecoderImpl::forward(torch::Tensor x) {
+torch::Tensor ConvDecoderImpl::forward(torch::Tensor x, const std::vector<torch::Tensor>& features) {
+  const auto& channels = options.channels();
+  TORCH_CHECK(features.empty() || (options.skips() && features.size() + 1 == channels.size()),
+              "conv decoder: ", features.size(), " encoder feature maps given, the skips take ",
+              options.skips() ? channels.size() - 1 : 0);
   if (dense_) {
     TORCH_CHECK(x.dim() == 2 && x.size(1) == options.code_size(), "conv decoder: expected codes [B, ",
                 options.code_size(), "], got ", x.sizes());
@@ -203,14 +300,19 @@ torch::Tensor ConvDecoderImpl::forward(torch::Tensor x) {
                 options.channels().back(), ", h, w], got ", x.sizes());
   }
   for (std::size_t j = 0; j < deconvs_.size(); ++j) {
-    x = deconvs_[j]->forward(x);
-    if (j + 1 < deconvs_.size()) x = hidden_activation(x, options.activation(), options.dropout(), is_training());
+    const std::size_t i = channels.size() - 1 - j;
+    const int64_t s = options.stride(i);
+    x = conv_transpose2d(x, deconvs_[j]->weight, deconvs_[j]->bias, s, (options.kernel(i) - 1) / 2, s - 1);
+    if (j + 1 == deconvs_.size()) break;
+    // Decoder layer j's output mirrors encoder layer n-2-j's: same channels and size.
+    if (!features.empty()) x = x + features[channels.size() - 2 - j];
+    x = hidden_activation(x, options.activation(), options.dropout(), is_training());
   }
   return x;
 }
 
 std::vector<std::string> ConvDecoderImpl::script(ScriptModel& script, const std::string& name,
-                                                 const std::string& var) const {
+                                                 const std::string& var, bool with_skips) const {
   std::vector<std::string> lines;
   if (dense_) {
     const auto f = options.feature_shape();
@@ -229,7 +331,13 @@ std::vector<std::string> ConvDecoderImpl::script(ScriptModel& script, const std:
                                            script.tensor(prefix + ".weight", deconvs_[j]->weight),
                                            script.tensor(prefix + ".bias", deconvs_[j]->bias), s, s, p, p, s - 1,
                                            s - 1);
-    lines.push_back(var + " = " + (j + 1 < deconvs_.size() ? script_activation(options.activation(), deconv) : deconv));
+    if (j + 1 == deconvs_.size()) {
+      lines.push_back(var + " = " + deconv);
+    } else if (with_skips && options.skips()) {
+      lines.push_back(var + " = " + script_activation(options.activation(), fmt::format("{} + skip{}", deconv, i - 1)));
+    } else {
+      lines.push_back(var + " = " + script_activation(options.activation(), deconv));
+    }
   }
   return lines;
 }

@@ -4,8 +4,11 @@
 
 #include "test_tools.h"
 
+#include "torchae/data/corruption.h"
 #include "torchae/export/export.h"
 #include "torchae/models/registry.h"
+#include "torchae/nn/conv.h"
+#include "torchae/restore/restore.h"
 #include "torchae/models/undercomplete.h"
 #include "torchae/models/vae.h"
 #include "torchae/viz/pictures.h"
@@ -177,6 +180,179 @@ TEST_F(ConvTest, AConvDenoiserLearnsToRemoveNoise) {
     adam.step();
   }
   EXPECT_LT(eval_mse(), 0.5 * noisy_mse) << "noisy input MSE " << noisy_mse;
+}
+
+TEST_F(ConvTest, TransposedConvolutionAsTheMirrorsGradientIsLibTorchs) {
+  for (const auto& [k, s] : {std::pair<int64_t, int64_t>{3, 1}, {3, 2}, {5, 2}, {5, 1}}) {
+    for (const bool with_bias : {true, false}) {
+      const torch::Tensor x = torch::randn({2, 4, 5, 7}, torch::requires_grad());
+      const torch::Tensor w = torch::randn({4, 3, k, k}, torch::requires_grad());
+      const torch::Tensor b = with_bias ? torch::randn({3}, torch::requires_grad()) : torch::Tensor();
+      const int64_t p = (k - 1) / 2;
+      const torch::Tensor ours = conv_transpose2d(x, w, b, s, p, s - 1);
+      const torch::Tensor theirs = torch::conv_transpose2d(x, w, b, s, p, s - 1);
+      ASSERT_EQ(ours.sizes(), theirs.sizes());
+      expect_tensors_near(ours, theirs, 1e-4);
+      const torch::Tensor g = torch::randn_like(theirs);
+      std::vector<torch::Tensor> inputs{x, w};
+      if (with_bias) inputs.push_back(b);
+      const auto ours_grad = torch::autograd::grad({ours}, inputs, {g});
+      const auto theirs_grad = torch::autograd::grad({theirs}, inputs, {g});
+      for (std::size_t i = 0; i < inputs.size(); ++i) {
+        expect_tensors_near(ours_grad[i], theirs_grad[i], 1e-3 * (1 + theirs_grad[i].abs().max().item<double>()));
+      }
+    }
+  }
+  // Double precision takes LibTorch's own path: the same numbers.
+  const torch::Tensor x = torch::randn({1, 2, 3, 3}, torch::kDouble), w = torch::randn({2, 2, 3, 3}, torch::kDouble);
+  EXPECT_TRUE(torch::equal(conv_transpose2d(x, w, {}, 2, 1, 1), torch::conv_transpose2d(x, w, {}, 2, 1, 1)));
+}
+
+const Json kInpainter = Json::parse(R"({"family": "denoising", "backbone": "conv", "code_size": 0,
+                                        "channels": [6, 8, 8], "strides": [1, 2, 2], "corruption": "inpaint",
+                                        "level": 0.2, "loss": "mse", "mask_input": true, "skips": true})");
+
+TEST_F(ConvTest, SkipsAddTheEncodersFeatureMapsToTheirMirrors) {
+  Json section = kInpainter;
+  section["mask_input"] = false;
+  auto model = build(section, DataSpec{{3, 16, 16}, 0, 1, 1});
+  model->module().eval();
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  const torch::Tensor y = model->forward(x).reconstruction;
+  ASSERT_EQ(y.sizes(), x.sizes());
+  // decode() has the code only: without the encoder's feature maps it computes another output.
+  EXPECT_GT((model->decode(model->encode(x).view({2, 8, 4, 5})) - y).abs().max().item<double>(), 1e-4);
+  // The skips carry what the code cannot: with the innermost layers' weights zeroed, the
+  // output still depends on the input through the first feature maps.
+  for (auto& item : model->module().named_parameters()) {
+    if (item.key().find("encoder.conv2") != std::string::npos || item.key().find("decoder.deconv0") != std::string::npos) {
+      torch::NoGradGuard no_grad;
+      item.value().zero_();
+    }
+  }
+  const torch::Tensor other = torch::rand({2, 3, 16, 20});
+  EXPECT_GT((model->forward(other).reconstruction - model->forward(x).reconstruction).abs().max().item<double>(), 1e-3);
+  // Export computes the same at any multiple of the stride (to_torchscript checks its probe).
+  torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.forward({x}).toTensor(), model->forward(x).reconstruction, 1e-5);
+}
+
+TEST_F(ConvTest, AMaskAwareModelIsToldWhereThePixelsAreMissing) {
+  auto model = build(kInpainter, DataSpec{{3, 16, 16}, 0, 1, 1});
+  auto* masked = dynamic_cast<MaskAware*>(model.get());
+  ASSERT_NE(masked, nullptr);
+  ASSERT_TRUE(masked->takes_mask());
+  model->module().eval();
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  const torch::Tensor missing = random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20});
+  // forward is fill with nothing missing; the mask changes the output.
+  expect_tensors_near(masked->fill(x, torch::zeros_like(missing)).reconstruction, model->forward(x).reconstruction, 1e-6);
+  EXPECT_GT((masked->fill(x, missing).reconstruction - model->forward(x).reconstruction).abs().max().item<double>(), 1e-4);
+  try {
+    masked->fill(x, missing.narrow(3, 0, 8));
+    FAIL() << "a mask of another size was taken";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be [B, 1, H, W]"), std::string::npos) << e.what();
+  }
+
+  // The archive has fill, and restore gives it the mask: the known pixels kept, the missing
+  // ones the model's.
+  test::TempDir dir;
+  const torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.get_method("fill")({x, missing}).toTensor(), masked->fill(x, missing).reconstruction, 1e-5);
+  save_torchscript(module, {{"input", {{"shape", {3, 16, 16}}}}, {"config", {{"model", kInpainter}}}}, dir / "m.pt");
+  Restorer restorer = Restorer::load(dir / "m.pt");
+  EXPECT_TRUE(restorer.takes_mask());
+  const torch::Tensor image = torch::rand({3, 16, 20});
+  const torch::Tensor hole = missing[0][0].to(torch::kBool);
+  const torch::Tensor holed = image.masked_fill(hole.unsqueeze(0).expand_as(image), 0.0);
+  const torch::Tensor expected =
+      torch::where(hole.unsqueeze(0).expand_as(image),
+                   masked->fill(holed.unsqueeze(0), missing.narrow(0, 0, 1)).reconstruction[0].clamp(0, 1), image);
+  restorer.tiling().tile = 1 << 20;  // one window, as computed above
+  expect_tensors_near(restorer.restore(RestoreTask::inpaint, image, hole), expected, 1e-5);
+}
+
+TEST_F(ConvTest, HolesAreFilledByAveragingFromTheOutsideIn) {
+  // A constant image comes back whole; known pixels are kept; a 5x5 hole needs 3 rings.
+  const torch::Tensor constant = torch::full({1, 3, 12, 12}, 0.25);
+  torch::Tensor missing = torch::zeros({1, 1, 12, 12});
+  missing.narrow(2, 4, 5).narrow(3, 4, 5).fill_(1);
+  const torch::Tensor holed = constant.masked_fill(missing.to(torch::kBool).expand_as(constant), 0.0);
+  expect_tensors_near(fill_by_averaging(holed, missing, 3), constant, 1e-6);
+  const torch::Tensor two_rings = fill_by_averaging(holed, missing, 2);
+  EXPECT_EQ(two_rings[0][0][6][6].item<float>(), 0.0f);  // the centre is 3 rings in
+  EXPECT_NEAR(two_rings[0][0][5][5].item<float>(), 0.25, 1e-6);
+  // A ramp: the first ring takes the mean of its known neighbours.
+  const torch::Tensor ramp = torch::arange(12, torch::kFloat).view({1, 1, 1, 12}).expand({1, 1, 12, 12}).contiguous();
+  torch::Tensor one = torch::zeros({1, 1, 12, 12});
+  one[0][0][6][6] = 1;
+  EXPECT_NEAR(fill_by_averaging(ramp * (1 - one), one, 1)[0][0][6][6].item<float>(), 6.0, 1e-5);
+  const torch::Tensor known = missing.logical_not().expand_as(constant);
+  const torch::Tensor noise = torch::rand({1, 3, 12, 12});
+  EXPECT_TRUE(torch::equal(fill_by_averaging(noise, missing, 4).masked_select(known), noise.masked_select(known)));
+  // The model's fill starts from it, in C++ and in its export alike.
+  Json section = kInpainter;
+  section["prefill"] = 4;
+  auto model = build(section, DataSpec{{3, 16, 16}, 0, 1, 1});
+  model->module().eval();
+  auto* masked = dynamic_cast<MaskAware*>(model.get());
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  const torch::Tensor hole = random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20}).contiguous();
+  torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.get_method("fill")({x, hole}).toTensor(), masked->fill(x, hole).reconstruction, 1e-5);
+  section["mask_input"] = false;
+  EXPECT_NE(build_error(section, DataSpec{{3, 16, 16}, 0, 1, 1}).find("prefill"), std::string::npos);
+}
+
+TEST_F(ConvTest, MaskInputAndSkipsAreCheckedAndNamed) {
+  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+  Json section = kInpainter;
+  section["corruption"] = "gaussian";
+  EXPECT_NE(build_error(section, images).find("mask_input"), std::string::npos);
+  EXPECT_NE(build_error(section, images).find("needs corruption \"inpaint\""), std::string::npos) << build_error(section, images);
+  section = kInpainter;
+  section["code_size"] = 10;
+  EXPECT_NE(build_error(section, images).find("skips"), std::string::npos) << build_error(section, images);
+  const Json mlp = {{"family", "denoising"}, {"mask_input", true}};
+  EXPECT_NE(build_error(mlp, images).find("mask_input: needs the conv backbone"), std::string::npos) << build_error(mlp, images);
+  const Json other = {{"family", "undercomplete"}, {"backbone", "conv"}, {"code_size", 0}, {"skips", true}};
+  EXPECT_NE(build_error(other, images).find("skips"), std::string::npos) << build_error(other, images);
+}
+
+// Piecewise-constant images, half of their pixels black: a hole set to 0 looks like black paint
+// unless the network is told where the holes are.
+TEST_F(ConvTest, KnowingTheMaskFillsHolesBetter) {
+  torch::Tensor images = torch::rand({256, 1, 16, 16});
+  for (int i = 0; i < 3; ++i) images = torch::avg_pool2d(images, 5, 1, 2, false, false);
+  images = (images > images.median()).to(torch::kFloat).expand({256, 3, 16, 16}).contiguous();
+  const DataSpec spec{{3, 16, 16}, 0, 1, 1};
+  const torch::Tensor missing = torch::stack({random_mask(16, 16, MaskKind::mixed, 0.2), random_mask(16, 16, MaskKind::mixed, 0.2)})
+                                    .repeat({32, 1, 1}).unsqueeze(1);
+  const torch::Tensor test = images.narrow(0, 192, 64);
+  const torch::Tensor holes = missing.expand_as(test);
+  auto error_in_holes = [&](bool mask_input) {
+    torch::manual_seed(1);
+    Json section = kInpainter;
+    section["mask_input"] = mask_input;
+    auto model = build(section, spec);
+    torch::optim::Adam adam(model->module().parameters(), torch::optim::AdamOptions(3e-3));
+    for (int step = 0; step < 150; ++step) {
+      const torch::Tensor batch = images.narrow(0, (step % 6) * 32, 32);
+      adam.zero_grad();
+      model->loss(batch, model->forward(batch)).total.backward();
+      adam.step();
+    }
+    torch::NoGradGuard no_grad;
+    model->module().eval();
+    const torch::Tensor holed = test.masked_fill(holes, 0.0);
+    auto* masked = dynamic_cast<MaskAware*>(model.get());
+    const torch::Tensor out = mask_input ? masked->fill(holed, missing.to(torch::kFloat)).reconstruction
+                                         : model->forward(holed).reconstruction;
+    return (out - test).pow(2).masked_select(holes).mean().item<double>();
+  };
+  const double told = error_in_holes(true), guessing = error_in_holes(false);
+  EXPECT_LT(told, 0.7 * guessing) << "told " << told << ", guessing " << guessing;
 }
 
 }  // namespace

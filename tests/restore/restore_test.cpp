@@ -392,13 +392,29 @@ TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
       EXPECT_LE(s, 1.0) << task << " " << name;
     }
     if (std::string(task) == "denoise") {
-      // Non-local means beats the noisy image it starts from, with h chosen on validation.
-      EXPECT_GT(j["methods"]["fastNlMeansDenoisingColored"]["psnr_db"].get<double>(),
-                j["methods"]["corrupted"]["psnr_db"].get<double>());
+      // Non-local means and the DCT filter beat the noisy image they start from, their
+      // strengths chosen on validation.
+      for (const auto& method : {"fastNlMeansDenoisingColored", "dctDenoising"}) {
+        EXPECT_GT(j["methods"][method]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>())
+            << method;
+      }
       EXPECT_TRUE(j.contains("nlm_h"));
+      EXPECT_TRUE(j.contains("dct_sigma"));
+      EXPECT_EQ(j["dct_validation_psnr_db"].size(), 19);
+    }
+    if (std::string(task) == "inpaint") {
+      // Frequency-selective reconstruction fills the holes better than leaving them black.
+      EXPECT_GT(j["methods"]["inpaint_fsr_fast"]["psnr_db"].get<double>(),
+                j["methods"]["corrupted"]["psnr_db"].get<double>() + 3);
+      EXPECT_FALSE(j["methods"].contains("inpaint_fsr_best"));  // --fsr-best only
     }
     EXPECT_EQ(read_image(dir / "p.png", 3).size(1), 4 * 40 + 2);  // one row, enlarged 4x
   }
+  const test::CliResult best = test::run_cli(
+      fmt::format("restore-eval --model {} --task inpaint --data {} --fsr-best", archive, dir.path().string()));
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  const Json j = Json::parse(best.out);
+  EXPECT_GT(j["methods"]["inpaint_fsr_best"]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>() + 3);
 }
 
 }  // namespace

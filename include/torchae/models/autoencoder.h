@@ -253,6 +253,19 @@ class Hashing {
   virtual torch::Tensor relaxed_code(const torch::Tensor& input) = 0;
 };
 
+/// A model that can be told which of its input's pixels are missing (an inpainter given the
+/// mask as an input channel, `model.mask_input`), next to `Autoencoder`: `restore --task
+/// inpaint` gives it the mask, and its export adds `fill(x, missing)`.
+class MaskAware {
+ public:
+  virtual ~MaskAware() = default;
+  /// Whether the model takes a mask; when false, `fill` throws.
+  virtual bool takes_mask() const = 0;
+  /// The output for images `input` [B, C, H, W] whose pixels are missing where `missing`
+  /// [B, 1, H, W] is 1 (float, 0 where known). `forward(x)` is `fill(x, zeros)`.
+  virtual Output fill(const torch::Tensor& input, const torch::Tensor& missing) = 0;
+};
+
 /// One stage of a model's training, as the model describes it (see `Staged`).
 struct Stage {
   /// What the metrics lines of the stage say it is: "pretrain", "finetune", "classify", "train".

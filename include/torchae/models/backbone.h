@@ -13,7 +13,7 @@ namespace torchae {
 ///
 ///   class SparseImpl : public BackboneAutoencoder<SparseImpl> { ... Losses loss(...) override; };
 template <typename Derived>
-class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder, public Hashing {
+class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder, public Hashing, public MaskAware {
  public:
   Output forward(const torch::Tensor& input) override { return backbone_->forward(input); }
   torch::Tensor encode(const torch::Tensor& input) override { return backbone_->encode(input); }
@@ -36,6 +36,11 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   int64_t hash_bits() const override { return backbone_->hash_bits(); }
   torch::Tensor hash(const torch::Tensor& input) override { return backbone_->hash(input); }
   torch::Tensor relaxed_code(const torch::Tensor& input) override { return backbone_->relaxed_code(input); }
+
+  bool takes_mask() const override { return backbone_->takes_mask(); }
+  Output fill(const torch::Tensor& input, const torch::Tensor& missing) override {
+    return backbone_->fill(input, missing);
+  }
 
   const Undercomplete& backbone() const { return backbone_; }
 

@@ -54,7 +54,10 @@ struct UndercompleteOptions {
 ///   Undercomplete restorer(UndercompleteOptions(BackboneOptions({3, 64, 64}, 0).kind(BackboneKind::conv)));
 ///   Output out = ae->forward(x);
 ///   Losses l = ae->loss(x, out);
-class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public Autoencoder, public Hashing {
+class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
+                          public Autoencoder,
+                          public Hashing,
+                          public MaskAware {
  public:
   explicit UndercompleteImpl(UndercompleteOptions options);
 
@@ -79,19 +82,30 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   torch::Tensor hash(const torch::Tensor& input) override;
   torch::Tensor relaxed_code(const torch::Tensor& input) override;
 
-  /// For export: TorchScript statements computing the code `h` from the input `x`, with the
-  /// tensors registered under `prefix` (the module's name in its owner, "" at the top); a binary
-  /// code's pre-activation when `preactivation`.
+  /// Whether the conv encoder takes the mask (`BackboneOptions::mask_input`).
+  bool takes_mask() const override;
+  /// The output for `input` with `missing` [B, 1, H, W] as the mask channel; through the skips
+  /// too, when the backbone has them (`forward` is `fill` with nothing missing).
+  Output fill(const torch::Tensor& input, const torch::Tensor& missing) override;
+
+  /// For export: TorchScript statements computing the code `h` from the input `x` (and, with a
+  /// mask input, the mask `missing` when `with_mask`, else nothing missing), with the tensors
+  /// registered under `prefix` (the module's name in its owner, "" at the top); a binary code's
+  /// pre-activation when `preactivation`.
   std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix,
-                                          bool preactivation = false) const;
-  /// For export: statements computing the output `y`, shaped like the input, from the code `h`.
-  std::vector<std::string> script_decoder(ScriptModel& script, const std::string& prefix) const;
+                                          bool preactivation = false, bool with_mask = false) const;
+  /// For export: statements computing the output `y`, shaped like the input, from the code `h`
+  /// (and the encoder's feature maps, when `with_skips` and the backbone has skips).
+  std::vector<std::string> script_decoder(ScriptModel& script, const std::string& prefix,
+                                          bool with_skips = false) const;
   /// For export: defines encode, decode, forward (and, with a binary code, hash) with the tensors under `prefix` (what
   /// `script` does at the top, and what families built on this backbone call).
   void define_script(ScriptModel& script, const std::string& prefix) const;
 
-  /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`.
-  Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape);
+  /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`;
+  /// `features` are the conv encoder's, for the skips.
+  Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape,
+                     const std::vector<torch::Tensor>& features = {});
   /// The same, shaped like one batch of this model's input.
   Output reconstruct(const torch::Tensor& code) override;
   /// The MLP encoder (null with the conv backbone).
@@ -107,20 +121,28 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>, public
   UndercompleteOptions options;
 
  private:
-  /// The input as the encoder takes it: flattened, with input dropout in training mode.
-  torch::Tensor encoder_input(const torch::Tensor& input) const;
+  /// The input as the encoder takes it: flattened, with input dropout in training mode; with a
+  /// mask input, `missing` (nothing missing when undefined) as one more channel.
+  torch::Tensor encoder_input(const torch::Tensor& input, const torch::Tensor& missing = {}) const;
   /// The shape of `n` examples: {n, input_shape...}.
   std::vector<int64_t> batch_shape(int64_t n) const;
   /// Decoder output before the output activation: flat [batch, input_size] for an MLP, an
   /// image for convolutions, whose size comes from `input_shape` (a batch's) for a flat code.
-  torch::Tensor decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape);
+  torch::Tensor decode_logits(const torch::Tensor& code, at::IntArrayRef input_shape,
+                              const std::vector<torch::Tensor>& features = {});
   /// A fully convolutional code as the decoder takes it, [B, C, h, w], for images of
   /// `input_shape` (a batch's); other codes as they are.
   torch::Tensor feature_map(const torch::Tensor& code, at::IntArrayRef input_shape) const;
 
   bool conv() const { return options.networks().conv(); }
-  /// The encoder's output for its input `x` (as `encoder_input` made it), before a binary code.
-  torch::Tensor encoder_output(const torch::Tensor& x);
+  /// The encoder's output for its input `x` (as `encoder_input` made it), before a binary code;
+  /// `features` receives the conv encoder's hidden feature maps.
+  torch::Tensor encoder_output(const torch::Tensor& x, std::vector<torch::Tensor>* features = nullptr);
+  /// The code of `x` (as `encoder_input` made it): the encoder's output, made binary when the
+  /// code is.
+  torch::Tensor code_of(const torch::Tensor& x, std::vector<torch::Tensor>* features = nullptr);
+  /// The Output for `x` (as `encoder_input` made it), through the skips when there are.
+  Output forward_from(const torch::Tensor& x, at::IntArrayRef input_shape);
 
   BinaryCodeLayer binary_code_;
   MLP encoder_{nullptr};

@@ -62,6 +62,12 @@ struct BackboneOptions {
   TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
   /// Non-linearity of the hidden layers.
   TORCH_ARG(Activation, activation) = Activation::relu;
+  /// Conv: the encoder also takes the mask of what is missing (`ConvOptions::mask_input`).
+  TORCH_ARG(bool, mask_input) = false;
+  /// Conv, with `mask_input`: rings of the holes filled by averaging first (`ConvOptions::prefill`).
+  TORCH_ARG(int64_t, prefill) = 0;
+  /// Conv: symmetric skip connections from encoder to decoder (`ConvOptions::skips`).
+  TORCH_ARG(bool, skips) = false;
 };
 
 /// What a family allows of its backbone, for `read_backbone_options`.

@@ -25,8 +25,8 @@ struct TileOptions {
   std::vector<int64_t> window;
 };
 
-/// Runs `net` ([1, C, h, w] -> the same shape) over `image` [C, H, W] of any size, and returns
-/// its output [C, H, W]. The image is padded by reflection at the bottom and right to a
+/// Runs `net` ([1, C, h, w] -> [1, C', h, w]) over `image` [C, H, W] of any size, and returns
+/// its output [C', H, W]. The image is padded by reflection at the bottom and right to a
 /// multiple of `multiple` (and to at least `window`), cut into tiles of `tile` with `margin`
 /// of context (fixed windows shift inside the image), and the tiles' centres are stitched;
 /// the padding is cropped off. Windows start at multiples of `multiple`, so a network whose
@@ -72,6 +72,11 @@ class Restorer {
   void require_task(RestoreTask task) const;
   /// The model's `forward` on a batch [1, C, h, w] of a size it takes.
   torch::Tensor forward(const torch::Tensor& batch) const;
+  /// Whether the model is told where pixels are missing (its archive has `fill`, see
+  /// `MaskAware`); `restore` then gives it the mask.
+  bool takes_mask() const { return takes_mask_; }
+  /// The model's `fill` on a batch [1, C, h, w] with `missing` [1, 1, h, w] (1 = missing).
+  torch::Tensor fill(const torch::Tensor& batch, const torch::Tensor& missing) const;
   /// `image` [C, H, W] in [0, 1] restored by `task`; `mask` [H, W] (bool, true = missing) for
   /// inpaint. Output in [0, 1].
   torch::Tensor restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask = {}) const;
@@ -82,6 +87,7 @@ class Restorer {
   int64_t channels_ = 1;
   TileOptions tiling_;
   torch::Tensor input_mean_;
+  bool takes_mask_ = false;
 };
 
 /// The luminance of colour images [..., 3, H, W] (ITU-R BT.601), in three channels.
@@ -133,12 +139,17 @@ struct RestoreEvalOptions {
   uint64_t seed = 0;
   /// A PNG of the first images: clean, corrupted, restored and the baselines side by side.
   std::filesystem::path picture;
+  /// inpaint: also frequency-selective reconstruction's best profile (`INPAINT_FSR_BEST`),
+  /// minutes an image where the fast one takes seconds.
+  bool fsr_best = false;
 };
 
 /// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
-/// or fastNlMeansDenoisingColored for colour, its h chosen on validation images; inpaint:
-/// cv::inpaint Telea and Navier-Stokes, radius 3; colorize: the gray input itself). JSON:
-/// {task, data, n, corruption, methods: {name: {psnr_db, ssim}}, nlm_h (denoise)}.
+/// or fastNlMeansDenoisingColored for colour, and cv::xphoto::dctDenoising, their strengths
+/// chosen on validation images; inpaint: cv::inpaint Telea and Navier-Stokes, radius 3, and
+/// cv::xphoto::inpaint's frequency-selective reconstruction; colorize: the gray input itself).
+/// JSON: {task, data, n, corruption, methods: {name: {psnr_db, ssim}}, nlm_h and dct_sigma
+/// (denoise)}.
 Json restore_eval(const std::filesystem::path& archive, const RestoreEvalOptions& options);
 
 }  // namespace torchae
