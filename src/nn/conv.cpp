@@ -61,7 +61,10 @@ torch::Tensor conv_transpose2d(const torch::Tensor& x, const torch::Tensor& weig
   // The mirror convolution must map the output's size back to the input's exactly.
   const int64_t out = (x.size(2) - 1) * stride - 2 * padding + k + output_padding;
   const int64_t out_w = (x.size(3) - 1) * stride - 2 * padding + k + output_padding;
+  // Layers out to a few channels (an image's) ran as fast or faster on LibTorch's own path.
+  constexpr int64_t kMirroredFromChannels = 16;
   const bool mirrored = x.device().is_cpu() && x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat &&
+                        weight.size(1) >= kMirroredFromChannels &&
                         x.dim() == 4 && weight.size(3) == k && output_padding < stride &&
                         (out + 2 * padding - k) / stride + 1 == x.size(2) &&
                         (out_w + 2 * padding - k) / stride + 1 == x.size(3);

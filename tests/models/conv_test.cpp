@@ -183,16 +183,21 @@ TEST_F(ConvTest, AConvDenoiserLearnsToRemoveNoise) {
 }
 
 TEST_F(ConvTest, TransposedConvolutionAsTheMirrorsGradientIsLibTorchs) {
-  for (const auto& [k, s] : {std::pair<int64_t, int64_t>{3, 1}, {3, 2}, {5, 2}, {5, 1}}) {
+  // 16 output channels take the mirrored path, 3 LibTorch's own.
+  for (const auto& [k, s, out] : {std::tuple<int64_t, int64_t, int64_t>{3, 1, 16}, {3, 2, 16}, {5, 2, 16}, {5, 1, 16}, {3, 2, 3}}) {
     for (const bool with_bias : {true, false}) {
       const torch::Tensor x = torch::randn({2, 4, 5, 7}, torch::requires_grad());
-      const torch::Tensor w = torch::randn({4, 3, k, k}, torch::requires_grad());
-      const torch::Tensor b = with_bias ? torch::randn({3}, torch::requires_grad()) : torch::Tensor();
+      const torch::Tensor w = torch::randn({4, out, k, k}, torch::requires_grad());
+      const torch::Tensor b = with_bias ? torch::randn({out}, torch::requires_grad()) : torch::Tensor();
       const int64_t p = (k - 1) / 2;
       const torch::Tensor ours = conv_transpose2d(x, w, b, s, p, s - 1);
       const torch::Tensor theirs = torch::conv_transpose2d(x, w, b, s, p, s - 1);
       ASSERT_EQ(ours.sizes(), theirs.sizes());
       expect_tensors_near(ours, theirs, 1e-4);
+      if (!with_bias) {
+        EXPECT_EQ(ours.grad_fn()->name().find("MirroredConvTranspose") != std::string::npos, out >= 16)
+            << ours.grad_fn()->name();
+      }
       const torch::Tensor g = torch::randn_like(theirs);
       std::vector<torch::Tensor> inputs{x, w};
       if (with_bias) inputs.push_back(b);

@@ -146,10 +146,12 @@ torch::Tensor fill_by_averaging(torch::Tensor x, const torch::Tensor& missing, i
 std::vector<std::string> script_fill_by_averaging(const std::string& var, const std::string& missing, int64_t steps);
 
 /// `torch::conv_transpose2d(x, weight, bias, stride, padding, output_padding)` (square kernel,
-/// groups 1, dilation 1), computed on CPU float tensors as the input gradient of the mirror
-/// convolution, whose kernels LibTorch 1.13 runs on oneDNN, where its own transposed
-/// convolution runs a native loop (`slow_conv_transpose2d`): 1.4 to 3.7 times faster forward
-/// and backward for the conv decoders' layers here. Other tensors take LibTorch's.
+/// groups 1, dilation 1). On CPU float tensors with at least 16 output channels it is computed
+/// as the input gradient of the mirror convolution, whose kernels LibTorch 1.13 runs on oneDNN,
+/// where its own transposed convolution runs a native loop (`slow_conv_transpose2d`): forward
+/// and backward 1.08x to 1.57x faster for the inner layers of the conv decoders, while for
+/// layers out to 3 channels LibTorch's own was as fast or faster (0.68x to 1.10x), measured
+/// side by side by bench/conv_transpose.py. Everything else takes LibTorch's.
 torch::Tensor conv_transpose2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                                int64_t stride, int64_t padding, int64_t output_padding);
 
