@@ -55,15 +55,20 @@ void register_denoising(Registry& registry) {
                 [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   UndercompleteOptions backbone = read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32));
                   BackboneOptions net = backbone.networks();
-                  const bool fully_convolutional = net.conv() && net.code_size() == 0;
                   net.mask_input(r.boolean("mask_input", net.mask_input()));
                   net.skips(r.boolean("skips", net.skips()));
                   net.prefill(r.integer("prefill", net.prefill(), at_least(0)));
-                  r.require(net.prefill() == 0 || net.mask_input(), "prefill", "fills the holes the mask marks: needs mask_input");
-                  r.require(!net.mask_input() || net.conv(), "mask_input", "needs the conv backbone (model.backbone conv)");
-                  r.require(!net.skips() || fully_convolutional, "skips",
-                            "join encoder and decoder feature maps: needs a fully convolutional backbone "
-                            "(model.backbone conv, code_size 0)");
+                  for (const auto& [key, given] : {std::pair{"mask_input", net.mask_input()}, {"skips", net.skips()},
+                                                   {"prefill", net.prefill() > 0}}) {
+                    r.require(!given || net.conv(), key, "needs the conv backbone (model.backbone conv)");
+                  }
+                  // The rest (prefill needs mask_input, skips a fully convolutional network) is the
+                  // conv options' own rule set.
+                  if (net.conv()) {
+                    if (const auto problem = net.conv_options(net.code_size()).problem()) {
+                      r.require(false, problem->first, problem->second);
+                    }
+                  }
                   DenoisingOptions o(backbone.networks(net));
                   o.corruption(CorruptionOptions::from(r, data, "masking", 0.25));
                   r.require(!net.mask_input() || o.corruption().kind == CorruptionKind::inpaint, "mask_input",

@@ -219,12 +219,15 @@ Losses UndercompleteImpl::loss(const torch::Tensor& target, const Output& output
 
 std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, const std::string& prefix,
                                                           bool preactivation, bool with_mask) const {
-  std::vector<std::string> lines{!conv()         ? "h = x.flatten(1)"
-                                 : !takes_mask() ? "h = x"
-                                 : with_mask     ? "h = torch.cat([x, missing.to(x.dtype)], 1)"
-                                                 : "h = torch.cat([x, torch.zeros_like(x[:, :1])], 1)"};
-  if (with_mask && takes_mask() && options.networks().prefill() > 0) {
-    lines = script_fill_by_averaging("x", "missing", options.networks().prefill());
+  std::vector<std::string> lines;
+  if (!conv()) {
+    lines.emplace_back("h = x.flatten(1)");
+  } else if (!takes_mask()) {
+    lines.emplace_back("h = x");
+  } else if (!with_mask) {
+    lines.emplace_back("h = torch.cat([x, torch.zeros_like(x[:, :1])], 1)");
+  } else {
+    if (options.networks().prefill() > 0) lines = script_fill_by_averaging("x", "missing", options.networks().prefill());
     lines.emplace_back("h = torch.cat([x, missing.to(x.dtype)], 1)");
   }
   const auto encoder = conv() ? conv_encoder_->script(script, prefix + "encoder", "h")

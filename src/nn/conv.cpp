@@ -23,10 +23,9 @@ torch::Tensor hidden_activation(const torch::Tensor& x, Activation activation, d
 class MirroredConvTranspose : public torch::autograd::Function<MirroredConvTranspose> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, int64_t stride, int64_t padding, int64_t output_padding) {
-    const int64_t k = weight.size(2);
-    std::vector<int64_t> shape{x.size(0), weight.size(1), (x.size(2) - 1) * stride - 2 * padding + k + output_padding,
-                               (x.size(3) - 1) * stride - 2 * padding + k + output_padding};
+                               const torch::Tensor& weight, int64_t stride, int64_t padding, int64_t height,
+                               int64_t width) {
+    const std::vector<int64_t> shape{x.size(0), weight.size(1), height, width};
     const torch::Tensor y = std::get<0>(at::convolution_backward(
         x, torch::empty(shape, x.options()), weight, c10::nullopt, {stride, stride}, {padding, padding}, {1, 1},
         /*transposed=*/false, {0, 0}, /*groups=*/1, {true, false, false}));
@@ -49,7 +48,7 @@ class MirroredConvTranspose : public torch::autograd::Function<MirroredConvTrans
                                                          {padding, padding}, {1, 1}, false, {0, 0}, 1,
                                                          {false, true, false}));
     }
-    return {grad_x, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {grad_x, grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -57,20 +56,22 @@ class MirroredConvTranspose : public torch::autograd::Function<MirroredConvTrans
 
 torch::Tensor conv_transpose2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                                int64_t stride, int64_t padding, int64_t output_padding) {
-  const int64_t k = weight.size(2);
-  // The mirror convolution must map the output's size back to the input's exactly.
-  const int64_t out = (x.size(2) - 1) * stride - 2 * padding + k + output_padding;
-  const int64_t out_w = (x.size(3) - 1) * stride - 2 * padding + k + output_padding;
   // Layers out to a few channels (an image's) ran as fast or faster on LibTorch's own path.
   constexpr int64_t kMirroredFromChannels = 16;
-  const bool mirrored = x.device().is_cpu() && x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat &&
-                        weight.size(1) >= kMirroredFromChannels &&
-                        x.dim() == 4 && weight.size(3) == k && output_padding < stride &&
-                        (out + 2 * padding - k) / stride + 1 == x.size(2) &&
-                        (out_w + 2 * padding - k) / stride + 1 == x.size(3);
-  if (!mirrored) return torch::conv_transpose2d(x, weight, bias, stride, padding, output_padding);
+  const bool candidate = x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+                         weight.scalar_type() == torch::kFloat && x.dim() == 4 && weight.dim() == 4 &&
+                         weight.size(1) >= kMirroredFromChannels && weight.size(2) == weight.size(3) &&
+                         output_padding < stride;
+  if (!candidate) return torch::conv_transpose2d(x, weight, bias, stride, padding, output_padding);
+  const int64_t k = weight.size(2);
+  const int64_t height = (x.size(2) - 1) * stride - 2 * padding + k + output_padding;
+  const int64_t width = (x.size(3) - 1) * stride - 2 * padding + k + output_padding;
+  // The mirror convolution must map the output's size back to the input's exactly.
+  if ((height + 2 * padding - k) / stride + 1 != x.size(2) || (width + 2 * padding - k) / stride + 1 != x.size(3)) {
+    return torch::conv_transpose2d(x, weight, bias, stride, padding, output_padding);
+  }
   // The bias is added outside, where autograd sums its gradient.
-  torch::Tensor y = MirroredConvTranspose::apply(x.contiguous(), weight, stride, padding, output_padding);
+  torch::Tensor y = MirroredConvTranspose::apply(x.contiguous(), weight, stride, padding, height, width);
   return bias.defined() ? y.add_(bias.view({1, -1, 1, 1})) : y;
 }
 
