@@ -110,7 +110,7 @@ uint64_t crop_seed(uint64_t stream_seed, uint64_t seed, int64_t epoch, int64_t j
 }  // namespace
 
 ImageFolderStream::ImageFolderStream(std::vector<fs::path> files, int64_t channels, int64_t patch, int64_t count,
-                                     uint64_t stream_seed, int64_t cache_bytes, OnBadFile on_error)
+                                     uint64_t stream_seed, int64_t cache_bytes, OnBadFile on_error, bool skip_gray)
     : files_(std::move(files)),
       channels_(channels),
       patch_(patch),
@@ -118,6 +118,7 @@ ImageFolderStream::ImageFolderStream(std::vector<fs::path> files, int64_t channe
       stream_seed_(stream_seed),
       cache_bytes_(cache_bytes),
       on_error_(on_error),
+      skip_gray_(skip_gray),
       state_(new std::atomic<uint8_t>[files_.size()]) {
   TORCH_CHECK(!files_.empty() && patch_ >= 1 && count_ >= 0, "ImageFolderStream: no files or a bad size");
   for (std::size_t f = 0; f < files_.size(); ++f) state_[f] = 0;
@@ -174,7 +175,7 @@ std::shared_ptr<const cv::Mat> ImageFolderStream::image(std::size_t f, std::vect
     skipped.push_back(files_[f].string());
     return nullptr;
   }
-  if (decoded->rows < patch_ || decoded->cols < patch_) {
+  if (decoded->rows < patch_ || decoded->cols < patch_ || (skip_gray_ && is_gray(*decoded))) {
     uint8_t unknown = 0;
     if (state_[f].compare_exchange_strong(unknown, 3)) ++unusable_;
     return nullptr;
@@ -309,7 +310,8 @@ DataSplits load_image_folder(const DataOptions& options, bool with_test) {
   if (stream) {
     auto crops = std::make_shared<ImageFolderStream>(train_files, options.channels, options.patch, n - n_val,
                                                      kPatchSeed, options.cache_mb << 20,
-                                                     options.on_error == "stop" ? OnBadFile::kStop : OnBadFile::kSkip);
+                                                     options.on_error == "stop" ? OnBadFile::kStop : OnBadFile::kSkip,
+                                                     options.skip_gray);
     // The validation crops: drawn once, from a seed of their own, the same every epoch and run.
     BatchLoader validation(*crops, torch::arange(n_val), kValidationPatchSeed, /*epoch=*/-1, 256, 0, 1,
                            {options.workers, options.prefetch});
@@ -323,12 +325,14 @@ DataSplits load_image_folder(const DataOptions& options, bool with_test) {
   }
   std::vector<torch::Tensor> train_images;
   for (const fs::path& file : train_files) {
-    torch::Tensor image = read_image(file, options.channels);
+    const cv::Mat mat = read_image_mat(file, options.channels);
     // Images smaller than a patch cannot give one; they are skipped rather than padded.
-    if (image.size(1) >= options.patch && image.size(2) >= options.patch) train_images.push_back(std::move(image));
+    if (mat.rows < options.patch || mat.cols < options.patch || (options.skip_gray && is_gray(mat))) continue;
+    train_images.push_back(from_mat8(mat));
   }
   if (train_images.empty()) {
-    throw Error(fmt::format("{}: no training image of at least {}x{} pixels", dir.string(), options.patch, options.patch));
+    throw Error(fmt::format("{}: no training image of at least {}x{} pixels{}", dir.string(), options.patch,
+                            options.patch, options.skip_gray ? " in colour (data.skip_gray)" : ""));
   }
   splits.train = {random_patches(train_images, options.patch, n - n_val, kPatchSeed), {}};
   splits.validation = {random_patches(train_images, options.patch, n_val, kValidationPatchSeed), {}};

@@ -227,17 +227,6 @@ Json bench(const BenchArgs& args) {
   return result;
 }
 
-// The zoo's recipes: installed beside the binary (share/torchae/zoo), else the source tree's.
-std::filesystem::path default_recipe_dir() {
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const auto installed = exe.parent_path().parent_path() / TORCHAE_INSTALLED_ZOO_DIR;
-    if (std::filesystem::is_directory(installed, ec)) return installed;
-  }
-  return TORCHAE_SOURCE_ZOO_DIR;
-}
-
 std::string metric_text(const Json& card, const char* key, const char* format) {
   const Json metrics = card.value("metrics", Json::object());
   return metrics.contains(key) && metrics[key].is_number() ? fmt::format(format, metrics[key].get<double>()) : "-";
@@ -518,7 +507,7 @@ void add_zoo(CLI::App& app, char** argv) {
   auto* zoo = app.add_subcommand("zoo", "the model zoo: recipes in models/zoo/*.json, archives with model cards");
   zoo->require_subcommand(0, 1);
   struct Args {
-    std::string info, recipes = default_recipe_dir().string(), dir = "runs/zoo";
+    std::string info, recipes = torchae::zoo_dir().string(), dir = "runs/zoo";
     std::vector<std::string> names;
   };
   auto args = std::make_shared<Args>();
@@ -602,7 +591,9 @@ void add_restore(CLI::App& app, char** argv) {
     torchae::TileOptions tiling;
   };
   auto args = std::make_shared<Args>();
-  restore->add_option("--model", args->model, "TorchScript archive written by torchae export or zoo build")->required();
+  restore->add_option("--model", args->model,
+                      "TorchScript archive written by torchae export or zoo build, or zoo:NAME for a shipped one")
+      ->required();
   restore->add_option("--task", args->task, "denoise, inpaint or colorize")->required()->check(CLI::IsMember(kRestoreTasks));
   restore->add_option("--in", args->in, "image to restore (any format OpenCV reads)")->required();
   restore->add_option("--out", args->out, "image to write, encoded as its name says (.png, .jpg, .bmp, .tif, .webp)")->required();
@@ -635,9 +626,10 @@ void add_restore_eval(CLI::App& app, char** argv) {
   struct Args {
     torchae::RestoreEvalOptions options;
     std::string model, task = "denoise", picture;
+    bool no_baselines = false;
   };
   auto args = std::make_shared<Args>();
-  command->add_option("--model", args->model, "TorchScript archive")->required();
+  command->add_option("--model", args->model, "TorchScript archive, or zoo:NAME for a shipped one")->required();
   command->add_option("--task", args->task, "denoise, inpaint or colorize")
       ->check(CLI::IsMember(kRestoreTasks))
       ->capture_default_str();
@@ -653,10 +645,12 @@ void add_restore_eval(CLI::App& app, char** argv) {
   command->add_option("--seed", args->options.seed, "seed of the corruptions")->capture_default_str();
   command->add_flag("--fsr-best", args->options.fsr_best,
                     "inpaint: also score frequency-selective reconstruction's best profile (minutes an image)");
+  command->add_flag("--no-baselines", args->no_baselines, "score the model (and the corrupted input) only");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");
   computes(command, argv, [args] {
     args->options.task = torchae::parse_restore_task(args->task);
     args->options.picture = args->picture;
+    args->options.baselines = !args->no_baselines;
     std::cout << torchae::json_text(torchae::restore_eval(args->model, args->options), 2) << "\n";
   });
 }

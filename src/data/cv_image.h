@@ -21,6 +21,10 @@ torch::Tensor from_mat8(const cv::Mat& mat);
 /// an unreadable or truncated file).
 cv::Mat read_image_mat(const std::filesystem::path& path, int64_t channels);
 
+/// Whether an 8-bit image is gray: one channel, or three equal to within 2 of 255 (a gray
+/// picture stored as colour, through JPEG).
+bool is_gray(const cv::Mat& mat);
+
 /// Writes an 8-bit matrix as a PNG file, atomically (`write_atomically`).
 void write_png_mat(const std::filesystem::path& path, const cv::Mat& mat);
 

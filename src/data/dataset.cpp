@@ -47,6 +47,8 @@ DataOptions DataOptions::from(OptionReader& r) {
       o.test_images = names->get<std::vector<std::string>>();
     }
     r.resolve("test_images", o.test_images);
+    o.skip_gray = r.boolean("skip_gray", o.skip_gray);
+    r.require(!o.skip_gray || o.channels == 3, "skip_gray", "leaves gray images out of colour data: needs channels 3");
   }
   o.validation_fraction = r.number("validation_fraction", o.validation_fraction, between(0, 0.9));
   o.center = r.boolean("center", o.center);
@@ -70,7 +72,8 @@ DataOptions DataOptions::from(OptionReader& r) {
 Json DataOptions::to_json() const {
   Json j{{"dataset", dataset}, {"path", path}, {"limit", limit}};
   if (dataset == "images") {
-    j.update({{"patch", patch}, {"patches", patches}, {"channels", channels}, {"test_images", test_images}});
+    j.update({{"patch", patch}, {"patches", patches}, {"channels", channels}, {"test_images", test_images},
+              {"skip_gray", skip_gray}});
   }
   j.update({{"validation_fraction", validation_fraction}, {"center", center}, {"source", source},
             {"standardize", standardize}, {"workers", workers}, {"prefetch", prefetch}});

@@ -153,6 +153,18 @@ cv::Mat read_image_mat(const fs::path& path, int64_t channels) {
   return image;
 }
 
+bool is_gray(const cv::Mat& mat) {
+  if (mat.channels() == 1) return true;
+  cv::Mat planes[3], difference;
+  cv::split(mat, planes);
+  double first = 0, second = 0;
+  cv::absdiff(planes[0], planes[1], difference);
+  cv::minMaxLoc(difference, nullptr, &first);
+  cv::absdiff(planes[1], planes[2], difference);
+  cv::minMaxLoc(difference, nullptr, &second);
+  return std::max(first, second) <= 2;
+}
+
 torch::Tensor read_image(const fs::path& path, int64_t channels) { return from_mat8(read_image_mat(path, channels)); }
 
 torch::Tensor quantize_8bit(const torch::Tensor& image) { return image.clamp(0, 1).mul(255.0).round_().div_(255.0); }

@@ -2,6 +2,7 @@
 
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
+#include "torchae/export/zoo.h"
 #include "torchae/train/run.h"
 #include "torchae/version.h"
 
@@ -199,7 +200,8 @@ void save_torchscript(const torch::jit::Module& module, const Json& card, const 
   write_atomically(path, [&](std::ostream& out) { module.save(out, extra); });
 }
 
-torch::jit::Module load_torchscript(const fs::path& archive) {
+torch::jit::Module load_torchscript(const fs::path& given) {
+  const fs::path archive = resolve_archive(given);
   std::error_code ec;
   if (!fs::is_regular_file(archive, ec)) throw Error(fmt::format("{}: no such file", archive.string()));
   torch::jit::Module module;
@@ -215,7 +217,8 @@ torch::jit::Module load_torchscript(const fs::path& archive) {
   return module;
 }
 
-Json read_model_card(const fs::path& archive) {
+Json read_model_card(const fs::path& given) {
+  const fs::path archive = resolve_archive(given);
   std::error_code ec;
   if (!fs::is_regular_file(archive, ec)) throw Error(fmt::format("{}: no such file", archive.string()));
   // The card is read from the archive's zip directory alone: loading the module would compile

@@ -13,6 +13,36 @@ namespace torchae {
 
 namespace fs = std::filesystem;
 
+fs::path zoo_dir() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path beside = exe.parent_path().parent_path() / TORCHAE_INSTALLED_ZOO_DIR;
+    if (fs::is_directory(beside, ec)) return beside;
+  }
+  if (fs::is_directory(TORCHAE_SOURCE_ZOO_DIR, ec)) return TORCHAE_SOURCE_ZOO_DIR;
+  return TORCHAE_INSTALLED_FULL_ZOO_DIR;
+}
+
+fs::path resolve_archive(const fs::path& archive) {
+  const std::string spec = archive.string();
+  if (spec.rfind("zoo:", 0) != 0) return archive;
+  const std::string name = spec.substr(4);
+  const fs::path shipped = zoo_dir() / "shipped";
+  const fs::path file = shipped / (name + ".pt");
+  std::error_code ec;
+  if (!name.empty() && name.find('/') == std::string::npos && fs::is_regular_file(file, ec)) return file;
+  std::vector<std::string> names;
+  if (fs::is_directory(shipped, ec)) {
+    for (const auto& entry : fs::directory_iterator(shipped, ec)) {
+      if (entry.path().extension() == ".pt") names.push_back(entry.path().stem().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  throw Error(fmt::format("{}: no shipped archive of that name in {} (shipped: {})", spec, shipped.string(),
+                          names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+}
+
 std::vector<ZooRecipe> zoo_recipes(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error(fmt::format("{}: no such recipe directory", dir.string()));

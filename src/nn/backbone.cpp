@@ -32,7 +32,8 @@ ConvOptions BackboneOptions::conv_options(int64_t dense, double dropout) const {
       .dropout(dropout)
       .mask_input(mask_input_)
       .prefill(prefill_)
-      .skips(skips_);
+      .skips(skips_)
+      .classes(classes_);
 }
 
 std::vector<int64_t> BackboneOptions::encoder_widths(int64_t out) const {

@@ -157,6 +157,7 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
                             "(code_size 0)"};
   }
   if (dropout_ < 0 || dropout_ >= 1) return Problem{"dropout", "must be in [0, 1)"};
+  if (classes_ < 0) return Problem{"classes", "must be >= 0"};
   return std::nullopt;
 }
 
@@ -269,8 +270,11 @@ void ConvDecoderImpl::reset() {
     dense_ = register_module("dense", torch::nn::Linear(options.code_size(), f[0] * f[1] * f[2]));
   }
   deconvs_.clear();
+  head_ = nullptr;
   const auto& channels = options.channels();
-  for (std::size_t j = 0; j < channels.size(); ++j) {
+  // With class scores, the mirror of the first convolution is a 1x1 convolution to them.
+  const std::size_t mirrored = options.classes() > 0 ? channels.size() - 1 : channels.size();
+  for (std::size_t j = 0; j < mirrored; ++j) {
     // Decoder layer j undoes encoder layer i = n-1-j: same kernel and stride; output_padding
     // s-1 makes a side n/s come back as exactly n.
     const std::size_t i = channels.size() - 1 - j;
@@ -281,11 +285,15 @@ void ConvDecoderImpl::reset() {
         torch::nn::ConvTranspose2d(
             torch::nn::ConvTranspose2dOptions(channels[i], out, k).stride(s).padding((k - 1) / 2).output_padding(s - 1))));
   }
+  if (options.classes() > 0) {
+    head_ = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels[0], options.classes(), 1)));
+  }
 }
 
 void ConvDecoderImpl::pretty_print(std::ostream& stream) const {
-  stream << fmt::format("torchae::ConvDecoder(code_size={}, {}, output_shape={})", options.code_size(),
-                        describe_layers(options), int_list(options.input_shape()));
+  stream << fmt::format("torchae::ConvDecoder(code_size={}, {}, {})", options.code_size(), describe_layers(options),
+                        options.classes() > 0 ? fmt::format("classes={}", options.classes())
+                                              : "output_shape=" + int_list(options.input_shape()));
 }
 
 torch::Tensor ConvDecoderImpl::forward(torch::Tensor x, const std::vector<torch::Tensor>& features) {
@@ -307,12 +315,12 @@ torch::Tensor ConvDecoderImpl::forward(torch::Tensor x, const std::vector<torch:
     const std::size_t i = channels.size() - 1 - j;
     const int64_t s = options.stride(i);
     x = conv_transpose2d(x, deconvs_[j]->weight, deconvs_[j]->bias, s, (options.kernel(i) - 1) / 2, s - 1);
-    if (j + 1 == deconvs_.size()) break;
+    if (j + 1 == deconvs_.size() && !head_) break;
     // Decoder layer j's output mirrors encoder layer n-2-j's: same channels and size.
     if (!features.empty()) x = x + features[channels.size() - 2 - j];
     x = hidden_activation(x, options.activation(), options.dropout(), is_training());
   }
-  return x;
+  return head_ ? head_->forward(x) : x;
 }
 
 std::vector<std::string> ConvDecoderImpl::script(ScriptModel& script, const std::string& name,
@@ -335,13 +343,17 @@ std::vector<std::string> ConvDecoderImpl::script(ScriptModel& script, const std:
                                            script.tensor(prefix + ".weight", deconvs_[j]->weight),
                                            script.tensor(prefix + ".bias", deconvs_[j]->bias), s, s, p, p, s - 1,
                                            s - 1);
-    if (j + 1 == deconvs_.size()) {
+    if (j + 1 == deconvs_.size() && !head_) {
       lines.push_back(var + " = " + deconv);
     } else if (with_skips && options.skips()) {
       lines.push_back(var + " = " + script_activation(options.activation(), fmt::format("{} + skip{}", deconv, i - 1)));
     } else {
       lines.push_back(var + " = " + script_activation(options.activation(), deconv));
     }
+  }
+  if (head_) {
+    lines.push_back(fmt::format("{} = torch.conv2d({}, {}, {})", var, var, script.tensor(name + ".head.weight", head_->weight),
+                                script.tensor(name + ".head.bias", head_->bias)));
   }
   return lines;
 }

@@ -7,6 +7,7 @@
 #include "torchae/data/images.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/export/export.h"
+#include "torchae/nn/chroma.h"
 #include "torchae/viz/pictures.h"
 #include "src/data/cv_image.h"
 
@@ -391,15 +392,25 @@ torch::Tensor fsr_inpaint(const torch::Tensor& image, const torch::Tensor& mask,
   return from_mat8(out);
 }
 
+double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); }
+
+// PSNR and SSIM against the clean image, and, for colourisation, the result's colourfulness.
 struct Scores {
-  std::vector<double> psnr, ssim;
-  void add(const torch::Tensor& result, const torch::Tensor& clean) {
+  std::vector<double> psnr, ssim, colour;
+  void add(const torch::Tensor& result, const torch::Tensor& clean, bool colourfulness) {
     psnr.push_back(torchae::psnr(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>());
     ssim.push_back(torchae::ssim(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>());
+    if (colourfulness) colour.push_back(torchae::colourfulness(result));
   }
   Json json() const {
-    auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
-    return {{"psnr_db", mean(psnr)}, {"ssim", mean(ssim)}};
+    Json j = {{"psnr_db", mean(psnr)}, {"ssim", mean(ssim)}};
+    if (!colour.empty()) j["colourfulness"] = mean(colour);
+    return j;
+  }
+  Json image(std::size_t i) const {
+    Json j = {{"psnr_db", psnr[i]}, {"ssim", ssim[i]}};
+    if (!colour.empty()) j["colourfulness"] = colour[i];
+    return j;
   }
 };
 
@@ -435,12 +446,15 @@ EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
     images.test.push_back(read_image(file, model.channels()));
     images.names.push_back(file.filename().string());
   }
-  // h is chosen on centre crops (128x128 at most) of every fifth of the other images.
+  // h is chosen on centre crops (128x128 at most) of every fifth of the other images (of the
+  // colour ones, for colorize).
   const auto files = list_images(dir);
   int64_t k = 0;
   for (const auto& file : files) {
     if (std::find(held.begin(), held.end(), file) != held.end() || k++ % 5 != 0) continue;
-    const torch::Tensor image = read_image(file, model.channels());
+    const cv::Mat mat = read_image_mat(file, model.channels());
+    if (o.task == RestoreTask::colorize && is_gray(mat)) continue;  // a colouriser is not judged on gray pictures
+    const torch::Tensor image = from_mat8(mat);
     const int64_t h = std::min<int64_t>(128, image.size(1)), w = std::min<int64_t>(128, image.size(2));
     images.validation.push_back(image.narrow(1, (image.size(1) - h) / 2, h).narrow(2, (image.size(2) - w) / 2, w).contiguous());
   }
@@ -497,7 +511,7 @@ double choose_on_validation(const std::string& method, const std::string& key, c
   Json tried = Json::object();
   for (double value : grid) {
     Scores s;
-    for (std::size_t i = 0; i < validation.size(); ++i) s.add(denoise(noisy[i], value), validation[i]);
+    for (std::size_t i = 0; i < validation.size(); ++i) s.add(denoise(noisy[i], value), validation[i], false);
     const double p = s.json()["psnr_db"];
     tried[fmt::format("{:g}", value)] = p;
     if (p > best) best = p, chosen = value;
@@ -533,6 +547,17 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   });
   if (o.task == RestoreTask::denoise) {
     result["corruption"] = o.noise;
+  } else if (o.task == RestoreTask::inpaint) {
+    result["corruption"] = o.mask;
+  } else {
+    result["corruption"] = "gray";
+    // Colourfulness (Hasler & Suesstrunk 2003) of the truth, beside each method's.
+    std::vector<double> truth;
+    for (const auto& clean : images.test) truth.push_back(colourfulness(clean));
+    result["truth_colourfulness"] = mean(truth);
+    result["truth_colourfulness_per_image"] = truth;
+  }
+  if (o.baselines && o.task == RestoreTask::denoise) {
     // NLM's h on a grid about 12% apart from 3 to 90; the DCT filter's sigma about 20% apart
     // from 4 to 125 (each of its runs costs about ten of NLM's).
     const double best_h = choose_on_validation(
@@ -546,8 +571,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
         "dct", "dct_sigma", {4.0, 5.0, 6.0, 7.5, 9.0, 11.0, 13.0, 16.0, 19.0, 23.0, 28.0, 34.0, 40.0, 48.0, 58.0, 70.0, 84.0, 100.0, 125.0},
         dct_denoise, images.validation, o, result);
     methods.emplace_back("dctDenoising", [&, best_sigma](std::size_t i) { return dct_denoise(corrupted[i], best_sigma); });
-  } else if (o.task == RestoreTask::inpaint) {
-    result["corruption"] = o.mask;
+  } else if (o.baselines && o.task == RestoreTask::inpaint) {
     methods.emplace_back("inpaint_telea", [&](std::size_t i) { return cv_inpaint(corrupted[i], masks[i], cv::INPAINT_TELEA); });
     methods.emplace_back("inpaint_ns", [&](std::size_t i) { return cv_inpaint(corrupted[i], masks[i], cv::INPAINT_NS); });
     methods.emplace_back("inpaint_fsr_fast",
@@ -556,26 +580,40 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
       methods.emplace_back("inpaint_fsr_best",
                            [&](std::size_t i) { return fsr_inpaint(corrupted[i], masks[i], cv::xphoto::INPAINT_FSR_BEST); });
     }
-  } else {
-    result["corruption"] = "gray";
   }
+  const bool colour = o.task == RestoreTask::colorize;
   methods.emplace_back("corrupted", [&](std::size_t i) { return corrupted[i]; });
   for (const auto& [name, run] : methods) {
     Scores& s = scores[name];
     for (std::size_t i = 0; i < images.test.size(); ++i) {
       const torch::Tensor restored = run(i);
-      s.add(restored, images.test[i]);
+      s.add(restored, images.test[i], colour);
       if (i < shown && name != "corrupted") rows[i].push_back(restored);
     }
     result["methods"][name] = s.json();
     if (images.test.size() <= 16) {
       result["per_image"][name] = Json::array();
       for (std::size_t i = 0; i < images.test.size(); ++i) {
-        result["per_image"][name].push_back({{"image", images.names.size() == images.test.size() ? images.names[i] : std::to_string(i)},
-                                             {"psnr_db", s.psnr[i]},
-                                             {"ssim", s.ssim[i]}});
+        Json entry = s.image(i);
+        entry["image"] = images.names.size() == images.test.size() ? images.names[i] : std::to_string(i);
+        result["per_image"][name].push_back(entry);
       }
     }
+  }
+  if (colour && !images.validation.empty()) {
+    // The same on the validation crops, never scored above: where a colouriser's settings
+    // (temperature, rebalancing) can be chosen without looking at the held-out images.
+    Scores model_scores, gray_scores;
+    std::vector<double> truth;
+    for (const torch::Tensor& clean : images.validation) {
+      const torch::Tensor gray = gray_in_three_channels(clean);
+      model_scores.add(model.restore(o.task, gray), clean, true);
+      gray_scores.add(gray, clean, true);
+      truth.push_back(colourfulness(clean));
+    }
+    result["validation"] = {{"n", images.validation.size()},
+                            {"truth_colourfulness", mean(truth)},
+                            {"methods", {{"model", model_scores.json()}, {"corrupted", gray_scores.json()}}}};
   }
   if (!o.picture.empty()) {
     write_picture(o.picture, rows);

@@ -94,9 +94,10 @@ namespace {
 /// never which, and are each process's own (data.workers defaults to its machine's cores).
 const char* const kLoaderKeys[] = {"workers", "prefetch", "cache_mb"};
 
-/// What may change when a run is resumed: nothing else would continue it as it began.
+/// What may change when a run is resumed: nothing else would continue it as it began. A
+/// colouriser's temperature is how its scores are decoded, not what they are trained on.
 const std::vector<std::string> kChangeableOnResume = [] {
-  std::vector<std::string> keys{"train.epochs", "train.device", "train.threads", "train.progress"};
+  std::vector<std::string> keys{"train.epochs", "train.device", "train.threads", "train.progress", "model.temperature"};
   for (const char* key : kLoaderKeys) keys.push_back(std::string("data.") + key);
   return keys;
 }();
@@ -104,7 +105,8 @@ const std::vector<std::string> kChangeableOnResume = [] {
 // Model options added since checkpoints were first written, with the value that keeps the models
 // of runs from before them what they were: a checkpoint without the key was trained so.
 bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
-  static const std::vector<std::pair<std::string, Json>> added{{"binary_code", "none"}};
+  static const std::vector<std::pair<std::string, Json>> added{
+      {"binary_code", "none"}, {"mask_input", false}, {"prefill", 0}, {"skips", false}, {"chroma_bins", 0.0}};
   if (pointer.rfind("/model/", 0) != 0) return false;
   const std::string key = pointer.substr(pointer.rfind('/') + 1);
   return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == key && a.second == value; });

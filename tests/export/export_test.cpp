@@ -9,6 +9,7 @@
 #include "torchae/export/zoo.h"
 #include "torchae/models/registry.h"
 #include "torchae/models/undercomplete.h"
+#include "torchae/restore/restore.h"
 #include "torchae/train/run.h"
 
 #include <fmt/format.h>
@@ -301,6 +302,58 @@ TEST(Zoo, EveryShippedRecipeIsAValidRunAndEveryFamilyHasOne) {
   for (const auto* family : Registry::builtin().families()) {
     EXPECT_EQ(families.count(family->name), 1u) << "no zoo recipe for " << family->name;
   }
+}
+
+// Every key of `part` is in `whole` with the same value (objects compared key by key).
+bool json_within(const Json& part, const Json& whole) {
+  if (!part.is_object()) return part == whole;
+  if (!whole.is_object()) return false;
+  for (const auto& [key, value] : part.items()) {
+    if (!whole.contains(key) || !json_within(value, whole[key])) return false;
+  }
+  return true;
+}
+
+// The shipped restoration archives (models/zoo/shipped): small, made by their recipes, and
+// scoring on the held-out data what models/zoo/shipped/figures.json (and the README) says.
+TEST(Zoo, ShippedArchivesAreTheirRecipesAndReproduceTheirFigures) {
+  const std::filesystem::path zoo = std::filesystem::path(TORCHAE_SOURCE_DIR) / "models" / "zoo";
+  EXPECT_EQ(zoo_dir(), zoo);  // a program of the build tree finds the source tree's zoo
+  const auto recipes = zoo_recipes(zoo);
+  const Json figures = load_json_file(zoo / "shipped" / "figures.json");
+  ASSERT_EQ(figures.size(), 4u);
+  for (const auto& [name, expected] : figures.items()) {
+    SCOPED_TRACE(name);
+    const std::filesystem::path archive = zoo / "shipped" / (name + ".pt");
+    ASSERT_EQ(resolve_archive("zoo:" + name), archive);
+    EXPECT_LT(std::filesystem::file_size(archive), 4u << 20);
+    const Json card = read_model_card("zoo:" + name);
+    const ZooRecipe& recipe = find_recipe(recipes, name);
+    EXPECT_EQ(card["zoo"]["recipe"], name);
+    EXPECT_EQ(card["zoo"]["description"], recipe.description);
+    EXPECT_TRUE(json_within(recipe.config, card["config"])) << "the card's configuration is not the recipe's:\n"
+                                                            << recipe.config.dump(1) << "\n" << card["config"].dump(1);
+    RestoreEvalOptions options;
+    options.task = parse_restore_task(expected["task"]);
+    options.data = expected["data"];
+    options.noise = expected.value("noise", options.noise);
+    options.mask = expected.value("mask", options.mask);
+    options.n = expected.value("n", options.n);
+    options.baselines = false;
+    const Json scored = restore_eval("zoo:" + name, options)["methods"]["model"];
+    EXPECT_NEAR(scored["psnr_db"].get<double>(), expected["psnr_db"].get<double>(), 0.1);
+    EXPECT_NEAR(scored["ssim"].get<double>(), expected["ssim"].get<double>(), 0.005);
+    if (expected.contains("colourfulness")) {
+      EXPECT_NEAR(scored["colourfulness"].get<double>(), expected["colourfulness"].get<double>(), 0.5);
+    }
+  }
+  try {
+    resolve_archive("zoo:no-such-model");
+    FAIL() << "an unknown name was resolved";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shipped: colorize-conv-natural, dae-conv-fashion"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(resolve_archive("runs/x.pt"), std::filesystem::path("runs/x.pt"));
 }
 
 }  // namespace

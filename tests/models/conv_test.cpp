@@ -5,8 +5,11 @@
 #include "test_tools.h"
 
 #include "torchae/data/corruption.h"
+#include "torchae/data/image_io.h"
 #include "torchae/export/export.h"
 #include "torchae/models/registry.h"
+#include "torchae/models/denoising.h"
+#include "torchae/nn/chroma.h"
 #include "torchae/nn/conv.h"
 #include "torchae/restore/restore.h"
 #include "torchae/models/undercomplete.h"
@@ -358,6 +361,186 @@ TEST_F(ConvTest, KnowingTheMaskFillsHolesBetter) {
   };
   const double told = error_in_holes(true), guessing = error_in_holes(false);
   EXPECT_LT(told, 0.7 * guessing) << "told " << told << ", guessing " << guessing;
+}
+
+}  // namespace
+}  // namespace torchae
+
+// ---- colour as classes ------------------------------------------------------------------
+
+namespace torchae {
+namespace {
+
+class ChromaTest : public test::TorchaeTest {};
+
+const Json kColouriser = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {8, 12}},
+                          {"kernels", {5, 3}}, {"strides", {2, 2}}, {"skips", true}, {"corruption", "gray"},
+                          {"chroma_bins", 0.1}};
+
+TEST_F(ChromaTest, AnImageIsItsLumaAndItsChroma) {
+  const torch::Tensor rgb = torch::rand({2, 3, 5, 7});
+  expect_tensors_near(rgb_from_luma_chroma(luma(rgb).unsqueeze(1), chroma(rgb)), rgb, 1e-6);
+  const torch::Tensor gray = torch::rand({1, 1, 4, 4}).expand({1, 3, 4, 4});
+  EXPECT_LT(chroma(gray).abs().max().item<double>(), 1e-7);
+  EXPECT_EQ(ChromaBins(0.05).size(), 288);
+  // Every cell's centre is a colour: for some luma, R, G and B are all in [0, 1].
+  const ChromaBins bins(0.05);
+  const torch::Tensor c = bins.centres().to(torch::kFloat64).t().reshape({1, 2, 1, -1});
+  const torch::Tensor y = torch::linspace(0, 1, 1001, torch::kFloat64).view({1001, 1, 1, 1});
+  const torch::Tensor colours = rgb_from_luma_chroma(y, c.expand({1001, 2, 1, bins.size()}));
+  const torch::Tensor possible = ((colours >= -1e-9) & (colours <= 1 + 1e-9)).all(1).any(0);
+  EXPECT_TRUE(possible.all().item<bool>());
+  // Hasler & Suesstrunk's measure, by hand: half pure red, half pure green gives
+  // sigma(rg) = 255, mu(yb) = 127.5, so 255 + 0.3 * 127.5.
+  torch::Tensor halves = torch::zeros({3, 4, 4});
+  halves[0].narrow(1, 0, 2).fill_(1);
+  halves[1].narrow(1, 2, 2).fill_(1);
+  EXPECT_NEAR(colourfulness(halves), 293.25, 1e-9);
+  EXPECT_NEAR(colourfulness(gray[0]), 0.0, 1e-9);
+}
+
+TEST_F(ChromaTest, SoftEncodingIsTheNearestCellsWeighedByAGaussian) {
+  for (double step : {0.05, 0.1}) {
+    const ChromaBins bins(step);
+    // Random colours, and next to the gamut's corners (pure and secondary colours, black and
+    // white, moved off the grid's corners, where cells tie).
+    torch::Tensor rgb = torch::rand({2, 3, 6, 6});
+    const torch::Tensor corners = torch::tensor({0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1},
+                                                torch::kFloat).view({3, 8});
+    rgb[1].view({3, -1}).narrow(1, 0, 8).copy_(corners * 0.996 + 0.001 * torch::tensor({1.0f, 2.0f, 3.0f}).view({3, 1}));
+    const torch::Tensor c = chroma(rgb);
+    const ChromaBins::Soft soft = bins.soft_encode(c);
+    EXPECT_EQ(soft.cells.sizes(), (std::vector<int64_t>{2, 5, 6, 6}));
+    expect_tensors_near(soft.weights.sum(1), torch::ones({2, 6, 6}), 1e-6);
+    // Against every distance to every cell: the same five nearest, the same weights.
+    const torch::Tensor points = c.permute({0, 2, 3, 1}).reshape({-1, 2});
+    const torch::Tensor d2 = torch::cdist(points.to(torch::kFloat64), bins.centres().to(torch::kFloat64)).pow(2);
+    const auto [near, cells] = d2.topk(5, 1, false);
+    const double s = step / 2;
+    const torch::Tensor w = torch::softmax(near / (-2 * s * s), 1).to(torch::kFloat);
+    const torch::Tensor brute = torch::zeros({points.size(0), bins.size()}).scatter_add_(1, cells, w);
+    const torch::Tensor dense = bins.dense(soft).permute({0, 2, 3, 1}).reshape({-1, bins.size()});
+    expect_tensors_near(dense, brute, 1e-4);
+    EXPECT_TRUE(torch::equal(soft.cells.select(1, 0).flatten(), d2.argmin(1))) << "step " << step;
+  }
+}
+
+TEST_F(ChromaTest, RareColoursWeighMoreAndTheAnnealedMeanGoesFromMeanToMode) {
+  const ChromaBins bins(0.1);
+  const torch::Tensor gray_cell = bins.soft_encode(torch::zeros({1, 2, 1, 1}), 1).cells.flatten();
+  torch::Tensor counts = torch::ones({bins.size()});
+  counts.index_put_({gray_cell}, 1000.0);
+  const torch::Tensor w = bins.class_weights(counts, 0.5);
+  EXPECT_EQ(w.argmin().item<int64_t>(), gray_cell.item<int64_t>());
+  EXPECT_GT(w.min().item<double>(), 0.0);
+  EXPECT_TRUE(torch::allclose(bins.class_weights(counts, 1.0), torch::ones({bins.size()})));
+  EXPECT_TRUE(torch::equal(bins.class_weights(torch::zeros({bins.size()}), 0.5), torch::ones({bins.size()})));
+  // Scores favouring one cell a little: T = 1 is the plain expectation, a small T the mode.
+  torch::Tensor scores = torch::zeros({1, bins.size(), 1, 1});
+  scores[0][3] = 2.0;
+  const torch::Tensor p = torch::softmax(scores, 1).flatten();
+  expect_tensors_near(bins.annealed_mean(scores, 1.0).flatten(), p.matmul(bins.centres()), 1e-6);
+  expect_tensors_near(bins.annealed_mean(scores, 0.01).flatten(), bins.centres()[3], 1e-5);
+}
+
+TEST_F(ChromaTest, AColouriserSeesTheLumaAndKeepsIt) {
+  const DataSpec spec{{3, 16, 16}, 0, 1, 1};
+  auto model = build(kColouriser, spec);
+  EXPECT_NE(dynamic_cast<DenoisingImpl*>(model.get()), nullptr);
+  const torch::Tensor x = torch::rand({2, 3, 16, 24}) * 0.5 + 0.25;
+  // Training counts each cell's pixels on the scores' grid (half of 16x24: 8x12).
+  model->module().train();
+  const Output trained = model->forward(x);
+  EXPECT_EQ(trained.scores.sizes(), (std::vector<int64_t>{2, ChromaBins(0.1).size(), 8, 12}));
+  const torch::Tensor counts = model->module().named_buffers()["chroma_counts"];
+  EXPECT_EQ(counts.sum().item<double>(), 2 * 8 * 12);
+  const Losses losses = model->loss(x, trained);
+  EXPECT_EQ(losses.terms.front().first, "ce");
+  losses.total.backward();
+
+  model->module().eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor out = model->forward(x).reconstruction;
+  EXPECT_EQ(out.sizes(), x.sizes());
+  // Colour or gray, the network sees the luma alone, and the output keeps it where no channel
+  // was clipped.
+  expect_tensors_near(model->forward(gray_in_three_channels(x)).reconstruction, out, 1e-6);
+  const torch::Tensor unclipped = ((out > 1e-6) & (out < 1 - 1e-6)).all(1);
+  EXPECT_GT(unclipped.to(torch::kFloat).mean().item<double>(), 0.5);
+  EXPECT_LT((luma(out) - luma(x)).masked_select(unclipped).abs().max().item<double>(), 1e-5);
+  // The export computes the same, at another size too, and the counts travel with the weights.
+  const torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.get_method("forward")({x}).toTensor(), out, 1e-5);
+  const torch::Tensor code = model->encode(x);
+  expect_tensors_near(module.get_method("encode")({x}).toTensor(), code, 1e-5);
+  const torch::Tensor map = code.narrow(0, 0, 1).view({1, 12, 4, 6});
+  expect_tensors_near(module.get_method("decode")({map}).toTensor(), model->decode(map), 1e-5);
+  auto copy = build(kColouriser, spec);
+  test::copy_weights(*model, *copy);
+  EXPECT_TRUE(torch::equal(copy->module().named_buffers()["chroma_counts"], counts));
+}
+
+TEST_F(ChromaTest, ColourAsClassesIsCheckedAndNamed) {
+  const DataSpec spec{{3, 16, 16}, 0, 1, 1};
+  Json section = kColouriser;
+  section["corruption"] = "gaussian";
+  EXPECT_NE(build_error(section, spec).find("chroma_bins: colourises by classification: needs corruption \"gray\""),
+            std::string::npos) << build_error(section, spec);
+  section = kColouriser;
+  section["alpha"] = 2;
+  EXPECT_NE(build_error(section, spec).find("alpha and beta do not apply"), std::string::npos) << build_error(section, spec);
+  section = kColouriser;
+  section["loss"] = "bce";
+  EXPECT_NE(build_error(section, spec).find("model.loss"), std::string::npos) << build_error(section, spec);
+  section = kColouriser;
+  section["chroma_bins"] = 0.7;
+  EXPECT_NE(build_error(section, spec).find("(0, 0.5]"), std::string::npos) << build_error(section, spec);
+  section = kColouriser;
+  section["temperature"] = 0;
+  EXPECT_NE(build_error(section, spec).find("temperature"), std::string::npos) << build_error(section, spec);
+  section = {{"family", "denoising"}, {"corruption", "gray"}, {"chroma_bins", 0.1}};
+  EXPECT_NE(build_error(section, spec).find("needs the conv backbone"), std::string::npos) << build_error(section, spec);
+}
+
+// Patches of one luma whose colour is red in 60% of them, green in 25% and blue in 15%: the
+// squared-error colouriser learns the mean, a washed-out colour, while the classifier's
+// annealed mean leans to the commonest one, and is more colourful.
+TEST_F(ChromaTest, ClassesGiveMoreColourThanSquaredErrorWhereColourIsAmbiguous) {
+  const torch::Tensor palette = torch::tensor({0.8f, 0.35f, 0.35f, 0.35f, 0.6f, 0.35f, 0.4f, 0.45f, 0.9f}).view({3, 3});
+  torch::manual_seed(2);
+  const torch::Tensor pick = torch::multinomial(torch::tensor({0.6f, 0.25f, 0.15f}), 512, true);
+  // The three colours have nearly the same luma; each image a texture of that luma.
+  torch::Tensor images = palette.index({pick}).view({512, 3, 1, 1}).expand({512, 3, 16, 16}).clone();
+  images = images + 0.03 * (torch::rand({512, 1, 16, 16}) - 0.5);
+  const DataSpec spec{{3, 16, 16}, 0, 1, 1};
+  auto train = [&](const Json& section) {
+    torch::manual_seed(1);
+    auto model = build(section, spec);
+    torch::optim::Adam adam(model->module().parameters(), torch::optim::AdamOptions(3e-3));
+    for (int step = 0; step < 120; ++step) {
+      const torch::Tensor batch = images.narrow(0, (step % 8) * 64, 64);
+      adam.zero_grad();
+      model->loss(batch, model->forward(batch)).total.backward();
+      adam.step();
+    }
+    model->module().eval();
+    torch::NoGradGuard no_grad;
+    return model->forward(images.narrow(0, 0, 64)).reconstruction;
+  };
+  // All pixels are colourful here: no rebalancing, the annealed mean alone.
+  Json classifier = kColouriser;
+  classifier["rebalance"] = 1.0;
+  Json regression = kColouriser;
+  regression.erase("chroma_bins");
+  regression["loss"] = "mse";
+  auto mean_colourfulness = [](const torch::Tensor& batch) {
+    double total = 0;
+    for (int64_t i = 0; i < batch.size(0); ++i) total += colourfulness(batch[i]);
+    return total / static_cast<double>(batch.size(0));
+  };
+  // Colourfulness of one flat image is 0.3 mu: its distance from gray.
+  const double classes = mean_colourfulness(train(classifier)), squared = mean_colourfulness(train(regression));
+  EXPECT_GT(classes, 1.5 * squared) << "classes " << classes << ", squared error " << squared;
 }
 
 }  // namespace

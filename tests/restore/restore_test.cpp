@@ -133,6 +133,43 @@ TEST_F(RestoreTest, AnImageFolderLoadsAsPatchesWithHeldOutTestImages) {
   }
 }
 
+// data.skip_gray: a colouriser's training leaves the gray pictures out, in memory and streamed.
+TEST_F(RestoreTest, GrayPicturesAreLeftOutOfColourTrainingWhenAsked) {
+  TempDir dir;
+  for (int i = 0; i < 10; ++i) {
+    const torch::Tensor image = smooth_image(24, 24);
+    write_image(dir / fmt::format("img{:02d}.png", i), i % 2 == 0 ? gray_in_three_channels(image) : image);
+  }
+  DataOptions o;
+  o.dataset = "images";
+  o.path = dir.path().string();
+  o.patch = 16;
+  o.patches = 200;
+  o.test_images = {"img09.png"};
+  // The least difference between a crop's channels: 0 for a gray picture's crops.
+  auto gray_crops = [](const torch::Tensor& crops) {
+    const torch::Tensor spread = (crops - crops.mean(1, true)).abs().amax({1, 2, 3});
+    return (spread < 1e-6).sum().item<int64_t>();
+  };
+  EXPECT_GT(gray_crops(load_data(o, false).train.inputs), 50);
+  o.skip_gray = true;
+  const DataSplits memory = load_data(o, false);
+  EXPECT_EQ(gray_crops(memory.train.inputs), 0);
+  EXPECT_EQ(gray_crops(memory.validation.inputs), 0);
+  o.source = "stream";
+  const DataSplits streamed = load_data(o, false);
+  ASSERT_TRUE(streamed.stream);
+  EXPECT_EQ(gray_crops(streamed.stream->load(0, 0, torch::arange(64)).data.inputs), 0);
+  for (int i = 1; i < 10; i += 2) write_image(dir / fmt::format("img{:02d}.png", i), torch::full({3, 24, 24}, 0.5));
+  o.source = "memory";
+  try {
+    load_data(o, false);
+    FAIL() << "a folder of gray pictures trained a colouriser";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("in colour (data.skip_gray)"), std::string::npos) << e.what();
+  }
+}
+
 // A folder that can hold out no test image, or only images smaller than a patch, is refused
 // when training starts, not when the run is evaluated.
 TEST_F(RestoreTest, AnImageFolderWithoutATestImageIsRefusedBeforeTraining) {
@@ -372,6 +409,25 @@ TEST_F(RestoreTest, TheCommandLineRestoresAndWritesItsDemoInputs) {
   EXPECT_FALSE(std::filesystem::exists(dir / "x.png"));
 }
 
+// The shipped archives (models/zoo/shipped) by their zoo names, from the command line; their
+// figures are checked in Zoo.ShippedArchivesAreTheirRecipesAndReproduceTheirFigures.
+TEST_F(RestoreTest, AShippedModelIsFoundByItsZooName) {
+  TempDir dir;
+  write_image(dir / "photo.png", smooth_image(40, 36));
+  for (const auto& [model, task] : {std::pair{"dae-conv-natural", "denoise --noise 25"},
+                                    std::pair{"inpaint-conv-natural", "inpaint --mask blocks"},
+                                    std::pair{"colorize-conv-natural", "colorize"}}) {
+    const test::CliResult r = test::run_cli(fmt::format("restore --model zoo:{} --task {} --in {} --out {}", model, task,
+                                                        (dir / "photo.png").string(), (dir / "out.png").string()));
+    ASSERT_EQ(r.exit_code, 0) << model << ": " << r.err;
+    EXPECT_EQ(read_image(dir / "out.png", 3).sizes(), (std::vector<int64_t>{3, 40, 36})) << model;
+  }
+  // An unknown name is refused in one line that lists the shipped ones.
+  test::expect_one_line_error(test::run_cli(fmt::format("restore --model zoo:dae-conv --task denoise --in {} --out {}",
+                                                        (dir / "photo.png").string(), (dir / "x.png").string())),
+                              "zoo:dae-conv: no shipped archive of that name");
+}
+
 TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
   TempDir dir;
   for (int i = 0; i < 10; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_image(40, 36));
@@ -407,6 +463,17 @@ TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
       EXPECT_GT(j["methods"]["inpaint_fsr_fast"]["psnr_db"].get<double>(),
                 j["methods"]["corrupted"]["psnr_db"].get<double>() + 3);
       EXPECT_FALSE(j["methods"].contains("inpaint_fsr_best"));  // --fsr-best only
+    }
+    if (std::string(task) == "colorize") {
+      // Colourfulness beside PSNR and SSIM: the gray input's is 0; the truth's is given.
+      EXPECT_EQ(j["methods"]["corrupted"]["colourfulness"].get<double>(), 0.0);
+      EXPECT_GE(j["methods"]["model"]["colourfulness"].get<double>(), 0.0);
+      EXPECT_GT(j["truth_colourfulness"].get<double>(), 0.0);
+      EXPECT_EQ(j["per_image"]["model"][0].count("colourfulness"), 1);
+      EXPECT_EQ(j["validation"]["n"], 2);  // 128x128 centre crops of img00 and img05
+      EXPECT_EQ(j["validation"]["methods"]["corrupted"]["colourfulness"].get<double>(), 0.0);
+    } else {
+      EXPECT_FALSE(j.contains("truth_colourfulness"));
     }
     EXPECT_EQ(read_image(dir / "p.png", 3).size(1), 4 * 40 + 2);  // one row, enlarged 4x
   }

@@ -86,6 +86,9 @@ struct DataOptions {
   /// Streamed images: a file that cannot be read mid-epoch is skipped with a warning ("skip")
   /// or stops the run ("stop").
   std::string on_error = "skip";
+  /// Colour images: leave out of training the images whose three channels are equal (gray
+  /// pictures stored as colour), which would teach a colouriser that the world is gray.
+  bool skip_gray = false;
 
   static DataOptions from(OptionReader& reader);
   /// The section as `from` resolves it: what config.json holds for these options.

@@ -61,7 +61,7 @@ enum class OnBadFile { kSkip, kStop };
 class ImageFolderStream : public BatchSource {
  public:
   ImageFolderStream(std::vector<std::filesystem::path> files, int64_t channels, int64_t patch, int64_t count,
-                    uint64_t stream_seed, int64_t cache_bytes, OnBadFile on_error);
+                    uint64_t stream_seed, int64_t cache_bytes, OnBadFile on_error, bool skip_gray = false);
   int64_t size() const override { return count_; }
   bool shuffled() const override { return false; }
   LoadResult load(uint64_t seed, int64_t epoch, const torch::Tensor& positions) const override;
@@ -78,7 +78,9 @@ class ImageFolderStream : public BatchSource {
   uint64_t stream_seed_;
   int64_t cache_bytes_;
   OnBadFile on_error_;
-  /// Per file: 0 not read yet, 1 usable, 2 unreadable, 3 smaller than the patch.
+  bool skip_gray_;
+  /// Per file: 0 not read yet, 1 usable, 2 unreadable, 3 smaller than the patch (or gray, with
+  /// `skip_gray`).
   mutable std::unique_ptr<std::atomic<uint8_t>[]> state_;
   mutable std::atomic<std::size_t> unusable_{0};
   /// Warnings about unreadable files wait until a file has been read: of a folder whose files

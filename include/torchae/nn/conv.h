@@ -64,6 +64,11 @@ struct ConvOptions {
   /// encoder feature map to its mirror layer's output before the activation. The decoder then
   /// sees more than the code; `ConvDecoder::forward` without the features adds nothing.
   TORCH_ARG(bool, skips) = false;
+  /// > 0: the decoder ends in this many class scores per pixel instead of the image: its last
+  /// layer, in place of the transposed convolution back to the image, is a 1x1 convolution on
+  /// the grid of the first feature map (1 / strides[0] of the image's side). What a colouriser by
+  /// classification predicts (`ChromaBins`).
+  TORCH_ARG(int64_t, classes) = 0;
 };
 
 /// The encoder of the convolutional backbone: convolutions (padding (k-1)/2) with
@@ -109,8 +114,9 @@ TORCH_MODULE(ConvEncoder);
 
 /// The decoder of the convolutional backbone, the encoder's mirror: a dense layer from the
 /// code (when `code_size` > 0) with `activation`, then transposed convolutions back to the
-/// input's channels and size. It returns the last layer's pre-activation: the owner applies
-/// its output activation (so that a bce loss can take the logits).
+/// input's channels and size (with `classes`, back to the first feature map's size, then a 1x1
+/// convolution to the class scores). It returns the last layer's pre-activation: the owner
+/// applies its output activation (so that a bce loss can take the logits).
 class ConvDecoderImpl : public torch::nn::Cloneable<ConvDecoderImpl> {
  public:
   explicit ConvDecoderImpl(ConvOptions options);
@@ -132,6 +138,7 @@ class ConvDecoderImpl : public torch::nn::Cloneable<ConvDecoderImpl> {
  private:
   torch::nn::Linear dense_{nullptr};
   std::vector<torch::nn::ConvTranspose2d> deconvs_;
+  torch::nn::Conv2d head_{nullptr};
 };
 
 TORCH_MODULE(ConvDecoder);

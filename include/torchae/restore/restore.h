@@ -142,14 +142,19 @@ struct RestoreEvalOptions {
   /// inpaint: also frequency-selective reconstruction's best profile (`INPAINT_FSR_BEST`),
   /// minutes an image where the fast one takes seconds.
   bool fsr_best = false;
+  /// false: the model (and the corrupted input) only, none of the classical methods: what
+  /// checking a shipped model's figure needs, in seconds.
+  bool baselines = true;
 };
 
 /// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
 /// or fastNlMeansDenoisingColored for colour, and cv::xphoto::dctDenoising, their strengths
 /// chosen on validation images; inpaint: cv::inpaint Telea and Navier-Stokes, radius 3, and
 /// cv::xphoto::inpaint's frequency-selective reconstruction; colorize: the gray input itself).
-/// JSON: {task, data, n, corruption, methods: {name: {psnr_db, ssim}}, nlm_h and dct_sigma
-/// (denoise)}.
+/// JSON: {task, data, n, corruption, methods: {name: {psnr_db, ssim, colourfulness
+/// (colorize)}}, nlm_h and dct_sigma (denoise), truth_colourfulness and validation (colorize: the
+/// model and the gray input scored on the validation crops too)}. An archive may be
+/// given as "zoo:NAME" (`resolve_archive`).
 Json restore_eval(const std::filesystem::path& archive, const RestoreEvalOptions& options);
 
 }  // namespace torchae
