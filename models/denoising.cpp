@@ -69,14 +69,6 @@ Output DenoisingImpl::forward(const torch::Tensor& input) {
     out.scores = out.logits;
     out.reconstruction = colours(out.scores, g.narrow(1, 0, 1));
     out.input = g;
-    if (is_training()) {
-      // How often each cell is the nearest to a pixel of the scores' grid, for the rebalancing.
-      torch::NoGradGuard no_grad;
-      const int64_t f = input.size(2) / out.scores.size(2);
-      const torch::Tensor target = f > 1 ? torch::avg_pool2d(input, f, f) : input;
-      const torch::Tensor nearest = bins_->soft_encode(chroma(target), 1).cells;
-      chroma_counts_.add_(torch::bincount(nearest.flatten().cpu(), {}, bins_->size()).to(chroma_counts_.options()));
-    }
     return out;
   }
   if (!is_training()) return backbone_->forward(input);
@@ -94,6 +86,12 @@ Losses DenoisingImpl::loss(const torch::Tensor& target, const Output& output) {
   if (bins_) {
     const int64_t f = target.size(2) / output.scores.size(2);
     const ChromaBins::Soft soft = bins_->soft_encode(chroma(f > 1 ? torch::avg_pool2d(target, f, f) : target));
+    if (is_training()) {
+      // How often each cell is the nearest to a training pixel of the scores' grid, this batch
+      // included, for the rebalancing.
+      const torch::Tensor nearest = soft.cells.select(1, 0).flatten().cpu();
+      chroma_counts_.add_(torch::bincount(nearest, {}, bins_->size()).to(chroma_counts_.options()));
+    }
     // The cross-entropy against the soft target, gathered from its few cells; each pixel
     // weighed by its nearest cell's weight.
     const torch::Tensor ce = -(soft.weights * torch::log_softmax(output.scores, 1).gather(1, soft.cells)).sum(1);

@@ -452,9 +452,9 @@ TEST_F(ChromaTest, AColouriserSeesTheLumaAndKeepsIt) {
   model->module().train();
   const Output trained = model->forward(x);
   EXPECT_EQ(trained.scores.sizes(), (std::vector<int64_t>{2, ChromaBins(0.1).size(), 8, 12}));
+  const Losses losses = model->loss(x, trained);
   const torch::Tensor counts = model->module().named_buffers()["chroma_counts"];
   EXPECT_EQ(counts.sum().item<double>(), 2 * 8 * 12);
-  const Losses losses = model->loss(x, trained);
   EXPECT_EQ(losses.terms.front().first, "ce");
   losses.total.backward();
 

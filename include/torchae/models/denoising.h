@@ -39,7 +39,8 @@ struct DenoisingOptions {
 /// luma (in three channels, train and eval alike), `Output::scores` are its class scores over
 /// the chroma cells, and the reconstruction is the input's luma with their annealed mean,
 /// upsampled bilinearly to the image. The cells' frequencies, which the rebalancing needs, are
-/// counted over the training batches (a buffer, so a checkpoint resumes them exactly).
+/// counted by `loss` in training mode, from the soft targets it computes anyway (a buffer, so a
+/// checkpoint resumes them exactly).
 class DenoisingImpl : public BackboneAutoencoder<DenoisingImpl> {
  public:
   explicit DenoisingImpl(DenoisingOptions options);
