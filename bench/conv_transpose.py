@@ -8,7 +8,10 @@ forward and backward with aten::convolution_backward and aten::conv2d. This scri
 forward and backward of each, for the layers of the conv decoders of the restoration recipes, in
 rounds interleaved so that machine noise hits both alike, and checks that they agree.
 
-usage: bench/conv_transpose.py [--batch 64] [--rounds 5] [--threads 1]
+With --channels-last the maps (input, output and gradient) are NHWC, as torchae's conv backbone keeps them on the
+CPU; LibTorch's native loop then reorders them, while oneDNN takes them as they are.
+
+usage: bench/conv_transpose.py [--batch 64] [--rounds 5] [--threads 1] [--channels-last]
 """
 import argparse
 import statistics
@@ -26,7 +29,9 @@ def mirrored(x, w, b, stride, padding, output_padding):
     k = w.shape[2]
     shape = [n, w.shape[1], (h - 1) * stride - 2 * padding + k + output_padding,
              (width - 1) * stride - 2 * padding + k + output_padding]
-    return torch.ops.aten.convolution_backward(x, torch.empty(shape), w, None, [stride] * 2, [padding] * 2, [1, 1],
+    out = torch.empty(shape, memory_format=torch.channels_last if x.is_contiguous(
+        memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format)
+    return torch.ops.aten.convolution_backward(x, out, w, None, [stride] * 2, [padding] * 2, [1, 1],
                                                False, [0, 0], 1, [True, False, False])[0] + b.view(1, -1, 1, 1)
 
 
@@ -50,18 +55,20 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--channels-last", action="store_true", help="NHWC maps, as torchae's conv backbone on the CPU")
     args = parser.parse_args()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print("| layer (in-out, side, stride, kernel) | LibTorch ms | mirrored ms | speed-up | max rel. difference |")
     print("|---|---|---|---|---|")
     for ci, co, side, stride, k in LAYERS:
         padding, output_padding = (k - 1) // 2, stride - 1
-        x = torch.randn(args.batch, ci, side, side, requires_grad=True)
+        x = torch.randn(args.batch, ci, side, side).contiguous(memory_format=layout).requires_grad_()
         w = torch.randn(ci, co, k, k, requires_grad=True)
         b = torch.zeros(co, requires_grad=True)
         y = F.conv_transpose2d(x, w, b, stride, padding, output_padding)
-        grad = torch.randn_like(y)
+        grad = torch.randn(y.shape).contiguous(memory_format=layout)
         theirs = [y.detach()] + list(torch.autograd.grad(y, (x, w, b), grad))
         with torch.no_grad():
             ours = [mirrored(x, w, b, stride, padding, output_padding)] + list(

@@ -59,13 +59,15 @@ Json read_config(const std::string& file, const std::vector<std::string>& overri
 }
 
 struct BenchArgs {
-  int64_t batch = 128;
+  int64_t batch = 0;  // 0: the recipe's train.batch_size, else 128
   double timeout = 60;
   int64_t steps = 300;
   int64_t warmup = 30;
   int64_t threads = 0;
   std::string device = "cpu";
   std::string model;  // JSON of a model section; empty: the reference model
+  std::string recipe;  // a zoo recipe: its model, data and batch size
+  std::string twin;    // a directory: write what bench/restore.py's twin check needs, time nothing
   bool floor = false;
   int64_t profile = 0;
   int64_t stage = 0;
@@ -84,30 +86,94 @@ const Json kReferenceModel = {{"family", "undercomplete"},
                               {"output_activation", "sigmoid"},
                               {"loss", "bce"}};
 
-// Training throughput of the reference model through the same Trainer::step and batching
-// that `train` uses.
-Json bench(const BenchArgs& args) {
-  torchae::DataOptions data_options;
-  data_options.validation_fraction = 0.0;
-  const torchae::DataSplits data = torchae::load_data(data_options, false);
-  torch::manual_seed(0);
-  Json model = kReferenceModel;
-  if (!args.model.empty()) {
-    model = torchae::parse_json(args.model, "bench: --model");
-    if (!model.is_object()) throw torchae::Error("bench: --model: expected a JSON object");
+// What bench/restore.py needs to check that its plain-PyTorch model is torchae's (`bench --twin
+// DIR`): the model as resolved (model.json), and in twin.pt (torch::pickle_save, which Python's
+// torch.load reads) the initial parameters and buffers, one training batch, what the model made of
+// it in training mode (its corrupted input and mask), the loss and every parameter's gradient;
+// and a pool of training examples (with the holes the inpainting corruption drew for them) to
+// time on.
+void write_twin(torchae::Autoencoder& model, const Json& resolved, const torchae::Dataset& train, int64_t batch,
+                const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  torchae::write_text_atomically(dir / "model.json", torchae::json_text(resolved, 2) + "\n");
+  c10::Dict<std::string, torch::Tensor> twin;
+  torch::nn::Module& module = model.module();
+  // Copies: a narrowed tensor would be saved with all of its storage.
+  for (const auto& p : module.named_parameters()) twin.insert("param/" + p.key(), p.value().detach().clone());
+  for (const auto& b : module.named_buffers()) twin.insert("buffer/" + b.key(), b.value().clone());
+  const torch::Tensor x = train.inputs.narrow(0, 0, batch).clone();
+  module.train();
+  module.zero_grad();
+  const torchae::Output out = model.forward(x);
+  const torchae::Losses losses = model.loss(x, out);
+  losses.total.backward();
+  twin.insert("batch", x);
+  if (out.input.defined()) twin.insert("input", out.input.detach());
+  if (out.mask.defined()) twin.insert("mask", out.mask);
+  twin.insert("loss", losses.total.detach());
+  for (const auto& p : module.named_parameters()) {
+    if (p.value().grad().defined()) twin.insert("grad/" + p.key(), p.value().grad());
   }
-  const torchae::BuiltModel built = torchae::build_model(model, data.spec);
+  const int64_t pool = std::min<int64_t>(train.size(), 1024);
+  twin.insert("pool", train.inputs.narrow(0, 0, pool).clone());
+  if (resolved.value("corruption", "") == "inpaint") {
+    std::vector<torch::Tensor> masks;
+    for (int64_t i = 0; i < pool; i += batch) {
+      masks.push_back(model.forward(train.inputs.narrow(0, i, std::min(batch, pool - i))).mask);
+    }
+    twin.insert("pool_masks", torch::cat(masks));
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(twin));
+  torchae::write_text_atomically(dir / "twin.pt", std::string(bytes.begin(), bytes.end()));
+}
+
+// Training throughput of the reference model (or a recipe's) through the same Trainer::step and
+// batching that `train` uses.
+Json bench(const BenchArgs& args) {
+  // The model and data: a zoo recipe's, else the reference model (or --model) on Fashion-MNIST.
+  torchae::DataSplits data;
+  torchae::BuiltModel built;
+  int64_t batch = args.batch > 0 ? args.batch : 128;
+  if (!args.recipe.empty()) {
+    if (!args.model.empty()) throw torchae::Error("bench: --recipe and --model both name the model: give one");
+    const auto recipes = torchae::zoo_recipes(torchae::zoo_dir());
+    Json config = torchae::find_recipe(recipes, args.recipe).config;
+    config["data"]["validation_fraction"] = 0.0;
+    torchae::Run run = torchae::prepare_run(config, false);
+    data = std::move(run.data);
+    built = std::move(run.model);
+    if (args.batch == 0) batch = run.train_options.batch_size;
+  } else {
+    torchae::DataOptions data_options;
+    data_options.validation_fraction = 0.0;
+    data = torchae::load_data(data_options, false);
+    torch::manual_seed(0);
+    Json model = kReferenceModel;
+    if (!args.model.empty()) {
+      model = torchae::parse_json(args.model, "bench: --model");
+      if (!model.is_object()) throw torchae::Error("bench: --model: expected a JSON object");
+    }
+    built = torchae::build_model(model, data.spec);
+  }
+  if (data.stream) throw torchae::Error("bench: the recipe streams its training data; bench steps on data in memory");
+  if (!args.twin.empty()) {
+    if (batch > data.train.size()) {
+      throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", batch, data.train.size()));
+    }
+    write_twin(*built.model, built.resolved, data.train, batch, args.twin);
+    return {{"twin", args.twin}, {"model", built.resolved}, {"batch", batch}};
+  }
   torchae::TrainOptions options;
-  options.batch_size = args.batch;
+  options.batch_size = batch;
   options.device = args.device;
   options.threads = args.threads;
   // Under torchrun, data-parallel: --batch is the global batch, each rank steps on its part.
   options.group = torchae::join_process_group(std::chrono::milliseconds(static_cast<int64_t>(args.timeout * 1000)));
   const int ranks = options.group ? options.group->size() : 1;
-  if (args.batch % ranks != 0) {
-    throw torchae::Error(fmt::format("bench: --batch {} does not split evenly over the {} ranks", args.batch, ranks));
+  if (batch % ranks != 0) {
+    throw torchae::Error(fmt::format("bench: --batch {} does not split evenly over the {} ranks", batch, ranks));
   }
-  const int64_t part = args.batch / ranks;
+  const int64_t part = batch / ranks;
   if (args.floor && options.device != "cpu") {
     throw torchae::Error("bench: --floor times CPU matrix products; it has no meaning with --device " + options.device);
   }
@@ -137,8 +203,8 @@ Json bench(const BenchArgs& args) {
   }
   torchae::Trainer trainer(stepped, options);
   const torchae::Dataset train = inputs.to(trainer.device());
-  if (args.batch > train.size()) {
-    throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", args.batch, train.size()));
+  if (batch > train.size()) {
+    throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", batch, train.size()));
   }
 
   const int64_t n = train.size();
@@ -185,13 +251,13 @@ Json bench(const BenchArgs& args) {
   Json result{{"impl", "torchae"},
               {"model", built.resolved},
               {"device", trainer.device().str()},
-              {"batch", args.batch},
+              {"batch", batch},
               {"steps", args.steps},
               {"processes", ranks},
               {"threads", at::get_num_threads()},
               {"omp_wait_policy", wait_policy ? wait_policy : "(unset)"},
               {"seconds", seconds},
-              {"samples_per_s", static_cast<double>(args.batch * args.steps) / seconds},
+              {"samples_per_s", static_cast<double>(batch * args.steps) / seconds},
               {"final_loss", loss}};
   if (!stage_figures.is_null()) result["stage"] = stage_figures;
   if (floor) {
@@ -199,7 +265,7 @@ Json bench(const BenchArgs& args) {
     result["floor"] = {{"products_per_step", floor->products()},
                        {"gflop_per_step", floor->flops_per_step() / 1e9},
                        {"gemm_gflops", floor->flops_per_step() * static_cast<double>(args.steps) / floor_seconds / 1e9},
-                       {"samples_per_s", static_cast<double>(args.batch * args.steps) / floor_seconds},
+                       {"samples_per_s", static_cast<double>(batch * args.steps) / floor_seconds},
                        {"rounds", rounds}};
     result["of_floor"] = ratios[ratios.size() / 2];
   }
@@ -534,13 +600,17 @@ void add_zoo(CLI::App& app, char** argv) {
 void add_bench(CLI::App& app, char** argv) {
   auto* bench_cmd = app.add_subcommand("bench", "training throughput of the reference model, as JSON");
   auto args = std::make_shared<BenchArgs>();
-  bench_cmd->add_option("--batch", args->batch, "batch size")->check(integer_at_least(1));
+  bench_cmd->add_option("--batch", args->batch, "batch size (default: the recipe's, else 128)")->check(integer_at_least(1));
   bench_cmd->add_option("--steps", args->steps, "timed steps")->check(integer_at_least(1));
   bench_cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(integer_at_least(0));
   bench_cmd->add_option("--threads", args->threads, "intra-op threads (0: LibTorch's default)")
       ->check(integer_at_least(0));
   bench_cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
+  bench_cmd->add_option("--recipe", args->recipe,
+                        "a zoo recipe's model on its data at its batch size (bench/restore.py compares them with PyTorch)");
+  bench_cmd->add_option("--twin", args->twin,
+                        "instead of timing: write to this directory what bench/restore.py checks its PyTorch twin with");
   bench_cmd->add_option("--timeout", args->timeout, "under torchrun: seconds a rank waits for the others")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -647,6 +717,10 @@ void add_restore_eval(CLI::App& app, char** argv) {
                     "inpaint: also score frequency-selective reconstruction's best profile (minutes an image)");
   command->add_flag("--no-baselines", args->no_baselines, "score the model (and the corrupted input) only");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");
+  command->add_option("--picture-crop", args->options.picture_crop,
+                      "the picture's centre crops: their side, enlarged to at most 192 pixels")
+      ->check(integer_at_least(8))
+      ->capture_default_str();
   computes(command, argv, [args] {
     args->options.task = torchae::parse_restore_task(args->task);
     args->options.picture = args->picture;

@@ -7,9 +7,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <malloc.h>
 #include <regex>
+#include <sched.h>
 #include <unistd.h>
 
 namespace torchae {
@@ -49,7 +51,20 @@ torch::Device resolve_device(const std::string& spec) {
 }
 
 void set_threads(int64_t threads) {
-  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+  static const int library_default = at::get_num_threads();
+  at::set_num_threads(threads > 0 ? static_cast<int>(threads) : library_default);
+}
+
+int64_t cores_per_process() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int64_t cores = ::sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  if (const char* local = std::getenv("LOCAL_WORLD_SIZE")) {
+    char* end = nullptr;
+    const long ranks = std::strtol(local, &end, 10);
+    if (end != local && *end == '\0' && ranks > 0) cores /= ranks;
+  }
+  return std::max<int64_t>(cores, 1);
 }
 
 }  // namespace torchae

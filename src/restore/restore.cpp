@@ -461,16 +461,19 @@ EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
   return images;
 }
 
-// The rows of the demo picture: each image's columns, centre-cropped to 256 and, for small
-// images, enlarged 4 times (nearest neighbour) so that pixels can be seen.
-void write_picture(const fs::path& path, const std::vector<std::vector<torch::Tensor>>& rows) {
+// The rows of the demo picture: each image's columns, centre-cropped to `crop` and enlarged by
+// a whole factor (nearest neighbour) to at most 192 pixels.
+void write_picture(const fs::path& path, const std::vector<std::vector<torch::Tensor>>& rows, int64_t crop) {
   std::vector<torch::Tensor> cells;
   for (const auto& row : rows) {
     for (torch::Tensor cell : row) {
-      const int64_t h = std::min<int64_t>(256, cell.size(1)), w = std::min<int64_t>(256, cell.size(2));
+      const int64_t h = std::min<int64_t>(crop, cell.size(1)), w = std::min<int64_t>(crop, cell.size(2));
       cell = cell.narrow(1, (cell.size(1) - h) / 2, h).narrow(2, (cell.size(2) - w) / 2, w);
-      if (h < 64) cell = F::interpolate(cell.unsqueeze(0), F::InterpolateFuncOptions().scale_factor(std::vector<double>{4, 4}).mode(torch::kNearest).recompute_scale_factor(false))[0];
-      cells.push_back(cell);
+      const int64_t zoom = std::max<int64_t>(1, 192 / std::max(h, w));
+      if (zoom > 1) {
+        cell = cell.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2);
+      }
+      cells.push_back(cell.contiguous());
     }
   }
   write_png(path, image_grid(torch::stack(cells), static_cast<int64_t>(rows.front().size()), false));
@@ -525,6 +528,7 @@ double choose_on_validation(const std::string& method, const std::string& key, c
 }  // namespace
 
 Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
+  if (o.picture_crop < 1) throw Error(fmt::format("restore-eval: the picture's crop side must be at least 1, got {}", o.picture_crop));
   const Restorer model = Restorer::load(archive);
   model.require_task(o.task);  // before the images are read
   const EvalImages images = eval_images(model, o);
@@ -535,7 +539,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   std::map<std::string, Scores> scores;
   std::vector<std::vector<torch::Tensor>> rows;
-  const std::size_t shown = std::min<std::size_t>(images.test.size(), o.data == "fashion-mnist" ? 8 : 1);
+  const std::size_t shown = std::min<std::size_t>(images.test.size(), o.data == "fashion-mnist" ? 8 : 5);
   rows.resize(shown);
   for (std::size_t i = 0; i < shown; ++i) rows[i] = {images.test[i], corrupted[i]};
 
@@ -616,7 +620,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
                             {"methods", {{"model", model_scores.json()}, {"corrupted", gray_scores.json()}}}};
   }
   if (!o.picture.empty()) {
-    write_picture(o.picture, rows);
+    write_picture(o.picture, rows, o.picture_crop);
     result["picture"] = o.picture.string();
     std::vector<std::string> columns{"clean", "corrupted"};
     for (const auto& m : methods) {

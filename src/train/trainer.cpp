@@ -207,6 +207,18 @@ torch::Device training_device(const TrainOptions& options) {
 
 namespace {
 
+// Whether `module` holds a convolution (the conv backbone's layers): its step runs on oneDNN,
+// whose threads are LibTorch's intra-op threads.
+bool has_convolutions(const torch::nn::Module& module) {
+  for (const auto& child : module.modules(/*include_self=*/true)) {
+    if (dynamic_cast<const torch::nn::Conv2dImpl*>(child.get()) != nullptr ||
+        dynamic_cast<const torch::nn::ConvTranspose2dImpl*>(child.get()) != nullptr) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string shape_of(const torch::Tensor& t) { return fmt::format("{} [{}]", c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", ")); }
 
 // Loads a module's archive (as Module::save wrote it) into `module`, refusing rather than
@@ -329,7 +341,8 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
       device_(training_device(options_)),
       shuffle_(at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed))),
       best_val_(std::numeric_limits<double>::infinity()) {
-  set_threads(options_.threads);
+  set_threads(options_.threads > 0 || !device_.is_cpu() || !has_convolutions(model_->module()) ? options_.threads
+                                                                                               : cores_per_process());
   model_->module().to(device_);
   parameters_ = model_->module().parameters();
   if (auto* adversarial = dynamic_cast<Adversarial*>(model_.get())) {

@@ -299,6 +299,17 @@ TEST_F(ConvTest, HolesAreFilledByAveragingFromTheOutsideIn) {
   const torch::Tensor known = missing.logical_not().expand_as(constant);
   const torch::Tensor noise = torch::rand({1, 3, 12, 12});
   EXPECT_TRUE(torch::equal(fill_by_averaging(noise, missing, 4).masked_select(known), noise.masked_select(known)));
+  // On float CPU images the missing pixels are visited alone; elsewhere (double here) every pixel
+  // is pooled each ring: the same fill, rings left unreached included, whatever the holes.
+  torch::manual_seed(3);
+  const torch::Tensor images = torch::rand({5, 3, 20, 24});
+  const torch::Tensor holes = (torch::rand({5, 1, 20, 24}) < 0.4).to(torch::kFloat);
+  holes[4].narrow(1, 2, 15).narrow(2, 3, 18).fill_(1);  // deeper than 3 rings
+  for (const int64_t steps : {1, 3, 16}) {
+    expect_tensors_near(fill_by_averaging(images, holes, steps),
+                        fill_by_averaging(images.to(torch::kDouble), holes.to(torch::kDouble), steps).to(torch::kFloat),
+                        1e-6);
+  }
   // The model's fill starts from it, in C++ and in its export alike.
   Json section = kInpainter;
   section["prefill"] = 4;

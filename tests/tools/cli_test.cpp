@@ -3,6 +3,7 @@
 #include "test_tools.h"
 
 #include "torchae/core/io.h"
+#include "torchae/core/runtime.h"
 #include "torchae/data/idx.h"
 #include "torchae/data/image_io.h"
 #include "torchae/data/images.h"
@@ -531,8 +532,19 @@ TEST_F(Cli, AConvDenoiserTrainsExportsRestoresAndIsScored) {
   EXPECT_GT(j["methods"]["model"]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>() + 1);
   EXPECT_GT(j["methods"]["fastNlMeansDenoising"]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>());
   EXPECT_GT(j["methods"]["dctDenoising"]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>());
-  // Columns: clean, noisy, the model, NLM, the DCT filter.
-  EXPECT_EQ(read_image(dir / "p.png", 1).sizes(), (std::vector<int64_t>{1, 8 * 113 + 1, 5 * 113 + 1}));
+  // Columns: clean, noisy, the model, NLM, the DCT filter; 28x28 images enlarged 6 times (to at
+  // most 192 pixels), or their 14x14 centres 13 times; one pixel between the cells.
+  EXPECT_EQ(read_image(dir / "p.png", 1).sizes(), (std::vector<int64_t>{1, 8 * 169 + 1, 5 * 169 + 1}));
+  r = run_cli(fmt::format("restore-eval --model {} --noise 51 --n 10 --no-baselines --picture {} --picture-crop 14", model,
+                          (dir / "c.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const torch::Tensor crops = read_image(dir / "c.png", 1);
+  EXPECT_EQ(crops.sizes(), (std::vector<int64_t>{1, 8 * 183 + 1, 3 * 183 + 1}));
+  // The first cell is the clean image's centre, each pixel a 13x13 block.
+  const torch::Tensor first = crops[0].narrow(0, 1, 182).narrow(1, 1, 182);
+  EXPECT_TRUE(torch::allclose(first.index({torch::indexing::Slice(0, 182, 13), torch::indexing::Slice(0, 182, 13)}),
+                              first.index({torch::indexing::Slice(12, 182, 13), torch::indexing::Slice(12, 182, 13)})));
+  expect_one_line_error(run_cli("restore-eval --model " + model + " --picture-crop 2"), "--picture-crop");
 
   expect_one_line_error(run_cli("restore-eval --model " + model + " --task colorize"), "colorize needs a colour model");
   expect_one_line_error(run_cli("restore-eval --model " + model + " --data " + (dir / "nowhere").string()),
@@ -600,6 +612,39 @@ TEST_F(Cli, BenchAndItsPyTorchTwinReachTheSameLoss) {
     EXPECT_NEAR(a, b, 1e-5);
     EXPECT_LT(a, 0.6);  // it learned: the first step's loss is about 0.69
   }
+}
+
+// bench/restore.py is the plain-PyTorch twin of each restoration recipe's model: from the weights,
+// batch and corrupted input `bench --twin` writes, it must give torchae's loss and gradients.
+TEST_F(Cli, EachRestorationRecipeHasAPyTorchTwin) {
+  TempDir dir;
+  for (const char* recipe : {"dae-conv-fashion", "dae-conv-natural", "inpaint-conv-natural", "colorize-conv-natural"}) {
+    SCOPED_TRACE(recipe);
+    const std::filesystem::path twin = dir / recipe;
+    CliResult r = run_cli(fmt::format("bench --recipe {} --batch 16 --twin {}", recipe, twin.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(Json::parse(r.out)["batch"], 16);
+    const std::string bytes = torchae::read_text(twin / "twin.pt");
+    const c10::Dict<c10::IValue, c10::IValue> saved =
+        torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
+    EXPECT_EQ(saved.at("batch").toTensor().size(0), 16);
+    EXPECT_EQ(saved.at("pool").toTensor().size(0), 1024);
+    EXPECT_EQ(saved.contains("pool_masks"), std::string(recipe) == "inpaint-conv-natural");
+    r = test::run_command(fmt::format("OMP_NUM_THREADS=1 /usr/bin/python3 '{}/bench/restore.py' '{}' --check",
+                                      TORCHAE_SOURCE_DIR, twin.string()));
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_EQ(Json::parse(r.out)["check"], "ok");
+  }
+  // Timed on the recipe's data at its batch size; a model with convolutions takes every core.
+  CliResult r = run_cli("bench --recipe dae-conv-fashion --steps 2 --warmup 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_EQ(j["batch"], 128);
+  EXPECT_EQ(j["model"]["backbone"], "conv");
+  EXPECT_EQ(j["threads"], torchae::cores_per_process());
+  expect_one_line_error(run_cli("bench --recipe nosuch --steps 1"), "nosuch");
+  expect_one_line_error(run_cli(R"(bench --recipe dae-conv-fashion --model '{}' --steps 1)"),
+                        "--recipe and --model both name the model");
 }
 
 TEST_F(Cli, SemanticHashingEvaluatesRetrievalIndexesAndSearches) {

@@ -2,6 +2,7 @@
 
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
+#include "torchae/core/runtime.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/trainer.h"
 
@@ -210,6 +211,24 @@ TEST_F(TrainerTest, SgdWithNesterovMomentumTrains) {
   trainer.fit(random_data(256), random_data(32));
   const auto losses = losses_of(dir / kMetricsFile);
   EXPECT_LT(losses[4], losses[0]);
+}
+
+TEST_F(TrainerTest, AModelWithConvolutionsTakesEveryCoreByDefault) {
+  const DataSpec images{{1, 8, 8}, 0, 1, 1};
+  const auto conv = build_model({{"backbone", "conv"}, {"code_size", 0}, {"channels", {4}}}, images).model;
+  const int initial = at::get_num_threads();
+  { Trainer mlp(small_model(), small_options(1)); }
+  const int library_default = at::get_num_threads();
+  { Trainer trainer(conv, small_options(1)); }
+  EXPECT_EQ(at::get_num_threads(), cores_per_process());
+  // The next trainer does not inherit it; an explicit count wins.
+  { Trainer mlp(small_model(), small_options(1)); }
+  EXPECT_EQ(at::get_num_threads(), library_default);
+  TrainOptions one = small_options(1);
+  one.threads = 1;
+  { Trainer trainer(conv, one); }
+  EXPECT_EQ(at::get_num_threads(), 1);
+  at::set_num_threads(initial);
 }
 
 TEST_F(TrainerTest, OptionsAreReadStrictly) {

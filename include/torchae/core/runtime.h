@@ -29,7 +29,12 @@ void ensure_fast_runtime(char** argv);
 /// for an unknown spec or a CUDA device that is not there.
 torch::Device resolve_device(const std::string& spec);
 
-/// Sets LibTorch's intra-op thread count; 0 keeps LibTorch's default.
+/// Sets LibTorch's intra-op thread count; 0 sets LibTorch's default (the count the process had
+/// when torchae first set it), so that a setting does not leak from one caller to the next.
 void set_threads(int64_t threads);
+
+/// The cores this process may run on (its CPU affinity), shared by the ranks of a data-parallel
+/// run on this machine (torchrun's LOCAL_WORLD_SIZE): at least 1.
+int64_t cores_per_process();
 
 }  // namespace torchae

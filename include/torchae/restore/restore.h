@@ -139,6 +139,10 @@ struct RestoreEvalOptions {
   uint64_t seed = 0;
   /// A PNG of the first images: clean, corrupted, restored and the baselines side by side.
   std::filesystem::path picture;
+  /// The picture shows each image's centre crop of this side (the whole image when it is no
+  /// larger), enlarged by the largest whole factor that keeps it within 192 pixels (nearest
+  /// neighbour: pixels stay pixels), so that what tells the methods apart can be seen.
+  int64_t picture_crop = 96;
   /// inpaint: also frequency-selective reconstruction's best profile (`INPAINT_FSR_BEST`),
   /// minutes an image where the fast one takes seconds.
   bool fsr_best = false;

@@ -99,7 +99,10 @@ struct TrainOptions {
   /// (0: never stop early).
   int64_t patience = 0;
   double min_delta = 0.0;
-  /// Intra-op threads (0: LibTorch's default).
+  /// Intra-op threads. 0: on the CPU, a model with convolutions takes every core the process
+  /// may use (`cores_per_process`: oneDNN's convolutions run on them; 1.0x to 1.7x from 1 to 2
+  /// threads on the restoration recipes here, on a shared machine), any other model LibTorch's
+  /// default (its matrix products run on OpenBLAS, which has threads of its own).
   int64_t threads = 0;
   /// What the `reporter` is told: "auto" (batches and epochs: a progress bar on a terminal,
   /// epoch lines otherwise), "lines" (epochs) or "none".
