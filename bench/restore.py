@@ -145,6 +145,7 @@ class Restorer(nn.Module):
         super().__init__()
         assert m["family"] == "denoising" and m["backbone"] == "conv" and m["code_size"] == 0, "not a recipe of these"
         assert m["activation"] == "relu" and m["dropout"] == 0 and m["input_dropout"] == 0
+        assert m["chroma_bins"] > 0 or (m["output_activation"] == "sigmoid" and m["loss"] == "mse")
         self.m = m
         self.cells = None
         if m["chroma_bins"] > 0:

@@ -6,8 +6,8 @@ initial weights, a training batch, what torchae made of it, the loss and the gra
 reproduce the loss (1e-5 relative) and every gradient (1e-4 of its largest entry) from the same weights and input,
 or the script stops. Then rounds: each runs `torchae bench --recipe NAME` as a user would (no environment set:
 torchae picks its own OpenMP wait policy and threads) and bench/restore.py at every setting Python could be run
-with here (OMP_WAIT_POLICY=PASSIVE, 1 or 2 threads, NCHW or channels-last weights and batches; Adam with foreach,
-which makes no difference to models of 8 to 10 parameter tensors), keeping Python's best. Both
+with here (OMP_WAIT_POLICY=PASSIVE, 1 or 2 threads, NCHW or channels-last weights and batches; Adam with foreach
+throughout: these models have 8 to 10 parameter tensors, not tried without it), keeping Python's best. Both
 step on the recipe's batch size, corrupting each batch themselves. Figures are medians over the rounds; each ratio
 is the median of the rounds' ratios, so that machine noise, which hits both runs of a round alike, cancels.
 
