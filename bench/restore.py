@@ -5,9 +5,10 @@ Each is written as a PyTorch user would write it (nn.Conv2d, nn.ConvTranspose2d,
 built from the model section torchae resolved (model.json, written by `torchae bench --recipe NAME --twin DIR`):
 a fully convolutional encoder and its mirror of transposed convolutions; with `skips`, each encoder feature map
 added to its mirror's output; with `mask_input`, the holes first filled `prefill` rings deep by averaging and the
-mask as a fourth channel; with `chroma_bins`, colourisation by classification (Zhang, Isola & Efros 2016): class
-scores over the chroma cells on the first feature map's grid, a cross-entropy against the chroma soft-encoded over
-its 5 nearest cells, rebalanced by the cells' frequencies, decoded by the annealed mean.
+mask as a fourth channel; with `residual`, the output is the (prefilled) input plus the network's; with
+`chroma_bins`, colourisation by classification (Zhang, Isola & Efros 2016): class scores over the chroma cells on
+the first feature map's grid, a cross-entropy against the chroma soft-encoded over its 5 nearest cells,
+rebalanced by the cells' frequencies, decoded by the annealed mean.
 
 --check DIR: loads torchae's initial parameters and buffers, runs the same batch (torchae's corrupted input and
 mask) in training mode, and checks the loss (relative 1e-5) and every gradient (relative to its largest entry,
@@ -145,7 +146,8 @@ class Restorer(nn.Module):
         super().__init__()
         assert m["family"] == "denoising" and m["backbone"] == "conv" and m["code_size"] == 0, "not a recipe of these"
         assert m["activation"] == "relu" and m["dropout"] == 0 and m["input_dropout"] == 0
-        assert m["chroma_bins"] > 0 or (m["output_activation"] == "sigmoid" and m["loss"] == "mse")
+        assert m["chroma_bins"] > 0 or (
+            m["output_activation"] == ("identity" if m.get("residual") else "sigmoid") and m["loss"] == "mse")
         self.m = m
         self.cells = None
         if m["chroma_bins"] > 0:
@@ -174,13 +176,16 @@ class Restorer(nn.Module):
         """The class scores (colouriser) or the output logits, from the corrupted input."""
         if self.m["mask_input"]:
             missing = mask[:, 0:1].to(x.dtype)
-            x = torch.cat([fill_by_averaging(x, missing, self.m["prefill"]), missing], 1)
-        return self.backbone(x)
+            x = fill_by_averaging(x, missing, self.m["prefill"])
+            out = self.backbone(torch.cat([x, missing], 1))
+        else:
+            out = self.backbone(x)
+        return out + x if self.m.get("residual") else out
 
     def loss(self, target, out, mask):
         m = self.m
         if self.cells is None:
-            error = F.mse_loss(torch.sigmoid(out), target, reduction="none")
+            error = F.mse_loss(out if m.get("residual") else torch.sigmoid(out), target, reduction="none")
             if mask is not None and (m["alpha"] != 1 or m["beta"] != 1):
                 error = torch.where(mask, m["alpha"] * error, m["beta"] * error)
             return error.mean()

@@ -178,8 +178,9 @@ void register_denoising(Registry& registry) {
                   net.mask_input(r.boolean("mask_input", net.mask_input()));
                   net.skips(r.boolean("skips", net.skips()));
                   net.prefill(r.integer("prefill", net.prefill(), at_least(0)));
+                  net.residual(r.boolean("residual", net.residual()));
                   for (const auto& [key, given] : {std::pair{"mask_input", net.mask_input()}, {"skips", net.skips()},
-                                                   {"prefill", net.prefill() > 0}}) {
+                                                   {"prefill", net.prefill() > 0}, {"residual", net.residual()}}) {
                     r.require(!given || net.conv(), key, "needs the conv backbone (model.backbone conv)");
                   }
                   // The rest (prefill needs mask_input, skips a fully convolutional network) is the
@@ -188,6 +189,16 @@ void register_denoising(Registry& registry) {
                     if (const auto problem = net.conv_options(net.code_size()).problem()) {
                       r.require(false, problem->first, problem->second);
                     }
+                  }
+                  if (net.residual()) {
+                    // The output is the input image plus the network's correction: not squashed.
+                    r.require(!r.given("output_activation") || backbone.output_activation() == Activation::identity,
+                              "output_activation", "a residual network adds its output to the input image: identity");
+                    r.require(!r.given("loss") || backbone.loss() == ReconstructionLoss::mse, "loss",
+                              "bce needs a sigmoid output, a residual network's is the identity: mse");
+                    backbone.output_activation(Activation::identity).loss(ReconstructionLoss::mse);
+                    r.resolve("output_activation", "identity");
+                    r.resolve("loss", "mse");
                   }
                   DenoisingOptions o(backbone.networks(net));
                   o.corruption(CorruptionOptions::from(r, data, "masking", 0.25));
@@ -201,6 +212,7 @@ void register_denoising(Registry& registry) {
                     r.require(o.corruption().kind == CorruptionKind::gray, "chroma_bins",
                               "colourises by classification: needs corruption \"gray\"");
                     r.require(net.conv(), "chroma_bins", "needs the conv backbone (model.backbone conv)");
+                    r.require(!net.residual(), "residual", "adds to the image, a colouriser outputs class scores");
                     r.require(o.alpha() == 1 && o.beta() == 1, "chroma_bins",
                               "weighs the colour classes itself (rebalance): alpha and beta do not apply");
                     r.require(!r.given("loss") || backbone.loss() == ReconstructionLoss::mse, "loss",

@@ -48,7 +48,10 @@ void UndercompleteImpl::reset() {
   conv_encoder_ = nullptr;
   conv_decoder_ = nullptr;
   decoder_bias_.clear();
-  TORCH_CHECK(conv() || (!net.mask_input() && !net.skips()), "undercomplete: mask_input and skips are conv options");
+  TORCH_CHECK(conv() || (!net.mask_input() && !net.skips() && !net.residual()),
+              "undercomplete: mask_input, skips and residual are conv options");
+  TORCH_CHECK(!net.residual() || options.output_activation() == Activation::identity,
+              "undercomplete: a residual network adds its output to the input image: output_activation identity");
   if (conv()) {
     TORCH_CHECK(!options.tied() && !options.linear(), "undercomplete: tied and linear are MLP options");
     conv_encoder_ = register_module("encoder", ConvEncoder(options.conv(), code_activation));
@@ -137,7 +140,14 @@ Output UndercompleteImpl::forward_from(const torch::Tensor& x, at::IntArrayRef i
   std::vector<torch::Tensor> features;
   const bool skips = conv() && options.networks().skips();
   const torch::Tensor code = code_of(x, skips ? &features : nullptr);
-  return reconstruct(code, input_shape, features);
+  Output out = reconstruct(code, input_shape, features);
+  if (conv() && options.networks().residual()) {
+    // The decoder said what to change in the image it was given (prefilled, with a mask input);
+    // the output activation is the identity (reset checks it).
+    out.logits = out.logits + x.narrow(1, 0, input_shape[1]);
+    out.reconstruction = out.logits;
+  }
+  return out;
 }
 
 Output UndercompleteImpl::fill(const torch::Tensor& input, const torch::Tensor& missing) {
@@ -239,7 +249,7 @@ std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, 
 }
 
 std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, const std::string& prefix,
-                                                          bool with_skips) const {
+                                                          bool after_encoder) const {
   std::vector<std::string> lines;
   if (conv()) {
     if (options.networks().code_size() == 0) {
@@ -247,8 +257,9 @@ std::vector<std::string> UndercompleteImpl::script_decoder(ScriptModel& script, 
       lines.push_back("if h.dim() == 2:");
       lines.push_back(fmt::format("    h = h.view([h.size(0), {}, {}, {}])", f[0], f[1], f[2]));
     }
-    const auto decoder = conv_decoder_->script(script, prefix + "decoder", "h", with_skips);
+    const auto decoder = conv_decoder_->script(script, prefix + "decoder", "h", after_encoder);
     lines.insert(lines.end(), decoder.begin(), decoder.end());
+    if (after_encoder && options.networks().residual()) lines.emplace_back("h = h + x");
     lines.push_back("y = " + script_activation(options.output_activation(), "h"));
     return lines;
   }
@@ -282,8 +293,8 @@ void UndercompleteImpl::define_script(ScriptModel& script, const std::string& pr
   // passes the encoder's feature maps to the decoder when it has skips (decode has only h).
   auto whole = [&](std::vector<std::string> lines) {
     lines.pop_back();  // the flatten
-    const auto decoder_with_skips = script_decoder(script, prefix, /*with_skips=*/true);
-    lines.insert(lines.end(), decoder_with_skips.begin(), decoder_with_skips.end());
+    const auto decoder = script_decoder(script, prefix, /*after_encoder=*/true);
+    lines.insert(lines.end(), decoder.begin(), decoder.end());
     lines.emplace_back("return y");
     return lines;
   };

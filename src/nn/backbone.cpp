@@ -33,6 +33,7 @@ ConvOptions BackboneOptions::conv_options(int64_t dense, double dropout) const {
       .mask_input(mask_input_)
       .prefill(prefill_)
       .skips(skips_)
+      .residual(residual_)
       .classes(classes_);
 }
 

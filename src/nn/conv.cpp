@@ -240,6 +240,10 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
   }
   if (dropout_ < 0 || dropout_ >= 1) return Problem{"dropout", "must be in [0, 1)"};
   if (classes_ < 0) return Problem{"classes", "must be >= 0"};
+  if (residual_ && (code_size_ > 0 || classes_ > 0)) {
+    return Problem{"residual", "adds the decoder's output to the input image: a fully convolutional network "
+                               "(code_size 0) that outputs the image only"};
+  }
   return std::nullopt;
 }
 
@@ -273,10 +277,10 @@ void ConvEncoderImpl::reset() {
 }
 
 std::string describe_layers(const ConvOptions& options) {
-  return fmt::format("channels={}, kernels={}, strides={}{}{}", int_list(options.channels()),
+  return fmt::format("channels={}, kernels={}, strides={}{}{}{}", int_list(options.channels()),
                      int_list(options.kernels()), int_list(options.strides()),
                      options.mask_input() ? fmt::format(", mask_input=true, prefill={}", options.prefill()) : "",
-                     options.skips() ? ", skips=true" : "");
+                     options.skips() ? ", skips=true" : "", options.residual() ? ", residual=true" : "");
 }
 
 void ConvEncoderImpl::pretty_print(std::ostream& stream) const {

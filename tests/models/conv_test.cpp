@@ -339,6 +339,56 @@ TEST_F(ConvTest, MaskInputAndSkipsAreCheckedAndNamed) {
   EXPECT_NE(build_error(other, images).find("skips"), std::string::npos) << build_error(other, images);
 }
 
+TEST_F(ConvTest, AResidualNetworkCorrectsTheImageItIsGiven) {
+  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+  Json section = kInpainter;
+  section.erase("loss");
+  section["prefill"] = 4;
+  section["residual"] = true;
+  const BuiltModel built = build_model(section, images);
+  EXPECT_EQ(built.resolved["output_activation"], "identity");
+  EXPECT_EQ(built.resolved["loss"], "mse");
+  auto model = built.model;
+  model->module().eval();
+  auto* masked = dynamic_cast<MaskAware*>(model.get());
+  ASSERT_NE(masked, nullptr);
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  const torch::Tensor hole =
+      random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20}).contiguous();
+  // Exported, it computes the same: forward from the image, fill from the prefilled one.
+  torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.forward({x}).toTensor(), model->forward(x).reconstruction, 1e-5);
+  expect_tensors_near(module.get_method("fill")({x, hole}).toTensor(), masked->fill(x, hole).reconstruction, 1e-5);
+  // decode() has neither the skips nor the image: it computes another output.
+  EXPECT_GT((model->decode(model->encode(x).view({2, 8, 4, 5})) - model->forward(x).reconstruction).abs().max().item<double>(),
+            1e-4);
+  // What the network says is a correction: with its last layer silent, the output is its input,
+  // the image (forward) or the image with its holes prefilled (fill).
+  for (auto& item : model->module().named_parameters()) {
+    if (item.key().find("decoder.deconv2.") != std::string::npos) {
+      torch::NoGradGuard no_grad;
+      item.value().zero_();
+    }
+  }
+  expect_tensors_near(model->forward(x).reconstruction, x, 1e-6);
+  expect_tensors_near(masked->fill(x, hole).reconstruction, fill_by_averaging(x, hole, 4), 1e-6);
+  // Its options: the identity output it needs, a fully convolutional network, the conv backbone.
+  for (const auto& [key, value, expected] :
+       {std::tuple{"output_activation", Json("sigmoid"), "a residual network adds its output to the input image"},
+        {"loss", Json("bce"), "a residual network's is the identity"},
+        {"code_size", Json(10), "residual: adds the decoder's output to the input image"},
+        {"backbone", Json("mlp"), "residual: needs the conv backbone"}}) {
+    Json wrong = section;
+    wrong[key] = value;
+    if (std::string(key) == "code_size") wrong["skips"] = false;
+    if (std::string(key) == "backbone") wrong = {{"family", "denoising"}, {"residual", true}};
+    EXPECT_NE(build_error(wrong, images).find(expected), std::string::npos) << key << ": " << build_error(wrong, images);
+  }
+  const Json colouriser = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {8, 8}},
+                           {"strides", {2, 2}}, {"corruption", "gray"}, {"chroma_bins", 0.25}, {"residual", true}};
+  EXPECT_NE(build_error(colouriser, images).find("residual"), std::string::npos) << build_error(colouriser, images);
+}
+
 // Piecewise-constant images, half of their pixels black: a hole set to 0 looks like black paint
 // unless the network is told where the holes are.
 TEST_F(ConvTest, KnowingTheMaskFillsHolesBetter) {

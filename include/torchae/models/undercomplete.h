@@ -95,9 +95,10 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
   std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix,
                                           bool preactivation = false, bool with_mask = false) const;
   /// For export: statements computing the output `y`, shaped like the input, from the code `h`
-  /// (and the encoder's feature maps, when `with_skips` and the backbone has skips).
+  /// and, when `after_encoder` (the statements follow `script_encoder`'s), from the encoder's
+  /// feature maps (skips) and its input image `x` (residual) too.
   std::vector<std::string> script_decoder(ScriptModel& script, const std::string& prefix,
-                                          bool with_skips = false) const;
+                                          bool after_encoder = false) const;
   /// For export: defines encode, decode, forward (and, with a binary code, hash) with the tensors under `prefix` (what
   /// `script` does at the top, and what families built on this backbone call).
   void define_script(ScriptModel& script, const std::string& prefix) const;

@@ -68,6 +68,8 @@ struct BackboneOptions {
   TORCH_ARG(int64_t, prefill) = 0;
   /// Conv: symmetric skip connections from encoder to decoder (`ConvOptions::skips`).
   TORCH_ARG(bool, skips) = false;
+  /// Conv: the decoder's output is a correction added to the input image (`ConvOptions::residual`).
+  TORCH_ARG(bool, residual) = false;
   /// Conv: the decoder ends in class scores (`ConvOptions::classes`).
   TORCH_ARG(int64_t, classes) = 0;
 };

@@ -64,6 +64,11 @@ struct ConvOptions {
   /// encoder feature map to its mirror layer's output before the activation. The decoder then
   /// sees more than the code; `ConvDecoder::forward` without the features adds nothing.
   TORCH_ARG(bool, skips) = false;
+  /// The decoder's output is a correction to the input image, which its owner adds to it (after
+  /// the prefill, with `mask_input`): residual learning (Zhang et al., "DnCNN", TIP 2017). The
+  /// network only says what to change. Fully convolutional networks (code_size 0) that end in
+  /// the image (classes 0) only; `ConvDecoder::forward` itself adds nothing.
+  TORCH_ARG(bool, residual) = false;
   /// > 0: the decoder ends in this many class scores per pixel instead of the image: its last
   /// layer, in place of the transposed convolution back to the image, is a 1x1 convolution on
   /// the grid of the first feature map (1 / strides[0] of the image's side). What a colouriser by
