@@ -74,10 +74,24 @@ PCA PCA::fit(const torch::Tensor& data, int64_t k) {
   const torch::Tensor x = data.to(torch::kFloat64);
   const torch::Tensor mean = x.mean(0);
   const torch::Tensor centred = x - mean;
-  const torch::Tensor covariance = centred.t().mm(centred) / static_cast<double>(std::max<int64_t>(x.size(0) - 1, 1));
-  auto [values, vectors] = torch::linalg_eigh(covariance, "L");  // ascending eigenvalues
-  const int64_t d = values.size(0);
-  return {mean, vectors.narrow(1, d - k, k).flip({1}).contiguous(), values.narrow(0, d - k, k).flip({0})};
+  const double scale = 1.0 / static_cast<double>(std::max<int64_t>(x.size(0) - 1, 1));
+  if (x.size(0) >= x.size(1)) {
+    const torch::Tensor covariance = centred.t().mm(centred) * scale;
+    auto [values, vectors] = torch::linalg_eigh(covariance, "L");  // ascending eigenvalues
+    const int64_t d = values.size(0);
+    return {mean, vectors.narrow(1, d - k, k).flip({1}).contiguous(), values.narrow(0, d - k, k).flip({0})};
+  }
+  // Fewer examples than dimensions: the D x D covariance (27,648 x 27,648 doubles, 6 GB, for
+  // 96x96 colour patches) has rank below N. Its eigenvectors of non-zero eigenvalue are
+  // centred^T u / sqrt(lambda / scale) for the eigenpairs (lambda, u) of the N x N Gram matrix.
+  // Directions without variance are left out: the subspace has at most rank(data) dimensions.
+  auto [values, vectors] = torch::linalg_eigh(centred.mm(centred.t()) * scale, "L");
+  const int64_t n = values.size(0);
+  const double floor = 1e-10 * std::max(values[n - 1].item<double>(), 0.0);
+  const int64_t kept = std::min<int64_t>(k, (values > floor).sum().item<int64_t>());
+  const torch::Tensor top = values.narrow(0, n - kept, kept).flip({0});
+  const torch::Tensor components = centred.t().mm(vectors.narrow(1, n - kept, kept).flip({1})) / (top / scale).sqrt();
+  return {mean, components.contiguous(), top};
 }
 
 torch::Tensor PCA::reconstruct(const torch::Tensor& x) const {

@@ -61,6 +61,26 @@ TEST_F(MetricsTest, PcaRecoversAPlantedSubspace) {
   expect_tensors_near(pca.reconstruct(off), on_plane + (off - on_plane).mm(pca.components).mm(pca.components.t()), 1e-10);
 }
 
+// Fewer examples than dimensions (a PCA baseline of 96x96 colour patches would otherwise
+// diagonalise a 27,648 x 27,648 covariance): the Gram matrix gives the same subspace.
+TEST_F(MetricsTest, PcaOfFewerExamplesThanDimensionsIsTheCovariances) {
+  const torch::Tensor data = torch::randn({30, 4}, torch::kFloat64).mm(torch::randn({4, 50}, torch::kFloat64)) +
+                             0.1 * torch::randn({30, 50}, torch::kFloat64);
+  const PCA pca = PCA::fit(data, 6);
+  const torch::Tensor centred = data - data.mean(0);
+  auto [values, vectors] = torch::linalg_eigh(centred.t().mm(centred) / 29.0, "L");
+  const torch::Tensor top = vectors.narrow(1, 44, 6);
+  ASSERT_EQ(pca.components.sizes(), (std::vector<int64_t>{50, 6}));
+  expect_tensors_near(pca.components.t().mm(pca.components), torch::eye(6, torch::kFloat64), 1e-10);
+  expect_tensors_near(pca.variances, values.narrow(0, 44, 6).flip({0}), 1e-9);
+  expect_tensors_near(pca.components.mm(pca.components.t()), top.mm(top.t()), 1e-8);
+  // Asked for more components than there are directions of variance (29 after centring), it
+  // keeps those, and the training examples reconstruct exactly.
+  const PCA all = PCA::fit(data, 40);
+  EXPECT_EQ(all.components.size(1), 29);
+  expect_tensors_near(all.reconstruct(data), data, 1e-9);
+}
+
 // The theorem behind the `linear` option (Baldi & Hornik, 1989): a linear autoencoder trained
 // with MSE on centred data spans the top-k principal subspace, and so matches PCA's error.
 TEST_F(MetricsTest, LinearAutoencoderLearnsThePcaSubspace) {

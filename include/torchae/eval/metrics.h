@@ -51,6 +51,8 @@ struct PCA {
   /// Variances along the components, [k].
   torch::Tensor variances;
 
+  /// The top k components of `data` [N, D]; with fewer examples than dimensions (N < D), from the
+  /// N x N Gram matrix, and at most as many as the data has directions of non-zero variance.
   static PCA fit(const torch::Tensor& data, int64_t k);
   /// Projects onto the principal subspace and back; keeps x's shape and dtype.
   torch::Tensor reconstruct(const torch::Tensor& x) const;

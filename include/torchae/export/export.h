@@ -22,7 +22,8 @@ namespace torchae {
 inline constexpr const char* kModelCardFile = "model_card.json";
 
 /// The largest difference `to_torchscript` accepts between the compiled module and the
-/// native one on the probe batch.
+/// native one on the probe batch, relative to the largest native value when that is above 1
+/// (float rounding grows with the values: a deep feature map's may be in the hundreds).
 inline constexpr double kExportTolerance = 1e-5;
 
 /// Compiles `model`'s own TorchScript description (`Autoencoder::script`) into a module that
