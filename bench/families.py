@@ -38,7 +38,7 @@ ROWS = [
      {"family": "undercomplete", **ONE_SIGMOID_LAYER}, 1.2, "the closed-form Jacobian norm"),
     ("contractive, Hutchinson (1 probe)", {"family": "contractive", "method": "hutchinson", "probes": 1,
                                            **ONE_SIGMOID_LAYER},
-     {"family": "undercomplete", **ONE_SIGMOID_LAYER}, 1.5, "a Jacobian-vector product by double backward"),
+     {"family": "undercomplete", **ONE_SIGMOID_LAYER}, 1.5, "a Jacobian-vector product pushed forward beside the input"),
     ("VAE", {"family": "vae", **DEEP}, {"family": "undercomplete", **DEEP}, None,
      "a second code head (log-variance), sampling, the KL term"),
     ("WAE-MMD", {"family": "wae", **DEEP}, {"family": "undercomplete", **DEEP}, None,

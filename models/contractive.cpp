@@ -1,6 +1,7 @@
 #include "torchae/models/contractive.h"
 
 #include "torchae/models/registry.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/torch.h>
 
@@ -32,8 +33,28 @@ void ContractiveImpl::pretty_print(std::ostream& stream) const {
 }
 
 Output ContractiveImpl::forward(const torch::Tensor& input) {
+  if (options.method() == JacobianMethod::analytic && torch::GradMode::is_enabled() &&
+      backbone_->pushes_tangents()) {
+    // The sigmoid layer and its closed-form penalty in one node (one product for both weight
+    // gradients); the decoder as always.
+    const UndercompleteOptions& o = backbone_->options;
+    torch::Tensor x = input.flatten(1);
+    if (o.input_dropout() > 0) x = torch::dropout(x, o.input_dropout(), is_training());
+    const auto& layer = backbone_->encoder()->layers()[0];
+    auto [code, penalty] = sigmoid_layer_with_jacobian_penalty(x, layer->weight, layer->bias);
+    Output out = backbone_->reconstruct(code, input.sizes());
+    out.jacobian_norm = std::move(penalty);
+    return out;
+  }
   const bool differentiate = options.method() != JacobianMethod::analytic && torch::GradMode::is_enabled();
   if (!differentiate) return backbone_->forward(input);
+  if (options.method() == JacobianMethod::hutchinson && backbone_->pushes_tangents()) {
+    // Forward mode: the probes ride beside the input through the encoder, one product a layer
+    // and its gradients, and the input needs none; on one layer that is two products where J^T u
+    // by double backward takes four.
+    const torch::Tensor x = input.flatten(1);
+    return backbone_->forward_with_tangents(input, rademacher_like(x.unsqueeze(0).expand({options.probes(), -1, -1})));
+  }
   // The penalty differentiates the code w.r.t. the input, so the input becomes a leaf that
   // requires grad; the double-backward methods then run through autograd (create_graph).
   const torch::Tensor leaf = input.detach().requires_grad_(true);
@@ -45,8 +66,12 @@ Output ContractiveImpl::forward(const torch::Tensor& input) {
 Losses ContractiveImpl::loss(const torch::Tensor& target, const Output& output) {
   const torch::Tensor recon = reconstruction_cost(output, target);
   torch::Tensor jacobian;
-  if (options.method() == JacobianMethod::analytic) {
+  if (output.jacobian_norm.defined()) {
+    jacobian = output.jacobian_norm;
+  } else if (options.method() == JacobianMethod::analytic) {
     jacobian = sigmoid_jacobian_penalty(output.code, backbone_->encoder()->layers()[0]->weight);
+  } else if (output.code_tangents.defined()) {
+    jacobian = hutchinson_penalty(output.code_tangents);
   } else if (output.input.defined()) {
     jacobian = jacobian_penalty(output.code, output.input, options.method(), options.probes());
   } else {

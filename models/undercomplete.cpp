@@ -1,6 +1,7 @@
 #include "torchae/models/undercomplete.h"
 
 #include "torchae/models/registry.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/nn/init.h>
 
@@ -147,6 +148,22 @@ Output UndercompleteImpl::forward_from(const torch::Tensor& x, at::IntArrayRef i
     out.logits = out.logits + x.narrow(1, 0, input_shape[1]);
     out.reconstruction = out.logits;
   }
+  return out;
+}
+
+bool UndercompleteImpl::pushes_tangents() const { return !conv() && !binary_code_.binary(); }
+
+Output UndercompleteImpl::forward_with_tangents(const torch::Tensor& input, const torch::Tensor& directions) {
+  TORCH_CHECK(pushes_tangents(), "undercomplete: forward_with_tangents needs an MLP encoder and a real-valued code");
+  torch::Tensor x = input.flatten(1), v = directions;
+  if (options.input_dropout() > 0 && is_training()) {
+    const torch::Tensor keep = dropout_multiplier_like(x, options.input_dropout());
+    x = x * keep;
+    v = v * keep;
+  }
+  auto [code, tangents] = encoder_->forward_with_tangents(x, v);
+  Output out = reconstruct(code, input.sizes());
+  out.code_tangents = std::move(tangents);
   return out;
 }
 

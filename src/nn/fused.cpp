@@ -95,6 +95,24 @@ torch::Tensor uniform_like(const torch::Tensor& like) {
 
 torch::Tensor sample_bernoulli(const torch::Tensor& p) { return (uniform_like(p) < p).to(p.scalar_type()); }
 
+torch::Tensor rademacher_like(const torch::Tensor& like) {
+  if (!(like.device().is_cpu() && like.scalar_type() == torch::kFloat)) {
+    return (uniform_like(like) < 0.5).to(like.scalar_type()).mul_(2).sub_(1);
+  }
+  torch::Tensor out = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous));
+  float* data = out.data_ptr<float>();
+  const uint64_t seed = draw_seed();
+  at::parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
+    kernels::rademacher(data, begin, end, seed);
+  });
+  return out;
+}
+
+torch::Tensor dropout_multiplier_like(const torch::Tensor& like, double p) {
+  TORCH_CHECK(p >= 0 && p < 1, "dropout_multiplier_like: p must be in [0, 1)");
+  return (uniform_like(like) >= p).to(like.scalar_type()).div_(1 - p);
+}
+
 torch::Tensor choose_exactly(int64_t rows, int64_t d, int64_t m) {
   TORCH_CHECK(rows >= 0 && d >= 0 && m >= 0 && m <= d, "choose_exactly: need 0 <= m <= d");
   torch::Tensor mask = torch::zeros({rows, d}, torch::kBool);

@@ -1,5 +1,6 @@
 #include "kernels.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace torchae::kernels {
@@ -75,6 +76,43 @@ void uniform(float* __restrict out, int64_t begin, int64_t end, uint64_t seed) {
   for (int64_t i = begin; i < end; ++i) {
     const uint64_t bits = splitmix64(seed + static_cast<uint64_t>(i + 1) * kGoldenGamma);
     out[i] = static_cast<float>(bits >> 40) * (1.0f / 16777216.0f);
+  }
+}
+
+TORCHAE_CPU_CLONES
+void rademacher(float* __restrict out, int64_t begin, int64_t end, uint64_t seed) {
+  for (int64_t i = begin; i < end;) {
+    const int64_t word = i >> 6;
+    const uint64_t bits = splitmix64(seed + static_cast<uint64_t>(word + 1) * kGoldenGamma);
+    const int64_t stop = std::min(end, (word + 1) << 6);
+#pragma omp simd
+    for (int64_t j = i; j < stop; ++j) out[j] = ((bits >> (j & 63)) & 1) != 0 ? -1.0f : 1.0f;
+    i = stop;
+  }
+}
+
+TORCHAE_CPU_CLONES
+void summed_kernel(const float* __restrict d, const float* __restrict grad, float* __restrict out, int64_t begin,
+                   int64_t end, const double* cs, int n, bool inverse_multiquadratic) {
+  for (int64_t i = begin; i < end; ++i) out[i] = 0.0f;
+  for (int k = 0; k < n; ++k) {
+    const float c = static_cast<float>(cs[k]);
+    const float inv_c = 1.0f / c;
+    if (inverse_multiquadratic && grad == nullptr) {
+      for (int64_t i = begin; i < end; ++i) out[i] += c / (c + d[i]);
+    } else if (inverse_multiquadratic) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float q = c / (c + d[i]);
+        out[i] -= q * q * inv_c;
+      }
+    } else if (grad == nullptr) {
+      for (int64_t i = begin; i < end; ++i) out[i] += std::exp(-d[i] * inv_c);
+    } else {
+      for (int64_t i = begin; i < end; ++i) out[i] -= std::exp(-d[i] * inv_c) * inv_c;
+    }
+  }
+  if (grad != nullptr) {
+    for (int64_t i = begin; i < end; ++i) out[i] *= grad[i];
   }
 }
 

@@ -28,6 +28,17 @@ void bce_from_logits_grad(const float* probabilities, const float* target, float
 /// elements can be filled on any thread and the result is the same.
 void uniform(float* out, int64_t begin, int64_t end, uint64_t seed);
 
+/// Rademacher signs, -1.0f or 1.0f: element i is bit i % 64 of SplitMix64 of seed + (i / 64 +
+/// 1) * golden gamma (-1 where it is set), one hash for 64 signs; counter-based, as `uniform`.
+void rademacher(float* out, int64_t begin, int64_t end, uint64_t seed);
+
+/// The MMD's kernel summed over its scales, on squared distances d, elements [begin, end):
+/// sum_s C_s / (C_s + d) (inverse multiquadratic) or sum_s exp(-d / C_s) (Gaussian), into
+/// `out`; with `grad`, instead its derivative with respect to d times grad, element by element
+/// (the backward pass). `cs`: the n values C_s.
+void summed_kernel(const float* d, const float* grad, float* out, int64_t begin, int64_t end, const double* cs,
+                   int n, bool inverse_multiquadratic);
+
 /// For rows [begin, end) of a [rows, d] mask (zeroed by the caller), exactly m entries of each
 /// row set, a uniformly random m-subset: the first m steps of a Fisher-Yates shuffle of 0..d-1
 /// (Knuth's Algorithm P), drawing from SplitMix64 keyed by the row. `scratch`: d ints.

@@ -318,6 +318,37 @@ TEST(ContractiveFamily, LowersTheTestJacobianNormAgainstAPlainAutoencoder) {
   EXPECT_LT(norm[1], 0.7 * norm[0]);
 }
 
+TEST(ContractiveFamily, HutchinsonPushesProbesThroughAnMlpEncoderAndAveragesToTheExactPenalty) {
+  torch::manual_seed(0);
+  const Json exact = {{"family", "contractive"}, {"hidden", {5}}, {"code_size", 4}, {"method", "exact"}};
+  Json hutchinson = exact;
+  hutchinson["method"] = "hutchinson";
+  hutchinson["probes"] = 3000;
+  auto a = build(exact), b = build(hutchinson);
+  torch::NoGradGuard no_grad;
+  const auto from = a->module().parameters();
+  const auto to = b->module().parameters();
+  for (std::size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  const torch::Tensor x = torch::rand({16, 1, 6, 5});
+  const auto term = [](const Losses& losses) {
+    for (const auto& [name, value] : losses.terms) {
+      if (name == "contractive") return value;
+    }
+    return torch::Tensor();
+  };
+  torch::Tensor exact_term, estimate;
+  {
+    torch::AutoGradMode enable(true);
+    exact_term = term(a->loss(x, a->forward(x)));
+    const Output out = b->forward(x);
+    // Forward mode: the probes' J v ride with the output; the input needs no gradient.
+    EXPECT_EQ(out.code_tangents.sizes(), (std::vector<int64_t>{3000, 16, 4}));
+    EXPECT_FALSE(out.input.defined());
+    estimate = term(b->loss(x, out));
+  }
+  EXPECT_NEAR(estimate.item<double>(), exact_term.item<double>(), 0.03 * exact_term.item<double>());
+}
+
 // ---- pictures ----------------------------------------------------------------------------
 
 TEST(Pictures, ActivationMaximisationBeatsRandomInputsOfTheSameNorm) {

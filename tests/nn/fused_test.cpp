@@ -153,6 +153,33 @@ TEST_F(FusedTest, UniformDrawsAreUniformReproducibleAndThreadIndependent) {
   EXPECT_EQ(frequency[10].item<float>(), 1.0f);
 }
 
+TEST_F(FusedTest, RademacherSignsAreBalancedIndependentAndReproducible) {
+  // 1,000,003 elements: not a multiple of 64, so the last word is partial; parallel chunks start
+  // mid-word.
+  const torch::Tensor like = torch::empty({1000003});
+  torch::manual_seed(3);
+  const torch::Tensor v = rademacher_like(like);
+  EXPECT_TRUE(torch::equal(v.abs(), torch::ones_like(v)));
+  // Mean within 4 standard deviations (1 / sqrt(n)); neighbours, and elements 64 apart (one bit
+  // of successive hashes), uncorrelated.
+  EXPECT_NEAR(v.mean().item<double>(), 0.0, 4e-3);
+  const int64_t n = v.numel();
+  EXPECT_NEAR((v.narrow(0, 0, n - 1) * v.narrow(0, 1, n - 1)).mean().item<double>(), 0.0, 4e-3);
+  EXPECT_NEAR((v.narrow(0, 0, n - 64) * v.narrow(0, 64, n - 64)).mean().item<double>(), 0.0, 4e-3);
+  // Each of the 64 bit positions is balanced.
+  EXPECT_LT(v.narrow(0, 0, 999936).view({-1, 64}).mean(0).abs().max().item<double>(), 0.03);
+  EXPECT_FALSE(torch::equal(v, rademacher_like(like)));
+  const int threads = at::get_num_threads();
+  at::set_num_threads(threads == 1 ? 2 : 1);
+  torch::manual_seed(3);
+  EXPECT_TRUE(torch::equal(v, rademacher_like(like)));
+  at::set_num_threads(threads);
+  // Other types: signs too.
+  const torch::Tensor d = rademacher_like(torch::empty({1000}, torch::kFloat64));
+  EXPECT_EQ(d.scalar_type(), torch::kFloat64);
+  EXPECT_TRUE(torch::equal(d.abs(), torch::ones_like(d)));
+}
+
 TEST_F(FusedTest, ChooseExactlySetsExactlyMOfEachRowUniformly) {
   const int64_t rows = 20000, d = 50, m = 12;
   const torch::Tensor mask = choose_exactly(rows, d, m);

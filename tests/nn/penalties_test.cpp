@@ -1,11 +1,14 @@
 #include "test_tools.h"
 
 #include "torchae/data/corruption.h"
+#include "torchae/nn/fused.h"
+#include "torchae/nn/mlp.h"
 #include "torchae/nn/penalties.h"
 
 namespace torchae {
 namespace {
 
+using test::expect_tensors_near;
 using test::TorchaeTest;
 
 class PenaltiesTest : public TorchaeTest {};
@@ -34,6 +37,26 @@ TEST_F(PenaltiesTest, ExactDoubleBackwardEqualsTheClosedForm) {
   EXPECT_NEAR(exact, brute / static_cast<double>(x.size(0)), 1e-10);
 }
 
+TEST_F(PenaltiesTest, TheSigmoidLayerWithItsPenaltyInOneNodeIsTheComposite) {
+  for (const bool bias : {true, false}) {
+    const torch::Tensor weight = (torch::randn({7, 12}, torch::kFloat64) * 0.5).requires_grad_(true);
+    const torch::Tensor b = bias ? torch::randn({7}, torch::kFloat64).requires_grad_(true) : torch::Tensor();
+    const torch::Tensor x = torch::randn({9, 12}, torch::kFloat64).requires_grad_(true);
+    const torch::Tensor target = torch::rand({9, 7}, torch::kFloat64);
+    std::vector<torch::Tensor> inputs{x, weight};
+    if (bias) inputs.push_back(b);
+    // A loss of the code and of the penalty, so that both gradients flow.
+    const auto [h, penalty] = sigmoid_layer_with_jacobian_penalty(x, weight, b);
+    const torch::Tensor h_ref = torch::sigmoid(bias ? torch::addmm(b, x, weight.t()) : x.mm(weight.t()));
+    const torch::Tensor penalty_ref = sigmoid_jacobian_penalty(h_ref, weight);
+    expect_tensors_near(h, h_ref, 1e-14);
+    EXPECT_NEAR(penalty.item<double>(), penalty_ref.item<double>(), 1e-14);
+    const auto fused = torch::autograd::grad({(h - target).pow(2).sum() + 3.0 * penalty}, inputs);
+    const auto composite = torch::autograd::grad({(h_ref - target).pow(2).sum() + 3.0 * penalty_ref}, inputs);
+    for (std::size_t i = 0; i < inputs.size(); ++i) expect_tensors_near(fused[i], composite[i], 1e-12);
+  }
+}
+
 TEST_F(PenaltiesTest, HutchinsonIsUnbiased) {
   const SigmoidLayer f;
   const torch::Tensor x = torch::randn({16, 12}, torch::kFloat64).requires_grad_(true);
@@ -41,6 +64,76 @@ TEST_F(PenaltiesTest, HutchinsonIsUnbiased) {
   const double exact = jacobian_penalty(h, x, JacobianMethod::exact).item<double>();
   const double estimate = jacobian_penalty(h, x, JacobianMethod::hutchinson, 4000).item<double>();
   EXPECT_NEAR(estimate, exact, 0.02 * exact);
+}
+
+// J v by reverse mode alone, for reference: J^T u is linear in u, and its gradient w.r.t. u
+// along v is J v; both built with create_graph, so that J v can be differentiated again.
+torch::Tensor jvp_by_double_backward(const std::function<torch::Tensor(const torch::Tensor&)>& f,
+                                     const torch::Tensor& x, const torch::Tensor& v) {
+  const torch::Tensor leaf = x.detach().requires_grad_(true);
+  const torch::Tensor y = f(leaf);
+  const torch::Tensor u = torch::zeros_like(y).requires_grad_(true);
+  const torch::Tensor jtu = torch::autograd::grad({y}, {leaf}, {u}, true, true)[0];
+  return torch::autograd::grad({jtu}, {u}, {v}, true, true)[0];
+}
+
+TEST_F(PenaltiesTest, MlpTangentsAreJacobianVectorProductsAndTrainLikeThem) {
+  for (const Activation activation : {Activation::relu, Activation::sigmoid, Activation::tanh, Activation::identity}) {
+    SCOPED_TRACE(to_string(activation));
+    for (const bool bias : {true, false}) {
+      MLP mlp(MLPOptions({7, 6, 5, 4}).activation(activation).output_activation(activation).bias(bias));
+      mlp->to(torch::kFloat64);
+      const torch::Tensor x = torch::randn({9, 7}, torch::kFloat64);
+      const torch::Tensor directions = torch::randn({3, 9, 7}, torch::kFloat64);
+      auto [y, tangents] = mlp->forward_with_tangents(x, directions);
+      ASSERT_EQ(tangents.sizes(), (std::vector<int64_t>{3, 9, 4}));
+      expect_tensors_near(y, mlp->forward(x), 1e-12);
+      torch::Tensor reference_penalty = torch::zeros({}, torch::kFloat64);
+      for (int64_t p = 0; p < 3; ++p) {
+        const torch::Tensor jv =
+            jvp_by_double_backward([&](const torch::Tensor& in) { return mlp->forward(in); }, x, directions[p]);
+        expect_tensors_near(tangents[p], jv, 1e-12);
+        reference_penalty = reference_penalty + jv.pow(2).sum();
+      }
+      // The gradients of a loss of both outputs, against those through reverse mode alone.
+      const auto gradients = [&](const torch::Tensor& loss) {
+        return torch::autograd::grad({loss}, mlp->parameters(), {}, true);
+      };
+      const auto pushed = gradients(tangents.pow(2).sum() + y.sum());
+      const auto reference = gradients(reference_penalty + mlp->forward(x).sum());
+      for (std::size_t i = 0; i < pushed.size(); ++i) expect_tensors_near(pushed[i], reference[i], 1e-10);
+    }
+  }
+}
+
+TEST_F(PenaltiesTest, MlpTangentsShareTheDropoutMasks) {
+  MLP mlp(MLPOptions({8, 6, 5}).activation(Activation::tanh).output_activation(Activation::sigmoid).dropout(0.4));
+  mlp->to(torch::kFloat64);
+  mlp->train();
+  const torch::Tensor x = torch::randn({5, 8}, torch::kFloat64), v = torch::randn({1, 5, 8}, torch::kFloat64);
+  const auto at = [&](const torch::Tensor& in, const torch::Tensor& direction) {
+    torch::manual_seed(11);  // the same masks in each call
+    return mlp->forward_with_tangents(in, direction);
+  };
+  const auto [y, tangents] = at(x, v);
+  const double eps = 1e-6;
+  const torch::Tensor difference = (at(x + eps * v[0], v).first - at(x - eps * v[0], v).first) / (2 * eps);
+  expect_tensors_near(tangents[0], difference, 1e-7);
+  // The masks are drawn: another seed, another output; in eval mode none.
+  torch::manual_seed(12);
+  EXPECT_FALSE(torch::allclose(mlp->forward_with_tangents(x, v).first, y));
+  mlp->eval();
+  expect_tensors_near(mlp->forward_with_tangents(x, v).first, mlp->forward(x), 1e-12);
+}
+
+TEST_F(PenaltiesTest, HutchinsonFromPushedTangentsIsUnbiased) {
+  MLP mlp(MLPOptions({12, 7}).output_activation(Activation::sigmoid));
+  mlp->to(torch::kFloat64);
+  const torch::Tensor x = torch::randn({16, 12}, torch::kFloat64);
+  const torch::Tensor directions = rademacher_like(torch::empty({4000, 16, 12}, torch::kFloat64));
+  const auto [h, tangents] = mlp->forward_with_tangents(x, directions);
+  const double exact = sigmoid_jacobian_penalty(h, mlp->layers()[0]->weight).item<double>();
+  EXPECT_NEAR(hutchinson_penalty(tangents).item<double>(), exact, 0.02 * exact);
 }
 
 // Minimising reconstruction + penalty through double backward must lower the penalty, for a
@@ -120,6 +213,46 @@ TEST_F(MmdTest, NearZeroForOneDistributionClearlyPositiveForTwo) {
     EXPECT_GT(shifted, 0.1) << static_cast<int>(kernel);
     EXPECT_GT(wider, 0.1) << static_cast<int>(kernel);
     EXPECT_GT(shifted, 20 * std::abs(same)) << static_cast<int>(kernel);
+  }
+}
+
+// The MMD written out with LibTorch's operations, for reference.
+torch::Tensor mmd_by_composite(const torch::Tensor& x, const torch::Tensor& y, MmdKernel kernel, double base) {
+  const auto k = [&](const torch::Tensor& a, const torch::Tensor& b) {
+    const torch::Tensor d = (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(2);
+    torch::Tensor total = torch::zeros_like(d);
+    for (double s : mmd_kernel_scales()) {
+      const double c = base * s;
+      total = total + (kernel == MmdKernel::inverse_multiquadratic ? c / (c + d) : torch::exp(-d / c));
+    }
+    return total;
+  };
+  const auto off_diagonal_mean = [](const torch::Tensor& m) {
+    const double n = static_cast<double>(m.size(0));
+    return (m.sum() - m.diagonal().sum()) / (n * (n - 1));
+  };
+  return off_diagonal_mean(k(x, x)) + off_diagonal_mean(k(y, y)) - 2 * k(x, y).mean();
+}
+
+TEST_F(MmdTest, ValueAndGradientAreTheCompositesInFloatAndDouble) {
+  for (const auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    for (MmdKernel kernel : {MmdKernel::inverse_multiquadratic, MmdKernel::rbf}) {
+      SCOPED_TRACE(static_cast<int>(kernel));
+      const torch::Tensor x0 = torch::randn({70, 6}, torch::kFloat64);
+      const torch::Tensor y0 = torch::randn({50, 6}, torch::kFloat64) * 1.5 + 0.3;
+      // The reference in double; the tested one in `dtype` (float runs torchae's loop).
+      const torch::Tensor x = x0.to(dtype).requires_grad_(true), y = y0.to(dtype).requires_grad_(true);
+      const torch::Tensor xr = x0.clone().requires_grad_(true), yr = y0.clone().requires_grad_(true);
+      const torch::Tensor value = mmd_penalty(x, y, kernel, 12.0);
+      const torch::Tensor reference = mmd_by_composite(xr, yr, kernel, 12.0);
+      const double tolerance = dtype == torch::kFloat32 ? 2e-5 : 1e-12;
+      EXPECT_NEAR(value.item<double>(), reference.item<double>(), tolerance * 10);
+      const auto g = torch::autograd::grad({value}, {x, y});
+      const auto gr = torch::autograd::grad({reference}, {xr, yr});
+      const double scale = gr[0].abs().max().item<double>();
+      expect_tensors_near(g[0], gr[0], tolerance * scale * 10);
+      expect_tensors_near(g[1], gr[1], tolerance * scale * 10);
+    }
   }
 }
 

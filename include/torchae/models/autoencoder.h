@@ -32,6 +32,13 @@ struct Output {
   torch::Tensor input;
   /// Bool, the input's shape: the components a corruption chose.
   torch::Tensor mask;
+  /// Jacobian-vector products of the code, J_f(x) v, for random directions v pushed forward
+  /// through the encoder beside the input, [probes, batch, code] (the Hutchinson contractive
+  /// penalty's).
+  torch::Tensor code_tangents;
+  /// The encoder's ||J_f(x)||_F^2, averaged over the batch, when the forward pass computed it
+  /// (the contractive family's closed form, with the encoder's layer in one node).
+  torch::Tensor jacobian_norm;
   /// Class scores (logits) of a classifier head, [batch, classes].
   torch::Tensor scores;
   /// Samples of the model's own distribution drawn for its objective, detached: the negative

@@ -103,6 +103,14 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
   /// `script` does at the top, and what families built on this backbone call).
   void define_script(ScriptModel& script, const std::string& prefix) const;
 
+  /// Whether `forward_with_tangents` can push directions through the encoder: an MLP encoder
+  /// with a real-valued code.
+  bool pushes_tangents() const;
+  /// `forward`, with `code_tangents` J_f(x) v for each direction v in `directions` ([probes,
+  /// batch, input size], x flattened), pushed forward through the encoder beside the input
+  /// (`MLP::forward_with_tangents`; input dropout, in training, masks x and the directions
+  /// alike). Needs `pushes_tangents()`.
+  Output forward_with_tangents(const torch::Tensor& input, const torch::Tensor& directions);
   /// Decodes `code` into an Output (reconstruction, logits, code) shaped like `input_shape`;
   /// `features` are the conv encoder's, for the skips.
   Output reconstruct(const torch::Tensor& code, at::IntArrayRef input_shape,

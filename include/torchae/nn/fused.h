@@ -45,6 +45,15 @@ torch::Tensor uniform_like(const torch::Tensor& like);
 /// in p's type, by `uniform_like`.
 torch::Tensor sample_bernoulli(const torch::Tensor& p);
 
+/// Rademacher signs, -1 or +1 with equal probability, shaped like `like`, in its type: float
+/// CPU tensors from one 64-bit draw of LibTorch's default CPU generator, each bit of the
+/// counter-based generator's output one sign (64 signs a hash); others by `uniform_like`.
+torch::Tensor rademacher_like(const torch::Tensor& like);
+
+/// Inverted dropout's multiplier for `like`: 1 / (1 - p) where an element is kept (probability
+/// 1 - p), 0 where dropped, by `uniform_like`: one mask to apply to several tensors alike.
+torch::Tensor dropout_multiplier_like(const torch::Tensor& like, double p);
+
 /// A [rows, d] boolean mask with exactly `m` true entries in each row, a uniformly random
 /// m-subset of the row's d (a partial Fisher-Yates shuffle per row, its random numbers from
 /// one 64-bit draw of LibTorch's default CPU generator), on the CPU.

@@ -56,6 +56,14 @@ class MLPImpl : public torch::nn::Cloneable<MLPImpl> {
   torch::Tensor forward(torch::Tensor x);
   /// Like `forward` but without the output activation (the last layer's pre-activation).
   torch::Tensor forward_preactivation(torch::Tensor x);
+  /// `forward(x)` and, pushed forward beside it, its Jacobian-vector products J(x) v for each
+  /// direction v in `directions` ([probes, batch, widths.front()]): [probes, batch,
+  /// widths.back()]. Forward-mode differentiation written out for these layers (one product
+  /// t W^T a layer for all probes at once, then the activation's slope, which the output gives),
+  /// both results differentiable: LibTorch's own forward mode spends a second product a layer
+  /// on the weight's zero tangent. In training mode each dropout mask is shared by x and the
+  /// directions (this call draws its own masks, not `forward`'s).
+  std::pair<torch::Tensor, torch::Tensor> forward_with_tangents(torch::Tensor x, torch::Tensor directions);
   /// Runs the transposed network: layers in reverse order with W^T and the given biases
   /// (one per layer, in the order applied; undefined for none). This is the tied decoder
   /// W_d = W_e^T of an encoder. `activation` (and dropout) follows every layer but the last.

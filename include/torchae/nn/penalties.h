@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace torchae {
@@ -18,8 +19,10 @@ torch::Tensor kl_sparsity_penalty(const torch::Tensor& code, double rho);
 enum class JacobianMethod {
   /// Autograd double backward, one backward pass per code unit: exact for any encoder.
   exact,
-  /// Hutchinson's estimator E_v ||J^T v||^2 with Rademacher probes v, one backward pass per
-  /// probe: unbiased for any encoder.
+  /// Hutchinson's estimator with Rademacher probes, unbiased for any encoder: E_v ||J v||^2, v
+  /// in the input's space, pushed forward through an MLP encoder beside the input
+  /// (`hutchinson_penalty`); E_u ||J^T u||^2, u in the code's space, one backward pass per
+  /// probe (`jacobian_penalty`) through other encoders.
   hutchinson,
   /// The closed form of Rifai et al. (ICML 2011, eq. 3) for h = sigmoid(W x + b):
   /// sum_j (h_j (1 - h_j))^2 sum_i W_ji^2.
@@ -36,8 +39,21 @@ const std::vector<std::string>& jacobian_method_names();
 torch::Tensor jacobian_penalty(const torch::Tensor& code, const torch::Tensor& input, JacobianMethod method,
                                int64_t probes = 1);
 
+/// Hutchinson's estimate of ||J||_F^2, averaged over the batch, from the Jacobian-vector
+/// products J v of Rademacher directions v, [probes, batch, code] (`Output::code_tangents`):
+/// the mean over probes and examples of ||J v||^2, as E_v[v^T J^T J v] = tr(J^T J).
+torch::Tensor hutchinson_penalty(const torch::Tensor& code_tangents);
+
 /// The analytic penalty for a sigmoid code h = sigmoid(x W^T + b), averaged over the batch.
 torch::Tensor sigmoid_jacobian_penalty(const torch::Tensor& code, const torch::Tensor& weight);
+
+/// h = sigmoid(x W^T + b) and its analytic penalty (`sigmoid_jacobian_penalty(h, W)`) as one
+/// autograd node whose backward adds the penalty's weight gradient to the layer's in one
+/// product: the contractive family's training step on its default encoder. First-order
+/// gradients only; an undefined `bias` is none.
+std::pair<torch::Tensor, torch::Tensor> sigmoid_layer_with_jacobian_penalty(const torch::Tensor& x,
+                                                                             const torch::Tensor& weight,
+                                                                             const torch::Tensor& bias);
 
 /// Kernels of the MMD penalty.
 enum class MmdKernel {
