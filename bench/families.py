@@ -10,7 +10,12 @@ on the codes of the first, cached once as the staged trainer does (`bench --stag
 is the same stage of a stack of plain layers, and the table gives what caching the codes costs
 (the first layer's pass over the 60,000 images) as a fraction of one epoch of that stage.
 
-usage: bench/families.py [--rounds 3] [--steps 150] [--batch 128]    (after building)
+With --against BINARY every measurement is repeated, in the same round and right after, with
+another build (say the one before a change), so that both see the same machine; the table then
+gives both costs and each one's range over the rounds. --only keeps the rows whose name
+contains one of the given words.
+
+usage: bench/families.py [--rounds 3] [--steps 150] [--batch 128] [--against BINARY] [--only WORD,...]
 Prints a Markdown table and, last, one JSON line.
 """
 import argparse
@@ -55,8 +60,8 @@ def torchae_binary():
     return os.environ.get("TORCHAE", os.path.join(HERE, "..", "build", "torchae"))
 
 
-def bench(model, steps, batch, stage=0):
-    command = [torchae_binary(), "bench", "--model", json.dumps(model), "--steps", str(steps), "--warmup", "10",
+def bench(model, steps, batch, stage=0, binary=None):
+    command = [binary or torchae_binary(), "bench", "--model", json.dumps(model), "--steps", str(steps), "--warmup", "10",
                "--batch", str(batch)]
     if stage:
         command += ["--stage", str(stage)]
@@ -69,12 +74,19 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--against", help="another torchae binary, measured alongside")
+    parser.add_argument("--only", help="comma-separated words: the rows whose name contains one")
     args = parser.parse_args()
-    if not os.access(torchae_binary(), os.X_OK):
-        sys.exit(f"families.py: {torchae_binary()} not built (scripts/build.sh torchae_cli)")
+    for binary in [torchae_binary()] + ([args.against] if args.against else []):
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"families.py: {binary} is not an executable (scripts/build.sh torchae_cli)")
 
     rows = ROWS + [STACKED]
+    if args.only:
+        words = args.only.split(",")
+        rows = [row for row in rows if any(word in row[0] for word in words)]
     costs = {row[0]: [] for row in rows}
+    other_costs = {row[0]: [] for row in rows}
     rates = {row[0]: ([], []) for row in rows}
     cache_fraction = []
     for r in range(args.rounds):
@@ -90,9 +102,22 @@ def main():
                 cache_fraction.append(ours["stage"]["cache_seconds"] / epoch_seconds)
             print(f"round {r + 1}: {name}: {ours['samples_per_s']:,.0f} samples/s, plain "
                   f"{plain['samples_per_s']:,.0f}: {costs[name][-1]:.2f}x", flush=True)
+            if args.against:
+                theirs = bench(model, args.steps, args.batch, stage, args.against)
+                their_plain = bench(twin, args.steps, args.batch, stage, args.against)
+                other_costs[name].append(their_plain["samples_per_s"] / theirs["samples_per_s"])
+                print(f"round {r + 1}: {name}, --against: {other_costs[name][-1]:.2f}x", flush=True)
 
     med = statistics.median
+    spread = lambda values: f"{min(values):.2f}-{max(values):.2f}"
     print()
+    if args.against:
+        print(f"| family | step cost, --against {args.against} (range) | step cost (range) |")
+        print("|---|---|---|")
+        for name, *_ in rows:
+            print(f"| {name} | {med(other_costs[name]):.2f}x ({spread(other_costs[name])}) | "
+                  f"**{med(costs[name]):.2f}x** ({spread(costs[name])}) |")
+        print()
     print("| family | what it adds to the step | samples/s | plain twin | step cost | goal |")
     print("|---|---|---|---|---|---|")
     summary = {"rounds": args.rounds, "steps": args.steps, "batch": args.batch, "families": {}}
@@ -105,8 +130,11 @@ def main():
               f"{verdict} |")
         summary["families"][name] = {"cost": cost, "samples_per_s": med(rates[name][0]),
                                      "plain_samples_per_s": med(rates[name][1]), "goal": goal}
-    print(f"\ncaching layer 1's codes of the 60,000 images: {med(cache_fraction):.0%} of one epoch of layer 2")
-    summary["stacked_cache_fraction_of_epoch"] = med(cache_fraction)
+        if args.against:
+            summary["families"][name]["cost_against"] = med(other_costs[name])
+    if cache_fraction:
+        print(f"\ncaching layer 1's codes of the 60,000 images: {med(cache_fraction):.0%} of one epoch of layer 2")
+        summary["stacked_cache_fraction_of_epoch"] = med(cache_fraction)
     print(json.dumps(summary))
 
 
