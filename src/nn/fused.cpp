@@ -80,17 +80,21 @@ uint64_t draw_seed() {
   return generator.get<at::CPUGeneratorImpl>()->random64();
 }
 
+// A float CPU tensor shaped like `like`, filled by a counter-based kernel (uniform, rademacher)
+// from one draw of LibTorch's generator.
+torch::Tensor counter_based_like(const torch::Tensor& like, void (*kernel)(float*, int64_t, int64_t, uint64_t)) {
+  torch::Tensor out = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous));
+  float* data = out.data_ptr<float>();
+  const uint64_t seed = draw_seed();
+  at::parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) { kernel(data, begin, end, seed); });
+  return out;
+}
+
 }  // namespace
 
 torch::Tensor uniform_like(const torch::Tensor& like) {
   if (!(like.device().is_cpu() && like.scalar_type() == torch::kFloat)) return torch::rand_like(like);
-  torch::Tensor out = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous));
-  float* data = out.data_ptr<float>();
-  const uint64_t seed = draw_seed();
-  at::parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
-    kernels::uniform(data, begin, end, seed);
-  });
-  return out;
+  return counter_based_like(like, kernels::uniform);
 }
 
 torch::Tensor sample_bernoulli(const torch::Tensor& p) { return (uniform_like(p) < p).to(p.scalar_type()); }
@@ -99,13 +103,7 @@ torch::Tensor rademacher_like(const torch::Tensor& like) {
   if (!(like.device().is_cpu() && like.scalar_type() == torch::kFloat)) {
     return (uniform_like(like) < 0.5).to(like.scalar_type()).mul_(2).sub_(1);
   }
-  torch::Tensor out = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous));
-  float* data = out.data_ptr<float>();
-  const uint64_t seed = draw_seed();
-  at::parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
-    kernels::rademacher(data, begin, end, seed);
-  });
-  return out;
+  return counter_based_like(like, kernels::rademacher);
 }
 
 torch::Tensor dropout_multiplier_like(const torch::Tensor& like, double p) {
