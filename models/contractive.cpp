@@ -37,11 +37,9 @@ Output ContractiveImpl::forward(const torch::Tensor& input) {
       backbone_->pushes_tangents()) {
     // The sigmoid layer and its closed-form penalty in one node (one product for both weight
     // gradients); the decoder as always.
-    const UndercompleteOptions& o = backbone_->options;
-    torch::Tensor x = input.flatten(1);
-    if (o.input_dropout() > 0) x = torch::dropout(x, o.input_dropout(), is_training());
     const auto& layer = backbone_->encoder()->layers()[0];
-    auto [code, penalty] = sigmoid_layer_with_jacobian_penalty(x, layer->weight, layer->bias);
+    auto [code, penalty] =
+        sigmoid_layer_with_jacobian_penalty(backbone_->encoder_input(input), layer->weight, layer->bias);
     Output out = backbone_->reconstruct(code, input.sizes());
     out.jacobian_norm = std::move(penalty);
     return out;

@@ -127,12 +127,13 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
   /// single layer (its column space is what a linear autoencoder learns); undefined otherwise.
   torch::Tensor decoder_matrix() const;
 
-  UndercompleteOptions options;
-
- private:
   /// The input as the encoder takes it: flattened, with input dropout in training mode; with a
   /// mask input, `missing` (nothing missing when undefined) as one more channel.
   torch::Tensor encoder_input(const torch::Tensor& input, const torch::Tensor& missing = {}) const;
+
+  UndercompleteOptions options;
+
+ private:
   /// The shape of `n` examples: {n, input_shape...}.
   std::vector<int64_t> batch_shape(int64_t n) const;
   /// Decoder output before the output activation: flat [batch, input_size] for an MLP, an
