@@ -113,8 +113,8 @@ class AffineWithTangents : public torch::autograd::Function<AffineWithTangents> 
     const torch::Tensor y = activate(torch::addmm(bias, x, weight.t()), act);
     const torch::Tensor u = t.mm(weight.t());  // the bias has no tangent
     const torch::Tensor s = slope(y, act);
-    const torch::Tensor out = (s.defined() ? u.view({tangents.size(0), x.size(0), -1}) * s
-                                           : u.view({tangents.size(0), x.size(0), -1}));
+    torch::Tensor out = u.view({tangents.size(0), x.size(0), -1});
+    if (s.defined()) out = out * s;
     ctx->save_for_backward({x, t, weight, y, u});
     ctx->saved_data["activation"] = activation;
     ctx->saved_data["probes"] = tangents.size(0);

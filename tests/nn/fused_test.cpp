@@ -4,6 +4,7 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include <functional>
 #include <sstream>
 
 namespace torchae {
@@ -122,6 +123,16 @@ TEST_F(FusedTest, BinaryCrossEntropyFallsBackWhereItCannotFuse) {
               F::binary_cross_entropy_with_logits(x, t).item<double>(), 1e-15);
 }
 
+// The same seed gives the same numbers (`drawn`, after manual_seed(seed)) on one thread or two.
+void expect_the_same_draws_on_another_thread_count(uint64_t seed, const torch::Tensor& drawn,
+                                                   const std::function<torch::Tensor()>& draw) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(threads == 1 ? 2 : 1);
+  torch::manual_seed(seed);
+  EXPECT_TRUE(torch::equal(drawn, draw()));
+  at::set_num_threads(threads);
+}
+
 TEST_F(FusedTest, UniformDrawsAreUniformReproducibleAndThreadIndependent) {
   const torch::Tensor like = torch::empty({1000, 1000});
   torch::manual_seed(7);
@@ -139,12 +150,7 @@ TEST_F(FusedTest, UniformDrawsAreUniformReproducibleAndThreadIndependent) {
   const torch::Tensor flat = u.flatten() - 0.5;
   EXPECT_NEAR((flat.narrow(0, 0, 999999) * flat.narrow(0, 1, 999999)).mean().item<double>() * 12, 0.0, 5e-3);
   EXPECT_FALSE(torch::equal(u, uniform_like(like)));
-  // The same seed gives the same numbers, on one thread or two.
-  const int threads = at::get_num_threads();
-  at::set_num_threads(threads == 1 ? 2 : 1);
-  torch::manual_seed(7);
-  EXPECT_TRUE(torch::equal(u, uniform_like(like)));
-  at::set_num_threads(threads);
+  expect_the_same_draws_on_another_thread_count(7, u, [&] { return uniform_like(like); });
   // Bernoulli samples follow their probabilities.
   const torch::Tensor p = torch::linspace(0, 1, 11).repeat({20000, 1});
   const torch::Tensor frequency = sample_bernoulli(p).mean(0);
@@ -169,11 +175,7 @@ TEST_F(FusedTest, RademacherSignsAreBalancedIndependentAndReproducible) {
   // Each of the 64 bit positions is balanced.
   EXPECT_LT(v.narrow(0, 0, 999936).view({-1, 64}).mean(0).abs().max().item<double>(), 0.03);
   EXPECT_FALSE(torch::equal(v, rademacher_like(like)));
-  const int threads = at::get_num_threads();
-  at::set_num_threads(threads == 1 ? 2 : 1);
-  torch::manual_seed(3);
-  EXPECT_TRUE(torch::equal(v, rademacher_like(like)));
-  at::set_num_threads(threads);
+  expect_the_same_draws_on_another_thread_count(3, v, [&] { return rademacher_like(like); });
   // Other types: signs too.
   const torch::Tensor d = rademacher_like(torch::empty({1000}, torch::kFloat64));
   EXPECT_EQ(d.scalar_type(), torch::kFloat64);
