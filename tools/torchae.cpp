@@ -232,8 +232,8 @@ Json bench(const BenchArgs& args) {
   std::optional<torchae::GemmFloor> floor;
   if (args.floor) floor.emplace(torchae::linear_layers_of(stepped->module()), part);
   const int64_t rounds = floor ? std::min<int64_t>(10, args.steps) : 1;
-  double seconds = 0.0, floor_seconds = 0.0;
-  std::vector<double> ratios;
+  double seconds = 0.0, floor_seconds = 0.0, adam_floor_seconds = 0.0;
+  std::vector<double> ratios, adam_ratios;
   double loss = 0.0;
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t steps = args.steps / rounds + (r < args.steps % rounds ? 1 : 0);
@@ -245,6 +245,9 @@ Json bench(const BenchArgs& args) {
       const double products = floor->time(steps);
       floor_seconds += products;
       ratios.push_back(products / round_seconds);
+      const double with_adam = floor->time_with_adam(steps);
+      adam_floor_seconds += with_adam;
+      adam_ratios.push_back(with_adam / round_seconds);
     }
   }
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
@@ -262,12 +265,15 @@ Json bench(const BenchArgs& args) {
   if (!stage_figures.is_null()) result["stage"] = stage_figures;
   if (floor) {
     std::sort(ratios.begin(), ratios.end());
+    std::sort(adam_ratios.begin(), adam_ratios.end());
     result["floor"] = {{"products_per_step", floor->products()},
                        {"gflop_per_step", floor->flops_per_step() / 1e9},
                        {"gemm_gflops", floor->flops_per_step() * static_cast<double>(args.steps) / floor_seconds / 1e9},
                        {"samples_per_s", static_cast<double>(batch * args.steps) / floor_seconds},
+                       {"with_adam_samples_per_s", static_cast<double>(batch * args.steps) / adam_floor_seconds},
                        {"rounds", rounds}};
     result["of_floor"] = ratios[ratios.size() / 2];
+    result["of_floor_with_adam"] = adam_ratios[adam_ratios.size() / 2];
   }
   if (args.profile > 0) {
     result["profile"] = torchae::profile_steps([&] { trainer.step(next_batch()); }, args.profile).to_json();
@@ -615,7 +621,8 @@ void add_bench(CLI::App& app, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   bench_cmd->add_flag("--floor", args->floor,
-                      "also time the step's matrix products alone (models of Linear layers): \"floor\", \"of_floor\"");
+                      "also time the step's matrix products alone (models of Linear layers), and them with Adam's "
+                      "update of the parameters: \"floor\", \"of_floor\", \"of_floor_with_adam\"");
   bench_cmd->add_option("--profile", args->profile,
                         "then profile this many steps with LibTorch's profiler: where a step's time goes")
       ->check(integer_at_least(1));

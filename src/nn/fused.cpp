@@ -133,7 +133,7 @@ void fused_adam_update(float* param, const float* grad, float* exp_avg, float* e
   // a second thread costs more than it saves.
   at::parallel_for(0, size, int64_t{1} << 16, [&](int64_t begin, int64_t end) {
     kernels::adam(param, grad, exp_avg, exp_avg_sq, begin, end, f(beta1), f(1 - beta1), f(beta2), f(1 - beta2), f(eps),
-                   f(weight_decay), f(step_size), f(sqrt_bias_correction2));
+                   f(weight_decay), f(step_size), f(1 / sqrt_bias_correction2));
   });
 }
 

@@ -17,14 +17,16 @@ namespace torchae::kernels {
 TORCHAE_CPU_CLONES
 void adam(float* __restrict param, const float* __restrict grad, float* __restrict exp_avg,
           float* __restrict exp_avg_sq, int64_t begin, int64_t end, float beta1, float one_minus_beta1, float beta2,
-          float one_minus_beta2, float eps, float weight_decay, float step_size, float sqrt_bias_correction2) {
+          float one_minus_beta2, float eps, float weight_decay, float step_size, float inverse_sqrt_bias_correction2) {
+  // One division an element, not LibTorch's two (sqrt(v) / c, then m / denominator): a vector
+  // division costs as much as the rest of the loop, and the result moves by an ulp or so.
   for (int64_t i = begin; i < end; ++i) {
     const float g = grad[i] + weight_decay * param[i];
     const float m = exp_avg[i] * beta1 + one_minus_beta1 * g;
     const float v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
-    param[i] -= step_size * (m / (std::sqrt(v) / sqrt_bias_correction2 + eps));
+    param[i] -= step_size * m / (std::sqrt(v) * inverse_sqrt_bias_correction2 + eps);
   }
 }
 

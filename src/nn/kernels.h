@@ -9,10 +9,11 @@
 
 namespace torchae::kernels {
 
-/// One Adam step on elements [begin, end): LibTorch's Adam::step, element by element.
+/// One Adam step on elements [begin, end): LibTorch's Adam::step, element by element, to
+/// rounding (one division where LibTorch has two).
 void adam(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t begin, int64_t end,
           float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float weight_decay,
-          float step_size, float sqrt_bias_correction2);
+          float step_size, float inverse_sqrt_bias_correction2);
 
 /// The sum over elements [begin, end) of the binary cross-entropy of `target` under the logits
 /// `logits`, max(x, 0) - x t + log(1 + exp(-|x|)), given `probabilities` = sigmoid(logits).

@@ -1,6 +1,7 @@
 #include "torchae/train/benchmark.h"
 
 #include "torchae/core/error.h"
+#include "torchae/nn/fused.h"
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/torch.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <set>
 #include <unordered_set>
@@ -46,6 +48,9 @@ GemmFloor::GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int
     layer.grad_output = torch::rand({batch, out});
     layer.grad_weight = torch::empty({out, in});
     if (i > 0) layer.grad_input = torch::empty({batch, in});
+    layer.bias = torch::rand({out});
+    layer.grad_bias = torch::rand({out});
+    layer.moments = torch::zeros({2, out * in + out});
     const int64_t products = i > 0 ? 3 : 2;
     products_ += products;
     flops_ += static_cast<double>(products) * 2.0 * static_cast<double>(batch * in * out);
@@ -63,9 +68,37 @@ void GemmFloor::step() {
   }
 }
 
+void GemmFloor::adam_step() {
+  // Adam's default betas and eps; the rate is small enough that the weights stay where they were
+  // drawn over any number of steps (the gradients are fixed draws in [0, 1)).
+  ++adam_steps_;
+  const double beta1 = 0.9, beta2 = 0.999, lr = 1e-6;
+  const double t = static_cast<double>(adam_steps_);
+  const double step_size = lr / (1 - std::pow(beta1, t));
+  const double sqrt_bias_correction2 = std::sqrt(1 - std::pow(beta2, t));
+  for (auto& l : layers_) {
+    float* exp_avg = l.moments[0].data_ptr<float>();
+    float* exp_avg_sq = l.moments[1].data_ptr<float>();
+    const int64_t w = l.weight.numel();
+    fused_adam_update(l.weight.data_ptr<float>(), l.grad_weight.data_ptr<float>(), exp_avg, exp_avg_sq, w, beta1, beta2,
+                      1e-8, 0.0, step_size, sqrt_bias_correction2);
+    fused_adam_update(l.bias.data_ptr<float>(), l.grad_bias.data_ptr<float>(), exp_avg + w, exp_avg_sq + w,
+                      l.bias.numel(), beta1, beta2, 1e-8, 0.0, step_size, sqrt_bias_correction2);
+  }
+}
+
 double GemmFloor::time(int64_t steps) {
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) step();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double GemmFloor::time_with_adam(int64_t steps) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    step();
+    adam_step();
+  }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 

@@ -573,6 +573,11 @@ TEST_F(Cli, BenchMeasuresTheFloorAndProfilesTheStep) {
   // A step does its matrix products and more: below the floor, never above it by much (noise).
   EXPECT_GT(j["of_floor"].get<double>(), 0.05);
   EXPECT_LT(j["of_floor"].get<double>(), 1.3);
+  // The products with Adam's update of the 0.93 M parameters after them: a lower floor (about a
+  // quarter lower at this batch), of which the step is a larger fraction.
+  EXPECT_LT(j["floor"]["with_adam_samples_per_s"].get<double>(), 1.1 * j["floor"]["samples_per_s"].get<double>());
+  EXPECT_GT(j["of_floor_with_adam"].get<double>(), 0.05);
+  EXPECT_LT(j["of_floor_with_adam"].get<double>(), 1.3);
   const Json& parts = j["profile"]["ms_per_step"];
   for (const char* part : {"matrix products", "element-wise forward", "element-wise backward", "loss", "optimizer",
                            "allocation", "data", "framework", "unprofiled"}) {

@@ -26,12 +26,19 @@ class GemmFloor {
   double flops_per_step() const { return flops_; }
   /// Seconds that `steps` steps' products take, one run after the other.
   double time(int64_t steps);
+  /// The same with, after each step's products, the update FusedAdam makes of the layers'
+  /// weights and biases (one pass over parameter, gradient and both moments): the floor of a
+  /// step trained with Adam, since no step can skip its optimizer's update either.
+  double time_with_adam(int64_t steps);
 
  private:
   void step();
+  void adam_step();
   struct Layer {
     torch::Tensor input, weight, output, grad_output, grad_input, grad_weight;
+    torch::Tensor bias, grad_bias, moments;  // moments: [4, parameters], the weight's two, the bias's two
   };
+  int64_t adam_steps_ = 0;
   std::vector<Layer> layers_;
   int64_t products_ = 0;
   double flops_ = 0;
