@@ -3,14 +3,16 @@
 
 Each row is a family's model and its plain twin: the same widths and activations as a plain
 undercomplete autoencoder (family "undercomplete", the family's own keys dropped), both stepped
-by `torchae bench` (batch 128, Adam, Fashion-MNIST in memory). Rounds interleave the rows so that
-machine noise hits a family and its twin alike; the cost is the median over rounds of the twin's
-samples/s over the family's. Stacked pretraining is measured on its second stage, the top layer
+by one `torchae bench --baseline TWIN` (batch 128, Adam, Fashion-MNIST in memory), which steps the
+family and its twin in ten interleaved rounds in one process, so that machine noise hits both
+alike, and gives the median of the rounds' cost (the family's step time over the twin's); the
+cost of a row is the median of that over this script's rounds, which interleave the rows.
+Stacked pretraining is measured on its second stage, the top layer
 on the codes of the first, cached once as the staged trainer does (`bench --stage 2`); its twin
 is the same stage of a stack of plain layers, and the table gives what caching the codes costs
 (the first layer's pass over the 60,000 images) as a fraction of one epoch of that stage.
 
-With --against BINARY every measurement is repeated, in the same round and right after, with
+With --against BINARY (a build that has `bench --baseline`) every measurement is repeated, in the same round and right after, with
 another build (say the one before a change), so that both see the same machine; the table then
 gives both costs and each one's range over the rounds. --only keeps the rows whose name
 contains one of the given words.
@@ -60,9 +62,9 @@ def torchae_binary():
     return os.environ.get("TORCHAE", os.path.join(HERE, "..", "build", "torchae"))
 
 
-def bench(model, steps, batch, stage=0, binary=None):
-    command = [binary or torchae_binary(), "bench", "--model", json.dumps(model), "--steps", str(steps), "--warmup", "10",
-               "--batch", str(batch)]
+def bench(model, twin, steps, batch, stage=0, binary=None):
+    command = [binary or torchae_binary(), "bench", "--model", json.dumps(model), "--baseline", json.dumps(twin),
+               "--steps", str(steps), "--warmup", "10", "--batch", str(batch)]
     if stage:
         command += ["--stage", str(stage)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -92,9 +94,9 @@ def main():
     for r in range(args.rounds):
         for name, model, twin, _, _ in rows:
             stage = 2 if model["family"] == "stacked" else 0
-            ours = bench(model, args.steps, args.batch, stage)
-            plain = bench(twin, args.steps, args.batch, stage)
-            costs[name].append(plain["samples_per_s"] / ours["samples_per_s"])
+            ours = bench(model, twin, args.steps, args.batch, stage)
+            plain = ours["baseline"]
+            costs[name].append(ours["cost"])
             rates[name][0].append(ours["samples_per_s"])
             rates[name][1].append(plain["samples_per_s"])
             if stage:
@@ -103,9 +105,8 @@ def main():
             print(f"round {r + 1}: {name}: {ours['samples_per_s']:,.0f} samples/s, plain "
                   f"{plain['samples_per_s']:,.0f}: {costs[name][-1]:.2f}x", flush=True)
             if args.against:
-                theirs = bench(model, args.steps, args.batch, stage, args.against)
-                their_plain = bench(twin, args.steps, args.batch, stage, args.against)
-                other_costs[name].append(their_plain["samples_per_s"] / theirs["samples_per_s"])
+                theirs = bench(model, twin, args.steps, args.batch, stage, args.against)
+                other_costs[name].append(theirs["cost"])
                 print(f"round {r + 1}: {name}, --against: {other_costs[name][-1]:.2f}x", flush=True)
 
     med = statistics.median

@@ -68,6 +68,7 @@ struct BenchArgs {
   std::string model;  // JSON of a model section; empty: the reference model
   std::string recipe;  // a zoo recipe: its model, data and batch size
   std::string twin;    // a directory: write what bench/restore.py's twin check needs, time nothing
+  std::string baseline;  // JSON of a model section stepped in the same rounds: "cost" over it
   bool floor = false;
   int64_t profile = 0;
   int64_t stage = 0;
@@ -127,6 +128,82 @@ void write_twin(torchae::Autoencoder& model, const Json& resolved, const torchae
   torchae::write_text_atomically(dir / "twin.pt", std::string(bytes.begin(), bytes.end()));
 }
 
+// One model stepped by `bench` through Trainer::step, on batches drawn in a random order over
+// its inputs (reshuffled after each pass), one index_select a batch. With a stage (1-based), that
+// stage of a staged model (a stack's layer), stepped on the codes of the stages below it,
+// computed once as the staged trainer caches them.
+class BenchStepper {
+ public:
+  BenchStepper(std::shared_ptr<torchae::Autoencoder> model, torchae::Dataset inputs, int64_t stage,
+               const torchae::TrainOptions& options, int64_t part)
+      : model_(std::move(model)), stepped_(model_), part_(part) {
+    if (stage > 0) {
+      auto* staged = dynamic_cast<torchae::Staged*>(model_.get());
+      if (staged == nullptr) throw torchae::Error("bench: --stage: this model trains in one stage (stacked and dbm have stages)");
+      const std::vector<torchae::Stage> stages = staged->stages();
+      if (stage > static_cast<int64_t>(stages.size())) {
+        throw torchae::Error(fmt::format("bench: --stage {}: the model has {} stages", stage, stages.size()));
+      }
+      const torchae::Stage& chosen = stages[static_cast<std::size_t>(stage - 1)];
+      staged->enter_stage(static_cast<std::size_t>(stage - 1));
+      staged_ = staged;
+      const auto cache_start = std::chrono::steady_clock::now();
+      for (const auto& below : chosen.inputs_through) inputs = torchae::encode_dataset(*below, inputs);
+      stage_figures_ = {{"stage", stage},
+                        {"phase", chosen.phase},
+                        {"layer", chosen.layer},
+                        {"input_width", inputs.inputs.numel() / inputs.inputs.size(0)},
+                        {"cache_seconds",
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - cache_start).count()}};
+      stepped_ = chosen.model;
+    }
+    trainer_ = std::make_unique<torchae::Trainer>(stepped_, options);
+    train_ = inputs.to(trainer_->device());
+    const int64_t batch = options.group ? part * options.group->size() : part;
+    if (batch > train_.size()) {
+      throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", batch, train_.size()));
+    }
+    position_ = train_.size();
+  }
+  BenchStepper(const BenchStepper&) = delete;
+  BenchStepper& operator=(const BenchStepper&) = delete;
+  ~BenchStepper() {
+    try {
+      if (staged_ != nullptr) staged_->leave_stage();
+    } catch (...) {  // a destructor does not throw; the model is not used after bench
+    }
+  }
+
+  /// One training step on the next batch; its loss.
+  double step() { return trainer_->step(next_batch()).total.item<double>(); }
+  torchae::Trainer& trainer() { return *trainer_; }
+  /// The module stepped: the model's, or its stage's.
+  const torch::nn::Module& module() const { return stepped_->module(); }
+  /// With a stage: which, and what caching its input codes took; else null.
+  const Json& stage_figures() const { return stage_figures_; }
+
+ private:
+  torch::Tensor next_batch() {
+    RECORD_USER_SCOPE("torchae::data");
+    const int64_t n = train_.size();
+    if (position_ + part_ > n) {
+      order_ = torch::randperm(n, torch::TensorOptions(trainer_->device()).dtype(torch::kLong));
+      position_ = 0;
+    }
+    const torch::Tensor x = train_.inputs.index_select(0, order_.narrow(0, position_, part_));
+    position_ += part_;
+    return x;
+  }
+
+  std::shared_ptr<torchae::Autoencoder> model_, stepped_;
+  torchae::Staged* staged_ = nullptr;
+  std::unique_ptr<torchae::Trainer> trainer_;
+  torchae::Dataset train_;
+  torch::Tensor order_;
+  int64_t part_ = 0, position_ = 0;
+  Json stage_figures_;
+};
+
 // Training throughput of the reference model (or a recipe's) through the same Trainer::step and
 // batching that `train` uses.
 Json bench(const BenchArgs& args) {
@@ -177,68 +254,40 @@ Json bench(const BenchArgs& args) {
   if (args.floor && options.device != "cpu") {
     throw torchae::Error("bench: --floor times CPU matrix products; it has no meaning with --device " + options.device);
   }
-  // --stage: a stage of a staged model (a stack's layer), stepped on the codes of the parts
-  // below it, computed once as the staged trainer caches them.
-  std::shared_ptr<torchae::Autoencoder> stepped = built.model;
-  torchae::Dataset inputs = data.train;
-  Json stage_figures;
-  auto* staged = dynamic_cast<torchae::Staged*>(built.model.get());
-  if (args.stage > 0) {
-    if (staged == nullptr) throw torchae::Error("bench: --stage: this model trains in one stage (stacked and dbm have stages)");
-    const std::vector<torchae::Stage> stages = staged->stages();
-    if (args.stage > static_cast<int64_t>(stages.size())) {
-      throw torchae::Error(fmt::format("bench: --stage {}: the model has {} stages", args.stage, stages.size()));
-    }
-    const torchae::Stage& stage = stages[static_cast<std::size_t>(args.stage - 1)];
-    staged->enter_stage(static_cast<std::size_t>(args.stage - 1));
-    const auto cache_start = std::chrono::steady_clock::now();
-    for (const auto& below : stage.inputs_through) inputs = torchae::encode_dataset(*below, inputs);
-    stage_figures = {{"stage", args.stage},
-                     {"phase", stage.phase},
-                     {"layer", stage.layer},
-                     {"input_width", inputs.inputs.numel() / inputs.inputs.size(0)},
-                     {"cache_seconds",
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - cache_start).count()}};
-    stepped = stage.model;
+  // --baseline: a second model stepped in the same rounds, on the same data at the same batch.
+  // Built first, so that the thread setting both run under is the model's (Trainer sets it).
+  std::optional<BenchStepper> baseline;
+  if (!args.baseline.empty()) {
+    const Json section = torchae::parse_json(args.baseline, "bench: --baseline");
+    if (!section.is_object()) throw torchae::Error("bench: --baseline: expected a JSON object");
+    torch::manual_seed(0);
+    baseline.emplace(torchae::build_model(section, data.spec).model, data.train, args.stage, options, part);
   }
-  torchae::Trainer trainer(stepped, options);
-  const torchae::Dataset train = inputs.to(trainer.device());
-  if (batch > train.size()) {
-    throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", batch, train.size()));
+  BenchStepper stepper(built.model, data.train, args.stage, options, part);
+  torchae::Trainer& trainer = stepper.trainer();
+  for (int64_t i = 0; i < args.warmup; ++i) {
+    stepper.step();
+    if (baseline) baseline->step();
   }
-
-  const int64_t n = train.size();
-  torch::Tensor order;
-  int64_t position = n;
-  auto next_batch = [&] {
-    RECORD_USER_SCOPE("torchae::data");
-    if (position + part > n) {
-      order = torch::randperm(n, torch::TensorOptions(trainer.device()).dtype(torch::kLong));
-      position = 0;
-    }
-    const torch::Tensor x = train.inputs.index_select(0, order.narrow(0, position, part));
-    position += part;
-    return x;
-  };
-  for (int64_t i = 0; i < args.warmup; ++i) trainer.step(next_batch());
   if (trainer.device().is_cuda()) torch::cuda::synchronize();
   if (options.group) {
     options.group->all_reduce_seconds = 0;
     options.group->all_reduce_bytes = 0;
   }
-  // With --floor the timed steps come in rounds, each followed by as many steps of the matrix
-  // products alone: on a shared machine the two then see the same noise, and the fraction of
-  // the floor is the median of the rounds' ratios.
+  // With --floor (or --baseline) the timed steps come in rounds, each followed by as many steps of
+  // the matrix products alone (or of the baseline): on a shared machine the two then see the
+  // same noise, and the fraction of the floor (or the cost over the baseline) is the median of
+  // the rounds' ratios.
   std::optional<torchae::GemmFloor> floor;
-  if (args.floor) floor.emplace(torchae::linear_layers_of(stepped->module()), part);
-  const int64_t rounds = floor ? std::min<int64_t>(10, args.steps) : 1;
-  double seconds = 0.0, floor_seconds = 0.0, adam_floor_seconds = 0.0;
-  std::vector<double> ratios, adam_ratios;
+  if (args.floor) floor.emplace(torchae::linear_layers_of(stepper.module()), part);
+  const int64_t rounds = floor || baseline ? std::min<int64_t>(10, args.steps) : 1;
+  double seconds = 0.0, floor_seconds = 0.0, adam_floor_seconds = 0.0, baseline_seconds = 0.0;
+  std::vector<double> ratios, adam_ratios, costs;
   double loss = 0.0;
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t steps = args.steps / rounds + (r < args.steps % rounds ? 1 : 0);
     const auto start = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < steps; ++i) loss = trainer.step(next_batch()).total.item<double>();
+    for (int64_t i = 0; i < steps; ++i) loss = stepper.step();
     const double round_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     seconds += round_seconds;
     if (floor) {
@@ -248,6 +297,13 @@ Json bench(const BenchArgs& args) {
       const double with_adam = floor->time_with_adam(steps);
       adam_floor_seconds += with_adam;
       adam_ratios.push_back(with_adam / round_seconds);
+    }
+    if (baseline) {
+      const auto baseline_start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < steps; ++i) baseline->step();
+      const double own = std::chrono::duration<double>(std::chrono::steady_clock::now() - baseline_start).count();
+      baseline_seconds += own;
+      costs.push_back(round_seconds / own);
     }
   }
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
@@ -262,7 +318,12 @@ Json bench(const BenchArgs& args) {
               {"seconds", seconds},
               {"samples_per_s", static_cast<double>(batch * args.steps) / seconds},
               {"final_loss", loss}};
-  if (!stage_figures.is_null()) result["stage"] = stage_figures;
+  if (!stepper.stage_figures().is_null()) result["stage"] = stepper.stage_figures();
+  if (baseline) {
+    std::sort(costs.begin(), costs.end());
+    result["baseline"] = {{"samples_per_s", static_cast<double>(batch * args.steps) / baseline_seconds}};
+    result["cost"] = costs[costs.size() / 2];
+  }
   if (floor) {
     std::sort(ratios.begin(), ratios.end());
     std::sort(adam_ratios.begin(), adam_ratios.end());
@@ -276,7 +337,7 @@ Json bench(const BenchArgs& args) {
     result["of_floor_with_adam"] = adam_ratios[adam_ratios.size() / 2];
   }
   if (args.profile > 0) {
-    result["profile"] = torchae::profile_steps([&] { trainer.step(next_batch()); }, args.profile).to_json();
+    result["profile"] = torchae::profile_steps([&] { stepper.step(); }, args.profile).to_json();
   }
   if (options.group) {
     auto* group = options.group.get();
@@ -295,7 +356,6 @@ Json bench(const BenchArgs& args) {
     result["all_reduce_alone_ms"] = 1e3 * alone_s / rounds;
     result["all_reduce_alone_mb_per_s"] = static_cast<double>(bytes_per_step * rounds) / 1e6 / alone_s;
   }
-  if (args.stage > 0) staged->leave_stage();
   return result;
 }
 
@@ -620,6 +680,9 @@ void add_bench(CLI::App& app, char** argv) {
   bench_cmd->add_option("--timeout", args->timeout, "under torchrun: seconds a rank waits for the others")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  bench_cmd->add_option("--baseline", args->baseline,
+                        "a model section as JSON, stepped in rounds interleaved with the model's on the same data "
+                        "(with --stage, its stage): \"baseline\", and \"cost\", the model's step time over its");
   bench_cmd->add_flag("--floor", args->floor,
                       "also time the step's matrix products alone (models of Linear layers), and them with Adam's "
                       "update of the parameters: \"floor\", \"of_floor\", \"of_floor_with_adam\"");

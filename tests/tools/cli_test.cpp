@@ -601,6 +601,36 @@ TEST_F(Cli, BenchMeasuresTheFloorAndProfilesTheStep) {
   expect_one_line_error(run_cli("bench --steps 1 --stage 1"), "this model trains in one stage");
 }
 
+TEST_F(Cli, BenchStepsABaselineInTheSameRounds) {
+  // The reference model against a 784-16-784 autoencoder: about 20 times the products a step.
+  CliResult r = run_cli(R"(bench --steps 20 --warmup 2 --batch 32 --baseline '{"hidden": [], "code_size": 16}')");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json j = Json::parse(r.out);
+  EXPECT_GT(j["baseline"]["samples_per_s"].get<double>(), j["samples_per_s"].get<double>());
+  EXPECT_GT(j["cost"].get<double>(), 1.5);
+  // Against itself (the same section, built from the same seed): a cost of about 1.
+  const std::string small = R"('{"hidden": [32], "code_size": 8}')";
+  r = run_cli("bench --steps 40 --warmup 2 --batch 32 --model " + small + " --baseline " + small);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = Json::parse(r.out);
+  EXPECT_GT(j["cost"].get<double>(), 0.5);
+  EXPECT_LT(j["cost"].get<double>(), 2.0);
+  // A stack's second stage against a plain stack's, each on its own first layer's codes.
+  r = run_cli(R"(bench --steps 4 --warmup 0 --batch 32 --stage 2 )"
+              R"(--model '{"family": "stacked", "layers": [{"units": 64}, {"units": 16}]}' )"
+              R"(--baseline '{"family": "stacked", "layers": [{"units": 64, "family": "undercomplete"}, )"
+              R"({"units": 16, "family": "undercomplete"}]}')");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = Json::parse(r.out);
+  EXPECT_EQ(j["stage"]["input_width"], 64);
+  EXPECT_GT(j["cost"].get<double>(), 0.0);
+  expect_one_line_error(run_cli("bench --steps 1 --baseline '[1]'"), "--baseline: expected a JSON object");
+  expect_one_line_error(run_cli(R"(bench --steps 1 --baseline '{"family": "nope"}')"), "unknown model family \"nope\"");
+  expect_one_line_error(run_cli(R"(bench --steps 1 --stage 2 --model '{"family": "stacked", "layers": [{"units": 8}]}' )"
+                                R"(--baseline '{"hidden": [8]}')"),
+                        "this model trains in one stage");
+}
+
 // bench/reference.py is torchae bench's twin in plain PyTorch: the same initialisation, batches
 // and arithmetic, so the same loss after the same steps.
 TEST_F(Cli, BenchAndItsPyTorchTwinReachTheSameLoss) {
