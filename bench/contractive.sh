@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cost of a contractive training step by penalty method, relative to a plain step of the same
-# network (784-128 sigmoid code, tied=false, BCE, Adam, batch 128, Fashion-MNIST). Rounds
-# interleave the models so that machine noise hits all alike; the ratios are medians.
+# network (784-128 sigmoid code, tied=false, BCE, Adam, batch 128, Fashion-MNIST). Each method is
+# stepped with the plain model in one process (`bench --baseline`, ten interleaved rounds), so
+# that machine noise hits both alike; the costs are medians over this script's rounds.
 #
 # usage: bench/contractive.sh [ROUNDS] [STEPS]     (from the repository root, after building)
 set -euo pipefail
@@ -17,18 +18,23 @@ declare -A models=(
   [hutchinson4]="{\"family\": \"contractive\", \"method\": \"hutchinson\", \"probes\": 4, $backbone}"
   [exact]="{\"family\": \"contractive\", \"method\": \"exact\", $backbone}"
 )
-order=(plain analytic hutchinson1 hutchinson4 exact)
-declare -A rates
+order=(analytic hutchinson1 hutchinson4 exact)
+declare -A rates costs
+plain_rates=""
 for r in $(seq "$rounds"); do
   for name in "${order[@]}"; do
-    rate=$("$torchae" bench --steps "$steps" --warmup 5 --model "${models[$name]}" \
-           | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["samples_per_s"])')
+    # One process steps the method and the plain model in interleaved rounds (bench --baseline).
+    read -r rate cost plain_rate < <("$torchae" bench --steps "$steps" --warmup 5 --model "${models[$name]}" \
+        --baseline "${models[plain]}" | /usr/bin/python3 -c \
+        'import json,sys; j=json.load(sys.stdin); print(j["samples_per_s"], j["cost"], j["baseline"]["samples_per_s"])')
     rates[$name]="${rates[$name]:-} $rate"
+    costs[$name]="${costs[$name]:-} $cost"
+    plain_rates="$plain_rates $plain_rate"
   done
 done
-echo "method        samples/s (median)   step cost vs plain"
-plain=$(echo ${rates[plain]} | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+median() { echo "$@" | tr ' ' '\n' | sort -g | awk 'NF {a[++n]=$1} END {print a[int((n+1)/2)]}'; }
+echo "method        samples/s (median)   step cost vs plain (median)"
+/usr/bin/python3 -c "print(f'{\"plain\":<13} {$(median $plain_rates):>12.0f}        {1:>6.2f}x')"
 for name in "${order[@]}"; do
-  median=$(echo ${rates[$name]} | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  /usr/bin/python3 -c "print(f'{\"$name\":<13} {$median:>12.0f}        {$plain / $median:>6.2f}x')"
+  /usr/bin/python3 -c "print(f'{\"$name\":<13} {$(median ${rates[$name]}):>12.0f}        {$(median ${costs[$name]}):>6.2f}x')"
 done
