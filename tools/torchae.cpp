@@ -174,8 +174,8 @@ class BenchStepper {
     }
   }
 
-  /// One training step on the next batch; its loss.
-  double step() { return trainer_->step(next_batch()).total.item<double>(); }
+  /// One training step on the next batch.
+  torchae::Losses step() { return trainer_->step(next_batch()); }
   torchae::Trainer& trainer() { return *trainer_; }
   /// The module stepped: the model's, or its stage's.
   const torch::nn::Module& module() const { return stepped_->module(); }
@@ -287,7 +287,7 @@ Json bench(const BenchArgs& args) {
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t steps = args.steps / rounds + (r < args.steps % rounds ? 1 : 0);
     const auto start = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < steps; ++i) loss = stepper.step();
+    for (int64_t i = 0; i < steps; ++i) loss = stepper.step().total.item<double>();
     const double round_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     seconds += round_seconds;
     if (floor) {
@@ -300,7 +300,7 @@ Json bench(const BenchArgs& args) {
     }
     if (baseline) {
       const auto baseline_start = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < steps; ++i) baseline->step();
+      for (int64_t i = 0; i < steps; ++i) baseline->step().total.item<double>();
       const double own = std::chrono::duration<double>(std::chrono::steady_clock::now() - baseline_start).count();
       baseline_seconds += own;
       costs.push_back(round_seconds / own);

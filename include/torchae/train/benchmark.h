@@ -36,7 +36,7 @@ class GemmFloor {
   void adam_step();
   struct Layer {
     torch::Tensor input, weight, output, grad_output, grad_input, grad_weight;
-    torch::Tensor bias, grad_bias, moments;  // moments: [4, parameters], the weight's two, the bias's two
+    torch::Tensor bias, grad_bias, moments;  // moments: Adam's two, [2, weights and biases]
   };
   int64_t adam_steps_ = 0;
   std::vector<Layer> layers_;
