@@ -51,6 +51,7 @@ GemmFloor::GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int
     layer.bias = torch::rand({out});
     layer.grad_bias = torch::rand({out});
     layer.moments = torch::zeros({2, out * in + out});
+    parameters_ += out * in + out;
     const int64_t products = i > 0 ? 3 : 2;
     products_ += products;
     flops_ += static_cast<double>(products) * 2.0 * static_cast<double>(batch * in * out);

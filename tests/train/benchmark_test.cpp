@@ -28,6 +28,11 @@ TEST_F(BenchmarkTest, TheFloorIsTheStepsMatrixProducts) {
   EXPECT_DOUBLE_EQ(floor.flops_per_step(), 3 * per_layer - 2.0 * 32 * 784 * 512);
   const double seconds = floor.time(3);
   EXPECT_GT(seconds, 0.0);
+  // With Adam: the update of as many parameters as the model has, weights and biases.
+  int64_t parameters = 0;
+  for (const auto& p : built.model->module().parameters()) parameters += p.numel();
+  EXPECT_EQ(floor.parameters(), parameters);
+  EXPECT_GT(floor.time_with_adam(3), 0.0);
 }
 
 TEST_F(BenchmarkTest, TheFloorRefusesModelsBeyondLinearLayers) {

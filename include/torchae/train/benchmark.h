@@ -30,6 +30,8 @@ class GemmFloor {
   /// weights and biases (one pass over parameter, gradient and both moments): the floor of a
   /// step trained with Adam, since no step can skip its optimizer's update either.
   double time_with_adam(int64_t steps);
+  /// The parameters that update covers a step: each layer's weights and biases.
+  int64_t parameters() const { return parameters_; }
 
  private:
   void step();
@@ -38,7 +40,7 @@ class GemmFloor {
     torch::Tensor input, weight, output, grad_output, grad_input, grad_weight;
     torch::Tensor bias, grad_bias, moments;  // moments: Adam's two, [2, weights and biases]
   };
-  int64_t adam_steps_ = 0;
+  int64_t adam_steps_ = 0, parameters_ = 0;
   std::vector<Layer> layers_;
   int64_t products_ = 0;
   double flops_ = 0;
