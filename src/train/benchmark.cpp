@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <map>
 #include <set>
 #include <unordered_set>
@@ -49,15 +48,20 @@ GemmFloor::GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int
     layer.grad_weight = torch::empty({out, in});
     if (i > 0) layer.grad_input = torch::empty({batch, in});
     layer.bias = torch::rand({out});
-    layer.grad_bias = torch::rand({out});
-    layer.moments = torch::zeros({2, out * in + out});
-    parameters_ += out * in + out;
+    // Adam reads the products' weight gradient in place, and a fixed draw for the bias.
+    layer.weight.mutable_grad() = layer.grad_weight;
+    layer.bias.mutable_grad() = torch::rand({out});
     const int64_t products = i > 0 ? 3 : 2;
     products_ += products;
     flops_ += static_cast<double>(products) * 2.0 * static_cast<double>(batch * in * out);
     layers_.push_back(std::move(layer));
   }
+  std::vector<torch::Tensor> parameters;
+  for (const auto& l : layers_) parameters.insert(parameters.end(), {l.weight, l.bias});
+  // The rate is small enough that the weights stay where they were drawn over any number of steps.
+  adam_ = std::make_unique<FusedAdam>(parameters, torch::optim::AdamOptions(1e-6));
   step();  // the first products allocate OpenBLAS's buffers
+  adam_->step();  // and the first update Adam's moments
 }
 
 void GemmFloor::step() {
@@ -69,23 +73,10 @@ void GemmFloor::step() {
   }
 }
 
-void GemmFloor::adam_step() {
-  // Adam's default betas and eps; the rate is small enough that the weights stay where they were
-  // drawn over any number of steps (the gradients are fixed draws in [0, 1)).
-  ++adam_steps_;
-  const double beta1 = 0.9, beta2 = 0.999, lr = 1e-6;
-  const double t = static_cast<double>(adam_steps_);
-  const double step_size = lr / (1 - std::pow(beta1, t));
-  const double sqrt_bias_correction2 = std::sqrt(1 - std::pow(beta2, t));
-  for (auto& l : layers_) {
-    float* exp_avg = l.moments[0].data_ptr<float>();
-    float* exp_avg_sq = l.moments[1].data_ptr<float>();
-    const int64_t w = l.weight.numel();
-    fused_adam_update(l.weight.data_ptr<float>(), l.grad_weight.data_ptr<float>(), exp_avg, exp_avg_sq, w, beta1, beta2,
-                      1e-8, 0.0, step_size, sqrt_bias_correction2);
-    fused_adam_update(l.bias.data_ptr<float>(), l.grad_bias.data_ptr<float>(), exp_avg + w, exp_avg_sq + w,
-                      l.bias.numel(), beta1, beta2, 1e-8, 0.0, step_size, sqrt_bias_correction2);
-  }
+int64_t GemmFloor::parameters() const {
+  int64_t n = 0;
+  for (const auto& l : layers_) n += l.weight.numel() + l.bias.numel();
+  return n;
 }
 
 double GemmFloor::time(int64_t steps) {
@@ -98,7 +89,7 @@ double GemmFloor::time_with_adam(int64_t steps) {
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) {
     step();
-    adam_step();
+    adam_->step();
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

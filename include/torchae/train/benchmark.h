@@ -1,10 +1,12 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
 
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,22 +28,20 @@ class GemmFloor {
   double flops_per_step() const { return flops_; }
   /// Seconds that `steps` steps' products take, one run after the other.
   double time(int64_t steps);
-  /// The same with, after each step's products, the update FusedAdam makes of the layers'
-  /// weights and biases (one pass over parameter, gradient and both moments): the floor of a
-  /// step trained with Adam, since no step can skip its optimizer's update either.
+  /// The same with, after each step's products, a FusedAdam step over the layers' weights and
+  /// biases (their gradients the products' and fixed draws): the floor of a step trained with
+  /// Adam, since no step can skip its optimizer's update either.
   double time_with_adam(int64_t steps);
   /// The parameters that update covers a step: each layer's weights and biases.
-  int64_t parameters() const { return parameters_; }
+  int64_t parameters() const;
 
  private:
   void step();
-  void adam_step();
   struct Layer {
-    torch::Tensor input, weight, output, grad_output, grad_input, grad_weight;
-    torch::Tensor bias, grad_bias, moments;  // moments: Adam's two, [2, weights and biases]
+    torch::Tensor input, weight, output, grad_output, grad_input, grad_weight, bias;
   };
-  int64_t adam_steps_ = 0, parameters_ = 0;
   std::vector<Layer> layers_;
+  std::unique_ptr<torch::optim::Optimizer> adam_;  // a FusedAdam over the weights and biases
   int64_t products_ = 0;
   double flops_ = 0;
 };
