@@ -10,7 +10,8 @@
 namespace torchae::kernels {
 
 /// One Adam step on elements [begin, end): LibTorch's Adam::step, element by element, to
-/// rounding (one division where LibTorch has two).
+/// rounding (one division where LibTorch has two), with subnormal floats flushed to zero on
+/// x86 (the moments of a parameter without gradient decay into them).
 void adam(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t begin, int64_t end,
           float beta1, float one_minus_beta1, float beta2, float one_minus_beta2, float eps, float weight_decay,
           float step_size, float inverse_sqrt_bias_correction2);

@@ -5,6 +5,7 @@
 #include <torch/nn/functional/loss.h>
 
 #include <functional>
+#include <limits>
 #include <sstream>
 
 namespace torchae {
@@ -51,6 +52,40 @@ TEST_F(FusedTest, AdamStepsAsLibTorchsAdam) {
     const std::vector<torch::Tensor> theirs = step_beside_libtorchs_adam(ours, options, 25);
     for (std::size_t i = 0; i < ours.size(); ++i) test::expect_tensors_near(ours[i], theirs[i], 2e-6, 1e-5);
   }
+}
+
+TEST_F(FusedTest, AdamFlushesSubnormalMomentsAndMovesTheParametersAsLibTorchsAdam) {
+  // Half the rows stop getting gradients (a unit that no longer fires): their first moments
+  // shrink by beta1 a step, into subnormal floats in LibTorch's Adam, where they stay (0.9 times
+  // the smallest one rounds back to it); FusedAdam stores zeros. The parameters do not notice.
+  std::vector<torch::Tensor> ours{torch::randn({64, 257})};
+  std::vector<torch::Tensor> theirs{ours[0].clone()};
+  const auto options = torch::optim::AdamOptions(1e-3);
+  FusedAdam fused(ours, options);
+  torch::optim::Adam reference(theirs, options);
+  for (int64_t step = 0; step < 1000; ++step) {
+    torch::manual_seed(200 + step);
+    torch::Tensor grad = torch::randn({64, 257});
+    if (step >= 5) grad.narrow(0, 0, 32).zero_();
+    ours[0].mutable_grad() = grad;
+    theirs[0].mutable_grad() = grad.clone();
+    fused.step();
+    reference.step();
+  }
+  const auto moments = [](const torch::optim::Optimizer& optimizer, const torch::Tensor& p) {
+    const auto& state = static_cast<const torch::optim::AdamParamState&>(
+        *optimizer.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+    return state.exp_avg();
+  };
+  const float smallest_normal = std::numeric_limits<float>::min();
+  const torch::Tensor their_m = moments(reference, theirs[0]).narrow(0, 0, 32).abs();
+  const torch::Tensor our_m = moments(fused, ours[0]).narrow(0, 0, 32);
+  // Without gradients the moments are all subnormal in LibTorch's Adam (the test's premise).
+  EXPECT_TRUE(((their_m > 0) & (their_m < smallest_normal)).all().item<bool>());
+#if defined(__x86_64__) || defined(__i386__)
+  EXPECT_TRUE(our_m.eq(0).all().item<bool>());
+#endif
+  test::expect_tensors_near(ours[0], theirs[0], 2e-6, 1e-5);
 }
 
 TEST_F(FusedTest, AdamTakesLibTorchsPathWhereItCannotFuse) {
