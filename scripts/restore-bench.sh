@@ -3,10 +3,10 @@
 # built yet) into DIR (default runs/restore), then scores each against OpenCV's classical
 # methods with `torchae restore-eval`, writing one JSON per row of the README's tables and the
 # demo pictures (docs/images/restore-*.png). On 2 cores, with other work beside them, on
-# 2026-12-03: dae-conv-natural trained in 14 minutes, dae-conv-fashion in 12, inpaint-conv-natural
-# in 43 (20 epochs, beside another training; its first epochs alone took 78-87 s); scoring took 9
-# and 6 minutes for the two natural denoising rows (the DCT filter's sigma is chosen on 18 crops),
-# 3 to 6 minutes for each inpainting row.
+# 2026-12-03: dae-conv-fashion trained in 12 minutes, inpaint-conv-natural in 43 (20 epochs,
+# beside another training; its first epochs alone took 78-87 s); on 2026-12-04 dae-conv-natural
+# (its residual network) in 31, alone; scoring took 3 to 9 minutes for each natural denoising row
+# (the DCT filter's sigma is chosen on 18 crops), 3 to 6 minutes for each inpainting row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/restore}
