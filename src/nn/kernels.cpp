@@ -49,7 +49,9 @@ void adam(float* __restrict param, const float* __restrict grad, float* __restri
   // few hundred steps, where it stays (0.9 times the smallest one rounds back to it); arithmetic
   // on them is slow, and with 20% of the moments subnormal this loop took 2.4 times as long.
   // Flushed to zero they change the parameter by nothing a float can hold: m below 1.2e-38
-  // over a denominator of at least eps moves it by less than lr * 1e-30.
+  // over a denominator of at least eps moves it by at most step_size * 1.2e-38 / eps (about
+  // lr * 1e-30 with the default eps), and a subnormal v under the square root is below 1.1e-19,
+  // nothing beside eps.
   const FlushSubnormals flush;
   // One division an element, not LibTorch's two (sqrt(v) / c, then m / denominator): a vector
   // division costs as much as the rest of the loop, and the result moves by an ulp or so.
