@@ -232,19 +232,24 @@ Json bench(const BenchArgs& args) {
     }
     built = torchae::build_model(model, data.spec);
   }
+  // A recipe whose training data streams (more than fits the in-memory limit): bench steps on the
+  // first of its examples, loaded once (the JSON says how many); which examples a step sees does
+  // not change what it costs.
+  int64_t sampled = 0;
   if (data.stream) {
-    // A recipe whose training data streams (more than fits the in-memory limit): bench steps on the
-    // first of its examples, loaded once; which examples a step sees does not change what it costs.
     constexpr int64_t kExamplesInMemory = 8192;
     data.train = data.train_sample(kExamplesInMemory);
     data.stream.reset();
+    sampled = data.train.size();
   }
   if (!args.twin.empty()) {
     if (batch > data.train.size()) {
       throw torchae::Error(fmt::format("bench: --batch {} exceeds the {} training examples", batch, data.train.size()));
     }
     write_twin(*built.model, built.resolved, data.train, batch, args.twin);
-    return {{"twin", args.twin}, {"model", built.resolved}, {"batch", batch}};
+    Json twin{{"twin", args.twin}, {"model", built.resolved}, {"batch", batch}};
+    if (sampled > 0) twin["streamed_data_sampled"] = sampled;
+    return twin;
   }
   torchae::TrainOptions options;
   options.batch_size = batch;
@@ -325,6 +330,7 @@ Json bench(const BenchArgs& args) {
               {"samples_per_s", static_cast<double>(batch * args.steps) / seconds},
               {"final_loss", loss}};
   if (!stepper.stage_figures().is_null()) result["stage"] = stepper.stage_figures();
+  if (sampled > 0) result["streamed_data_sampled"] = sampled;
   if (baseline) {
     std::sort(costs.begin(), costs.end());
     result["baseline"] = {{"samples_per_s", static_cast<double>(batch * args.steps) / baseline_seconds}};
@@ -756,6 +762,8 @@ void add_restore(CLI::App& app, char** argv) {
                       "context around each tile, discarded (default: the model's: an eighth of a fixed-size model's "
                       "side, 32 pixels for a convolutional one)")
       ->check(integer_at_least(0));
+  restore->add_flag("--self-ensemble", args->tiling.self_ensemble,
+                    "average the model over the image's eight mirrorings and quarter turns (eight times the work)");
   computes(restore, argv, [args] {
     torch::manual_seed(args->seed);
     const auto warn = [](const std::string& text) { std::cerr << "torchae: warning: " << text << "\n"; };
@@ -792,6 +800,8 @@ void add_restore_eval(CLI::App& app, char** argv) {
   command->add_flag("--fsr-best", args->options.fsr_best,
                     "inpaint: also score frequency-selective reconstruction's best profile (minutes an image)");
   command->add_flag("--no-baselines", args->no_baselines, "score the model (and the corrupted input) only");
+  command->add_flag("--self-ensemble", args->options.self_ensemble,
+                    "the model averaged over each image's eight mirrorings and quarter turns");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");
   command->add_option("--picture-crop", args->options.picture_crop,
                       "the picture's centre crops: their side, enlarged to at most 192 pixels")

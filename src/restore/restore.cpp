@@ -65,6 +65,28 @@ std::vector<Span> spans(int64_t n, int64_t tile, int64_t margin, int64_t window)
   return out;
 }
 
+// net(x) averaged over the dihedral group of the square: x mirrored (or not) left to right,
+// then turned k quarter turns; each output is turned and mirrored back. `turns` false: the
+// four mirrorings only, which keep the window's sides.
+torch::Tensor self_ensembled(const std::function<torch::Tensor(const torch::Tensor&)>& net, const torch::Tensor& x,
+                             bool turns) {
+  torch::Tensor sum;
+  int64_t n = 0;
+  for (int64_t k = 0; k < 4; ++k) {
+    if (!turns && k % 2 == 1) continue;
+    for (const bool mirror : {false, true}) {
+      torch::Tensor t = mirror ? x.flip({3}) : x;
+      if (k > 0) t = torch::rot90(t, k, {2, 3});
+      torch::Tensor y = net(t.contiguous());
+      if (k > 0) y = torch::rot90(y, -k, {2, 3});
+      if (mirror) y = y.flip({3});
+      sum = sum.defined() ? sum.add_(y) : y.contiguous();
+      ++n;
+    }
+  }
+  return sum.div_(static_cast<double>(n));
+}
+
 }  // namespace
 
 torch::Tensor run_tiled(const std::function<torch::Tensor(const torch::Tensor&)>& net, const torch::Tensor& image,
@@ -99,12 +121,15 @@ torch::Tensor run_tiled(const std::function<torch::Tensor(const torch::Tensor&)>
   const std::vector<Span>& cols = axes[1];
   const int64_t wh = windows[0], ww = windows[1];
 
+  // A fixed window that is not square cannot be turned a quarter.
+  const bool turns = !fixed || wh == ww;
+
   torch::NoGradGuard no_grad;
   torch::Tensor out;
   for (const Span& r : rows) {
     for (const Span& c : cols) {
       const torch::Tensor window = padded.narrow(2, r.window_begin, wh).narrow(3, c.window_begin, ww);
-      const torch::Tensor y = net(window);
+      const torch::Tensor y = o.self_ensemble ? self_ensembled(net, window, turns) : net(window);
       TORCH_CHECK(y.dim() == 4 && y.size(0) == 1 && y.size(2) == wh && y.size(3) == ww,
                   "run_tiled: the network changed the window's size from ", window.sizes(), " to ", y.sizes());
       if (!out.defined()) out = torch::empty({1, y.size(1), hp, wp}, y.options());
@@ -287,6 +312,7 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
   if (tiling) {
     if (tiling->tile > 0) model.tiling().tile = tiling->tile;
     if (tiling->margin >= 0) model.tiling().margin = tiling->margin;
+    model.tiling().self_ensemble = tiling->self_ensemble;
   }
   const std::vector<RestoreTask> tasks = trained_tasks(model.card());
   const Json model_config = model.card().value("config", Json::object()).value("model", Json::object());
@@ -529,7 +555,8 @@ double choose_on_validation(const std::string& method, const std::string& key, c
 
 Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   if (o.picture_crop < 1) throw Error(fmt::format("restore-eval: the picture's crop side must be at least 1, got {}", o.picture_crop));
-  const Restorer model = Restorer::load(archive);
+  Restorer model = Restorer::load(archive);
+  model.tiling().self_ensemble = o.self_ensemble;
   model.require_task(o.task);  // before the images are read
   const EvalImages images = eval_images(model, o);
   const CorruptedImages corruption = corrupt_for_task(images.test, o);
@@ -537,6 +564,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   const std::vector<torch::Tensor>& masks = corruption.masks;
 
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
+  if (o.self_ensemble) result["self_ensemble"] = true;
   std::map<std::string, Scores> scores;
   std::vector<std::vector<torch::Tensor>> rows;
   const std::size_t shown = std::min<std::size_t>(images.test.size(), o.data == "fashion-mnist" ? 8 : 5);

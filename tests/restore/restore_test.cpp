@@ -299,6 +299,66 @@ TEST_F(RestoreTest, TilingAnySizeGivesTheWholeImageResult) {
   expect_tensors_near(run_tiled([](const torch::Tensor& x) { return x + 1; }, small, fixed), small + 1, 0.0);
 }
 
+TEST_F(RestoreTest, SelfEnsembleAveragesTheEightMirroringsAndQuarterTurns) {
+  auto model = conv_net(3);
+  auto net = [&](const torch::Tensor& x) { return model->forward(x).reconstruction; };
+  const torch::Tensor image = smooth_image(24, 20);
+  // By hand on the whole image: mirrored left to right or not, turned 0 to 3 quarter turns,
+  // through the network, turned and mirrored back, averaged.
+  torch::Tensor expected = torch::zeros({1, 3, 24, 20});
+  for (int64_t k = 0; k < 4; ++k) {
+    for (const bool mirror : {false, true}) {
+      const torch::Tensor x = torch::rot90(mirror ? image.unsqueeze(0).flip({3}) : image.unsqueeze(0), k, {2, 3});
+      const torch::Tensor y = torch::rot90(net(x.contiguous()), -k, {2, 3});
+      expected += mirror ? y.flip({3}) : y;
+    }
+  }
+  expected = expected[0] / 8;
+  TileOptions tiling;
+  tiling.multiple = 4;
+  tiling.tile = 1 << 20;
+  tiling.self_ensemble = true;
+  const torch::Tensor whole = run_tiled(net, image, tiling);
+  expect_tensors_near(whole, expected, 1e-5);
+  EXPECT_GT((whole - run_tiled(net, image, TileOptions{1 << 20, 32, 4})).abs().max().item<double>(), 1e-4)
+      << "the network is not equivariant: the ensemble must differ from one pass";
+  // Tiling stays exact with it: each window is ensembled alone.
+  tiling.tile = 8;
+  tiling.margin = 12;
+  expect_tensors_near(run_tiled(net, image, tiling), whole, 1e-5);
+  // A network that adds each pixel's column index: over the eight frames of a square window of
+  // side n, the index averages to (n - 1) / 2 everywhere, and the image comes back where it was.
+  const torch::Tensor square = smooth_image(16, 16);
+  tiling = TileOptions{};
+  tiling.self_ensemble = true;
+  int64_t calls = 0;
+  const torch::Tensor ramped = run_tiled(
+      [&](const torch::Tensor& x) {
+        ++calls;
+        return x + torch::arange(x.size(3), x.options()).view({1, 1, 1, -1});
+      },
+      square, tiling);
+  EXPECT_EQ(calls, 8);
+  expect_tensors_near(ramped, square + 7.5, 1e-5);
+  // A fixed window that is not square is mirrored only: four passes, each of the window's shape.
+  TileOptions fixed;
+  fixed.window = {16, 12};
+  fixed.margin = 0;
+  fixed.self_ensemble = true;
+  calls = 0;
+  const torch::Tensor one_window = smooth_image(16, 12);
+  const torch::Tensor mirrored = run_tiled(
+      [&](const torch::Tensor& x) {
+        ++calls;
+        EXPECT_EQ(x.size(2), 16);
+        EXPECT_EQ(x.size(3), 12);
+        return x + torch::arange(x.size(3), x.options()).view({1, 1, 1, -1});
+      },
+      one_window, fixed);
+  EXPECT_EQ(calls, 4);
+  expect_tensors_near(mirrored, one_window + 5.5, 1e-5);
+}
+
 // Exports `model` as a restoration archive in `dir`, with the card the export of a run
 // would give it (input shape and the model section).
 std::filesystem::path export_archive(Autoencoder& model, const Json& model_section, int64_t channels,

@@ -538,6 +538,18 @@ TEST_F(Cli, AConvDenoiserTrainsExportsRestoresAndIsScored) {
   r = run_cli(fmt::format("restore-eval --model {} --noise 51 --n 10 --no-baselines --picture {} --picture-crop 14", model,
                           (dir / "c.png").string()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  const double single = Json::parse(r.out)["methods"]["model"]["psnr_db"].get<double>();
+  // Self-ensembled: said in the JSON, and not the single pass (the network is not equivariant).
+  r = run_cli(fmt::format("restore-eval --model {} --noise 51 --n 10 --no-baselines --self-ensemble", model));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json ensembled = Json::parse(r.out);
+  EXPECT_EQ(ensembled["self_ensemble"], true);
+  EXPECT_NE(ensembled["methods"]["model"]["psnr_db"].get<double>(), single);
+  EXPECT_GT(ensembled["methods"]["model"]["psnr_db"].get<double>(), ensembled["methods"]["corrupted"]["psnr_db"].get<double>() + 1);
+  r = run_cli(fmt::format("restore --model {} --task denoise --noise 51 --in {} --out {} --self-ensemble", model,
+                          (dir / "in.png").string(), (dir / "out8.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_image(dir / "out8.png", 1).sizes(), image.sizes());
   const torch::Tensor crops = read_image(dir / "c.png", 1);
   EXPECT_EQ(crops.sizes(), (std::vector<int64_t>{1, 8 * 183 + 1, 3 * 183 + 1}));
   // The first cell is the clean image's centre, each pixel a 13x13 block.
@@ -658,6 +670,8 @@ TEST_F(Cli, EachRestorationRecipeHasAPyTorchTwin) {
     CliResult r = run_cli(fmt::format("bench --recipe {} --batch 16 --twin {}", recipe, twin.string()));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(Json::parse(r.out)["batch"], 16);
+    // Only the photo denoiser's 48,000 patches stream; bench then samples their first 8,192.
+    EXPECT_EQ(Json::parse(r.out).value("streamed_data_sampled", 0), std::string(recipe) == "dae-conv-natural" ? 8192 : 0);
     const std::string bytes = torchae::read_text(twin / "twin.pt");
     const c10::Dict<c10::IValue, c10::IValue> saved =
         torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();

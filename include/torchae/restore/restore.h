@@ -23,6 +23,11 @@ struct TileOptions {
   int64_t multiple = 1;
   /// {H, W} for a network that takes one size only (an MLP, a dense code); empty: any size.
   std::vector<int64_t> window;
+  /// Self-ensemble (Timofte, Rothe & Van Gool, CVPR 2016): each window also goes through the
+  /// network mirrored and turned by quarter turns, eight ways in all (four mirrorings where a
+  /// fixed window is not square), and the outputs, turned back, are averaged: as many times
+  /// the work.
+  bool self_ensemble = false;
 };
 
 /// Runs `net` ([1, C, h, w] -> [1, C', h, w]) over `image` [C, H, W] of any size, and returns
@@ -31,6 +36,7 @@ struct TileOptions {
 /// of context (fixed windows shift inside the image), and the tiles' centres are stitched;
 /// the padding is cropped off. Windows start at multiples of `multiple`, so a network whose
 /// receptive radius is at most `margin` gives what it gives on the whole padded image.
+/// `self_ensemble` averages each window over its mirrorings and quarter turns.
 torch::Tensor run_tiled(const std::function<torch::Tensor(const torch::Tensor&)>& net, const torch::Tensor& image,
                         const TileOptions& options);
 
@@ -115,7 +121,8 @@ std::vector<RestoreTask> trained_tasks(const Json& card);
 /// `warn` is told, in one line, when the model was trained without corruption, or on small
 /// images of a fixed size (Fashion-MNIST) and is given a large or colour photograph. `tiling`:
 /// where given, its tile (> 0) and margin (>= 0) replace the model's (`Restorer::tiling`: a
-/// fixed-size model's margin is an eighth of its side). Returns the paths written.
+/// fixed-size model's margin is an eighth of its side), and its self_ensemble is used. Returns the
+/// paths written.
 std::vector<std::filesystem::path> restore_file(const std::filesystem::path& archive, RestoreTask task,
                                                 const std::filesystem::path& in, const std::filesystem::path& out,
                                                 const std::string& noise, const std::string& mask,
@@ -149,6 +156,8 @@ struct RestoreEvalOptions {
   /// false: the model (and the corrupted input) only, none of the classical methods: what
   /// checking a shipped model's figure needs, in seconds.
   bool baselines = true;
+  /// The model self-ensembled (`TileOptions::self_ensemble`): eight times the model's work.
+  bool self_ensemble = false;
 };
 
 /// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
