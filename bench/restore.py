@@ -5,13 +5,13 @@ Each is written as a PyTorch user would write it (nn.Conv2d, nn.ConvTranspose2d,
 built from the model section torchae resolved (model.json, written by `torchae bench --recipe NAME --twin DIR`):
 a fully convolutional encoder and its mirror of transposed convolutions; with `skips`, each encoder feature map
 added to its mirror's output; with `mask_input`, the holes first filled `prefill` rings deep by averaging and the
-mask as a fourth channel; with `residual`, the output is the (prefilled) input plus the network's; with
+mask as a fourth channel; with `noise_map`, each example's noise sigma as one more channel; with `residual`, the output is the (prefilled) input plus the network's; with
 `chroma_bins`, colourisation by classification (Zhang, Isola & Efros 2016): class scores over the chroma cells on
 the first feature map's grid, a cross-entropy against the chroma soft-encoded over its 5 nearest cells,
 rebalanced by the cells' frequencies, decoded by the annealed mean.
 
---check DIR: loads torchae's initial parameters and buffers, runs the same batch (torchae's corrupted input and
-mask) in training mode, and checks the loss (relative 1e-5) and every gradient (relative to its largest entry,
+--check DIR: loads torchae's initial parameters and buffers, runs the same batch (torchae's corrupted input, mask
+and noise level map) in training mode, and checks the loss (relative 1e-5) and every gradient (relative to its largest entry,
 1e-4) against torchae's. Without it: times --steps training steps (after --warmup) on the example pool in DIR,
 corrupting each batch itself as torchae does (Gaussian noise, gray, or holes drawn from the pool of torchae's
 masks: the one part of the step Python gets for free), and prints one JSON line. --channels-last is what PyTorch's
@@ -131,7 +131,7 @@ class Backbone(nn.Module):
     def __init__(self, m, image_channels, classes):
         super().__init__()
         self.skips = m["skips"]
-        self.encoder = Encoder(m, image_channels + (1 if m["mask_input"] else 0))
+        self.encoder = Encoder(m, image_channels + (1 if m["mask_input"] or m.get("noise_map") else 0))
         self.decoder = Decoder(m, image_channels, classes)
 
     def forward(self, x):
@@ -157,27 +157,30 @@ class Restorer(nn.Module):
         self.backbone = Backbone(m, image_channels, len(self.cells) if self.cells is not None else 0)
 
     def corrupt(self, x, pool_masks):
-        """What torchae's corruption makes of a clean batch in training: (input, mask)."""
+        """What torchae's corruption makes of a clean batch in training: (input, mask, noise level map)."""
         m = self.m
         with torch.no_grad():
             if m["corruption"] == "gaussian":
                 sigma = m["level"] * (torch.rand(x.size(0)) if m["blind"] else torch.ones(x.size(0)))
                 y = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
-                return (y.clamp(0, 1) if m["clip"] else y), None
+                level = sigma.view(-1, 1, 1, 1).expand(x.size(0), 1, x.size(2), x.size(3))
+                return (y.clamp(0, 1) if m["clip"] else y), None, level
             if m["corruption"] == "inpaint":
                 mask = pool_masks[torch.randint(len(pool_masks), (x.size(0),))].expand_as(x)
                 y = x.masked_fill(mask, 0.0)
-                return (y.clamp(0, 1) if m["clip"] else y), mask
+                return (y.clamp(0, 1) if m["clip"] else y), mask, None
             if m["corruption"] == "gray":
-                return luma(x).expand_as(x).contiguous(), None
+                return luma(x).expand_as(x).contiguous(), None, None
         raise SystemExit(f"restore.py: corruption {m['corruption']} is not one of the recipes'")
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, level=None):
         """The class scores (colouriser) or the output logits, from the corrupted input."""
         if self.m["mask_input"]:
             missing = mask[:, 0:1].to(x.dtype)
             x = fill_by_averaging(x, missing, self.m["prefill"])
             out = self.backbone(torch.cat([x, missing], 1))
+        elif self.m.get("noise_map"):
+            out = self.backbone(torch.cat([x, level.to(x.dtype)], 1))
         else:
             out = self.backbone(x)
         return out + x if self.m.get("residual") else out
@@ -260,7 +263,7 @@ def check(directory):
     model.train()
     x = twin["batch"]
     mask = twin.get("mask") if model.m["corruption"] == "inpaint" else None
-    out = model(twin["input"], mask)
+    out = model(twin["input"], mask, twin.get("noise_level"))
     loss = model.loss(x, out, mask)
     loss.backward()
     ref = twin["loss"].item()
@@ -292,11 +295,11 @@ def bench(directory, steps, warmup, foreach, channels_last):
             order, position = torch.randperm(len(pool)), 0
         x = pool.index_select(0, order[position:position + batch])
         position += batch
-        corrupted, mask = model.corrupt(x, pool_masks)
+        corrupted, mask, level = model.corrupt(x, pool_masks)
         if channels_last:
             corrupted = corrupted.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
-        loss = model.loss(x, model(corrupted, mask), mask)
+        loss = model.loss(x, model(corrupted, mask, level), mask)
         loss.backward()
         optimizer.step()
         return loss.item()

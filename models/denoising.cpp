@@ -73,10 +73,19 @@ Output DenoisingImpl::forward(const torch::Tensor& input) {
   }
   if (!is_training()) return backbone_->forward(input);
   const Corrupted corrupted = corrupt(input, options.corruption());
-  // The inpainting mask is the same in every channel: one channel of it tells the network.
-  Output out = backbone_->takes_mask()
-                   ? backbone_->fill(corrupted.input, corrupted.mask.narrow(1, 0, 1).to(input.dtype()))
-                   : backbone_->forward(corrupted.input);
+  // The inpainting mask is the same in every channel: one channel of it tells the network. A
+  // noise map is told each example's sigma (in eval mode, forward estimates it).
+  Output out;
+  if (backbone_->takes_mask()) {
+    out = backbone_->fill(corrupted.input, corrupted.mask.narrow(1, 0, 1).to(input.dtype()));
+  } else if (backbone_->takes_noise_level()) {
+    const torch::Tensor& x = corrupted.input;
+    const torch::Tensor level = corrupted.level.view({-1, 1, 1, 1}).expand({x.size(0), 1, x.size(2), x.size(3)});
+    out = backbone_->denoise(x, level);
+    out.noise_level = level;
+  } else {
+    out = backbone_->forward(corrupted.input);
+  }
   out.input = corrupted.input;
   out.mask = corrupted.mask;
   return out;
@@ -170,16 +179,18 @@ void register_denoising(Registry& registry) {
   registry.add({"denoising",
                 "reconstructs the clean input from a corrupted one: gaussian, masking or salt_pepper "
                 "noise, optional emphasis alpha/beta on corrupted/clean components (Vincent et al. 2010); for "
-                "images also inpaint and gray, the mask as an input channel, encoder-decoder skips and colour as "
-                "classes over chroma cells (Zhang et al. 2016)",
+                "images also inpaint and gray, the mask or the noise level as an input channel, encoder-decoder "
+                "skips and colour as classes over chroma cells (Zhang et al. 2016)",
                 [](OptionReader& r, const DataSpec& data, const Registry&) -> ModelMaker {
                   UndercompleteOptions backbone = read_undercomplete_options(r, data, UndercompleteOptions(data.shape, 32));
                   BackboneOptions net = backbone.networks();
                   net.mask_input(r.boolean("mask_input", net.mask_input()));
+                  net.noise_map(r.boolean("noise_map", net.noise_map()));
                   net.skips(r.boolean("skips", net.skips()));
                   net.prefill(r.integer("prefill", net.prefill(), at_least(0)));
                   net.residual(r.boolean("residual", net.residual()));
-                  for (const auto& [key, given] : {std::pair{"mask_input", net.mask_input()}, {"skips", net.skips()},
+                  for (const auto& [key, given] : {std::pair{"mask_input", net.mask_input()}, {"noise_map", net.noise_map()},
+                                                   {"skips", net.skips()},
                                                    {"prefill", net.prefill() > 0}, {"residual", net.residual()}}) {
                     r.require(!given || net.conv(), key, "needs the conv backbone (model.backbone conv)");
                   }
@@ -204,6 +215,8 @@ void register_denoising(Registry& registry) {
                   o.corruption(CorruptionOptions::from(r, data, "masking", 0.25));
                   r.require(!net.mask_input() || o.corruption().kind == CorruptionKind::inpaint, "mask_input",
                             "gives the network the inpainting mask: needs corruption \"inpaint\"");
+                  r.require(!net.noise_map() || o.corruption().kind == CorruptionKind::gaussian, "noise_map",
+                            "gives the network the noise's sigma: needs corruption \"gaussian\"");
                   o.alpha(r.number("alpha", o.alpha(), at_least(0)));
                   o.beta(r.number("beta", o.beta(), at_least(0)));
                   o.chroma_bins(r.number("chroma_bins", o.chroma_bins(), at_least(0)));

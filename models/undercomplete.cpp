@@ -1,5 +1,6 @@
 #include "torchae/models/undercomplete.h"
 
+#include "torchae/data/corruption.h"
 #include "torchae/models/registry.h"
 #include "torchae/nn/fused.h"
 
@@ -49,8 +50,8 @@ void UndercompleteImpl::reset() {
   conv_encoder_ = nullptr;
   conv_decoder_ = nullptr;
   decoder_bias_.clear();
-  TORCH_CHECK(conv() || (!net.mask_input() && !net.skips() && !net.residual()),
-              "undercomplete: mask_input, skips and residual are conv options");
+  TORCH_CHECK(conv() || (!net.mask_input() && !net.noise_map() && !net.skips() && !net.residual()),
+              "undercomplete: mask_input, noise_map, skips and residual are conv options");
   TORCH_CHECK(!net.residual() || options.output_activation() == Activation::identity,
               "undercomplete: a residual network adds its output to the input image: output_activation identity");
   if (conv()) {
@@ -106,18 +107,25 @@ void UndercompleteImpl::pretty_print(std::ostream& stream) const {
   }
 }
 
-torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input, const torch::Tensor& missing) const {
+torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input, const torch::Tensor& side) const {
   torch::Tensor x = conv() ? input : input.flatten(1);
   if (options.input_dropout() > 0) x = torch::dropout(x, options.input_dropout(), is_training());
-  if (!takes_mask()) return x;
+  const bool noise_map = takes_noise_level();
+  if (!takes_mask() && !noise_map) return x;
   TORCH_CHECK(x.dim() == 4, "undercomplete: expected images [B, C, H, W], got ", x.sizes());
-  if (!missing.defined()) return torch::cat({x, torch::zeros_like(x.narrow(1, 0, 1))}, 1);
-  TORCH_CHECK(missing.dim() == 4 && missing.size(0) == x.size(0) && missing.size(1) == 1 &&
-                  missing.size(2) == x.size(2) && missing.size(3) == x.size(3),
-              "undercomplete: the mask of what is missing must be [B, 1, H, W] for images ", x.sizes(), ", got ",
-              missing.sizes());
+  if (!side.defined()) {
+    // Nothing missing, or the level each image's noise appears to have.
+    const torch::Tensor channel =
+        noise_map ? estimate_noise_sigma(input).view({-1, 1, 1, 1}).expand({x.size(0), 1, x.size(2), x.size(3)})
+                  : torch::zeros_like(x.narrow(1, 0, 1));
+    return torch::cat({x, channel.to(x.dtype())}, 1);
+  }
+  TORCH_CHECK(side.dim() == 4 && side.size(0) == x.size(0) && side.size(1) == 1 && side.size(2) == x.size(2) &&
+                  side.size(3) == x.size(3),
+              "undercomplete: the ", noise_map ? "noise level map" : "mask of what is missing",
+              " must be [B, 1, H, W] for images ", x.sizes(), ", got ", side.sizes());
   const int64_t prefill = options.networks().prefill();
-  return torch::cat({prefill > 0 ? fill_by_averaging(x, missing, prefill) : x, missing.to(x.dtype())}, 1);
+  return torch::cat({prefill > 0 ? fill_by_averaging(x, side, prefill) : x, side.to(x.dtype())}, 1);
 }
 
 // A fully convolutional code is a feature map, flattened like any code; unflattening it needs
@@ -136,6 +144,8 @@ torch::Tensor UndercompleteImpl::code_of(const torch::Tensor& x, std::vector<tor
 torch::Tensor UndercompleteImpl::encode(const torch::Tensor& input) { return code_of(encoder_input(input)); }
 
 bool UndercompleteImpl::takes_mask() const { return conv() && options.networks().mask_input(); }
+
+bool UndercompleteImpl::takes_noise_level() const { return conv() && options.networks().noise_map(); }
 
 Output UndercompleteImpl::forward_from(const torch::Tensor& x, at::IntArrayRef input_shape) {
   std::vector<torch::Tensor> features;
@@ -170,6 +180,12 @@ Output UndercompleteImpl::forward_with_tangents(const torch::Tensor& input, cons
 Output UndercompleteImpl::fill(const torch::Tensor& input, const torch::Tensor& missing) {
   TORCH_CHECK(takes_mask(), "undercomplete: this model does not take a mask (model.mask_input)");
   return forward_from(encoder_input(input, missing), input.sizes());
+}
+
+Output UndercompleteImpl::denoise(const torch::Tensor& input, const torch::Tensor& level) {
+  TORCH_CHECK(takes_noise_level(), "undercomplete: this model does not take a noise level (model.noise_map)");
+  TORCH_CHECK(level.defined(), "undercomplete: denoise needs the noise level map");
+  return forward_from(encoder_input(input, level), input.sizes());
 }
 
 int64_t UndercompleteImpl::hash_bits() const { return binary_code_.binary() ? code_size() : 0; }
@@ -249,6 +265,13 @@ std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, 
   std::vector<std::string> lines;
   if (!conv()) {
     lines.emplace_back("h = x.flatten(1)");
+  } else if (takes_noise_level()) {
+    if (with_mask) {
+      lines.emplace_back("h = torch.cat([x, level.to(x.dtype)], 1)");
+    } else {
+      lines = script_estimate_noise_sigma("x", "sigma");
+      lines.emplace_back("h = torch.cat([x, sigma.view([-1, 1, 1, 1]).expand([x.size(0), 1, x.size(2), x.size(3)])], 1)");
+    }
   } else if (!takes_mask()) {
     lines.emplace_back("h = x");
   } else if (!with_mask) {
@@ -318,6 +341,10 @@ void UndercompleteImpl::define_script(ScriptModel& script, const std::string& pr
   define_autoencoder_methods(script, encoder, decoder, whole(encoder));
   if (takes_mask()) {
     script.method("fill(self, x: Tensor, missing: Tensor) -> Tensor",
+                  whole(script_encoder(script, prefix, /*preactivation=*/false, /*with_mask=*/true)));
+  }
+  if (takes_noise_level()) {
+    script.method("denoise(self, x: Tensor, level: Tensor) -> Tensor",
                   whole(script_encoder(script, prefix, /*preactivation=*/false, /*with_mask=*/true)));
   }
 }

@@ -4,8 +4,8 @@
 # methods with `torchae restore-eval`, writing one JSON per row of the README's tables and the
 # demo pictures (docs/images/restore-*.png). On 2 cores, with other work beside them, on
 # 2026-12-03: dae-conv-fashion trained in 12 minutes, inpaint-conv-natural in 43 (20 epochs,
-# beside another training; its first epochs alone took 78-87 s); on 2026-12-04 dae-conv-natural
-# (its residual network) in 31, alone; scoring took 3 to 9 minutes for each natural denoising row
+# beside another training; its first epochs alone took 78-87 s); on 2026-12-05 dae-conv-natural
+# (its residual network told the noise level) in 35, partly beside builds; scoring took 3 to 9 minutes for each natural denoising row
 # (the DCT filter's sigma is chosen on 18 crops), 3 to 6 minutes for each inpainting row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,10 +28,16 @@ for sigma in 25.5 51 76.5; do
   [ "$sigma" = 51 ] && picture=(--picture docs/images/restore-fashion-denoise.png)
   eval_to "fashion-denoise-$sigma" --model "$out/dae-conv-fashion.pt" --noise "$sigma" --n 10000 "${picture[@]}"
 done
-for sigma in 15 25; do
-  picture=()
-  [ "$sigma" = 25 ] && picture=(--picture docs/images/restore-natural-denoise.png)
-  eval_to "natural-denoise-$sigma" --model "$out/dae-conv-natural.pt" --data "$natural" --noise "$sigma" "${picture[@]}"
+for sigma in 5 15 25; do
+  extra=()
+  [ "$sigma" = 25 ] && extra=(--picture docs/images/restore-natural-denoise.png)
+  [ "$sigma" = 5 ] && extra=(--no-baselines)  # the nearly clean image: the model against its input
+  eval_to "natural-denoise-$sigma" --model "$out/dae-conv-natural.pt" --data "$natural" --noise "$sigma" "${extra[@]}"
+  # The model told the level, and self-ensembled too (the model's columns only).
+  eval_to "natural-denoise-$sigma-told" --model "$out/dae-conv-natural.pt" --data "$natural" --noise "$sigma" \
+    --no-baselines --noise-level "$sigma"
+  eval_to "natural-denoise-$sigma-told-ensembled" --model "$out/dae-conv-natural.pt" --data "$natural" \
+    --noise "$sigma" --no-baselines --noise-level "$sigma" --self-ensemble
 done
 eval_to natural-inpaint-random --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask random \
   --picture docs/images/restore-natural-inpaint.png

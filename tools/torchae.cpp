@@ -111,6 +111,7 @@ void write_twin(torchae::Autoencoder& model, const Json& resolved, const torchae
   twin.insert("batch", x);
   if (out.input.defined()) twin.insert("input", out.input.detach());
   if (out.mask.defined()) twin.insert("mask", out.mask);
+  if (out.noise_level.defined()) twin.insert("noise_level", out.noise_level.contiguous());
   twin.insert("loss", losses.total.detach());
   for (const auto& p : module.named_parameters()) {
     if (p.value().grad().defined()) twin.insert("grad/" + p.key(), p.value().grad());
@@ -741,6 +742,7 @@ void add_restore(CLI::App& app, char** argv) {
     std::string model, task, in, out, noise, mask;
     uint64_t seed = 0;
     torchae::TileOptions tiling;
+    std::optional<double> noise_level;
   };
   auto args = std::make_shared<Args>();
   restore->add_option("--model", args->model,
@@ -762,13 +764,17 @@ void add_restore(CLI::App& app, char** argv) {
                       "context around each tile, discarded (default: the model's: an eighth of a fixed-size model's "
                       "side, 32 pixels for a convolutional one)")
       ->check(integer_at_least(0));
+  restore->add_option("--noise-level", args->noise_level,
+                      "denoise, a model told the noise level (model.noise_map): the noise's standard deviation, 0-255 "
+                      "units (default: estimated from the image)");
   restore->add_flag("--self-ensemble", args->tiling.self_ensemble,
                     "average the model over the image's eight mirrorings and quarter turns (eight times the work)");
   computes(restore, argv, [args] {
     torch::manual_seed(args->seed);
     const auto warn = [](const std::string& text) { std::cerr << "torchae: warning: " << text << "\n"; };
     for (const auto& path : torchae::restore_file(args->model, torchae::parse_restore_task(args->task), args->in,
-                                                  args->out, args->noise, args->mask, &args->tiling, warn)) {
+                                                  args->out, args->noise, args->mask, &args->tiling, warn,
+                                                  args->noise_level)) {
       std::cout << path.string() << "\n";
     }
   });
@@ -800,6 +806,9 @@ void add_restore_eval(CLI::App& app, char** argv) {
   command->add_flag("--fsr-best", args->options.fsr_best,
                     "inpaint: also score frequency-selective reconstruction's best profile (minutes an image)");
   command->add_flag("--no-baselines", args->no_baselines, "score the model (and the corrupted input) only");
+  command->add_option("--noise-level", args->options.noise_level,
+                      "denoise, a model told the noise level: the level it is given, 0-255 units (default: each "
+                      "image's estimate)");
   command->add_flag("--self-ensemble", args->options.self_ensemble,
                     "the model averaged over each image's eight mirrorings and quarter turns");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <fmt/format.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -117,24 +118,24 @@ namespace {
 Corrupted corrupt_unclipped(const torch::Tensor& x, const CorruptionOptions& o) {
   switch (o.kind) {
     case CorruptionKind::none:
-      return {x, torch::zeros_like(x, torch::kBool)};
+      return {x, torch::zeros_like(x, torch::kBool), {}};
     case CorruptionKind::gaussian: {
       torch::Tensor sigma = torch::full({x.size(0)}, o.level, x.options());
       if (o.blind) sigma = o.level * torch::rand({x.size(0)}, x.options());
       std::vector<int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
       shape[0] = x.size(0);
-      return {x + sigma.view(shape) * torch::randn_like(x), torch::ones_like(x, torch::kBool)};
+      return {x + sigma.view(shape) * torch::randn_like(x), torch::ones_like(x, torch::kBool), sigma};
     }
     case CorruptionKind::inpaint: {
       TORCH_CHECK(x.dim() == 4, "inpaint corruption: expected images [B, C, H, W]");
       std::vector<torch::Tensor> masks;
       for (int64_t i = 0; i < x.size(0); ++i) masks.push_back(random_mask(x.size(2), x.size(3), MaskKind::mixed, o.level));
       const torch::Tensor mask = torch::stack(masks).unsqueeze(1).expand_as(x).to(x.device());
-      return {x.masked_fill(mask, 0.0), mask};
+      return {x.masked_fill(mask, 0.0), mask, {}};
     }
     case CorruptionKind::gray: {
       TORCH_CHECK(x.dim() == 4 && x.size(1) == 3, "gray corruption: expected colour images [B, 3, H, W]");
-      return {luma(x).unsqueeze(1).expand_as(x).contiguous(), torch::ones_like(x, torch::kBool)};
+      return {luma(x).unsqueeze(1).expand_as(x).contiguous(), torch::ones_like(x, torch::kBool), {}};
     }
     case CorruptionKind::masking:
     case CorruptionKind::salt_pepper: {
@@ -142,16 +143,32 @@ Corrupted corrupt_unclipped(const torch::Tensor& x, const CorruptionOptions& o) 
       const int64_t d = x.numel() / std::max<int64_t>(batch, 1);
       const auto m = static_cast<int64_t>(std::llround(o.level * static_cast<double>(d)));
       const torch::Tensor mask = choose_per_example(batch, d, m, x.options()).view(x.sizes());
-      if (o.kind == CorruptionKind::masking) return {x.masked_fill(mask, 0.0), mask};
+      if (o.kind == CorruptionKind::masking) return {x.masked_fill(mask, 0.0), mask, {}};
       const torch::Tensor salt = uniform_like(x) < 0.5;
       const torch::Tensor values = torch::where(salt, torch::full_like(x, o.max), torch::full_like(x, o.min));
-      return {torch::where(mask, values, x), mask};
+      return {torch::where(mask, values, x), mask, {}};
     }
   }
   TORCH_CHECK(false, "unreachable corruption");
 }
 
 }  // namespace
+
+torch::Tensor estimate_noise_sigma(const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(2) >= 2 && images.size(3) >= 2,
+              "estimate_noise_sigma: expected images [B, C, H, W] with sides of at least 2, got ", images.sizes());
+  torch::NoGradGuard no_grad;
+  const torch::Tensor e = images.slice(2, 0, images.size(2) / 2 * 2).slice(3, 0, images.size(3) / 2 * 2);
+  auto at = [&](int64_t i, int64_t j) { return e.slice(2, i, e.size(2), 2).slice(3, j, e.size(3), 2); };
+  const torch::Tensor d = (at(0, 0) - at(0, 1) - at(1, 0) + at(1, 1)) * 0.5;
+  return std::get<0>(torch::median(d.abs().flatten(1), 1)) / 0.6745;
+}
+
+std::vector<std::string> script_estimate_noise_sigma(const std::string& images, const std::string& out) {
+  return {fmt::format("e = {0}[:, :, :{0}.size(2) // 2 * 2, :{0}.size(3) // 2 * 2]", images),
+          "d = (e[:, :, 0::2, 0::2] - e[:, :, 0::2, 1::2] - e[:, :, 1::2, 0::2] + e[:, :, 1::2, 1::2]) * 0.5",
+          fmt::format("{} = torch.median(d.abs().flatten(1), 1)[0] / 0.6745", out)};
+}
 
 Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& o) {
   torch::NoGradGuard no_grad;

@@ -131,7 +131,7 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
   if (const int64_t m = model.size_multiple(); m > 1) {
     // A fully convolutional model would return another size for a side that is not a multiple of
     // its stride: refused with the reason instead.
-    for (const char* name : {"forward", "encode", "fill"}) {
+    for (const char* name : {"forward", "encode", "fill", "denoise"}) {
       if (!script.has_method(name)) continue;
       script.prepend(name, {fmt::format("assert x.size(-1) % {0} == 0 and x.size(-2) % {0} == 0, \"torchae: this fully "
                                         "convolutional model takes heights and widths that are multiples of {0}, got "
@@ -183,6 +183,18 @@ torch::jit::Module to_torchscript(Autoencoder& model, const torch::Tensor& probe
             {x.size(0), 1, x.size(2), x.size(3)}).contiguous();
     checks.emplace_back("fill", masked->fill(x, missing).reconstruction,
                         module.get_method("fill")({x, missing}).toTensor());
+  }
+  if (auto* noisy = dynamic_cast<NoiseAware*>(&model); noisy && noisy->takes_noise_level()) {
+    if (!script.has_method("denoise")) {
+      throw Error("export: the model takes a noise level but its TorchScript description has no denoise method");
+    }
+    // A level that varies over the image and between images: fixed, so that export draws no
+    // random numbers.
+    const torch::Tensor level = (0.02 + 0.01 * torch::arange(x.size(0) * x.size(2) * x.size(3)).remainder(7))
+                                    .to(torch::kFloat)
+                                    .view({x.size(0), 1, x.size(2), x.size(3)});
+    checks.emplace_back("denoise", noisy->denoise(x, level).reconstruction,
+                        module.get_method("denoise")({x, level}).toTensor());
   }
   for (const auto& [name, native, exported] : checks) {
     const double difference = max_difference(native, exported);
@@ -349,6 +361,13 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
     card["fill_note"] = "fill(x, missing) takes images x [B, C, H, W] and missing [B, 1, H, W] (1 where a pixel is "
                         "missing, 0 where known) and returns the model's output [B, C, H, W]; forward(x) is fill with "
                         "nothing missing. torchae restore --task inpaint keeps the known pixels of x";
+  }
+  if (module.find_method("denoise")) {
+    card["methods"].push_back("denoise");
+    card["denoise_note"] = "denoise(x, level) takes images x [B, C, H, W] and the standard deviation of their noise, "
+                           "level [B, 1, H, W] (in x's units, pixel by pixel), and returns the denoised images "
+                           "[B, C, H, W]; forward(x) is denoise with each image's level estimated from x (the median "
+                           "absolute finest diagonal Haar wavelet coefficient / 0.6745)";
   }
   if (const auto* hashing = dynamic_cast<const Hashing*>(run.model.model.get()); hashing && hashing->hash_bits() > 0) {
     card["methods"].push_back("hash");

@@ -31,6 +31,7 @@ ConvOptions BackboneOptions::conv_options(int64_t dense, double dropout) const {
       .code_size(dense)
       .dropout(dropout)
       .mask_input(mask_input_)
+      .noise_map(noise_map_)
       .prefill(prefill_)
       .skips(skips_)
       .residual(residual_)

@@ -234,6 +234,9 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
   if (prefill_ < 0 || (prefill_ > 0 && !mask_input_)) {
     return Problem{"prefill", "fills the holes the mask marks: needs mask_input, and >= 0"};
   }
+  if (noise_map_ && mask_input_) {
+    return Problem{"noise_map", "is the encoder's one extra channel, as the mask is: not with mask_input"};
+  }
   if (skips_ && code_size_ > 0) {
     return Problem{"skips", "join the encoder's feature maps to the decoder's: a fully convolutional network only "
                             "(code_size 0)"};
@@ -279,7 +282,9 @@ void ConvEncoderImpl::reset() {
 std::string describe_layers(const ConvOptions& options) {
   return fmt::format("channels={}, kernels={}, strides={}{}{}{}", int_list(options.channels()),
                      int_list(options.kernels()), int_list(options.strides()),
-                     options.mask_input() ? fmt::format(", mask_input=true, prefill={}", options.prefill()) : "",
+                     options.mask_input() ? fmt::format(", mask_input=true, prefill={}", options.prefill())
+                     : options.noise_map() ? ", noise_map=true"
+                                           : "",
                      options.skips() ? ", skips=true" : "", options.residual() ? ", residual=true" : "");
 }
 
@@ -288,12 +293,18 @@ void ConvEncoderImpl::pretty_print(std::ostream& stream) const {
                         describe_layers(options), options.code_size());
 }
 
-int64_t ConvEncoderImpl::input_channels() const { return options.input_shape()[0] + (options.mask_input() ? 1 : 0); }
+int64_t ConvEncoderImpl::input_channels() const {
+  return options.input_shape()[0] + (options.mask_input() || options.noise_map() ? 1 : 0);
+}
 
 void ConvEncoderImpl::check_input(const torch::Tensor& x) const {
   const auto& shape = options.input_shape();
   TORCH_CHECK(x.dim() == 4 && x.size(1) == input_channels(), "conv encoder: expected images [B, ", input_channels(),
-              ", H, W]", options.mask_input() ? " (the image's channels, then the mask)" : "", ", got ", x.sizes());
+              ", H, W]",
+              options.mask_input()  ? " (the image's channels, then the mask)"
+              : options.noise_map() ? " (the image's channels, then the noise level map)"
+                                    : "",
+              ", got ", x.sizes());
   const int64_t s = options.total_stride();
   TORCH_CHECK(x.size(2) % s == 0 && x.size(3) % s == 0, "conv encoder: image sides ", x.size(2), "x", x.size(3),
               " are not multiples of the total stride ", s, " (pad the image first)");

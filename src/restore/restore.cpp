@@ -175,6 +175,7 @@ Restorer Restorer::load(const fs::path& archive) {
   }
   if (r.module_.hasattr("input_mean")) r.input_mean_ = r.module_.attr("input_mean").toTensor();
   r.takes_mask_ = r.module_.find_method("fill").has_value();
+  r.takes_noise_level_ = r.module_.find_method("denoise").has_value();
   return r;
 }
 
@@ -190,12 +191,22 @@ torch::Tensor Restorer::forward(const torch::Tensor& batch) const {
   return module_.forward({batch}).toTensor();
 }
 
+torch::Tensor Restorer::with_side_channel(const std::string& method_name, const torch::Tensor& batch,
+                                          const torch::Tensor& side) const {
+  torch::NoGradGuard no_grad;
+  torch::jit::Method method = module_.get_method(method_name);
+  if (input_mean_.defined()) return method({batch - input_mean_, side}).toTensor() + input_mean_;
+  return method({batch, side}).toTensor();
+}
+
 torch::Tensor Restorer::fill(const torch::Tensor& batch, const torch::Tensor& missing) const {
   TORCH_CHECK(takes_mask_, "restore: this model does not take a mask (it has no fill method)");
-  torch::NoGradGuard no_grad;
-  torch::jit::Method method = module_.get_method("fill");
-  if (input_mean_.defined()) return method({batch - input_mean_, missing}).toTensor() + input_mean_;
-  return method({batch, missing}).toTensor();
+  return with_side_channel("fill", batch, missing);
+}
+
+torch::Tensor Restorer::denoise(const torch::Tensor& batch, const torch::Tensor& level) const {
+  TORCH_CHECK(takes_noise_level_, "restore: this model does not take a noise level (it has no denoise method)");
+  return with_side_channel("denoise", batch, level);
 }
 
 torch::Tensor gray_in_three_channels(const torch::Tensor& images) {
@@ -204,14 +215,25 @@ torch::Tensor gray_in_three_channels(const torch::Tensor& images) {
   return luma(images).unsqueeze(c).expand_as(images).contiguous();
 }
 
-torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask) const {
+torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask,
+                                std::optional<double> noise_level) const {
   TORCH_CHECK(image.dim() == 3 && image.size(0) == channels_, "restore: expected an image [", channels_,
               ", H, W], got ", image.sizes());
   require_task(task);
   auto net = [this](const torch::Tensor& x) { return forward(x); };
   switch (task) {
-    case RestoreTask::denoise:
-      return run_tiled(net, image, tiling_).clamp(0, 1);
+    case RestoreTask::denoise: {
+      if (!takes_noise_level_) return run_tiled(net, image, tiling_).clamp(0, 1);
+      // One level for the whole image (a tile's own estimate would vary from tile to tile); it
+      // travels through the tiling as one more channel and is handed to denoise().
+      const double sigma =
+          noise_level ? *noise_level : estimate_noise_sigma(image.unsqueeze(0).to(torch::kFloat)).item<double>();
+      const int64_t c = channels_;
+      return run_tiled([this, c](const torch::Tensor& x) { return denoise(x.narrow(1, 0, c), x.narrow(1, c, 1)); },
+                       torch::cat({image, torch::full({1, image.size(1), image.size(2)}, sigma, image.options())}, 0),
+                       tiling_)
+          .clamp(0, 1);
+    }
     case RestoreTask::inpaint: {
       TORCH_CHECK(mask.defined() && mask.dim() == 2 && mask.size(0) == image.size(1) && mask.size(1) == image.size(2),
                   "restore: inpaint needs a mask [H, W] of the image's size");
@@ -303,9 +325,27 @@ std::vector<RestoreTask> trained_tasks(const Json& card) {
   return tasks;
 }
 
+namespace {
+
+// --noise-level (0-255 units) of restore and restore-eval: for a model told the level, denoising.
+void check_noise_level(std::optional<double> level, const Restorer& model, RestoreTask task, const fs::path& archive) {
+  if (!level) return;
+  if (task != RestoreTask::denoise || !model.takes_noise_level()) {
+    throw Error(fmt::format("--noise-level is for --task denoise with a model told the noise level (model.noise_map); "
+                            "{} is not",
+                            archive.string()));
+  }
+  if (!(*level >= 0 && *level <= 255)) {
+    throw Error(fmt::format("--noise-level: expected a standard deviation in 0-255 units, got {}", *level));
+  }
+}
+
+}  // namespace
+
 std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
                                    const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
-                                   const std::function<void(const std::string&)>& warn) {
+                                   const std::function<void(const std::string&)>& warn,
+                                   std::optional<double> noise_level) {
   check_output_path(out, "--out");
   format_of_name(out);
   Restorer model = Restorer::load(archive);
@@ -331,6 +371,7 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
                                    archive.string(), model_config.value("family", "?")));
   }
   model.require_task(task);  // before anything is written next to `out`
+  check_noise_level(noise_level, model, task, archive);
   torch::Tensor image = read_image(in, model.channels());
   const auto& window = model.tiling().window;
   if (!window.empty()) {
@@ -373,7 +414,7 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
   if (warn) {
     for (const auto& warning : warnings) warn(warning);
   }
-  write_image(out, model.restore(task, image, mask));
+  write_image(out, model.restore(task, image, mask, noise_level ? std::optional<double>(*noise_level / 255.0) : std::nullopt));
   written.push_back(out);
   return written;
 }
@@ -558,6 +599,8 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   Restorer model = Restorer::load(archive);
   model.tiling().self_ensemble = o.self_ensemble;
   model.require_task(o.task);  // before the images are read
+  check_noise_level(o.noise_level, model, o.task, archive);
+  const bool told_level = o.task == RestoreTask::denoise && model.takes_noise_level();
   const EvalImages images = eval_images(model, o);
   const CorruptedImages corruption = corrupt_for_task(images.test, o);
   const std::vector<torch::Tensor>& corrupted = corruption.corrupted;
@@ -565,6 +608,15 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
 
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   if (o.self_ensemble) result["self_ensemble"] = true;
+  const std::optional<double> level = o.noise_level ? std::optional<double>(*o.noise_level / 255.0) : std::nullopt;
+  if (told_level && o.noise_level) result["noise_level"] = *o.noise_level;
+  if (told_level && !o.noise_level && images.test.size() <= 16) {
+    // What the model is told when no level is given: each image's own estimate (0-255 units).
+    result["noise_level_estimates"] = Json::array();
+    for (const torch::Tensor& x : corrupted) {
+      result["noise_level_estimates"].push_back(255.0 * estimate_noise_sigma(x.unsqueeze(0)).item<double>());
+    }
+  }
   std::map<std::string, Scores> scores;
   std::vector<std::vector<torch::Tensor>> rows;
   const std::size_t shown = std::min<std::size_t>(images.test.size(), o.data == "fashion-mnist" ? 8 : 5);
@@ -575,7 +627,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   std::deque<std::pair<std::string, std::function<torch::Tensor(std::size_t)>>> methods;
   methods.emplace_back("model", [&](std::size_t i) {
     return model.restore(o.task, o.task == RestoreTask::inpaint ? images.test[i] : corrupted[i],
-                         masks.empty() ? torch::Tensor() : masks[i]);
+                         masks.empty() ? torch::Tensor() : masks[i], level);
   });
   if (o.task == RestoreTask::denoise) {
     result["corruption"] = o.noise;

@@ -106,7 +106,7 @@ const std::vector<std::string> kChangeableOnResume = [] {
 // of runs from before them what they were: a checkpoint without the key was trained so.
 bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
   static const std::vector<std::pair<std::string, Json>> added{
-      {"binary_code", "none"}, {"mask_input", false}, {"prefill", 0}, {"skips", false}, {"chroma_bins", 0.0},
+      {"binary_code", "none"}, {"mask_input", false}, {"noise_map", false}, {"prefill", 0}, {"skips", false}, {"chroma_bins", 0.0},
       {"residual", false}};
   if (pointer.rfind("/model/", 0) != 0) return false;
   const std::string key = pointer.substr(pointer.rfind('/') + 1);

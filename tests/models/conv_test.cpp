@@ -281,6 +281,86 @@ TEST_F(ConvTest, AMaskAwareModelIsToldWhereThePixelsAreMissing) {
   expect_tensors_near(restorer.restore(RestoreTask::inpaint, image, hole), expected, 1e-5);
 }
 
+TEST_F(ConvTest, TheNoiseLevelIsEstimatedFromTheFinestWaveletCoefficients) {
+  // Smooth images with white noise of known sigma: the estimate is within 5% of it, one an image.
+  torch::manual_seed(0);
+  const torch::Tensor grid = torch::linspace(0, 1, 64);
+  const torch::Tensor smooth =
+      (0.5 + 0.3 * torch::sin(6 * grid).view({1, 1, 64, 1}) * torch::cos(4 * grid).view({1, 1, 1, 64})).expand({3, 3, 64, 64});
+  const torch::Tensor sigma = torch::tensor({0.02, 0.05, 0.1});
+  const torch::Tensor noisy = smooth + sigma.view({3, 1, 1, 1}) * torch::randn({3, 3, 64, 64});
+  const torch::Tensor estimate = estimate_noise_sigma(noisy);
+  ASSERT_EQ(estimate.sizes(), (std::vector<int64_t>{3}));
+  for (int64_t i = 0; i < 3; ++i) EXPECT_NEAR(estimate[i].item<double>(), sigma[i].item<double>(), 0.05 * sigma[i].item<double>());
+  // A clean smooth image has next to none; an odd side drops its last row.
+  EXPECT_LT(estimate_noise_sigma(smooth.narrow(0, 0, 1)).item<double>(), 1e-3);
+  EXPECT_EQ(estimate_noise_sigma(noisy.narrow(2, 0, 63)).size(0), 3);
+  EXPECT_THROW(estimate_noise_sigma(torch::rand({1, 1, 1, 8})), c10::Error);
+}
+
+const Json kNoiseMapDenoiser = Json::parse(R"({"family": "denoising", "backbone": "conv", "code_size": 0,
+                                               "channels": [6, 8], "strides": [1, 2], "corruption": "gaussian",
+                                               "level": 0.2, "blind": true, "noise_map": true, "residual": true,
+                                               "skips": true})");
+
+TEST_F(ConvTest, ANoiseMapDenoiserIsToldTheNoisesSigma) {
+  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+  auto model = build(kNoiseMapDenoiser, images);
+  auto* noisy = dynamic_cast<NoiseAware*>(model.get());
+  ASSERT_NE(noisy, nullptr);
+  ASSERT_TRUE(noisy->takes_noise_level());
+  EXPECT_FALSE(dynamic_cast<MaskAware*>(model.get())->takes_mask());
+  // Training: each example's sigma is drawn and told; the loss trains the map's weights too.
+  model->module().train();
+  const torch::Tensor clean = torch::rand({4, 3, 16, 16});
+  const Output out = model->forward(clean);
+  model->loss(clean, out).total.backward();
+  const torch::Tensor first = model->module().named_parameters()["backbone.encoder.conv0.weight"];
+  ASSERT_EQ(first.size(1), 4);  // the image's channels, then the map
+  EXPECT_GT(first.grad().select(1, 3).abs().sum().item<double>(), 0.0);
+  // Eval: forward is denoise with each image's estimated level; the level changes the output.
+  model->module().eval();
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  const torch::Tensor estimated = estimate_noise_sigma(x).view({2, 1, 1, 1}).expand({2, 1, 16, 20});
+  expect_tensors_near(noisy->denoise(x, estimated).reconstruction, model->forward(x).reconstruction, 1e-6);
+  const torch::Tensor level = torch::full({2, 1, 16, 20}, 0.1);
+  EXPECT_GT((noisy->denoise(x, level).reconstruction - model->forward(x).reconstruction).abs().max().item<double>(), 1e-4);
+  try {
+    noisy->denoise(x, level.narrow(3, 0, 8));
+    FAIL() << "a map of another size was taken";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("noise level map must be [B, 1, H, W]"), std::string::npos) << e.what();
+  }
+  // The archive has denoise, forward estimates the level as the model does, and restore gives
+  // the model the level it is told or the whole image's estimate.
+  test::TempDir dir;
+  torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.get_method("denoise")({x, level}).toTensor(), noisy->denoise(x, level).reconstruction, 1e-5);
+  expect_tensors_near(module.forward({x}).toTensor(), model->forward(x).reconstruction, 1e-5);
+  save_torchscript(module, {{"input", {{"shape", {3, 16, 16}}}}, {"config", {{"model", kNoiseMapDenoiser}}}}, dir / "m.pt");
+  Restorer restorer = Restorer::load(dir / "m.pt");
+  EXPECT_TRUE(restorer.takes_noise_level());
+  EXPECT_FALSE(restorer.takes_mask());
+  restorer.tiling().tile = 1 << 20;  // one window, as computed here
+  const torch::Tensor image = x[0];
+  expect_tensors_near(restorer.restore(RestoreTask::denoise, image, {}, 0.1),
+                      noisy->denoise(x.narrow(0, 0, 1), level.narrow(0, 0, 1)).reconstruction[0].clamp(0, 1), 1e-5);
+  expect_tensors_near(restorer.restore(RestoreTask::denoise, image),
+                      model->forward(x.narrow(0, 0, 1)).reconstruction[0].clamp(0, 1), 1e-5);
+  // The rules: a gaussian corruption, the conv backbone, not with the mask.
+  Json section = kNoiseMapDenoiser;
+  section["corruption"] = "masking";
+  section.erase("blind");
+  EXPECT_NE(build_error(section, images).find("noise_map: gives the network the noise's sigma: needs corruption \"gaussian\""),
+            std::string::npos)
+      << build_error(section, images);
+  const Json mlp = {{"family", "denoising"}, {"noise_map", true}, {"corruption", "gaussian"}};
+  EXPECT_NE(build_error(mlp, images).find("noise_map: needs the conv backbone"), std::string::npos) << build_error(mlp, images);
+  section = kNoiseMapDenoiser;
+  section["mask_input"] = true;
+  EXPECT_NE(build_error(section, images).find("noise_map"), std::string::npos) << build_error(section, images);
+}
+
 TEST_F(ConvTest, HolesAreFilledByAveragingFromTheOutsideIn) {
   // A constant image comes back whole; known pixels are kept; a 5x5 hole needs 3 rings.
   const torch::Tensor constant = torch::full({1, 3, 12, 12}, 0.25);

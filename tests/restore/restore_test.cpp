@@ -231,10 +231,18 @@ TEST_F(RestoreTest, RestorationCorruptions) {
   blind.blind = true;
   blind.clip = true;
   const torch::Tensor zeros = torch::full({200, 1, 8, 8}, 0.5);
-  const torch::Tensor noise = corrupt(zeros, blind).input - 0.5;
+  const Corrupted noisy = corrupt(zeros, blind);
+  const torch::Tensor noise = noisy.input - 0.5;
   const torch::Tensor sigma = noise.flatten(1).std(1);
   EXPECT_LT(sigma.min().item<double>(), 0.05);
   EXPECT_GT(sigma.max().item<double>(), 0.25);
+  // Each example's drawn sigma comes with it (what a noise map is told); the noise has it,
+  // less what clipping took off the largest (unclipped, 64 draws would be within about 30%).
+  ASSERT_EQ(noisy.level.sizes(), (std::vector<int64_t>{200}));
+  EXPECT_TRUE((noisy.level >= 0).all().item<bool>() && (noisy.level <= 0.3).all().item<bool>());
+  EXPECT_TRUE((sigma <= noisy.level * 1.4 + 1e-6).all().item<bool>());
+  EXPECT_GT(torch::corrcoef(torch::stack({sigma, noisy.level})).select(0, 1)[0].item<double>(), 0.95);
+  EXPECT_FALSE(corrupt(x, gray).level.defined());
   EXPECT_GE(noise.min().item<double>(), -0.5);  // clipped to [0, 1]
   EXPECT_LE(noise.max().item<double>(), 0.5);
 }

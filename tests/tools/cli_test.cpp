@@ -558,6 +558,32 @@ TEST_F(Cli, AConvDenoiserTrainsExportsRestoresAndIsScored) {
                               first.index({torch::indexing::Slice(12, 182, 13), torch::indexing::Slice(12, 182, 13)})));
   expect_one_line_error(run_cli("restore-eval --model " + model + " --picture-crop 2"), "--picture-crop");
 
+  expect_one_line_error(run_cli("restore-eval --model " + model + " --noise-level 20"), "--noise-level is for");
+  expect_one_line_error(run_cli(fmt::format("restore --model {} --task denoise --in {} --out {} --noise-level 20", model,
+                                            (dir / "in.png").string(), (dir / "x.png").string())),
+                        "--noise-level is for");
+
+  // A denoiser told the noise level: given on the command line, or each image's estimate.
+  const std::string mapped = (dir / "map").string(), mapped_model = (dir / "map.pt").string();
+  r = run_cli("train --out " + mapped +
+              " --set model.family=denoising --set model.backbone=conv --set model.code_size=0"
+              " --set model.channels=[8,8] --set model.strides=[1,2] --set model.corruption=gaussian"
+              " --set model.level=0.3 --set model.blind=true --set model.clip=true --set model.loss=mse"
+              " --set model.noise_map=true --set data.limit=500 --set train.epochs=1 --set train.progress=none");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(run_cli("export --run " + mapped + " --out " + mapped_model).exit_code, 0);
+  r = run_cli(fmt::format("restore --model {} --task denoise --noise 51 --noise-level 51 --in {} --out {}", mapped_model,
+                          (dir / "in.png").string(), (dir / "m.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_image(dir / "m.png", 1).sizes(), image.sizes());
+  r = run_cli(fmt::format("restore-eval --model {} --noise 51 --n 10 --no-baselines --noise-level 51", mapped_model));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out)["noise_level"], 51.0);
+  r = run_cli(fmt::format("restore-eval --model {} --noise 51 --n 10 --no-baselines", mapped_model));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out)["noise_level_estimates"].size(), 10u);
+  expect_one_line_error(run_cli("restore-eval --model " + mapped_model + " --noise-level 300"), "0-255 units");
+
   expect_one_line_error(run_cli("restore-eval --model " + model + " --task colorize"), "colorize needs a colour model");
   expect_one_line_error(run_cli("restore-eval --model " + model + " --data " + (dir / "nowhere").string()),
                         "no such directory");

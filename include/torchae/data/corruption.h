@@ -58,7 +58,18 @@ struct Corrupted {
   /// Bool, x's shape: true on the components the corruption chose (all of them for gaussian,
   /// none for none).
   torch::Tensor mask;
+  /// gaussian: each example's sigma [B] (before clipping); undefined for the others.
+  torch::Tensor level;
 };
+
+/// The standard deviation of white Gaussian noise in images [B, C, H, W] (sides of at least 2),
+/// one an image [B]: the median absolute value of the finest diagonal Haar wavelet coefficients,
+/// over all channels, divided by 0.6745 (Donoho & Johnstone, Biometrika 1994). Fine texture
+/// counts as noise: on a busy image it over-estimates.
+torch::Tensor estimate_noise_sigma(const torch::Tensor& images);
+/// TorchScript statements computing `estimate_noise_sigma` of `images` into `out`, with the same
+/// operations (the same result, to the bit).
+std::vector<std::string> script_estimate_noise_sigma(const std::string& images, const std::string& out);
 
 /// Corrupts a batch [B, ...]; for masking and salt_pepper exactly round(level * D) components
 /// of each example are chosen, D the number of components per example. Random numbers come

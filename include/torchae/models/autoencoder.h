@@ -32,6 +32,9 @@ struct Output {
   torch::Tensor input;
   /// Bool, the input's shape: the components a corruption chose.
   torch::Tensor mask;
+  /// The noise level map a denoiser was told with its corrupted input in training (`NoiseAware`),
+  /// [B, 1, H, W].
+  torch::Tensor noise_level;
   /// Jacobian-vector products of the code, J_f(x) v, for random directions v pushed forward
   /// through the encoder beside the input, [probes, batch, code] (the Hutchinson contractive
   /// penalty's).
@@ -271,6 +274,21 @@ class MaskAware {
   /// The output for images `input` [B, C, H, W] whose pixels are missing where `missing`
   /// [B, 1, H, W] is 1 (float, 0 where known). `forward(x)` is `fill(x, zeros)`.
   virtual Output fill(const torch::Tensor& input, const torch::Tensor& missing) = 0;
+};
+
+/// A denoiser told how much noise its input holds (the noise's standard deviation as one more
+/// input channel, `model.noise_map`: FFDNet's noise level map), next to `Autoencoder`: `restore
+/// --task denoise` gives it the level (`--noise-level`, or `estimate_noise_sigma`'s), and its
+/// export adds `denoise(x, level)`.
+class NoiseAware {
+ public:
+  virtual ~NoiseAware() = default;
+  /// Whether the model takes a noise level; when false, `denoise` throws.
+  virtual bool takes_noise_level() const = 0;
+  /// The output for images `input` [B, C, H, W] whose noise has standard deviation `level`
+  /// [B, 1, H, W] (in the images' units, pixel by pixel). `forward(x)` is `denoise(x, level)`
+  /// with the level `estimate_noise_sigma` finds in each image of x.
+  virtual Output denoise(const torch::Tensor& input, const torch::Tensor& level) = 0;
 };
 
 /// One stage of a model's training, as the model describes it (see `Staged`).

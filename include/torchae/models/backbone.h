@@ -13,7 +13,8 @@ namespace torchae {
 ///
 ///   class SparseImpl : public BackboneAutoencoder<SparseImpl> { ... Losses loss(...) override; };
 template <typename Derived>
-class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder, public Hashing, public MaskAware {
+class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoencoder, public Hashing, public MaskAware,
+                            public NoiseAware {
  public:
   Output forward(const torch::Tensor& input) override { return backbone_->forward(input); }
   torch::Tensor encode(const torch::Tensor& input) override { return backbone_->encode(input); }
@@ -40,6 +41,11 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   bool takes_mask() const override { return backbone_->takes_mask(); }
   Output fill(const torch::Tensor& input, const torch::Tensor& missing) override {
     return backbone_->fill(input, missing);
+  }
+
+  bool takes_noise_level() const override { return backbone_->takes_noise_level(); }
+  Output denoise(const torch::Tensor& input, const torch::Tensor& level) override {
+    return backbone_->denoise(input, level);
   }
 
   const Undercomplete& backbone() const { return backbone_; }

@@ -57,7 +57,8 @@ struct UndercompleteOptions {
 class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
                           public Autoencoder,
                           public Hashing,
-                          public MaskAware {
+                          public MaskAware,
+                          public NoiseAware {
  public:
   explicit UndercompleteImpl(UndercompleteOptions options);
 
@@ -87,9 +88,15 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
   /// The output for `input` with `missing` [B, 1, H, W] as the mask channel; through the skips
   /// too, when the backbone has them (`forward` is `fill` with nothing missing).
   Output fill(const torch::Tensor& input, const torch::Tensor& missing) override;
+  /// Whether the conv encoder takes a noise level map (`BackboneOptions::noise_map`).
+  bool takes_noise_level() const override;
+  /// The output for `input` with `level` [B, 1, H, W] as the noise level channel; `forward`
+  /// gives it the level `estimate_noise_sigma` finds in each image.
+  Output denoise(const torch::Tensor& input, const torch::Tensor& level) override;
 
   /// For export: TorchScript statements computing the code `h` from the input `x` (and, with a
-  /// mask input, the mask `missing` when `with_mask`, else nothing missing), with the tensors
+  /// mask input, the mask `missing` when `with_mask`, else nothing missing; with a noise map,
+  /// the map `level` when `with_mask`, else the level estimated from x), with the tensors
   /// registered under `prefix` (the module's name in its owner, "" at the top); a binary code's
   /// pre-activation when `preactivation`.
   std::vector<std::string> script_encoder(ScriptModel& script, const std::string& prefix,
@@ -128,8 +135,10 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
   torch::Tensor decoder_matrix() const;
 
   /// The input as the encoder takes it: flattened, with input dropout in training mode; with a
-  /// mask input, `missing` (nothing missing when undefined) as one more channel.
-  torch::Tensor encoder_input(const torch::Tensor& input, const torch::Tensor& missing = {}) const;
+  /// mask input, `side` (the mask of what is missing; nothing missing when undefined) as one
+  /// more channel; with a noise map, `side` (the noise level map; when undefined, each image's
+  /// `estimate_noise_sigma` everywhere) as one more channel.
+  torch::Tensor encoder_input(const torch::Tensor& input, const torch::Tensor& side = {}) const;
 
   UndercompleteOptions options;
 

@@ -64,6 +64,8 @@ struct BackboneOptions {
   TORCH_ARG(Activation, activation) = Activation::relu;
   /// Conv: the encoder also takes the mask of what is missing (`ConvOptions::mask_input`).
   TORCH_ARG(bool, mask_input) = false;
+  /// Conv: the encoder also takes the noise's standard deviation as a map (`ConvOptions::noise_map`).
+  TORCH_ARG(bool, noise_map) = false;
   /// Conv, with `mask_input`: rings of the holes filled by averaging first (`ConvOptions::prefill`).
   TORCH_ARG(int64_t, prefill) = 0;
   /// Conv: symmetric skip connections from encoder to decoder (`ConvOptions::skips`).

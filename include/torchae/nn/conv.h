@@ -57,6 +57,10 @@ struct ConvOptions {
   /// The encoder takes one more input channel than the images have: the mask of what is
   /// missing (1 missing, 0 known), so that a hole is not mistaken for dark pixels.
   TORCH_ARG(bool, mask_input) = false;
+  /// The encoder takes one more input channel than the images have: the standard deviation of
+  /// the noise, pixel by pixel (FFDNet's noise level map: Zhang, Zuo & Zhang, TIP 2018), so
+  /// that a denoiser knows how much to remove. Not with `mask_input`.
+  TORCH_ARG(bool, noise_map) = false;
   /// With `mask_input`: the missing pixels are first filled this many rings deep by
   /// `fill_by_averaging` (0: they stay 0), so that the network corrects a smooth guess.
   TORCH_ARG(int64_t, prefill) = 0;
@@ -95,7 +99,7 @@ class ConvEncoderImpl : public torch::nn::Cloneable<ConvEncoderImpl> {
   torch::Tensor forward(torch::Tensor x, std::vector<torch::Tensor>* features = nullptr);
   /// The same without the output activation.
   torch::Tensor forward_preactivation(torch::Tensor x, std::vector<torch::Tensor>* features = nullptr);
-  /// Input channels: the images' and, with `mask_input`, the mask's.
+  /// Input channels: the images' and, with `mask_input`, the mask's (`noise_map`: the map's).
   int64_t input_channels() const;
   /// Elements of the code of one training image.
   int64_t code_size() const;

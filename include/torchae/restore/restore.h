@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,9 +84,17 @@ class Restorer {
   bool takes_mask() const { return takes_mask_; }
   /// The model's `fill` on a batch [1, C, h, w] with `missing` [1, 1, h, w] (1 = missing).
   torch::Tensor fill(const torch::Tensor& batch, const torch::Tensor& missing) const;
+  /// Whether the model is told how much noise there is (its archive has `denoise`, see
+  /// `NoiseAware`); `restore` then gives it the level.
+  bool takes_noise_level() const { return takes_noise_level_; }
+  /// The model's `denoise` on a batch [1, C, h, w] with `level` [1, 1, h, w] (the noise's
+  /// standard deviation, in [0, 1] units).
+  torch::Tensor denoise(const torch::Tensor& batch, const torch::Tensor& level) const;
   /// `image` [C, H, W] in [0, 1] restored by `task`; `mask` [H, W] (bool, true = missing) for
-  /// inpaint. Output in [0, 1].
-  torch::Tensor restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask = {}) const;
+  /// inpaint. `noise_level`: for a model that takes one, the noise's standard deviation in [0,
+  /// 1] units; when not given, `estimate_noise_sigma` of the whole image. Output in [0, 1].
+  torch::Tensor restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask = {},
+                        std::optional<double> noise_level = std::nullopt) const;
 
  private:
   mutable torch::jit::Module module_;
@@ -94,6 +103,11 @@ class Restorer {
   TileOptions tiling_;
   torch::Tensor input_mean_;
   bool takes_mask_ = false;
+  bool takes_noise_level_ = false;
+
+  /// The archive's method `method_name`(batch, side), for fill and denoise.
+  torch::Tensor with_side_channel(const std::string& method_name, const torch::Tensor& batch,
+                                  const torch::Tensor& side) const;
 };
 
 /// The luminance of colour images [..., 3, H, W] (ITU-R BT.601), in three channels.
@@ -121,13 +135,15 @@ std::vector<RestoreTask> trained_tasks(const Json& card);
 /// `warn` is told, in one line, when the model was trained without corruption, or on small
 /// images of a fixed size (Fashion-MNIST) and is given a large or colour photograph. `tiling`:
 /// where given, its tile (> 0) and margin (>= 0) replace the model's (`Restorer::tiling`: a
-/// fixed-size model's margin is an eighth of its side), and its self_ensemble is used. Returns the
-/// paths written.
+/// fixed-size model's margin is an eighth of its side), and its self_ensemble is used.
+/// `noise_level` (0-255 units): the level given to a model that takes one (`Restorer::restore`;
+/// estimated when not given); refused for any other model or task. Returns the paths written.
 std::vector<std::filesystem::path> restore_file(const std::filesystem::path& archive, RestoreTask task,
                                                 const std::filesystem::path& in, const std::filesystem::path& out,
                                                 const std::string& noise, const std::string& mask,
                                                 const TileOptions* tiling = nullptr,
-                                                const std::function<void(const std::string&)>& warn = {});
+                                                const std::function<void(const std::string&)>& warn = {},
+                                                std::optional<double> noise_level = std::nullopt);
 
 /// `torchae restore-eval`: PSNR and SSIM of the model against the classical baselines on the
 /// same corrupted images.
@@ -158,6 +174,9 @@ struct RestoreEvalOptions {
   bool baselines = true;
   /// The model self-ensembled (`TileOptions::self_ensemble`): eight times the model's work.
   bool self_ensemble = false;
+  /// denoise, a model that takes a noise level: the level it is given (0-255 units); when not
+  /// given, each image's own estimate (`estimate_noise_sigma`).
+  std::optional<double> noise_level;
 };
 
 /// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
