@@ -5,17 +5,17 @@ Each is written as a PyTorch user would write it (nn.Conv2d, nn.ConvTranspose2d,
 built from the model section torchae resolved (model.json, written by `torchae bench --recipe NAME --twin DIR`):
 a fully convolutional encoder and its mirror of transposed convolutions; with `skips`, each encoder feature map
 added to its mirror's output; with `mask_input`, the holes first filled `prefill` rings deep by averaging and the
-mask as a fourth channel; with `noise_map`, each example's noise sigma as one more channel; with `residual`, the output is the (prefilled) input plus the network's; with
-`chroma_bins`, colourisation by classification (Zhang, Isola & Efros 2016): class scores over the chroma cells on
-the first feature map's grid, a cross-entropy against the chroma soft-encoded over its 5 nearest cells,
-rebalanced by the cells' frequencies, decoded by the annealed mean.
+mask as a fourth channel; with `noise_map`, each example's noise sigma as one more channel; with `residual`, the
+output is the (prefilled) input plus the network's; with `chroma_bins`, colourisation by classification (Zhang,
+Isola & Efros 2016): class scores over the chroma cells on the first feature map's grid, a cross-entropy against the
+chroma soft-encoded over its 5 nearest cells, rebalanced by the cells' frequencies, decoded by the annealed mean.
 
 --check DIR: loads torchae's initial parameters and buffers, runs the same batch (torchae's corrupted input, mask
-and noise level map) in training mode, and checks the loss (relative 1e-5) and every gradient (relative to its largest entry,
-1e-4) against torchae's. Without it: times --steps training steps (after --warmup) on the example pool in DIR,
-corrupting each batch itself as torchae does (Gaussian noise, gray, or holes drawn from the pool of torchae's
-masks: the one part of the step Python gets for free), and prints one JSON line. --channels-last is what PyTorch's
-performance guide advises for convolutions on the CPU: the model's weights and each batch in NHWC.
+and noise level map) in training mode, and checks the loss (relative 1e-5) and every gradient (relative to its
+largest entry, 1e-4) against torchae's. Without it: times --steps training steps (after --warmup) on the example
+pool in DIR, corrupting each batch itself as torchae does (Gaussian noise, gray, or holes drawn from the pool of
+torchae's masks: the one part of the step Python gets for free), and prints one JSON line. --channels-last is what
+PyTorch's performance guide advises for convolutions on the CPU: the model's weights and each batch in NHWC.
 
 usage: bench/restore.py DIR [--check] [--steps 30] [--warmup 5] [--foreach] [--channels-last] [--threads N]
 """

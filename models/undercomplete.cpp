@@ -270,7 +270,8 @@ std::vector<std::string> UndercompleteImpl::script_encoder(ScriptModel& script, 
       lines.emplace_back("h = torch.cat([x, level.to(x.dtype)], 1)");
     } else {
       lines = script_estimate_noise_sigma("x", "sigma");
-      lines.emplace_back("h = torch.cat([x, sigma.view([-1, 1, 1, 1]).expand([x.size(0), 1, x.size(2), x.size(3)])], 1)");
+      lines.emplace_back("h = torch.cat([x, sigma.view([-1, 1, 1, 1]).expand([x.size(0), 1, x.size(2), x.size(3)])], "
+                         "1)");
     }
   } else if (!takes_mask()) {
     lines.emplace_back("h = x");

@@ -80,7 +80,7 @@ torch::Tensor self_ensembled(const std::function<torch::Tensor(const torch::Tens
       torch::Tensor y = net(t.contiguous());
       if (k > 0) y = torch::rot90(y, -k, {2, 3});
       if (mirror) y = y.flip({3});
-      sum = sum.defined() ? sum.add_(y) : y.contiguous();
+      sum = sum.defined() ? sum.add_(y) : y.clone();  // a copy: the network may return its input
       ++n;
     }
   }
@@ -414,7 +414,8 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
   if (warn) {
     for (const auto& warning : warnings) warn(warning);
   }
-  write_image(out, model.restore(task, image, mask, noise_level ? std::optional<double>(*noise_level / 255.0) : std::nullopt));
+  const std::optional<double> level = noise_level ? std::optional<double>(*noise_level / 255.0) : std::nullopt;
+  write_image(out, model.restore(task, image, mask, level));
   written.push_back(out);
   return written;
 }

@@ -348,6 +348,8 @@ TEST_F(RestoreTest, SelfEnsembleAveragesTheEightMirroringsAndQuarterTurns) {
       square, tiling);
   EXPECT_EQ(calls, 8);
   expect_tensors_near(ramped, square + 7.5, 1e-5);
+  // A network that hands back its input leaves the image as it was (no pass sees another's sum).
+  expect_tensors_near(run_tiled([](const torch::Tensor& x) { return x; }, square, tiling), square, 1e-6);
   // A fixed window that is not square is mirrored only: four passes, each of the window's shape.
   TileOptions fixed;
   fixed.window = {16, 12};
