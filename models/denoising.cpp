@@ -79,9 +79,8 @@ Output DenoisingImpl::forward(const torch::Tensor& input) {
   if (backbone_->takes_mask()) {
     out = backbone_->fill(corrupted.input, corrupted.mask.narrow(1, 0, 1).to(input.dtype()));
   } else if (backbone_->takes_noise_level()) {
-    const torch::Tensor& x = corrupted.input;
-    const torch::Tensor level = corrupted.level.view({-1, 1, 1, 1}).expand({x.size(0), 1, x.size(2), x.size(3)});
-    out = backbone_->denoise(x, level);
+    const torch::Tensor level = noise_level_map(corrupted.level, corrupted.input);
+    out = backbone_->denoise(corrupted.input, level);
     out.noise_level = level;
   } else {
     out = backbone_->forward(corrupted.input);

@@ -116,8 +116,7 @@ torch::Tensor UndercompleteImpl::encoder_input(const torch::Tensor& input, const
   if (!side.defined()) {
     // Nothing missing, or the level each image's noise appears to have.
     const torch::Tensor channel =
-        noise_map ? estimate_noise_sigma(input).view({-1, 1, 1, 1}).expand({x.size(0), 1, x.size(2), x.size(3)})
-                  : torch::zeros_like(x.narrow(1, 0, 1));
+        noise_map ? noise_level_map(estimate_noise_sigma(input), x) : torch::zeros_like(x.narrow(1, 0, 1));
     return torch::cat({x, channel.to(x.dtype())}, 1);
   }
   TORCH_CHECK(side.dim() == 4 && side.size(0) == x.size(0) && side.size(1) == 1 && side.size(2) == x.size(2) &&

@@ -164,6 +164,10 @@ torch::Tensor estimate_noise_sigma(const torch::Tensor& images) {
   return std::get<0>(torch::median(d.abs().flatten(1), 1)) / 0.6745;
 }
 
+torch::Tensor noise_level_map(const torch::Tensor& sigma, const torch::Tensor& images) {
+  return sigma.view({-1, 1, 1, 1}).expand({images.size(0), 1, images.size(2), images.size(3)});
+}
+
 std::vector<std::string> script_estimate_noise_sigma(const std::string& images, const std::string& out) {
   return {fmt::format("e = {0}[:, :, :{0}.size(2) // 2 * 2, :{0}.size(3) // 2 * 2]", images),
           "d = (e[:, :, 0::2, 0::2] - e[:, :, 0::2, 1::2] - e[:, :, 1::2, 0::2] + e[:, :, 1::2, 1::2]) * 0.5",

@@ -199,6 +199,14 @@ torch::Tensor Restorer::with_side_channel(const std::string& method_name, const 
   return method({batch, side}).toTensor();
 }
 
+torch::Tensor Restorer::tiled_with_side_channel(const std::string& method_name, const torch::Tensor& image,
+                                                const torch::Tensor& side) const {
+  const int64_t c = channels_;
+  return run_tiled(
+      [&](const torch::Tensor& x) { return with_side_channel(method_name, x.narrow(1, 0, c), x.narrow(1, c, 1)); },
+      torch::cat({image, side.to(image.dtype())}, 0), tiling_);
+}
+
 torch::Tensor Restorer::fill(const torch::Tensor& batch, const torch::Tensor& missing) const {
   TORCH_CHECK(takes_mask_, "restore: this model does not take a mask (it has no fill method)");
   return with_side_channel("fill", batch, missing);
@@ -228,10 +236,7 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
       // travels through the tiling as one more channel and is handed to denoise().
       const double sigma =
           noise_level ? *noise_level : estimate_noise_sigma(image.unsqueeze(0).to(torch::kFloat)).item<double>();
-      const int64_t c = channels_;
-      return run_tiled([this, c](const torch::Tensor& x) { return denoise(x.narrow(1, 0, c), x.narrow(1, c, 1)); },
-                       torch::cat({image, torch::full({1, image.size(1), image.size(2)}, sigma, image.options())}, 0),
-                       tiling_)
+      return tiled_with_side_channel("denoise", image, torch::full({1, image.size(1), image.size(2)}, sigma))
           .clamp(0, 1);
     }
     case RestoreTask::inpaint: {
@@ -242,9 +247,7 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
       torch::Tensor filled;
       if (takes_mask_) {
         // The mask travels through the tiling as one more channel and is handed to fill().
-        const int64_t c = channels_;
-        filled = run_tiled([this, c](const torch::Tensor& x) { return fill(x.narrow(1, 0, c), x.narrow(1, c, 1)); },
-                           torch::cat({holed, mask.unsqueeze(0).to(image.dtype())}, 0), tiling_);
+        filled = tiled_with_side_channel("fill", holed, mask.unsqueeze(0));
       } else {
         filled = run_tiled(net, holed, tiling_);
       }
@@ -327,9 +330,11 @@ std::vector<RestoreTask> trained_tasks(const Json& card) {
 
 namespace {
 
-// --noise-level (0-255 units) of restore and restore-eval: for a model told the level, denoising.
-void check_noise_level(std::optional<double> level, const Restorer& model, RestoreTask task, const fs::path& archive) {
-  if (!level) return;
+// --noise-level (0-255 units) of restore and restore-eval, checked (for a model told the level,
+// denoising) and in the images' [0, 1] units, as `Restorer::restore` takes it.
+std::optional<double> told_noise_level(std::optional<double> level, const Restorer& model, RestoreTask task,
+                                       const fs::path& archive) {
+  if (!level) return std::nullopt;
   if (task != RestoreTask::denoise || !model.takes_noise_level()) {
     throw Error(fmt::format("--noise-level is for --task denoise with a model told the noise level (model.noise_map); "
                             "{} is not",
@@ -338,6 +343,7 @@ void check_noise_level(std::optional<double> level, const Restorer& model, Resto
   if (!(*level >= 0 && *level <= 255)) {
     throw Error(fmt::format("--noise-level: expected a standard deviation in 0-255 units, got {}", *level));
   }
+  return *level / 255.0;
 }
 
 }  // namespace
@@ -371,7 +377,7 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
                                    archive.string(), model_config.value("family", "?")));
   }
   model.require_task(task);  // before anything is written next to `out`
-  check_noise_level(noise_level, model, task, archive);
+  const std::optional<double> level = told_noise_level(noise_level, model, task, archive);
   torch::Tensor image = read_image(in, model.channels());
   const auto& window = model.tiling().window;
   if (!window.empty()) {
@@ -414,7 +420,6 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
   if (warn) {
     for (const auto& warning : warnings) warn(warning);
   }
-  const std::optional<double> level = noise_level ? std::optional<double>(*noise_level / 255.0) : std::nullopt;
   write_image(out, model.restore(task, image, mask, level));
   written.push_back(out);
   return written;
@@ -600,7 +605,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   Restorer model = Restorer::load(archive);
   model.tiling().self_ensemble = o.self_ensemble;
   model.require_task(o.task);  // before the images are read
-  check_noise_level(o.noise_level, model, o.task, archive);
+  const std::optional<double> level = told_noise_level(o.noise_level, model, o.task, archive);
   const bool told_level = o.task == RestoreTask::denoise && model.takes_noise_level();
   const EvalImages images = eval_images(model, o);
   const CorruptedImages corruption = corrupt_for_task(images.test, o);
@@ -609,7 +614,6 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
 
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   if (o.self_ensemble) result["self_ensemble"] = true;
-  const std::optional<double> level = o.noise_level ? std::optional<double>(*o.noise_level / 255.0) : std::nullopt;
   if (told_level && o.noise_level) result["noise_level"] = *o.noise_level;
   if (told_level && !o.noise_level && images.test.size() <= 16) {
     // What the model is told when no level is given: each image's own estimate (0-255 units).

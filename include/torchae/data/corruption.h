@@ -67,6 +67,9 @@ struct Corrupted {
 /// over all channels, divided by 0.6745 (Donoho & Johnstone, Biometrika 1994). Fine texture
 /// counts as noise: on a busy image it over-estimates.
 torch::Tensor estimate_noise_sigma(const torch::Tensor& images);
+/// The noise level map [B, 1, H, W] of images [B, C, H, W] whose noise has sigma [B]: each
+/// image's sigma at every pixel (a view, not a copy).
+torch::Tensor noise_level_map(const torch::Tensor& sigma, const torch::Tensor& images);
 /// TorchScript statements computing `estimate_noise_sigma` of `images` into `out`, with the same
 /// operations (the same result, to the bit).
 std::vector<std::string> script_estimate_noise_sigma(const std::string& images, const std::string& out);

@@ -108,6 +108,10 @@ class Restorer {
   /// The archive's method `method_name`(batch, side), for fill and denoise.
   torch::Tensor with_side_channel(const std::string& method_name, const torch::Tensor& batch,
                                   const torch::Tensor& side) const;
+  /// `method_name` over `image` [C, H, W] of any size, window by window (`run_tiled`), with
+  /// `side` [1, H, W] travelling through the tiling as one more channel.
+  torch::Tensor tiled_with_side_channel(const std::string& method_name, const torch::Tensor& image,
+                                        const torch::Tensor& side) const;
 };
 
 /// The luminance of colour images [..., 3, H, W] (ITU-R BT.601), in three channels.
