@@ -3,9 +3,9 @@
 // Shared helpers of the test suite: tensor comparison, gradient checks, temporary
 // directories, running the command line, and the seeding fixture every test uses.
 
+#include "remove_tree.h"
 #include "torchae/train/trainer.h"
 
-#include <ftw.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -105,12 +105,7 @@ class TempDir {
     if (mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed in " + name);
     path_ = name;
   }
-  // Not std::filesystem::remove_all: PyTorch's pip wheels (2.11 at least) export a copy of it
-  // from libtorch.so that jumps to address 0, and the dynamic linker binds the tests to it.
-  ~TempDir() {
-    nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-         FTW_DEPTH | FTW_PHYS);
-  }
+  ~TempDir() { remove_tree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const std::filesystem::path& path() const { return path_; }

@@ -1,5 +1,7 @@
 #include "fuzz/targets.h"
 
+#include "remove_tree.h"
+
 #include "torchae/core/config.h"
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
@@ -21,16 +23,25 @@ namespace torchae::fuzz {
 
 namespace {
 
-// A directory of this process's own for the files the readers are given, removed at exit.
-const std::filesystem::path& scratch() {
-  static const std::filesystem::path dir = [] {
+// A directory of this process's own for the files the readers are given, removed at exit (by
+// the destructor of the static that holds it: an atexit handler registered while the static was
+// being built would run after the static is gone, and remove nothing).
+struct Scratch {
+  std::filesystem::path dir;
+  Scratch() {
     const char* base = std::getenv("TMPDIR");
     std::string name = std::string(base && *base ? base : "/tmp") + "/torchae_fuzz_XXXXXX";
     if (::mkdtemp(name.data()) == nullptr) std::abort();
-    std::atexit([] { std::filesystem::remove_all(scratch()); });
-    return std::filesystem::path(name);
-  }();
-  return dir;
+    dir = name;
+  }
+  ~Scratch() { test::remove_tree(dir); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+const std::filesystem::path& scratch() {
+  static const Scratch s;
+  return s.dir;
 }
 
 void write_bytes(const std::filesystem::path& path, const uint8_t* data, std::size_t size) {

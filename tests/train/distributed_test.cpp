@@ -232,14 +232,22 @@ const std::string& kSmall = test::kSmallRun;
 
 std::string cli() { return fmt::format("'{}'", TORCHAE_CLI); }
 
+// torchrun's agent keeps each run's logs in a new folder tempfile.mkdtemp("torchelastic_") makes
+// and never removes: the commands here that start torchrun give it a TMPDIR of this process's
+// own, removed at exit, so that the suite leaves nothing in /tmp.
+std::string torchrun_tmpdir() {
+  static const TempDir dir;
+  return fmt::format("TMPDIR='{}' ", dir.path().string());
+}
+
 // `PROGRAM ARGS` as `nproc` ranks under torchrun on this machine. Not --standalone: its rendezvous
 // is always on port 29400, and tests run side by side. Debian 12's torchrun needs -r and -t (see
 // README); with 2, each rank's stderr reaches ours, behind "[default<rank>]:".
 std::string under_torchrun(int nproc, const std::string& args, const std::string& program = cli()) {
   const int port = free_port();
-  return fmt::format("torchrun --nnodes 1 --nproc_per_node {} --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:{} "
+  return fmt::format("{}torchrun --nnodes 1 --nproc_per_node {} --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:{} "
                      "--rdzv_id t{} -r 2 -t 2 --no_python {} {}",
-                     nproc, port, port, program, args);
+                     torchrun_tmpdir(), nproc, port, port, program, args);
 }
 
 // Starts `program ARGS` as rank `rank` of `world` with the store at 127.0.0.1:port, in the
@@ -353,7 +361,8 @@ TEST_F(DistributedCli, NprocIsTorchrunOnThisMachine) {
   TempDir dir;
   const std::string args = kSmall + " --set train.epochs=1";
   ASSERT_EQ(test::run_cli(fmt::format("train {} --out {}", args, (dir / "one").string())).exit_code, 0);
-  const CliResult two = test::run_cli(fmt::format("train --nproc 2 {} --out {}", args, (dir / "two").string()));
+  const CliResult two =
+      run_command(fmt::format("{}{} train --nproc 2 {} --out {}", torchrun_tmpdir(), cli(), args, (dir / "two").string()));
   ASSERT_EQ(two.exit_code, 0) << two.err;
   expect_same_losses(dir / "two", dir / "one", 1e-5);
   test::expect_one_line_error(test::run_cli("train --nproc 0 --out " + (dir / "x").string()),
@@ -604,9 +613,9 @@ TEST_F(DistributedCli, TwoNodesOfOneRankTrainAsOneNodeOfTwo) {
   ASSERT_EQ(one_node.exit_code, 0) << one_node.err;
   const int port = free_port();
   const std::string agent = fmt::format(
-      "torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:{} --rdzv_id t{} "
+      "{}torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:{} --rdzv_id t{} "
       "-r 2 -t 2 --no_python {} train {} --out {}",
-      port, port, cli(), args, (dir / "two_nodes").string());
+      torchrun_tmpdir(), port, port, cli(), args, (dir / "two_nodes").string());
   const CliResult nodes = run_command(fmt::format("({} > '{}' 2>&1 &) ; {}", agent, (dir / "node1.log").string(), agent));
   ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
   for (int i = 0; i < 300 && metrics_of(dir / "two_nodes").size() < 2; ++i) {
