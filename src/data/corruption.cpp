@@ -154,14 +154,49 @@ Corrupted corrupt_unclipped(const torch::Tensor& x, const CorruptionOptions& o) 
 
 }  // namespace
 
+namespace {
+
+// The patches of the noise estimate: side 5 (or the image's, if smaller), on a grid of step
+// `noise_patch_step` that keeps them to about 65,536.
+constexpr int64_t kNoisePatch = 5;
+constexpr int64_t kNoisePatches = 1 << 16;
+
+int64_t noise_patch_step(int64_t positions) {
+  int64_t step = 1;
+  while ((step + 1) * (step + 1) * kNoisePatches <= positions) ++step;
+  return step;
+}
+
+}  // namespace
+
 torch::Tensor estimate_noise_sigma(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(2) >= 2 && images.size(3) >= 2,
               "estimate_noise_sigma: expected images [B, C, H, W] with sides of at least 2, got ", images.sizes());
   torch::NoGradGuard no_grad;
-  const torch::Tensor e = images.slice(2, 0, images.size(2) / 2 * 2).slice(3, 0, images.size(3) / 2 * 2);
-  auto at = [&](int64_t i, int64_t j) { return e.slice(2, i, e.size(2), 2).slice(3, j, e.size(3), 2); };
-  const torch::Tensor d = (at(0, 0) - at(0, 1) - at(1, 0) + at(1, 1)) * 0.5;
-  return std::get<0>(torch::median(d.abs().flatten(1), 1)) / 0.6745;
+  // At least two patches a side, on the smallest images.
+  const int64_t c = images.size(1), p = std::min({kNoisePatch, images.size(2) - 1, images.size(3) - 1}), r = c * p * p;
+  const int64_t step = noise_patch_step((images.size(2) - p + 1) * (images.size(3) - p + 1));
+  std::vector<torch::Tensor> sigmas;
+  for (int64_t b = 0; b < images.size(0); ++b) {
+    const torch::Tensor x = images[b].to(torch::kFloat64);
+    // Every patch as a column [C p p, N].
+    torch::Tensor patches = x.unfold(1, p, step).unfold(2, p, step).permute({0, 3, 4, 1, 2}).reshape({r, -1});
+    // Clipping shrinks the noise where it happens: patches holding the image's extreme values are
+    // left out, while enough others remain.
+    const torch::Tensor inside = ((patches > x.min()) & (patches < x.max())).all(0);
+    if (inside.sum().item<int64_t>() >= 8 * r) patches = patches.index({torch::indexing::Slice(), inside});
+    patches = patches - patches.mean(1, true);
+    const torch::Tensor covariance = patches.mm(patches.t()) / static_cast<double>(patches.size(1) - 1);
+    // Descending eigenvalues; the noise's variance is the mean of the smallest ones from the first
+    // index where that mean is also their median.
+    const torch::Tensor e = torch::linalg::eigvalsh(covariance, "L").flip(0);
+    const torch::Tensor i = torch::arange(r, e.options().dtype(torch::kLong)), n = r - i;
+    const torch::Tensor tail_mean = e.flip(0).cumsum(0).flip(0) / n;
+    const torch::Tensor lower = e.index({i + torch::div(n, 2, "floor")}), upper = e.index({i + torch::div(n - 1, 2, "floor")});
+    const torch::Tensor is_median = (lower <= tail_mean) & (tail_mean <= upper);
+    sigmas.push_back(tail_mean.index({is_median.to(torch::kInt).argmax()}).clamp_min(0).sqrt());
+  }
+  return torch::stack(sigmas).to(images.dtype());
 }
 
 torch::Tensor noise_level_map(const torch::Tensor& sigma, const torch::Tensor& images) {
@@ -169,9 +204,31 @@ torch::Tensor noise_level_map(const torch::Tensor& sigma, const torch::Tensor& i
 }
 
 std::vector<std::string> script_estimate_noise_sigma(const std::string& images, const std::string& out) {
-  return {fmt::format("e = {0}[:, :, :{0}.size(2) // 2 * 2, :{0}.size(3) // 2 * 2]", images),
-          "d = (e[:, :, 0::2, 0::2] - e[:, :, 0::2, 1::2] - e[:, :, 1::2, 0::2] + e[:, :, 1::2, 1::2]) * 0.5",
-          fmt::format("{} = torch.median(d.abs().flatten(1), 1)[0] / 0.6745", out)};
+  const std::string p = fmt::format("min([{}, {}.size(2) - 1, {}.size(3) - 1])", kNoisePatch, images, images);
+  return {
+      fmt::format("p = {}", p),
+      fmt::format("r = {}.size(1) * p * p", images),
+      "step = 1",
+      fmt::format("while (step + 1) * (step + 1) * {1} <= ({0}.size(2) - p + 1) * ({0}.size(3) - p + 1):", images,
+                  kNoisePatches),
+      "    step += 1",
+      "sigmas: List[Tensor] = []",
+      fmt::format("for b in range({}.size(0)):", images),
+      fmt::format("    xb = {}[b].double()", images),
+      "    patches = xb.unfold(1, p, step).unfold(2, p, step).permute([0, 3, 4, 1, 2]).reshape([r, -1])",
+      "    inside = ((patches > xb.min()) & (patches < xb.max())).all(0)",
+      "    if int(inside.sum()) >= 8 * r:",
+      "        patches = patches[:, inside]",
+      "    patches = patches - patches.mean(1, True)",
+      "    covariance = patches.mm(patches.t()) / float(patches.size(1) - 1)",
+      "    e = torch.linalg_eigvalsh(covariance, 'L').flip(0)",
+      "    i = torch.arange(r, device=e.device)",
+      "    n = r - i",
+      "    tail_mean = e.flip(0).cumsum(0).flip(0) / n",
+      "    is_median = (e[i + torch.div(n, 2, rounding_mode='floor')] <= tail_mean) & "
+      "(tail_mean <= e[i + torch.div(n - 1, 2, rounding_mode='floor')])",
+      "    sigmas.append(tail_mean[is_median.int().argmax()].clamp_min(0).sqrt())",
+      fmt::format("{} = torch.stack(sigmas).to({}.dtype)", out, images)};
 }
 
 Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& o) {

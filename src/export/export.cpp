@@ -366,8 +366,8 @@ Json export_run(const fs::path& run_dir, const fs::path& out, const Json& card_e
     card["methods"].push_back("denoise");
     card["denoise_note"] = "denoise(x, level) takes images x [B, C, H, W] and the standard deviation of their noise, "
                            "level [B, 1, H, W] (in x's units, pixel by pixel), and returns the denoised images "
-                           "[B, C, H, W]; forward(x) is denoise with each image's level estimated from x (the median "
-                           "absolute finest diagonal Haar wavelet coefficient / 0.6745)";
+                           "[B, C, H, W]; forward(x) is denoise with each image's level estimated from x (by principal "
+                           "components of its 5x5 patches: Chen, Zhu & Heng 2015)";
   }
   if (const auto* hashing = dynamic_cast<const Hashing*>(run.model.model.get()); hashing && hashing->hash_bits() > 0) {
     card["methods"].push_back("hash");
