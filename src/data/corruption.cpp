@@ -178,9 +178,10 @@ torch::Tensor estimate_noise_sigma(const torch::Tensor& images) {
   const int64_t step = noise_patch_step((images.size(2) - p + 1) * (images.size(3) - p + 1));
   std::vector<torch::Tensor> sigmas;
   for (int64_t b = 0; b < images.size(0); ++b) {
-    const torch::Tensor x = images[b].to(torch::kFloat64);
-    // Every patch as a column [C p p, N].
-    torch::Tensor patches = x.unfold(1, p, step).unfold(2, p, step).permute({0, 3, 4, 1, 2}).reshape({r, -1});
+    const torch::Tensor x = images[b];
+    // Every patch as a column [C p p, N], in float64 (the patches only: not a copy of the image).
+    torch::Tensor patches =
+        x.unfold(1, p, step).unfold(2, p, step).permute({0, 3, 4, 1, 2}).reshape({r, -1}).to(torch::kFloat64);
     // Clipping shrinks the noise where it happens: patches holding the image's extreme values are
     // left out, while enough others remain.
     const torch::Tensor inside = ((patches > x.min()) & (patches < x.max())).all(0);
@@ -214,8 +215,8 @@ std::vector<std::string> script_estimate_noise_sigma(const std::string& images, 
       "    step += 1",
       "sigmas: List[Tensor] = []",
       fmt::format("for b in range({}.size(0)):", images),
-      fmt::format("    xb = {}[b].double()", images),
-      "    patches = xb.unfold(1, p, step).unfold(2, p, step).permute([0, 3, 4, 1, 2]).reshape([r, -1])",
+      fmt::format("    xb = {}[b]", images),
+      "    patches = xb.unfold(1, p, step).unfold(2, p, step).permute([0, 3, 4, 1, 2]).reshape([r, -1]).double()",
       "    inside = ((patches > xb.min()) & (patches < xb.max())).all(0)",
       "    if int(inside.sum()) >= 8 * r:",
       "        patches = patches[:, inside]",
