@@ -34,6 +34,16 @@ namespace {
 
 int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
+// The standard deviation of an image's [C, H, W] noise, estimated (`estimate_noise_sigma`), in its units.
+double estimated_noise_level(const torch::Tensor& image) {
+  if (image.size(1) < 2 || image.size(2) < 2) {
+    throw Error(fmt::format("denoise: the noise level of a {}x{} image cannot be estimated (it takes 2 pixels a side); "
+                            "give it with --noise-level",
+                            image.size(2), image.size(1)));
+  }
+  return estimate_noise_sigma(image.unsqueeze(0).to(torch::kFloat)).item<double>();
+}
+
 // Pads [1, C, H, W] at the bottom and right to `height` x `width`: by reflection where the
 // image is large enough to mirror, by repeating its edge otherwise.
 torch::Tensor pad_to(const torch::Tensor& x, int64_t height, int64_t width) {
@@ -235,7 +245,7 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
       // One level for the whole image (a tile's own estimate would vary from tile to tile); it
       // travels through the tiling as one more channel and is handed to denoise().
       const double sigma =
-          noise_level ? *noise_level : estimate_noise_sigma(image.unsqueeze(0).to(torch::kFloat)).item<double>();
+          noise_level ? *noise_level : estimated_noise_level(image);
       return tiled_with_side_channel("denoise", image, torch::full({1, image.size(1), image.size(2)}, sigma))
           .clamp(0, 1);
     }
@@ -619,7 +629,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
     // What the model is told when no level is given: each image's own estimate (0-255 units).
     result["noise_level_estimates"] = Json::array();
     for (const torch::Tensor& x : corrupted) {
-      result["noise_level_estimates"].push_back(255.0 * estimate_noise_sigma(x.unsqueeze(0)).item<double>());
+      result["noise_level_estimates"].push_back(255.0 * estimated_noise_level(x));
     }
   }
   std::map<std::string, Scores> scores;

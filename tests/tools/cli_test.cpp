@@ -583,6 +583,13 @@ TEST_F(Cli, AConvDenoiserTrainsExportsRestoresAndIsScored) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Json::parse(r.out)["noise_level_estimates"].size(), 10u);
   expect_one_line_error(run_cli("restore-eval --model " + mapped_model + " --noise-level 300"), "0-255 units");
+  // An image one pixel high has no noise level to estimate: told one, it is denoised.
+  write_image(dir / "row.png", image.narrow(1, 0, 1).contiguous());
+  const std::string row = fmt::format("restore --model {} --task denoise --in {} --out {}", mapped_model,
+                                      (dir / "row.png").string(), (dir / "r.png").string());
+  expect_one_line_error(run_cli(row), "the noise level of a 30x1 image cannot be estimated");
+  ASSERT_EQ(run_cli(row + " --noise-level 20").exit_code, 0);
+  EXPECT_EQ(read_image(dir / "r.png", 1).sizes(), (std::vector<int64_t>{1, 1, 30}));
 
   expect_one_line_error(run_cli("restore-eval --model " + model + " --task colorize"), "colorize needs a colour model");
   expect_one_line_error(run_cli("restore-eval --model " + model + " --data " + (dir / "nowhere").string()),
