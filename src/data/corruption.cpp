@@ -156,8 +156,8 @@ Corrupted corrupt_unclipped(const torch::Tensor& x, const CorruptionOptions& o) 
 
 namespace {
 
-// The patches of the noise estimate: side 5 (or the image's, if smaller), on a grid of step
-// `noise_patch_step` that keeps them to about 65,536.
+// The patches of the noise estimate: side 5 (less on images of 5 pixels or fewer a side), on a
+// grid of step `noise_patch_step` that keeps them to about 65,536.
 constexpr int64_t kNoisePatch = 5;
 constexpr int64_t kNoisePatches = 1 << 16;
 
@@ -193,7 +193,8 @@ torch::Tensor estimate_noise_sigma(const torch::Tensor& images) {
     const torch::Tensor e = torch::linalg::eigvalsh(covariance, "L").flip(0);
     const torch::Tensor i = torch::arange(r, e.options().dtype(torch::kLong)), n = r - i;
     const torch::Tensor tail_mean = e.flip(0).cumsum(0).flip(0) / n;
-    const torch::Tensor lower = e.index({i + torch::div(n, 2, "floor")}), upper = e.index({i + torch::div(n - 1, 2, "floor")});
+    const torch::Tensor lower = e.index({i + torch::div(n, 2, "floor")});
+    const torch::Tensor upper = e.index({i + torch::div(n - 1, 2, "floor")});
     const torch::Tensor is_median = (lower <= tail_mean) & (tail_mean <= upper);
     sigmas.push_back(tail_mean.index({is_median.to(torch::kInt).argmax()}).clamp_min(0).sqrt());
   }

@@ -361,8 +361,8 @@ TEST_F(DistributedCli, NprocIsTorchrunOnThisMachine) {
   TempDir dir;
   const std::string args = kSmall + " --set train.epochs=1";
   ASSERT_EQ(test::run_cli(fmt::format("train {} --out {}", args, (dir / "one").string())).exit_code, 0);
-  const CliResult two =
-      run_command(fmt::format("{}{} train --nproc 2 {} --out {}", torchrun_tmpdir(), cli(), args, (dir / "two").string()));
+  const CliResult two = run_command(
+      fmt::format("{}{} train --nproc 2 {} --out {}", torchrun_tmpdir(), cli(), args, (dir / "two").string()));
   ASSERT_EQ(two.exit_code, 0) << two.err;
   expect_same_losses(dir / "two", dir / "one", 1e-5);
   test::expect_one_line_error(test::run_cli("train --nproc 0 --out " + (dir / "x").string()),

@@ -65,12 +65,13 @@ struct Corrupted {
 /// The standard deviation of white Gaussian noise in images [B, C, H, W] (sides of at least 2),
 /// one an image [B], by principal components of patches (Chen, Zhu & Heng, ICCV 2015): the
 /// eigenvalues of the covariance of the image's C x 5 x 5 patches (smaller on images of 5 pixels
-/// or fewer a side; about 65,536 patches, on a grid), in descending order; the noise's variance is the mean of the smallest ones from the
-/// first index where that mean is also their median. Texture lies in the leading components, so
-/// fine texture does not count as noise (as it does for the wavelet median of Donoho &
-/// Johnstone). Patches holding the image's lowest or highest value are left out while at least
-/// 8 C 25 others remain: clipping shrinks the noise where it happens. Computed in float64, each
-/// image on its own.
+/// or fewer a side; about 65,536 patches, on a grid), in descending order; the noise's variance
+/// is the mean of the smallest ones from the first index where that mean is also their median.
+/// Texture lies in the leading components, so fine texture does not count as noise (as it does
+/// for the wavelet median of Donoho & Johnstone). Patches holding the image's lowest or highest
+/// value are left out while at least 8 C 25 others remain: clipping shrinks the noise where it
+/// happens. Computed in float64, each image on its own. On small crops (48x48) of photographs
+/// it reads a few percent low at high levels, where too few unclipped patches remain.
 torch::Tensor estimate_noise_sigma(const torch::Tensor& images);
 /// The noise level map [B, 1, H, W] of images [B, C, H, W] whose noise has sigma [B]: each
 /// image's sigma at every pixel (a view, not a copy).
