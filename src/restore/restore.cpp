@@ -244,8 +244,7 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
       if (!takes_noise_level_) return run_tiled(net, image, tiling_).clamp(0, 1);
       // One level for the whole image (a tile's own estimate would vary from tile to tile); it
       // travels through the tiling as one more channel and is handed to denoise().
-      const double sigma =
-          noise_level ? *noise_level : estimated_noise_level(image);
+      const double sigma = noise_level ? *noise_level : estimated_noise_level(image);
       return tiled_with_side_channel("denoise", image, torch::full({1, image.size(1), image.size(2)}, sigma))
           .clamp(0, 1);
     }
@@ -625,11 +624,14 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   if (o.self_ensemble) result["self_ensemble"] = true;
   if (told_level && o.noise_level) result["noise_level"] = *o.noise_level;
-  if (told_level && !o.noise_level && images.test.size() <= 16) {
-    // What the model is told when no level is given: each image's own estimate (0-255 units).
-    result["noise_level_estimates"] = Json::array();
-    for (const torch::Tensor& x : corrupted) {
-      result["noise_level_estimates"].push_back(255.0 * estimated_noise_level(x));
+  // What the model is told when no level is given: each image's own estimate, made once here
+  // (the JSON lists them in 0-255 units, for a few images).
+  std::vector<double> estimates;
+  if (told_level && !o.noise_level) {
+    for (const torch::Tensor& x : corrupted) estimates.push_back(estimated_noise_level(x));
+    if (images.test.size() <= 16) {
+      result["noise_level_estimates"] = Json::array();
+      for (const double sigma : estimates) result["noise_level_estimates"].push_back(255.0 * sigma);
     }
   }
   std::map<std::string, Scores> scores;
@@ -642,7 +644,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   std::deque<std::pair<std::string, std::function<torch::Tensor(std::size_t)>>> methods;
   methods.emplace_back("model", [&](std::size_t i) {
     return model.restore(o.task, o.task == RestoreTask::inpaint ? images.test[i] : corrupted[i],
-                         masks.empty() ? torch::Tensor() : masks[i], level);
+                         masks.empty() ? torch::Tensor() : masks[i], estimates.empty() ? level : estimates[i]);
   });
   if (o.task == RestoreTask::denoise) {
     result["corruption"] = o.noise;

@@ -106,8 +106,8 @@ const std::vector<std::string> kChangeableOnResume = [] {
 // of runs from before them what they were: a checkpoint without the key was trained so.
 bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
   static const std::vector<std::pair<std::string, Json>> added{
-      {"binary_code", "none"}, {"mask_input", false}, {"noise_map", false}, {"prefill", 0}, {"skips", false}, {"chroma_bins", 0.0},
-      {"residual", false}};
+      {"binary_code", "none"}, {"mask_input", false}, {"noise_map", false}, {"prefill", 0},
+      {"skips", false}, {"chroma_bins", 0.0}, {"residual", false}};
   if (pointer.rfind("/model/", 0) != 0) return false;
   const std::string key = pointer.substr(pointer.rfind('/') + 1);
   return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == key && a.second == value; });

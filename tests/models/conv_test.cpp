@@ -339,7 +339,7 @@ TEST_F(ConvTest, ANoiseMapDenoiserIsToldTheNoisesSigma) {
   // Eval: forward is denoise with each image's estimated level; the level changes the output.
   model->module().eval();
   const torch::Tensor x = torch::rand({2, 3, 16, 20});
-  const torch::Tensor estimated = estimate_noise_sigma(x).view({2, 1, 1, 1}).expand({2, 1, 16, 20});
+  const torch::Tensor estimated = noise_level_map(estimate_noise_sigma(x), x);
   expect_tensors_near(noisy->denoise(x, estimated).reconstruction, model->forward(x).reconstruction, 1e-6);
   const torch::Tensor level = torch::full({2, 1, 16, 20}, 0.1);
   EXPECT_GT((noisy->denoise(x, level).reconstruction - model->forward(x).reconstruction).abs().max().item<double>(), 1e-4);
