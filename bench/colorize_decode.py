@@ -15,8 +15,18 @@ chroma) scales with it; under the model's own distribution it is the decoding th
 at the least expected squared error, if that distribution were calibrated. Settings read off the photographs
 are chosen on the test images: report them as such.
 
+A model trained with rebalancing (`rebalance` lambda < 1) scores each cell as if it were as much more frequent
+as its weight w says: the scores minimise the weighted cross-entropy, so their softmax is about p(c) w(c),
+normalised. With --calibrate each setting is also decoded from the scores minus log w, which undoes that
+(their softmax is then about p(c) itself, whose mean at T 1 is the least squared error guess, were the model
+calibrated). w is `ChromaBins::class_weights` of the recipe's lambda (--rebalance), from the cells' frequencies
+counted on the training images (every image that is not held out, gray ones too unless --skip-gray, whole
+and averaged 4x4 as the loss averages its target to the scores' grid) rather than on the training patches the
+model counted (the archive does not keep its counts): an approximation.
+
 usage: bench/colorize_decode.py [--model models/zoo/shipped/colorize-conv-natural.pt]
                                 [--temperatures 0.38,0.6,1] [--gains 1,1.1,1.2,1.3]
+                                [--calibrate [--rebalance L] [--skip-gray]]
 Prints one line a setting and, last, one JSON line.
 """
 import argparse
@@ -81,6 +91,25 @@ def scores(model, image):
         return model.net_forward(gray.contiguous()), y, (h, w, hp, wp)
 
 
+def class_log_weights(centres, held, rebalance, skip_gray, step=0.05):
+    """log w of ChromaBins::class_weights for cells at `centres` [Q, 2] (cb, cr), from the training images."""
+    files = sorted(f for f in os.listdir(DATA) if os.path.splitext(f)[1].lower() in EXTENSIONS and f not in held)
+    counts = torch.zeros(centres.shape[0], dtype=torch.float64)
+    for f in files:
+        rgb, bgr = read(os.path.join(DATA, f))
+        if skip_gray and is_gray(bgr):
+            continue
+        x = torch.nn.functional.avg_pool2d(rgb[None], 4, 4)[0]
+        y = luma(x[None])[0, 0]
+        chroma = torch.stack([(x[2] - y) / 1.772, (x[0] - y) / 1.402], -1).reshape(-1, 2)
+        counts += torch.bincount(torch.cdist(chroma, centres).argmin(1), minlength=centres.shape[0]).double()
+    sigma = step / 2
+    kernel = torch.exp(torch.cdist(centres, centres).pow(2) / (-2 * sigma * sigma))
+    p = (kernel / kernel.sum(0, keepdim=True)).mv(counts / counts.sum())
+    w = 1 / ((1 - rebalance) * p + rebalance / centres.shape[0])
+    return torch.log(w / (p * w).sum()).float().view(1, -1, 1, 1)
+
+
 def decode(model, s, y, size, temperature, gain):
     h, w, hp, wp = size
     c = torch.conv2d(torch.softmax(s / temperature, 1), model.chroma_kernel) * gain
@@ -106,6 +135,9 @@ def main():
     parser.add_argument("--model", default=os.path.join(ROOT, "models/zoo/shipped/colorize-conv-natural.pt"))
     parser.add_argument("--temperatures", default="0.38,0.6,1")
     parser.add_argument("--gains", default="1,1.1,1.2,1.3")
+    parser.add_argument("--calibrate", action="store_true", help="also decode the scores minus log w (see above)")
+    parser.add_argument("--rebalance", type=float, help="the lambda of w (default: the recipe's)")
+    parser.add_argument("--skip-gray", action="store_true", help="count colour training images only (skip_gray)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,6 +145,11 @@ def main():
     recipe = json.load(open(os.path.join(ROOT, "models/zoo/colorize-conv-natural.json")))
     test, validation = images(recipe["data"]["test_images"])
     own_t = recipe["model"]["temperature"]
+    log_w = None
+    if args.calibrate:
+        rebalance = recipe["model"]["rebalance"] if args.rebalance is None else args.rebalance
+        centres = model.chroma_kernel.double()[:, :, 0, 0].t()
+        log_w = class_log_weights(centres, recipe["data"]["test_images"], rebalance, args.skip_gray)
     sets = {"photographs": test, "validation": validation}
     decoded = {name: [scores(model, x) for x in xs] for name, xs in sets.items()}
     result = {"model": args.model, "settings": []}
@@ -122,22 +159,28 @@ def main():
         result[name] = {"n": len(xs), "gray_psnr_db": gray, "truth_colourfulness": truth}
         print(f"{name}: {len(xs)} images, the gray input {gray:.2f} dB, the truth's colourfulness {truth:.1f}")
     figure = json.load(open(os.path.join(ROOT, "models/zoo/shipped/figures.json")))["colorize-conv-natural"]
-    for t in [float(v) for v in args.temperatures.split(",")] + [own_t]:
-        for g in [float(v) for v in args.gains.split(",")] + [1.0]:
-            if any(r["temperature"] == t and r["gain"] == g for r in result["settings"]):
-                continue
-            row = {"temperature": t, "gain": g}
-            for name, xs in sets.items():
-                outs = [decode(model, s, y, size, t, g) for s, y, size in decoded[name]]
-                row[name] = {"psnr_db": float(np.mean([psnr(o, x) for o, x in zip(outs, xs)])),
-                             "colourfulness": float(np.mean([colourfulness(o) for o in outs]))}
-            if t == own_t and g == 1.0 and args.model.endswith("shipped/colorize-conv-natural.pt"):
-                gap = abs(row["photographs"]["psnr_db"] - figure["psnr_db"])
-                assert gap < 0.02, f"the archive's own decoding is {gap:.3f} dB from its figure: this script is off"
-            result["settings"].append(row)
-            print(f"T {t:.2f} gain {g:.2f}: photographs {row['photographs']['psnr_db']:.2f} dB, colourfulness "
-                  f"{row['photographs']['colourfulness']:.1f}; validation {row['validation']['psnr_db']:.2f} dB, "
-                  f"{row['validation']['colourfulness']:.1f}", flush=True)
+    for calibrated in [False, True] if args.calibrate else [False]:
+        for t in [float(v) for v in args.temperatures.split(",")] + [own_t]:
+            for g in [float(v) for v in args.gains.split(",")] + [1.0]:
+                if any(r["calibrated"] == calibrated and r["temperature"] == t and r["gain"] == g
+                       for r in result["settings"]):
+                    continue
+                row = {"calibrated": calibrated, "temperature": t, "gain": g}
+                for name, xs in sets.items():
+                    outs = [decode(model, s - log_w if calibrated else s, y, size, t, g)
+                            for s, y, size in decoded[name]]
+                    row[name] = {"psnr_db": float(np.mean([psnr(o, x) for o, x in zip(outs, xs)])),
+                                 "colourfulness": float(np.mean([colourfulness(o) for o in outs]))}
+                if (not calibrated and t == own_t and g == 1.0
+                        and args.model.endswith("shipped/colorize-conv-natural.pt")):
+                    gap = abs(row["photographs"]["psnr_db"] - figure["psnr_db"])
+                    assert gap < 0.02, f"the archive's own decoding is {gap:.3f} dB from its figure: this script is off"
+                result["settings"].append(row)
+                photographs = row["photographs"]
+                print(f"{'calibrated, ' if calibrated else ''}T {t:.2f} gain {g:.2f}: photographs "
+                      f"{photographs['psnr_db']:.2f} dB, colourfulness {photographs['colourfulness']:.1f}; validation "
+                      f"{row['validation']['psnr_db']:.2f} dB, {row['validation']['colourfulness']:.1f}",
+                      flush=True)
     print(json.dumps(result))
 
 

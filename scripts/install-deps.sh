@@ -14,6 +14,7 @@ packages=(
   dataset-fashion-mnist # /usr/share/datasets/fashion-mnist/*.gz
   opencv-doc            # natural images for restoration: /usr/share/doc/opencv-doc/examples/data
   python3-torch         # /usr/bin/python3 with the same PyTorch, for reference checks and bench/
+  python3-opencv        # cv2 for /usr/bin/python3: bench/colorize_decode.py reads the photographs with it
   time                  # GNU time: the peak memory of a streamed run, measured by the tests
   chromium              # headless: the tests render torchae report's HTML page in a real browser
 )

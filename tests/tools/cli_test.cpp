@@ -728,6 +728,41 @@ TEST_F(Cli, EachRestorationRecipeHasAPyTorchTwin) {
                         "--recipe and --model both name the model");
 }
 
+// bench/colorize_decode.py decodes the shipped colouriser's scores other ways; at the archive's own
+// decoding it must give the shipped figure (it asserts that itself, exiting non-zero otherwise).
+TEST_F(Cli, TheColouriserDecodingScriptReproducesTheShippedFigure) {
+  auto decode = [](const std::string& options) {
+    const CliResult r = test::run_command(fmt::format("/usr/bin/python3 '{}/bench/colorize_decode.py' --threads 1 {}",
+                                                      TORCHAE_SOURCE_DIR, options));
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    const std::string out = r.out.substr(0, r.out.find_last_not_of('\n') + 1);
+    return Json::parse(out.substr(out.find_last_of('\n') + 1));
+  };
+  auto setting = [](const Json& result, bool calibrated, double temperature) {
+    for (const Json& row : result["settings"]) {
+      if (row["calibrated"] == calibrated && row["temperature"] == temperature && row["gain"] == 1.0) return row;
+    }
+    ADD_FAILURE() << "no setting calibrated=" << calibrated << " T=" << temperature;
+    return Json();
+  };
+  Json result = decode("--temperatures 1 --gains 1 --calibrate");
+  EXPECT_EQ(result["photographs"]["n"], 5);
+  EXPECT_NEAR(result["photographs"]["gray_psnr_db"].get<double>(), 18.61, 0.01);
+  // With the rebalancing undone the mean is a less colourful, closer guess.
+  const Json plain = setting(result, false, 1.0)["photographs"], calibrated = setting(result, true, 1.0)["photographs"];
+  EXPECT_GT(calibrated["psnr_db"].get<double>(), plain["psnr_db"].get<double>());
+  EXPECT_LT(calibrated["colourfulness"].get<double>(), plain["colourfulness"].get<double>());
+  // Weights that are all alike (lambda 1) change nothing.
+  result = decode("--temperatures 1 --gains 1 --calibrate --rebalance 1");
+  for (const char* set : {"photographs", "validation"}) {
+    for (const char* figure : {"psnr_db", "colourfulness"}) {
+      EXPECT_NEAR(setting(result, true, 1.0)[set][figure].get<double>(),
+                  setting(result, false, 1.0)[set][figure].get<double>(), 1e-6)
+          << set << " " << figure;
+    }
+  }
+}
+
 TEST_F(Cli, SemanticHashingEvaluatesRetrievalIndexesAndSearches) {
   TempDir dir;
   const std::string run = (dir / "hash").string();
