@@ -21,7 +21,7 @@ normalised. With --calibrate each setting is also decoded from the scores minus 
 (their softmax is then about p(c) itself, whose mean at T 1 is the least squared error guess, were the model
 calibrated). w is `ChromaBins::class_weights` of the recipe's lambda (--rebalance), from the cells' frequencies
 counted on the training images (every image that is not held out, gray ones too unless --skip-gray, whole
-and averaged 4x4 as the loss averages its target to the scores' grid) rather than on the training patches the
+and averaged to the scores' grid as the loss averages its target) rather than on the training patches the
 model counted (the archive does not keep its counts): an approximation.
 
 usage: bench/colorize_decode.py [--model models/zoo/shipped/colorize-conv-natural.pt]
@@ -91,15 +91,16 @@ def scores(model, image):
         return model.net_forward(gray.contiguous()), y, (h, w, hp, wp)
 
 
-def class_log_weights(centres, held, rebalance, skip_gray, step=0.05):
-    """log w of ChromaBins::class_weights for cells at `centres` [Q, 2] (cb, cr), from the training images."""
+def class_log_weights(centres, held, rebalance, skip_gray, step, pool):
+    """log w of ChromaBins::class_weights for cells of side `step` at `centres` [Q, 2] (cb, cr), from the training
+    images averaged `pool` x `pool` (the scores' grid)."""
     files = sorted(f for f in os.listdir(DATA) if os.path.splitext(f)[1].lower() in EXTENSIONS and f not in held)
     counts = torch.zeros(centres.shape[0], dtype=torch.float64)
     for f in files:
         rgb, bgr = read(os.path.join(DATA, f))
         if skip_gray and is_gray(bgr):
             continue
-        x = torch.nn.functional.avg_pool2d(rgb[None], 4, 4)[0]
+        x = torch.nn.functional.avg_pool2d(rgb[None], pool, pool)[0]
         y = luma(x[None])[0, 0]
         chroma = torch.stack([(x[2] - y) / 1.772, (x[0] - y) / 1.402], -1).reshape(-1, 2)
         counts += torch.bincount(torch.cdist(chroma, centres).argmin(1), minlength=centres.shape[0]).double()
@@ -149,7 +150,8 @@ def main():
     if args.calibrate:
         rebalance = recipe["model"]["rebalance"] if args.rebalance is None else args.rebalance
         centres = model.chroma_kernel.double()[:, :, 0, 0].t()
-        log_w = class_log_weights(centres, recipe["data"]["test_images"], rebalance, args.skip_gray)
+        log_w = class_log_weights(centres, recipe["data"]["test_images"], rebalance, args.skip_gray,
+                                  recipe["model"]["chroma_bins"], recipe["model"]["strides"][0])
     sets = {"photographs": test, "validation": validation}
     decoded = {name: [scores(model, x) for x in xs] for name, xs in sets.items()}
     result = {"model": args.model, "settings": []}
