@@ -54,9 +54,14 @@ def is_gray(bgr):
     return max(abs(b - g).max(), abs(g - r).max()) <= 2
 
 
+def image_files():
+    """The image files of DATA, sorted."""
+    return sorted(f for f in os.listdir(DATA) if os.path.splitext(f)[1].lower() in EXTENSIONS)
+
+
 def images(held):
     """The held-out photographs and the validation crops, as restore-eval picks them."""
-    files = sorted(f for f in os.listdir(DATA) if os.path.splitext(f)[1].lower() in EXTENSIONS)
+    files = image_files()
     test = [read(os.path.join(DATA, f))[0] for f in held]
     validation, k = [], 0
     for f in files:
@@ -94,9 +99,8 @@ def scores(model, image):
 def class_log_weights(centres, held, rebalance, skip_gray, step, pool):
     """log w of ChromaBins::class_weights for cells of side `step` at `centres` [Q, 2] (cb, cr), from the training
     images averaged `pool` x `pool` (the scores' grid)."""
-    files = sorted(f for f in os.listdir(DATA) if os.path.splitext(f)[1].lower() in EXTENSIONS and f not in held)
     counts = torch.zeros(centres.shape[0], dtype=torch.float64)
-    for f in files:
+    for f in (f for f in image_files() if f not in held):
         rgb, bgr = read(os.path.join(DATA, f))
         if skip_gray and is_gray(bgr):
             continue
