@@ -72,12 +72,16 @@ Output DenoisingImpl::forward(const torch::Tensor& input) {
     return out;
   }
   if (!is_training()) return backbone_->forward(input);
-  const Corrupted corrupted = corrupt(input, options.corruption());
+  return forward_corrupted(corrupt(input, options.corruption()));
+}
+
+Output DenoisingImpl::forward_corrupted(const Corrupted& corrupted) {
+  if (bins_) return forward(corrupted.input);
   // The inpainting mask is the same in every channel: one channel of it tells the network. A
   // noise map is told each example's sigma (in eval mode, forward estimates it).
   Output out;
   if (backbone_->takes_mask()) {
-    out = backbone_->fill(corrupted.input, corrupted.mask.narrow(1, 0, 1).to(input.dtype()));
+    out = backbone_->fill(corrupted.input, corrupted.mask.narrow(1, 0, 1).to(corrupted.input.dtype()));
   } else if (backbone_->takes_noise_level()) {
     const torch::Tensor level = noise_level_map(corrupted.level, corrupted.input);
     out = backbone_->denoise(corrupted.input, level);

@@ -795,6 +795,9 @@ void add_restore_eval(CLI::App& app, char** argv) {
       ->capture_default_str();
   command->add_option("--data", args->options.data, "fashion-mnist or a folder of images (its held-out ones are scored)")
       ->capture_default_str();
+  command->add_option("--images", args->options.images,
+                      "a folder: the files scored, comma-separated names (default: its held-out ones)")
+      ->delimiter(',');
   command->add_option("--noise", args->options.noise, "denoise: SIGMA (0-255 units) or salt_pepper:P")
       ->capture_default_str();
   command->add_option("--mask", args->options.mask, "inpaint: random|scratches|blocks|text[:FRACTION]")

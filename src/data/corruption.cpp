@@ -3,6 +3,7 @@
 #include "torchae/data/image_io.h"
 #include "torchae/nn/fused.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 namespace torchae {
 
@@ -238,6 +240,27 @@ Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& o) {
   Corrupted c = corrupt_unclipped(x, o);
   if (o.clip) c.input = c.input.clamp(o.min, o.max);
   return c;
+}
+
+Corrupted corrupt_seeded(const torch::Tensor& x, const CorruptionOptions& o, uint64_t seed) {
+  TORCH_CHECK(x.device().is_cpu(), "corrupt_seeded: expected a CPU tensor, got one on ", x.device());
+  // The generator locks itself for each draw: its mutex is held only around the state's copies.
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  at::Tensor state;
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    state = generator.get_state();
+    generator.set_current_seed(seed);
+  }
+  struct Restore {
+    at::Generator& generator;
+    const at::Tensor& state;
+    ~Restore() {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(state);
+    }
+  } restore{generator, state};
+  return corrupt(x, o);
 }
 
 }  // namespace torchae

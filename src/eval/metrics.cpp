@@ -9,7 +9,6 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
-#include <mutex>
 
 namespace torchae {
 
@@ -179,21 +178,7 @@ Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const Corrup
   torch::NoGradGuard no_grad;
   model.module().eval();
   const torch::Tensor clean = data.test.inputs;
-  torch::Tensor corrupted;
-  {
-    // Seeded, without disturbing the caller's stream of random numbers (the generator locks
-    // itself for each draw: its mutex is held only around the state's copies).
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    at::Tensor state;
-    {
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      state = generator.get_state();
-      generator.set_current_seed(0);
-    }
-    corrupted = corrupt(clean, corruption).input;
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(state);
-  }
+  const torch::Tensor corrupted = corrupt_seeded(clean, corruption, 0).input;
   const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
   const int64_t components = std::min(model.code_size(), train.size(1));
   PCA pca;

@@ -505,6 +505,7 @@ struct EvalImages {
 EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
   EvalImages images;
   if (o.data == "fashion-mnist") {
+    if (!o.images.empty()) throw Error("--images names files of a folder; Fashion-MNIST's test images are chosen by --n");
     if (model.channels() != 1) throw Error("Fashion-MNIST is gray; this model takes colour images");
     DataOptions data;
     const DataSplits splits = load_data(data, /*with_test=*/true);
@@ -520,9 +521,16 @@ EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
   }
   const fs::path dir = o.data;
   const Json data = model.card().value("config", Json::object()).value("data", Json::object());
-  const auto names = data.value("path", "") == o.data || (data.value("path", "").empty() && o.data == kOpenCvSampleDir)
-                         ? data.value("test_images", std::vector<std::string>{})
-                         : std::vector<std::string>{};
+  const bool trained_there = data.value("path", "") == o.data || (data.value("path", "").empty() && o.data == kOpenCvSampleDir);
+  const auto names = !o.images.empty() ? o.images
+                     : trained_there   ? data.value("test_images", std::vector<std::string>{})
+                                       : std::vector<std::string>{};
+  const auto files = list_images(dir);
+  for (const std::string& name : o.images) {
+    if (std::none_of(files.begin(), files.end(), [&](const fs::path& f) { return f.filename() == name; })) {
+      throw Error(fmt::format("--images: no image \"{}\" in {}", name, dir.string()));
+    }
+  }
   const auto held = held_out_images(dir, names);
   for (const auto& file : held) {
     images.test.push_back(read_image(file, model.channels()));
@@ -530,7 +538,6 @@ EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
   }
   // h is chosen on centre crops (128x128 at most) of every fifth of the other images (of the
   // colour ones, for colorize).
-  const auto files = list_images(dir);
   int64_t k = 0;
   for (const auto& file : files) {
     if (std::find(held.begin(), held.end(), file) != held.end() || k++ % 5 != 0) continue;

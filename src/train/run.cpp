@@ -77,6 +77,11 @@ Run prepare_run(const Json& config, bool with_test) {
                                    run.data_options.validation_fraction, run.data.train_size()));
   run.model = build_model(section("model"), run.data.spec);
   check_labels_fit(*run.model.model, run.data);
+  train_reader.require(!run.train_options.validate_corrupted || trains_on_corrupted_batches(*run.model.model),
+                       "validate_corrupted",
+                       fmt::format("model family \"{}\" is not trained on corrupted batches (a denoising model, or a "
+                                   "stack with denoising layers, is); leave it false",
+                                   run.model.resolved.value("family", "")));
   if (run.data.stream && dynamic_cast<const Staged*>(run.model.model.get())) {
     data_reader.require(false, "source",
                         "a model trained in stages (a stack's layerwise pretraining) trains its later stages on codes "
@@ -120,17 +125,21 @@ bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
 // `trained`: the configuration the checkpoint records (`checkpoint_config`).
 void check_config_fits_checkpoint(const Json& config, const Json& trained, const fs::path& run_dir) {
   if (trained.is_null()) return;  // no checkpoint yet, or one from before checkpoints recorded it
-  // Data keys added since the checkpoint was written take their defaults, as its run had them.
+  // Data and train keys added since the checkpoint was written take their defaults, as its run
+  // had them.
   Json trained_resolved = trained;
-  if (trained.contains("data") && trained["data"].is_object()) {
+  auto resolve = [&](const char* section, const auto& read) {
+    if (!trained.contains(section) || !trained[section].is_object()) return;
     try {
-      OptionReader reader(trained["data"], "data");
-      DataOptions::from(reader);
-      trained_resolved["data"] = reader.resolved();
+      OptionReader reader(trained[section], section);
+      read(reader);
+      trained_resolved[section] = reader.resolved();
     } catch (const Error&) {
       // compared as it is: the difference is named below
     }
-  }
+  };
+  resolve("data", [](OptionReader& reader) { DataOptions::from(reader); });
+  resolve("train", [](OptionReader& reader) { TrainOptions::from(reader); });
   const Json now = config.flatten(), then = trained_resolved.flatten();  // {"/model/code_size": 32, ...}
   std::vector<std::string> pointers{"/model/family"};
   for (const Json* side : {&now, &then}) {

@@ -47,6 +47,9 @@ StagedTrainer::StagedTrainer(std::shared_ptr<Autoencoder> model, TrainOptions op
     TrainOptions o = options_;
     if (stage.epochs > 0) o.epochs = stage.epochs;
     if (stage.lr > 0) o.lr = stage.lr;
+    // A stack validates its denoising layers' pretraining on corrupted codes; the stages that
+    // train on clean batches (fine-tuning) on clean ones.
+    o.validate_corrupted = o.validate_corrupted && dynamic_cast<Corrupting*>(stage.model.get()) != nullptr;
     stages_.push_back({stage, o});
   }
 }

@@ -51,6 +51,7 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   o.clip_grad_norm = r.number("clip_grad_norm", o.clip_grad_norm, at_least(0));
   o.patience = r.integer("patience", o.patience, at_least(0));
   o.min_delta = r.number("min_delta", o.min_delta, at_least(0));
+  o.validate_corrupted = r.boolean("validate_corrupted", o.validate_corrupted);
   o.threads = r.integer("threads", o.threads, between(0, 1024));
   o.progress = r.choice("progress", o.progress, {"auto", "lines", "none"});
   r.finish();
@@ -67,6 +68,7 @@ Json TrainOptions::to_json() const {
           {"step_size", step_size}, {"gamma", gamma},
           {"min_lr", min_lr},       {"clip_grad_norm", clip_grad_norm},
           {"patience", patience},   {"min_delta", min_delta},
+          {"validate_corrupted", validate_corrupted},
           {"threads", threads},     {"progress", progress}};
 }
 
@@ -343,6 +345,10 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
       best_val_(std::numeric_limits<double>::infinity()) {
   set_threads(options_.threads > 0 || !device_.is_cpu() || !has_convolutions(model_->module()) ? options_.threads
                                                                                                : cores_per_process());
+  if (options_.validate_corrupted && !dynamic_cast<Corrupting*>(model_.get())) {
+    throw Error("config: train.validate_corrupted: the model is not trained on corrupted batches (only a denoising "
+                "model is); leave it false");
+  }
   model_->module().to(device_);
   parameters_ = model_->module().parameters();
   if (auto* adversarial = dynamic_cast<Adversarial*>(model_.get())) {
@@ -612,7 +618,15 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   return global;
 }
 
-LossSummary Trainer::evaluate(const Dataset& data) {
+LossSummary Trainer::evaluate(const Dataset& data) { return evaluate(data, Corrupted{}); }
+
+LossSummary Trainer::evaluate(const Dataset& data, const Corrupted& corrupted) {
+  Corrupting* corrupting = nullptr;
+  if (corrupted.input.defined()) {
+    corrupting = dynamic_cast<Corrupting*>(model_.get());
+    TORCH_CHECK(corrupting && corrupted.input.sizes() == data.inputs.sizes(),
+                "Trainer::evaluate: corrupted inputs need a Corrupting model and data's shape");
+  }
   torch::NoGradGuard no_grad;
   const bool was_training = model_->module().is_training();
   model_->module().eval();
@@ -628,8 +642,12 @@ LossSummary Trainer::evaluate(const Dataset& data) {
   for (int64_t start = first; start < first + length; start += batch_size) {
     const int64_t n = std::min(batch_size, first + length - start);
     const torch::Tensor x = on_device.inputs.narrow(0, start, n);
-    Losses losses = losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor(),
-                              model_->forward(x));
+    auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, n).to(device_) : t; };
+    const Output out = corrupting ? corrupting->forward_corrupted(
+                                        {part(corrupted.input), part(corrupted.mask), part(corrupted.level)})
+                                  : model_->forward(x);
+    Losses losses =
+        losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor(), out);
     meter.add(losses, losses.total.item<double>(), x.size(0));
   }
   if (sharded) meter.reduce(*group);
@@ -844,6 +862,12 @@ void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const 
   }
   const Dataset train_on_device = train ? train->to(device_) : Dataset{};
   const Dataset validation_on_device = validation.to(device_);
+  // Drawn on the CPU, whatever the device: the same inputs on every device and every rank.
+  const Corrupted validation_corrupted =
+      options_.validate_corrupted && validation.size() > 0
+          ? corrupt_seeded(validation.inputs.cpu(), dynamic_cast<Corrupting&>(*model_).corruption(),
+                           static_cast<uint64_t>(options_.seed))
+          : Corrupted{};
   if (!run_dir_.empty() && writes()) {
     std::filesystem::create_directories(run_dir_);
     // A script's run: its configuration makes the directory one that eval, export, viz and report read.
@@ -855,12 +879,21 @@ void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const 
   while (epoch_ < options_.epochs && !stopped_early_) {
     const auto start = Clock::now();
     EpochRecord record = train_epoch(train ? &train_on_device : nullptr, stream);
-    const LossSummary val = evaluate(validation_on_device);
+    const LossSummary val = evaluate(validation_on_device, validation_corrupted);
     record.val_loss = val.total;
     record.val_terms = val.terms;
     record.seconds = seconds_since(start);
     finish_epoch(record);
   }
+}
+
+bool trains_on_corrupted_batches(Autoencoder& model) {
+  if (dynamic_cast<Corrupting*>(&model)) return true;
+  auto* staged = dynamic_cast<Staged*>(&model);
+  if (!staged) return false;
+  const std::vector<Stage> stages = staged->stages();
+  return std::any_of(stages.begin(), stages.end(),
+                     [](const Stage& stage) { return dynamic_cast<Corrupting*>(stage.model.get()) != nullptr; });
 }
 
 }  // namespace torchae

@@ -547,6 +547,21 @@ TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
     }
     EXPECT_EQ(read_image(dir / "p.png", 3).size(1), 4 * 40 + 2);  // one row, enlarged 4x
   }
+  // --images scores the files named, in that order; the validation crops come from the others.
+  const test::CliResult named = test::run_cli(fmt::format(
+      "restore-eval --model {} --task colorize --data {} --images img03.png,img00.png", archive, dir.path().string()));
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  const Json k = Json::parse(named.out);
+  EXPECT_EQ(k["n"], 2);
+  EXPECT_EQ(k["per_image"]["model"][0]["image"], "img03.png");
+  EXPECT_EQ(k["per_image"]["model"][1]["image"], "img00.png");
+  EXPECT_EQ(k["validation"]["n"], 2);  // every fifth of the eight others: img01 and img07
+  test::expect_one_line_error(
+      test::run_cli(fmt::format("restore-eval --model {} --task colorize --data {} --images img03.png,img10.png",
+                                archive, dir.path().string())),
+      fmt::format("--images: no image \"img10.png\" in {}", dir.path().string()));
+  test::expect_one_line_error(test::run_cli(fmt::format("restore-eval --model {} --images img03.png", archive)),
+                              "--images names files of a folder");
   const test::CliResult best = test::run_cli(
       fmt::format("restore-eval --model {} --task inpaint --data {} --fsr-best", archive, dir.path().string()));
   ASSERT_EQ(best.exit_code, 0) << best.err;

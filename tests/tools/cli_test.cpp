@@ -60,6 +60,8 @@ TEST(CliErrors, UsageAndConfigurationErrorsAreOneLineAndLeaveNoRun) {
   expect_one_line_error(run_cli("train --set train.optimiser=sgd --out " + out), "train.optimiser: unknown key");
   expect_one_line_error(run_cli("train --set trian.epochs=3 --out " + out), "trian: unknown section");
   expect_one_line_error(run_cli("train --set train.device=tpu --out " + out), "train.device");
+  expect_one_line_error(run_cli("train --set train.validate_corrupted=true --out " + out),
+                        "train.validate_corrupted: model family \"undercomplete\" is not trained on corrupted batches");
   write_text_atomically(dir / "bad.json", "{\"train\": {\"epochs\": }");
   expect_one_line_error(run_cli(fmt::format("train --config {} --out {}", (dir / "bad.json").string(), out)),
                         "bad.json: invalid JSON: parse error at line 1");

@@ -4,6 +4,7 @@
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
 #include "torchae/models/registry.h"
+#include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
 
 namespace torchae {
@@ -229,6 +230,142 @@ TEST_F(TrainerTest, AModelWithConvolutionsTakesEveryCoreByDefault) {
   { Trainer trainer(conv, one); }
   EXPECT_EQ(at::get_num_threads(), 1);
   at::set_num_threads(initial);
+}
+
+std::shared_ptr<Autoencoder> small_denoiser(int64_t seed = 0) {
+  torch::manual_seed(seed);
+  return build_model({{"family", "denoising"}, {"code_size", 4}, {"hidden", {12}}, {"corruption", "gaussian"},
+                      {"level", 0.3}},
+                     kSpec)
+      .model;
+}
+
+std::vector<double> column(const std::filesystem::path& metrics, const char* key) {
+  std::vector<double> values;
+  for (const auto& line : test::read_lines(metrics)) values.push_back(Json::parse(line)[key].get<double>());
+  return values;
+}
+
+// With train.validate_corrupted a denoiser is validated on its validation set corrupted once, by
+// its own seeded generator: training is the same step for step, and the validation loss is the
+// model's loss on that corrupted copy, scored against the clean one.
+TEST_F(TrainerTest, ADenoiserIsValidatedOnItsValidationSetCorruptedAsInTraining) {
+  const Dataset train = random_data(256), val = random_data(64);
+  TempDir clean_dir, corrupted_dir;
+  // Each model made just before its training: the seed also starts the corruption's draws.
+  auto clean_model = small_denoiser();
+  Trainer clean(clean_model, small_options(3), clean_dir.path());
+  clean.fit(train, val);
+  TrainOptions options = small_options(3);
+  options.validate_corrupted = true;
+  auto corrupted_model = small_denoiser();
+  Trainer corrupted(corrupted_model, options, corrupted_dir.path());
+  corrupted.fit(train, val);
+  // Training did not see the validation's random numbers: the same losses, the same weights.
+  EXPECT_EQ(column(clean_dir / kMetricsFile, "train_loss"), column(corrupted_dir / kMetricsFile, "train_loss"));
+  const auto a = clean_model->module().parameters(), b = corrupted_model->module().parameters();
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  // The last epoch's validation loss is the trained model's loss on the seeded corruption.
+  auto& denoiser = dynamic_cast<Corrupting&>(*corrupted_model);
+  const Corrupted noisy = corrupt_seeded(val.inputs, denoiser.corruption(), static_cast<uint64_t>(options.seed));
+  EXPECT_FALSE(torch::equal(noisy.input, val.inputs));
+  corrupted_model->module().eval();
+  double expected = 0.0;
+  {
+    torch::NoGradGuard no_grad;
+    expected = corrupted_model->loss(val.inputs, denoiser.forward_corrupted(noisy)).total.item<double>();
+  }
+  const std::vector<double> on_clean = column(clean_dir / kMetricsFile, "val_loss"),
+                            on_corrupted = column(corrupted_dir / kMetricsFile, "val_loss");
+  EXPECT_NEAR(on_corrupted.back(), expected, 1e-6 * expected);
+  for (std::size_t i = 0; i < on_clean.size(); ++i) EXPECT_NE(on_corrupted[i], on_clean[i]) << i;
+  // The same corrupted inputs every time: evaluated again, the same figure.
+  EXPECT_DOUBLE_EQ(corrupted.evaluate(val, noisy).total, corrupted.evaluate(val, noisy).total);
+  EXPECT_NEAR(corrupted.evaluate(val, noisy).total, expected, 1e-6 * expected);
+  // A model that is not trained on corrupted batches has nothing to validate so.
+  try {
+    Trainer refused(small_model(), options);
+    FAIL() << "a plain autoencoder was given validate_corrupted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.validate_corrupted: the model is not trained on corrupted batches"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Resumed with validate_corrupted, a run continues as if it had never stopped (the corruption
+// is drawn again from its seed, not from the restored generator).
+TEST_F(TrainerTest, ADenoiserValidatedOnCorruptedInputsResumesExactly) {
+  const Dataset train = random_data(256), val = random_data(64);
+  TrainOptions four = small_options(4), two = small_options(2);
+  four.validate_corrupted = two.validate_corrupted = true;
+  TempDir straight, split;
+  {
+    Trainer trainer(small_denoiser(), four, straight.path());
+    trainer.fit(train, val);
+  }
+  {
+    Trainer trainer(small_denoiser(), two, split.path());
+    trainer.fit(train, val);
+  }
+  torch::manual_seed(999);
+  Trainer resumed(small_denoiser(42), four, split.path());
+  ASSERT_TRUE(resumed.resume());
+  resumed.fit(train, val);
+  EXPECT_EQ(losses_of(straight / kMetricsFile), losses_of(split / kMetricsFile));
+}
+
+// A stack validates its denoising layers' pretraining on corrupted codes and its fine-tuning,
+// which trains on clean batches, on clean ones; a run from before the option resumes.
+TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRunsResume) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
+  TempDir dir;
+  auto config = [](bool corrupted) {
+    return Json{{"model",
+                 {{"family", "stacked"},
+                  {"layers", {{{"units", 16}, {"family", "denoising"}}, {{"units", 8}, {"family", "denoising"}}}}}},
+                {"data", {{"limit", 300}}},
+                {"train", {{"epochs", 1}, {"progress", "none"}, {"validate_corrupted", corrupted}}}};
+  };
+  train_run(config(false), dir / "clean");
+  train_run(config(true), dir / "corrupted");
+  const auto clean = test::read_lines(dir / "clean" / kMetricsFile),
+             corrupted = test::read_lines(dir / "corrupted" / kMetricsFile);
+  ASSERT_EQ(clean.size(), corrupted.size());
+  int pretrained = 0, finetuned = 0;
+  for (std::size_t i = 0; i < clean.size(); ++i) {
+    const Json a = Json::parse(clean[i]), b = Json::parse(corrupted[i]);
+    SCOPED_TRACE(b.dump());
+    EXPECT_EQ(a["train_loss"], b["train_loss"]);
+    if (b["phase"] == "pretrain") {
+      ++pretrained;
+      EXPECT_NE(b["val_loss"], a["val_loss"]);
+    } else {
+      ++finetuned;
+      EXPECT_EQ(a["val_loss"], b["val_loss"]);
+    }
+  }
+  EXPECT_EQ(pretrained, 2);
+  EXPECT_EQ(finetuned, 1);
+
+  // A run whose configuration and checkpoint predate the key resumes (it had the default).
+  torchae::Run old = prepare_run({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
+                         {"data", {{"limit", 300}}},
+                         {"train", {{"epochs", 1}, {"progress", "none"}}}},
+                        /*with_test=*/false);
+  ASSERT_TRUE(old.config["train"].contains("validate_corrupted"));
+  old.config["train"].erase("validate_corrupted");
+  fit_run(old, dir / "old", /*resume=*/false);
+  EXPECT_FALSE(load_json_file(dir / "old" / kConfigFile)["train"].contains("validate_corrupted"));
+  EXPECT_NO_THROW(resume_run(dir / "old", {"train.epochs=2"}));
+  EXPECT_EQ(test::read_lines(dir / "old" / kMetricsFile).size(), 2u);
+  // Set on resume, it would change what the validation loss of the run means: refused.
+  try {
+    resume_run(dir / "old", {"train.epochs=3", "train.validate_corrupted=true"});
+    FAIL() << "validate_corrupted changed on resume";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("only train.epochs"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(TrainerTest, OptionsAreReadStrictly) {

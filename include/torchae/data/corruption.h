@@ -84,6 +84,10 @@ std::vector<std::string> script_estimate_noise_sigma(const std::string& images, 
 /// of each example are chosen, D the number of components per example. Random numbers come
 /// from LibTorch's default generators (the trainer seeds and checkpoints them).
 Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& options);
+/// The same with random numbers from the default CPU generator seeded `seed` for the call, and
+/// the generator left as it was (the caller's stream of random numbers undisturbed): the same
+/// corruption of the same CPU tensor every time. x must be on the CPU.
+Corrupted corrupt_seeded(const torch::Tensor& x, const CorruptionOptions& options, uint64_t seed);
 
 /// The shapes an inpainting mask is drawn with.
 enum class MaskKind {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "torchae/data/corruption.h"
 #include "torchae/data/dataset.h"
 #include "torchae/export/script.h"
 
@@ -171,6 +172,19 @@ class Adversarial {
   virtual Losses adversary_loss(const Output& output) = 0;
   /// The adversary's learning rate (the model's schedule does not apply to it).
   virtual double adversary_lr() const = 0;
+};
+
+/// A model trained on corrupted copies of its batches (denoising), next to `Autoencoder`: with
+/// `train.validate_corrupted` the trainer validates it on a corrupted copy of the validation set,
+/// so that the validation loss measures what it is trained to do.
+class Corrupting {
+ public:
+  virtual ~Corrupting() = default;
+  /// How a batch is corrupted in training mode.
+  virtual const CorruptionOptions& corruption() const = 0;
+  /// What `forward` in training mode makes of a batch corrupted as `corrupted`, computed in the
+  /// module's current mode (eval mode, for validation).
+  virtual Output forward_corrupted(const Corrupted& corrupted) = 0;
 };
 
 /// A model with a classifier head, next to `Autoencoder` (a stacked model trained with its

@@ -41,13 +41,16 @@ struct DenoisingOptions {
 /// upsampled bilinearly to the image. The cells' frequencies, which the rebalancing needs, are
 /// counted by `loss` in training mode, from the soft targets it computes anyway (a buffer, so a
 /// checkpoint resumes them exactly).
-class DenoisingImpl : public BackboneAutoencoder<DenoisingImpl> {
+class DenoisingImpl : public BackboneAutoencoder<DenoisingImpl>, public Corrupting {
  public:
   explicit DenoisingImpl(DenoisingOptions options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
 
   Output forward(const torch::Tensor& input) override;
+  const CorruptionOptions& corruption() const override { return options.corruption(); }
+  /// A colouriser's: `forward` of the gray input (it sees the luma alone in any mode).
+  Output forward_corrupted(const Corrupted& corrupted) override;
   /// With emphasis, (alpha * sum over corrupted + beta * sum over the rest) / number of
   /// components of the per-component cost; plain reconstruction cost otherwise. A colouriser's:
   /// the rebalanced cross-entropy ("ce"), with the squared error of its colours ("mse", logged).

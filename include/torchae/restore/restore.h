@@ -156,6 +156,10 @@ struct RestoreEvalOptions {
   /// "fashion-mnist" (its test images), or a folder of images (its held-out images: those of
   /// the model card's data.test_images, or every tenth file).
   std::string data = "fashion-mnist";
+  /// A folder: the files scored, by name, instead of its held-out images (to score a model on
+  /// images it was trained on, or on a few); validation crops are cut from the other files as
+  /// always. Names not in the folder are an Error; Fashion-MNIST takes `n` instead.
+  std::vector<std::string> images;
   /// As `add_noise` (denoise).
   std::string noise = "51";
   /// As `make_mask` without a file (inpaint).

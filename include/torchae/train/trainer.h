@@ -99,6 +99,14 @@ struct TrainOptions {
   /// (0: never stop early).
   int64_t patience = 0;
   double min_delta = 0.0;
+  /// Validate a model trained on corrupted batches (`Corrupting`: the denoising family, a
+  /// stack's denoising layers while they pretrain) on its validation set corrupted as in
+  /// training, scored against the clean one: what it is trained to do. The corruption is drawn
+  /// once, before the first epoch, from a generator of its own seeded by `seed` (the training's
+  /// random numbers untouched), so every epoch, every rank and a resumed run see the same inputs.
+  /// false: validated on the clean inputs, as it runs in eval mode (a denoiser's validation loss
+  /// then says how much it changes a clean input, not how well it restores one).
+  bool validate_corrupted = false;
   /// Intra-op threads. 0: on the CPU, a model with convolutions takes every core the process
   /// may use (`cores_per_process`: oneDNN's convolutions run on them; 1.0x to 1.7x from 1 to 2
   /// threads on the restoration recipes here, on a shared machine), any other model LibTorch's
@@ -211,6 +219,9 @@ class Trainer {
   /// Mean loss over `data` in eval mode, without gradients (data already on the trainer's
   /// device is used in place).
   LossSummary evaluate(const Dataset& data);
+  /// The same on `corrupted`, a corruption of `data`'s inputs, with a `Corrupting` model: its
+  /// `forward_corrupted` of each batch scored against the clean batch.
+  LossSummary evaluate(const Dataset& data, const Corrupted& corrupted);
 
   int64_t epochs_done() const { return epoch_; }
   bool stopped_early() const { return stopped_early_; }
@@ -271,6 +282,10 @@ class Trainer {
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;
 };
+
+/// Whether `model` is trained on corrupted batches (`Corrupting`), or, trained in stages, one of
+/// its stages is: what `train.validate_corrupted` needs.
+bool trains_on_corrupted_batches(Autoencoder& model);
 
 /// Where a run directory's checkpoint was written: its stage (0 for a run of one stage) and the
 /// epochs done in that stage; {-1, 0} when there is no checkpoint.
