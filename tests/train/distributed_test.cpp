@@ -473,6 +473,26 @@ TEST_F(DistributedCli, StagesAdversariesEarlyStoppingAndDivergenceAreDistributed
   expect_same_losses(dir / "early2", dir / "early1", 1e-5);
   EXPECT_EQ(metrics_of(dir / "early2").size(), 2u);
 
+  // A denoiser validated on corrupted inputs: every rank corrupts the whole validation set alike
+  // and scores its shard. (Training noise is each rank's own, so the losses are not one
+  // process's; the corrupted validation of the same weights is: the first model, evaluated again
+  // in one process, gives the same figure.)
+  const std::string denoiser = kSmall + " --set model.family=denoising --set model.corruption=gaussian --set "
+                                        "model.level=0.3 --set train.epochs=1 --set train.validate_corrupted=true";
+  const CliResult noisy = run_command(under_torchrun(2, fmt::format("train {} --out {}", denoiser, (dir / "dae").string())));
+  ASSERT_EQ(noisy.exit_code, 0) << noisy.err;
+  ASSERT_EQ(metrics_of(dir / "dae").size(), 1u);
+  {
+    torchae::Run run = load_run(dir / "dae", false);
+    Trainer alone(run.model.model, run.train_options);
+    const Corrupted corrupted = corrupt_seeded(run.data.validation.inputs,
+                                               dynamic_cast<Corrupting&>(*run.model.model).corruption(),
+                                               static_cast<uint64_t>(run.train_options.seed));
+    const double reduced = metrics_of(dir / "dae")[0]["val_loss"].get<double>();
+    EXPECT_NEAR(alone.evaluate(run.data.validation, corrupted).total, reduced, 1e-6 * reduced);
+    EXPECT_NE(alone.evaluate(run.data.validation).total, reduced);  // not the clean inputs' figure
+  }
+
   // Divergence: every rank sees the same global loss and stops with the same line.
   const auto diverging = dir / "nan";
   const int port = free_port();
