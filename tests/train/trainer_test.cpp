@@ -350,9 +350,9 @@ TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRu
 
   // A run whose configuration and checkpoint predate the key resumes (it had the default).
   torchae::Run old = prepare_run({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
-                         {"data", {{"limit", 300}}},
-                         {"train", {{"epochs", 1}, {"progress", "none"}}}},
-                        /*with_test=*/false);
+                                  {"data", {{"limit", 300}}},
+                                  {"train", {{"epochs", 1}, {"progress", "none"}}}},
+                                 /*with_test=*/false);
   ASSERT_TRUE(old.config["train"].contains("validate_corrupted"));
   old.config["train"].erase("validate_corrupted");
   fit_run(old, dir / "old", /*resume=*/false);
