@@ -473,6 +473,17 @@ Plot training_curves(const std::filesystem::path& run_dir) {
   Plot plot;
   plot.x_label = "epoch (of the whole run)";
   plot.y_label = "loss";
+  // A denoiser validated on corrupted inputs (train.validate_corrupted) says so: its validation
+  // figures are the task's, not the clean inputs'. A stack's fine-tuning is validated on clean ones.
+  std::string corrupted;
+  if (std::filesystem::exists(run_dir / kConfigFile, ec)) {
+    const Json config = load_json_file(run_dir / kConfigFile);
+    if (config.value(Json::json_pointer("/train/validate_corrupted"), false)) {
+      corrupted = config.value(Json::json_pointer("/model/family"), std::string()) == "stacked"
+                      ? " (corrupted while pretraining)"
+                      : " (corrupted)";
+    }
+  }
   // One colour per quantity; training solid, validation dashed in the same colour.
   std::vector<std::string> quantities{"loss"};
   std::map<std::string, std::pair<PlotSeries, PlotSeries>> lines;
@@ -480,7 +491,7 @@ Plot training_curves(const std::filesystem::path& run_dir) {
     if (lines.count(name) == 0) {
       if (std::find(quantities.begin(), quantities.end(), name) == quantities.end()) quantities.push_back(name);
       const int colour = static_cast<int>(std::find(quantities.begin(), quantities.end(), name) - quantities.begin());
-      lines[name] = {PlotSeries{"train " + name, {}, {}, false, colour}, PlotSeries{"val " + name, {}, {}, true, colour}};
+      lines[name] = {PlotSeries{"train " + name, {}, {}, false, colour}, PlotSeries{"val " + name + corrupted, {}, {}, true, colour}};
     }
     auto& [t, v] = lines[name];
     t.x.push_back(x), t.y.push_back(train);

@@ -6,6 +6,7 @@
 #include "torchae/models/registry.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
+#include "torchae/viz/pictures.h"
 
 namespace torchae {
 namespace {
@@ -347,6 +348,14 @@ TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRu
   }
   EXPECT_EQ(pretrained, 2);
   EXPECT_EQ(finetuned, 1);
+  // The curves say which validation figures they draw.
+  EXPECT_EQ(training_curves(dir / "clean").series.at(1).name, "val loss");
+  EXPECT_EQ(training_curves(dir / "corrupted").series.at(1).name, "val loss (corrupted while pretraining)");
+  train_run({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
+             {"data", {{"limit", 300}}},
+             {"train", {{"epochs", 1}, {"progress", "none"}, {"validate_corrupted", true}}}},
+            dir / "denoiser");
+  EXPECT_EQ(training_curves(dir / "denoiser").series.at(1).name, "val loss (corrupted)");
 
   // A run whose configuration and checkpoint predate the key resumes (it had the default).
   torchae::Run old = prepare_run({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
