@@ -749,8 +749,11 @@ void add_restore(CLI::App& app, char** argv) {
                       "TorchScript archive written by torchae export or zoo build, or zoo:NAME for a shipped one")
       ->required();
   restore->add_option("--task", args->task, "denoise, inpaint or colorize")->required()->check(CLI::IsMember(kRestoreTasks));
-  restore->add_option("--in", args->in, "image to restore (any format OpenCV reads)")->required();
-  restore->add_option("--out", args->out, "image to write, encoded as its name says (.png, .jpg, .bmp, .tif, .webp)")->required();
+  restore->add_option("--in", args->in, "image to restore (any format OpenCV reads), or a folder of them")->required();
+  restore->add_option("--out", args->out,
+                      "image to write, encoded as its name says (.png, .jpg, .bmp, .tif, .webp); for a folder --in, "
+                      "the folder to write each image into under its own name")
+      ->required();
   restore->add_option("--noise", args->noise,
                       "demo: corrupt the image first, SIGMA (Gaussian, 0-255 units) or salt_pepper:P; writes <out>_noisy.png");
   restore->add_option("--mask", args->mask,
@@ -772,10 +775,22 @@ void add_restore(CLI::App& app, char** argv) {
   computes(restore, argv, [args] {
     torch::manual_seed(args->seed);
     const auto warn = [](const std::string& text) { std::cerr << "torchae: warning: " << text << "\n"; };
-    for (const auto& path : torchae::restore_file(args->model, torchae::parse_restore_task(args->task), args->in,
-                                                  args->out, args->noise, args->mask, &args->tiling, warn,
-                                                  args->noise_level)) {
-      std::cout << path.string() << "\n";
+    const torchae::RestoreTask task = torchae::parse_restore_task(args->task);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(args->in, ec)) {
+      for (const auto& path : torchae::restore_file(args->model, task, args->in, args->out, args->noise, args->mask,
+                                                    &args->tiling, warn, args->noise_level)) {
+        std::cout << path.string() << "\n";
+      }
+      return;
+    }
+    const torchae::FolderRestore done = torchae::restore_folder(args->model, task, args->in, args->out, args->noise,
+                                                                args->mask, &args->tiling, warn, args->noise_level);
+    for (const auto& path : done.written) std::cout << path.string() << "\n";
+    if (!done.failed.empty()) {
+      throw torchae::Error(fmt::format("{} of the {} images in {} not restored (the others are in {}): {}",
+                                       done.failed.size(), done.restored + static_cast<int64_t>(done.failed.size()),
+                                       args->in, args->out, fmt::join(done.failed, "; ")));
     }
   });
 }

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <deque>
 #include <numeric>
+#include <set>
 
 namespace torchae {
 
@@ -357,13 +358,20 @@ std::optional<double> told_noise_level(std::optional<double> level, const Restor
 
 }  // namespace
 
-std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
-                                   const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
-                                   const std::function<void(const std::string&)>& warn,
-                                   std::optional<double> noise_level) {
-  check_output_path(out, "--out");
-  format_of_name(out);
-  Restorer model = Restorer::load(archive);
+namespace {
+
+// The model of `archive` loaded for `task`, with `tiling` applied: restore_file's and
+// restore_folder's checks before any image is read, and the warnings about the model itself.
+struct TaskModel {
+  Restorer model;
+  std::vector<std::string> warnings;
+  std::optional<double> level;
+};
+
+TaskModel load_for_task(const fs::path& archive, RestoreTask task, const TileOptions* tiling,
+                        std::optional<double> noise_level) {
+  TaskModel loaded{Restorer::load(archive), {}, {}};
+  Restorer& model = loaded.model;
   if (tiling) {
     if (tiling->tile > 0) model.tiling().tile = tiling->tile;
     if (tiling->margin >= 0) model.tiling().margin = tiling->margin;
@@ -378,15 +386,22 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
                             archive.string(), model_config.value("corruption", ""), fmt::join(names, " or "),
                             to_string(task)));
   }
-  // Warnings are given once the arguments have been accepted, just before the model runs.
-  std::vector<std::string> warnings;
   if (tasks.empty()) {
-    warnings.push_back(fmt::format("{} was trained without corruption (family {}): it reconstructs what it sees "
-                                   "rather than restoring it",
-                                   archive.string(), model_config.value("family", "?")));
+    loaded.warnings.push_back(fmt::format("{} was trained without corruption (family {}): it reconstructs what it sees "
+                                          "rather than restoring it",
+                                          archive.string(), model_config.value("family", "?")));
   }
-  model.require_task(task);  // before anything is written next to `out`
-  const std::optional<double> level = told_noise_level(noise_level, model, task, archive);
+  model.require_task(task);  // before anything is written
+  loaded.level = told_noise_level(noise_level, model, task, archive);
+  return loaded;
+}
+
+// One image restored by a loaded model, its demo inputs written beside `out`. Warnings are given
+// once the image has been read, just before the model runs.
+std::vector<fs::path> restore_image(const Restorer& model, RestoreTask task, const fs::path& in, const fs::path& out,
+                                    const std::string& noise, const std::string& mask_spec,
+                                    std::optional<double> level, std::vector<std::string> warnings,
+                                    const std::function<void(const std::string&)>& warn) {
   torch::Tensor image = read_image(in, model.channels());
   const auto& window = model.tiling().window;
   if (!window.empty()) {
@@ -432,6 +447,80 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
   write_image(out, model.restore(task, image, mask, level));
   written.push_back(out);
   return written;
+}
+
+}  // namespace
+
+std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
+                                   const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
+                                   const std::function<void(const std::string&)>& warn,
+                                   std::optional<double> noise_level) {
+  check_output_path(out, "--out");
+  format_of_name(out);
+  if (task != RestoreTask::inpaint && !mask_spec.empty()) throw Error("--mask is for --task inpaint");
+  if (task == RestoreTask::inpaint && mask_spec.empty()) {
+    throw Error("inpaint needs --mask (an image, or random, scratches, blocks or text)");
+  }
+  const TaskModel loaded = load_for_task(archive, task, tiling, noise_level);
+  return restore_image(loaded.model, task, in, out, noise, mask_spec, loaded.level, loaded.warnings, warn);
+}
+
+FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
+                             const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
+                             const std::function<void(const std::string&)>& warn, std::optional<double> noise_level) {
+  std::error_code ec;
+  const std::vector<fs::path> files = list_images(in);
+  if (fs::exists(out, ec) || fs::is_symlink(out, ec)) {
+    if (!fs::is_directory(out, ec)) {
+      throw Error(fmt::format("--out {}: is not a folder; a folder given to --in is restored into a folder",
+                              out.string()));
+    }
+    if (fs::equivalent(in, out, ec)) {
+      throw Error(fmt::format("--out {}: is the folder --in names; its images would be replaced by their "
+                              "restorations: write them elsewhere",
+                              out.string()));
+    }
+  }
+  if (task == RestoreTask::inpaint && !mask_spec.empty() && fs::exists(mask_spec, ec)) {
+    throw Error(fmt::format("--mask {}: a mask file fits one image; a folder takes a drawn mask (random, scratches, "
+                            "blocks or text[:FRACTION]), one for each image",
+                            mask_spec));
+  }
+  if (task == RestoreTask::inpaint && mask_spec.empty()) {
+    throw Error("inpaint needs --mask (random, scratches, blocks or text for a folder)");
+  }
+  if (task != RestoreTask::inpaint && !mask_spec.empty()) throw Error("--mask is for --task inpaint");
+  const TaskModel loaded = load_for_task(archive, task, tiling, noise_level);
+  if (warn) {
+    for (const auto& warning : loaded.warnings) warn(warning);
+  }
+  fs::create_directories(out, ec);
+  if (ec) throw Error(fmt::format("--out {}: cannot create the folder: {}", out.string(), ec.message()));
+  FolderRestore result;
+  std::set<fs::path> outputs;
+  for (const fs::path& file : files) {
+    // The input's name, when restore writes its format; else the same stem as a PNG.
+    fs::path name = file.filename();
+    try {
+      format_of_name(name);
+    } catch (const Error&) {
+      name.replace_extension(".png");
+    }
+    const fs::path target = out / name;
+    try {
+      if (!outputs.insert(target).second) {
+        throw Error(fmt::format("another image of the folder was written as {}", target.string()));
+      }
+      check_output_path(target, "--out");
+      for (const auto& path : restore_image(loaded.model, task, file, target, noise, mask_spec, loaded.level, {}, warn)) {
+        result.written.push_back(path);
+      }
+      ++result.restored;
+    } catch (const Error& e) {
+      result.failed.push_back(fmt::format("{}: {}", file.filename().string(), e.what()));
+    }
+  }
+  return result;
 }
 
 namespace {

@@ -479,6 +479,83 @@ TEST_F(RestoreTest, TheCommandLineRestoresAndWritesItsDemoInputs) {
   EXPECT_FALSE(std::filesystem::exists(dir / "x.png"));
 }
 
+// A folder given to --in is restored into the folder --out, each image under its own name with
+// its demo inputs beside it, the model loaded once; an image it cannot read is reported in the
+// one-line error and the others are written all the same.
+TEST_F(RestoreTest, TheCommandLineRestoresAFolderIntoAnother) {
+  TempDir dir;
+  auto model = conv_net(3);
+  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
+                        {"strides", {2}}};
+  const std::string archive = export_archive(*model, section, 3, dir / "m.pt").string();
+  std::filesystem::create_directories(dir / "photos");
+  write_image(dir / "photos" / "a.png", smooth_image(33, 26));
+  write_image(dir / "photos" / "b.jpg", smooth_image(20, 28));
+  // A PGM, which restore does not write: restored as c.png.
+  write_text_atomically(dir / "photos" / "c.pgm", "P5\n22 18\n255\n" + std::string(22 * 18, '\x80'));
+  const auto restore = [&](const std::string& args) {
+    return test::run_cli(fmt::format("restore --model {} --in {} {}", archive, (dir / "photos").string(), args));
+  };
+  const std::string out = (dir / "out").string();
+  test::CliResult r = restore("--task denoise --noise 25 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"a.png", "a_noisy.png", "b.jpg", "b_noisy.png", "c.png", "c_noisy.png"}) {
+    EXPECT_TRUE(std::filesystem::is_regular_file(dir / "out" / name)) << name;
+    EXPECT_NE(r.out.find((dir / "out" / name).string()), std::string::npos) << name << " not listed:\n" << r.out;
+  }
+  EXPECT_EQ(read_image(dir / "out" / "a.png", 3).sizes(), (std::vector<int64_t>{3, 33, 26}));
+  EXPECT_EQ(read_image(dir / "out" / "b.jpg", 3).sizes(), (std::vector<int64_t>{3, 20, 28}));
+  EXPECT_EQ(read_image(dir / "out" / "c.png", 3).sizes(), (std::vector<int64_t>{3, 18, 22}));
+  // The same as one image at a time, the mask drawn for each image in the folder's order.
+  r = restore("--task inpaint --mask blocks --seed 3 --out " + (dir / "holes").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli(fmt::format("restore --model {} --in {} --task inpaint --mask blocks --seed 3 --out {}", archive,
+                                (dir / "photos" / "a.png").string(), (dir / "one.png").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(torch::equal(read_image(dir / "holes" / "a.png", 3), read_image(dir / "one.png", 3)));
+  EXPECT_TRUE(std::filesystem::exists(dir / "holes" / "b_mask.png"));
+
+  // An unreadable image: the others are restored, and the run ends in one line naming it.
+  write_text_atomically(dir / "photos" / "broken.png", "not an image");
+  r = restore("--task colorize --out " + (dir / "colour").string());
+  EXPECT_NE(r.exit_code, 0);
+  // (This test's model was trained without corruption: a warning says so first.)
+  const std::string last = r.err.substr(r.err.rfind('\n', r.err.size() - 2) + 1);
+  EXPECT_EQ(last.rfind(fmt::format("torchae: error: 1 of the 4 images in {} not restored (the others are in {}): "
+                                   "broken.png: ",
+                                   (dir / "photos").string(), (dir / "colour").string()),
+                       0),
+            0u)
+      << r.err;
+  EXPECT_EQ(std::count(last.begin(), last.end(), '\n'), 1) << r.err;
+  for (const char* name : {"a.png", "b.jpg", "c.png", "a_gray.png"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / "colour" / name)) << name;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "colour" / "broken.png"));
+  std::filesystem::remove(dir / "photos" / "broken.png");
+
+  // Refused before anything is written: the input folder itself, a file, a mask file.
+  const auto count = [&] {
+    return std::distance(std::filesystem::directory_iterator(dir / "photos"), std::filesystem::directory_iterator{});
+  };
+  const auto before = count();
+  test::expect_one_line_error(restore("--task denoise --out " + (dir / "photos").string()),
+                              "is the folder --in names; its images would be replaced");
+  test::expect_one_line_error(restore("--task denoise --out " + (dir / "m.pt").string()), "is not a folder");
+  test::expect_one_line_error(
+      restore(fmt::format("--task inpaint --mask {} --out {}", (dir / "holes" / "a_mask.png").string(),
+                          (dir / "masked").string())),
+      "a mask file fits one image");
+  test::expect_one_line_error(restore("--task inpaint --out " + (dir / "masked").string()), "inpaint needs --mask");
+  EXPECT_EQ(count(), before);
+  EXPECT_FALSE(std::filesystem::exists(dir / "masked"));
+  std::filesystem::create_directories(dir / "empty");
+  test::expect_one_line_error(
+      test::run_cli(fmt::format("restore --model {} --in {} --task denoise --out {}", archive,
+                                (dir / "empty").string(), (dir / "e").string())),
+      "empty");
+}
+
 // The shipped archives (models/zoo/shipped) by their zoo names, from the command line; their
 // figures are checked in Zoo.ShippedArchivesAreTheirRecipesAndReproduceTheirFigures.
 TEST_F(RestoreTest, AShippedModelIsFoundByItsZooName) {

@@ -149,6 +149,27 @@ std::vector<std::filesystem::path> restore_file(const std::filesystem::path& arc
                                                 const std::function<void(const std::string&)>& warn = {},
                                                 std::optional<double> noise_level = std::nullopt);
 
+/// What `restore_folder` did: the paths written, the images restored, and one line for each
+/// image it could not restore ("NAME: why"), in the folder's order.
+struct FolderRestore {
+  std::vector<std::filesystem::path> written;
+  int64_t restored = 0;
+  std::vector<std::string> failed;
+};
+
+/// `torchae restore --in DIR --out DIR`: every image of the folder `in` (`list_images`, sorted)
+/// restored as `restore_file` restores one, the model loaded once, each written to `out` (made
+/// if missing) under its own name, or its stem with .png when restore does not write its format,
+/// with its demo inputs beside it. Refused before anything is written: `out` that is `in` (the
+/// originals would be replaced), or a file; an inpainting mask file (a folder takes a drawn mask,
+/// drawn for each image in turn from LibTorch's generator). An image that cannot be read or
+/// restored is reported in `failed` and the others are restored.
+FolderRestore restore_folder(const std::filesystem::path& archive, RestoreTask task, const std::filesystem::path& in,
+                             const std::filesystem::path& out, const std::string& noise, const std::string& mask,
+                             const TileOptions* tiling = nullptr,
+                             const std::function<void(const std::string&)>& warn = {},
+                             std::optional<double> noise_level = std::nullopt);
+
 /// `torchae restore-eval`: PSNR and SSIM of the model against the classical baselines on the
 /// same corrupted images.
 struct RestoreEvalOptions {
