@@ -378,11 +378,20 @@ std::filesystem::path export_archive(Autoencoder& model, const Json& model_secti
   return path;
 }
 
+// The model section of `conv_net(3)`'s card: a conv denoising autoencoder without corruption.
+const Json kConvSection = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
+                           {"strides", {2}}};
+
+// A fresh `conv_net(3)` exported to `path`: an archive for the command line's tests.
+std::string conv_archive(const std::filesystem::path& path) {
+  auto model = conv_net(3);
+  return export_archive(*model, kConvSection, 3, path).string();
+}
+
 TEST_F(RestoreTest, EveryTaskRunsFromTheArchive) {
   TempDir dir;
   auto model = conv_net(3);
-  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
-                        {"strides", {2}}};
+  const Json& section = kConvSection;
   const auto archive = export_archive(*model, section, 3, dir / "m.pt");
   const Restorer restorer = Restorer::load(archive);
   EXPECT_EQ(restorer.channels(), 3);
@@ -428,10 +437,7 @@ TEST_F(RestoreTest, EveryTaskRunsFromTheArchive) {
 
 TEST_F(RestoreTest, TheCommandLineRestoresAndWritesItsDemoInputs) {
   TempDir dir;
-  auto model = conv_net(3);
-  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
-                        {"strides", {2}}};
-  const std::string archive = export_archive(*model, section, 3, dir / "m.pt").string();
+  const std::string archive = conv_archive(dir / "m.pt");
   write_image(dir / "in.png", smooth_image(33, 26));
   const auto run = [&](const std::string& args) {
     return test::run_cli(fmt::format("restore --model {} --in {} {}", archive, (dir / "in.png").string(), args));
@@ -484,10 +490,7 @@ TEST_F(RestoreTest, TheCommandLineRestoresAndWritesItsDemoInputs) {
 // one-line error and the others are written all the same.
 TEST_F(RestoreTest, TheCommandLineRestoresAFolderIntoAnother) {
   TempDir dir;
-  auto model = conv_net(3);
-  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
-                        {"strides", {2}}};
-  const std::string archive = export_archive(*model, section, 3, dir / "m.pt").string();
+  const std::string archive = conv_archive(dir / "m.pt");
   std::filesystem::create_directories(dir / "photos");
   write_image(dir / "photos" / "a.png", smooth_image(33, 26));
   write_image(dir / "photos" / "b.jpg", smooth_image(20, 28));
@@ -578,10 +581,7 @@ TEST_F(RestoreTest, AShippedModelIsFoundByItsZooName) {
 TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
   TempDir dir;
   for (int i = 0; i < 10; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_image(40, 36));
-  auto model = conv_net(3);
-  const Json section = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
-                        {"strides", {2}}};
-  const std::string archive = export_archive(*model, section, 3, dir / "m.pt").string();
+  const std::string archive = conv_archive(dir / "m.pt");
   for (const auto& [task, baseline] : {std::pair{"denoise", "fastNlMeansDenoisingColored"},
                                        std::pair{"inpaint", "inpaint_telea"}, std::pair{"colorize", "corrupted"}}) {
     const test::CliResult r = test::run_cli(fmt::format("restore-eval --model {} --task {} --data {} --noise 25 --picture {}",
