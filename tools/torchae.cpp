@@ -784,9 +784,12 @@ void add_restore(CLI::App& app, char** argv) {
       }
       return;
     }
-    const torchae::FolderRestore done = torchae::restore_folder(args->model, task, args->in, args->out, args->noise,
-                                                                args->mask, &args->tiling, warn, args->noise_level);
-    for (const auto& path : done.written) std::cout << path.string() << "\n";
+    // Each path as its image is done: a large folder shows its progress.
+    const torchae::FolderRestore done =
+        torchae::restore_folder(args->model, task, args->in, args->out, args->noise, args->mask, &args->tiling, warn,
+                                args->noise_level, [](const std::filesystem::path& path) {
+                                  std::cout << path.string() << std::endl;
+                                });
     if (!done.failed.empty()) {
       throw torchae::Error(fmt::format("{} of the {} images in {} not restored (the others are in {}): {}",
                                        done.failed.size(), done.restored + static_cast<int64_t>(done.failed.size()),

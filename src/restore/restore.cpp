@@ -467,7 +467,8 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
 
 FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
                              const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
-                             const std::function<void(const std::string&)>& warn, std::optional<double> noise_level) {
+                             const std::function<void(const std::string&)>& warn, std::optional<double> noise_level,
+                             const std::function<void(const fs::path&)>& written) {
   std::error_code ec;
   const std::vector<fs::path> files = list_images(in);
   if (fs::exists(out, ec) || fs::is_symlink(out, ec)) {
@@ -514,6 +515,7 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
       check_output_path(target, "--out");
       for (const auto& path : restore_image(loaded.model, task, file, target, noise, mask_spec, loaded.level, {}, warn)) {
         result.written.push_back(path);
+        if (written) written(path);
       }
       ++result.restored;
     } catch (const Error& e) {

@@ -163,12 +163,14 @@ struct FolderRestore {
 /// with its demo inputs beside it. Refused before anything is written: `out` that is `in` (the
 /// originals would be replaced), or a file; an inpainting mask file (a folder takes a drawn mask,
 /// drawn for each image in turn from LibTorch's generator). An image that cannot be read or
-/// restored is reported in `failed` and the others are restored.
+/// restored is reported in `failed` and the others are restored. `written` is told each path as
+/// soon as its image is done (the command line prints them as they come).
 FolderRestore restore_folder(const std::filesystem::path& archive, RestoreTask task, const std::filesystem::path& in,
                              const std::filesystem::path& out, const std::string& noise, const std::string& mask,
                              const TileOptions* tiling = nullptr,
                              const std::function<void(const std::string&)>& warn = {},
-                             std::optional<double> noise_level = std::nullopt);
+                             std::optional<double> noise_level = std::nullopt,
+                             const std::function<void(const std::filesystem::path&)>& written = {});
 
 /// `torchae restore-eval`: PSNR and SSIM of the model against the classical baselines on the
 /// same corrupted images.
