@@ -192,9 +192,11 @@ void register_denoising(Registry& registry) {
                   net.skips(r.boolean("skips", net.skips()));
                   net.prefill(r.integer("prefill", net.prefill(), at_least(0)));
                   net.residual(r.boolean("residual", net.residual()));
+                  net.zero_init(r.boolean("zero_init", net.zero_init()));
                   for (const auto& [key, given] : {std::pair{"mask_input", net.mask_input()}, {"noise_map", net.noise_map()},
                                                    {"skips", net.skips()},
-                                                   {"prefill", net.prefill() > 0}, {"residual", net.residual()}}) {
+                                                   {"prefill", net.prefill() > 0}, {"residual", net.residual()},
+                                                   {"zero_init", net.zero_init()}}) {
                     r.require(!given || net.conv(), key, "needs the conv backbone (model.backbone conv)");
                   }
                   // The rest (prefill needs mask_input, skips a fully convolutional network) is the

@@ -35,6 +35,7 @@ ConvOptions BackboneOptions::conv_options(int64_t dense, double dropout) const {
       .prefill(prefill_)
       .skips(skips_)
       .residual(residual_)
+      .zero_init(zero_init_)
       .classes(classes_);
 }
 

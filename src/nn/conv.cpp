@@ -243,6 +243,9 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
   }
   if (dropout_ < 0 || dropout_ >= 1) return Problem{"dropout", "must be in [0, 1)"};
   if (classes_ < 0) return Problem{"classes", "must be >= 0"};
+  if (zero_init_ && !residual_) {
+    return Problem{"zero_init", "starts a residual network's correction at zero: needs residual"};
+  }
   if (residual_ && (code_size_ > 0 || classes_ > 0)) {
     return Problem{"residual", "adds the decoder's output to the input image: a fully convolutional network "
                                "(code_size 0) that outputs the image only"};
@@ -385,6 +388,11 @@ void ConvDecoderImpl::reset() {
   }
   if (options.classes() > 0) {
     head_ = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels[0], options.classes(), 1)));
+  }
+  if (options.zero_init()) {
+    torch::NoGradGuard no_grad;
+    deconvs_.back()->weight.zero_();
+    deconvs_.back()->bias.zero_();
   }
 }
 

@@ -112,7 +112,7 @@ const std::vector<std::string> kChangeableOnResume = [] {
 bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
   static const std::vector<std::pair<std::string, Json>> added{
       {"binary_code", "none"}, {"mask_input", false}, {"noise_map", false}, {"prefill", 0},
-      {"skips", false}, {"chroma_bins", 0.0}, {"residual", false}};
+      {"skips", false}, {"chroma_bins", 0.0}, {"residual", false}, {"zero_init", false}};
   if (pointer.rfind("/model/", 0) != 0) return false;
   const std::string key = pointer.substr(pointer.rfind('/') + 1);
   return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == key && a.second == value; });

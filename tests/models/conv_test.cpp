@@ -487,6 +487,45 @@ TEST_F(ConvTest, AResidualNetworkCorrectsTheImageItIsGiven) {
   EXPECT_NE(build_error(colouriser, images).find("residual"), std::string::npos) << build_error(colouriser, images);
 }
 
+// zero_init starts a residual network's correction at nothing: the model starts as the identity
+// (forward and fill), and learns from there.
+TEST_F(ConvTest, AResidualNetworkStartedAtZeroIsTheIdentityUntilItLearns) {
+  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+  Json section = kInpainter;
+  section.erase("loss");
+  section["prefill"] = 4;
+  section["residual"] = true;
+  section["zero_init"] = true;
+  const BuiltModel built = build_model(section, images);
+  EXPECT_EQ(built.resolved["zero_init"], true);
+  auto model = built.model;
+  auto* masked = dynamic_cast<MaskAware*>(model.get());
+  ASSERT_NE(masked, nullptr);
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  const torch::Tensor hole =
+      random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20}).contiguous();
+  model->module().eval();
+  EXPECT_TRUE(torch::equal(model->forward(x).reconstruction, x));
+  expect_tensors_near(masked->fill(x, hole).reconstruction, fill_by_averaging(x, hole, 4), 1e-6);
+  // Only the last layer starts at zero; a step of training moves the output off the identity.
+  int zero = 0;
+  for (const auto& p : model->module().parameters()) zero += p.abs().sum().item<double>() == 0.0 ? 1 : 0;
+  EXPECT_EQ(zero, 2);  // decoder.deconv2's weight and bias
+  model->module().train();
+  torch::optim::Adam adam(model->module().parameters(), 1e-2);
+  const torch::Tensor batch = torch::rand({4, 3, 16, 16});
+  model->loss(batch, model->forward(batch)).total.backward();
+  adam.step();
+  model->module().eval();
+  EXPECT_GT((model->forward(x).reconstruction - x).abs().max().item<double>(), 1e-4);
+  // Without residual there is no correction to start at zero.
+  Json plain = section;
+  plain.erase("residual");
+  EXPECT_NE(build_error(plain, images).find("zero_init: starts a residual network's correction at zero: needs residual"),
+            std::string::npos)
+      << build_error(plain, images);
+}
+
 // Piecewise-constant images, half of their pixels black: a hole set to 0 looks like black paint
 // unless the network is told where the holes are.
 TEST_F(ConvTest, KnowingTheMaskFillsHolesBetter) {

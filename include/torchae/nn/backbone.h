@@ -72,6 +72,8 @@ struct BackboneOptions {
   TORCH_ARG(bool, skips) = false;
   /// Conv: the decoder's output is a correction added to the input image (`ConvOptions::residual`).
   TORCH_ARG(bool, residual) = false;
+  /// Conv, residual: the last layer starts at zero (`ConvOptions::zero_init`).
+  TORCH_ARG(bool, zero_init) = false;
   /// Conv: the decoder ends in class scores (`ConvOptions::classes`).
   TORCH_ARG(int64_t, classes) = 0;
 };

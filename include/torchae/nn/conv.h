@@ -73,6 +73,10 @@ struct ConvOptions {
   /// network only says what to change. Fully convolutional networks (code_size 0) that end in
   /// the image (classes 0) only; `ConvDecoder::forward` itself adds nothing.
   TORCH_ARG(bool, residual) = false;
+  /// With `residual`: the decoder's last layer starts at zero (weights and bias), so that the
+  /// correction starts at nothing and the network at the identity, as residual networks are often
+  /// started; its default initialisation otherwise.
+  TORCH_ARG(bool, zero_init) = false;
   /// > 0: the decoder ends in this many class scores per pixel instead of the image: its last
   /// layer, in place of the transposed convolution back to the image, is a 1x1 convolution on
   /// the grid of the first feature map (1 / strides[0] of the image's side). What a colouriser by
