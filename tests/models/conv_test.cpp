@@ -437,12 +437,24 @@ TEST_F(ConvTest, MaskInputAndSkipsAreCheckedAndNamed) {
   EXPECT_NE(build_error(other, images).find("skips"), std::string::npos) << build_error(other, images);
 }
 
-TEST_F(ConvTest, AResidualNetworkCorrectsTheImageItIsGiven) {
-  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+// The inpainter with its holes prefilled 4 rings deep and its output a correction (the loss
+// left to the residual network's rule).
+Json residual_inpainter() {
   Json section = kInpainter;
   section.erase("loss");
   section["prefill"] = 4;
   section["residual"] = true;
+  return section;
+}
+
+// Holes of blocks covering 30% of a 16x20 image, the same in both of a batch of 2: [2, 1, 16, 20].
+torch::Tensor block_holes() {
+  return random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20}).contiguous();
+}
+
+TEST_F(ConvTest, AResidualNetworkCorrectsTheImageItIsGiven) {
+  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+  const Json section = residual_inpainter();
   const BuiltModel built = build_model(section, images);
   EXPECT_EQ(built.resolved["output_activation"], "identity");
   EXPECT_EQ(built.resolved["loss"], "mse");
@@ -451,8 +463,7 @@ TEST_F(ConvTest, AResidualNetworkCorrectsTheImageItIsGiven) {
   auto* masked = dynamic_cast<MaskAware*>(model.get());
   ASSERT_NE(masked, nullptr);
   const torch::Tensor x = torch::rand({2, 3, 16, 20});
-  const torch::Tensor hole =
-      random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20}).contiguous();
+  const torch::Tensor hole = block_holes();
   // Exported, it computes the same: forward from the image, fill from the prefilled one.
   torch::jit::Module module = to_torchscript(*model, torch::rand({2, 3, 16, 16}));
   expect_tensors_near(module.forward({x}).toTensor(), model->forward(x).reconstruction, 1e-5);
@@ -491,10 +502,7 @@ TEST_F(ConvTest, AResidualNetworkCorrectsTheImageItIsGiven) {
 // (forward and fill), and learns from there.
 TEST_F(ConvTest, AResidualNetworkStartedAtZeroIsTheIdentityUntilItLearns) {
   const DataSpec images{{3, 16, 16}, 0, 1, 1};
-  Json section = kInpainter;
-  section.erase("loss");
-  section["prefill"] = 4;
-  section["residual"] = true;
+  Json section = residual_inpainter();
   section["zero_init"] = true;
   const BuiltModel built = build_model(section, images);
   EXPECT_EQ(built.resolved["zero_init"], true);
@@ -502,8 +510,7 @@ TEST_F(ConvTest, AResidualNetworkStartedAtZeroIsTheIdentityUntilItLearns) {
   auto* masked = dynamic_cast<MaskAware*>(model.get());
   ASSERT_NE(masked, nullptr);
   const torch::Tensor x = torch::rand({2, 3, 16, 20});
-  const torch::Tensor hole =
-      random_mask(16, 20, MaskKind::blocks, 0.3).to(torch::kFloat).view({1, 1, 16, 20}).expand({2, 1, 16, 20}).contiguous();
+  const torch::Tensor hole = block_holes();
   model->module().eval();
   EXPECT_TRUE(torch::equal(model->forward(x).reconstruction, x));
   expect_tensors_near(masked->fill(x, hole).reconstruction, fill_by_averaging(x, hole, 4), 1e-6);
