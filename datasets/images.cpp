@@ -69,7 +69,8 @@ torch::Tensor tile_patches(const torch::Tensor& image, int64_t patch) {
       .contiguous();
 }
 
-std::vector<fs::path> held_out_images(const fs::path& dir, const std::vector<std::string>& names) {
+std::vector<fs::path> held_out_images(const fs::path& dir, const std::vector<std::string>& names,
+                                      const std::string& given_by) {
   const std::vector<fs::path> files = list_images(dir);
   std::vector<fs::path> held;
   if (names.empty()) {
@@ -78,7 +79,7 @@ std::vector<fs::path> held_out_images(const fs::path& dir, const std::vector<std
   }
   for (const std::string& name : names) {
     const auto it = std::find_if(files.begin(), files.end(), [&](const fs::path& f) { return f.filename() == name; });
-    if (it == files.end()) throw Error(fmt::format("config: data.test_images: no image \"{}\" in {}", name, dir.string()));
+    if (it == files.end()) throw Error(fmt::format("{}: no image \"{}\" in {}", given_by, name, dir.string()));
     held.push_back(*it);
   }
   return held;

@@ -361,15 +361,20 @@ std::optional<double> told_noise_level(std::optional<double> level, const Restor
 namespace {
 
 // The model of `archive` loaded for `task`, with `tiling` applied: restore_file's and
-// restore_folder's checks before any image is read, and the warnings about the model itself.
+// restore_folder's checks before any image is read (the mask's first, before the model is
+// loaded), and the warnings about the model itself.
 struct TaskModel {
   Restorer model;
   std::vector<std::string> warnings;
   std::optional<double> level;
 };
 
-TaskModel load_for_task(const fs::path& archive, RestoreTask task, const TileOptions* tiling,
-                        std::optional<double> noise_level) {
+TaskModel load_for_task(const fs::path& archive, RestoreTask task, const std::string& mask_spec,
+                        const TileOptions* tiling, std::optional<double> noise_level) {
+  if (task != RestoreTask::inpaint && !mask_spec.empty()) throw Error("--mask is for --task inpaint");
+  if (task == RestoreTask::inpaint && mask_spec.empty()) {
+    throw Error("inpaint needs --mask (an image, or random, scratches, blocks or text)");
+  }
   TaskModel loaded{Restorer::load(archive), {}, {}};
   Restorer& model = loaded.model;
   if (tiling) {
@@ -428,14 +433,11 @@ std::vector<fs::path> restore_image(const Restorer& model, RestoreTask task, con
     written.push_back(beside("_noisy.png"));
   }
   if (task == RestoreTask::inpaint) {
-    if (mask_spec.empty()) throw Error("inpaint needs --mask (an image, or random, scratches, blocks or text)");
     mask = make_mask(mask_spec, image.size(1), image.size(2));
     write_image(beside("_mask.png"), mask.unsqueeze(0).to(torch::kFloat32));
     write_image(beside("_masked.png"), image.masked_fill(mask.unsqueeze(0).expand_as(image), 0.0));
     written.push_back(beside("_mask.png"));
     written.push_back(beside("_masked.png"));
-  } else if (!mask_spec.empty()) {
-    throw Error("--mask is for --task inpaint");
   }
   if (task == RestoreTask::colorize) {
     write_image(beside("_gray.png"), gray_in_three_channels(image));
@@ -457,11 +459,7 @@ std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, co
                                    std::optional<double> noise_level) {
   check_output_path(out, "--out");
   format_of_name(out);
-  if (task != RestoreTask::inpaint && !mask_spec.empty()) throw Error("--mask is for --task inpaint");
-  if (task == RestoreTask::inpaint && mask_spec.empty()) {
-    throw Error("inpaint needs --mask (an image, or random, scratches, blocks or text)");
-  }
-  const TaskModel loaded = load_for_task(archive, task, tiling, noise_level);
+  const TaskModel loaded = load_for_task(archive, task, mask_spec, tiling, noise_level);
   return restore_image(loaded.model, task, in, out, noise, mask_spec, loaded.level, loaded.warnings, warn);
 }
 
@@ -487,11 +485,7 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
                             "blocks or text[:FRACTION]), one for each image",
                             mask_spec));
   }
-  if (task == RestoreTask::inpaint && mask_spec.empty()) {
-    throw Error("inpaint needs --mask (random, scratches, blocks or text for a folder)");
-  }
-  if (task != RestoreTask::inpaint && !mask_spec.empty()) throw Error("--mask is for --task inpaint");
-  const TaskModel loaded = load_for_task(archive, task, tiling, noise_level);
+  const TaskModel loaded = load_for_task(archive, task, mask_spec, tiling, noise_level);
   if (warn) {
     for (const auto& warning : loaded.warnings) warn(warning);
   }
@@ -616,19 +610,14 @@ EvalImages eval_images(const Restorer& model, const RestoreEvalOptions& o) {
   const auto names = !o.images.empty() ? o.images
                      : trained_there   ? data.value("test_images", std::vector<std::string>{})
                                        : std::vector<std::string>{};
-  const auto files = list_images(dir);
-  for (const std::string& name : o.images) {
-    if (std::none_of(files.begin(), files.end(), [&](const fs::path& f) { return f.filename() == name; })) {
-      throw Error(fmt::format("--images: no image \"{}\" in {}", name, dir.string()));
-    }
-  }
-  const auto held = held_out_images(dir, names);
+  const auto held = held_out_images(dir, names, o.images.empty() ? "config: data.test_images" : "--images");
   for (const auto& file : held) {
     images.test.push_back(read_image(file, model.channels()));
     images.names.push_back(file.filename().string());
   }
   // h is chosen on centre crops (128x128 at most) of every fifth of the other images (of the
   // colour ones, for colorize).
+  const auto files = list_images(dir);
   int64_t k = 0;
   for (const auto& file : files) {
     if (std::find(held.begin(), held.end(), file) != held.end() || k++ % 5 != 0) continue;

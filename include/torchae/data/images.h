@@ -39,9 +39,11 @@ torch::Tensor random_patches(const std::vector<torch::Tensor>& images, int64_t p
 torch::Tensor tile_patches(const torch::Tensor& image, int64_t patch);
 
 /// The held-out images of a folder: the names given, or, when none are, every tenth file of
-/// `list_images` (the 10th, 20th, ...). Names not in the folder are an Error.
+/// `list_images` (the 10th, 20th, ...). Names not in the folder are an Error that names `given_by`,
+/// where the names came from.
 std::vector<std::filesystem::path> held_out_images(const std::filesystem::path& dir,
-                                                   const std::vector<std::string>& names);
+                                                   const std::vector<std::string>& names,
+                                                   const std::string& given_by = "config: data.test_images");
 
 /// What a streamed image folder does with a file it cannot read (`data.on_error`).
 enum class OnBadFile { kSkip, kStop };
