@@ -642,6 +642,7 @@ LossSummary Trainer::evaluate(const Dataset& data, const Corrupted& corrupted) {
   for (int64_t start = first; start < first + length; start += batch_size) {
     const int64_t n = std::min(batch_size, first + length - start);
     const torch::Tensor x = on_device.inputs.narrow(0, start, n);
+    // (A no-op copy when `corrupted` is on the device already, as fit's is.)
     auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, n).to(device_) : t; };
     const Output out = corrupting ? corrupting->forward_corrupted(
                                         {part(corrupted.input), part(corrupted.mask), part(corrupted.level)})
@@ -862,12 +863,16 @@ void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const 
   }
   const Dataset train_on_device = train ? train->to(device_) : Dataset{};
   const Dataset validation_on_device = validation.to(device_);
-  // Drawn on the CPU, whatever the device: the same inputs on every device and every rank.
-  const Corrupted validation_corrupted =
-      options_.validate_corrupted && validation.size() > 0
-          ? corrupt_seeded(validation.inputs.cpu(), dynamic_cast<Corrupting&>(*model_).corruption(),
-                           static_cast<uint64_t>(options_.seed))
-          : Corrupted{};
+  // Drawn on the CPU, whatever the device: the same inputs on every device and every rank; then
+  // moved to the device once, as the validation set is, not batch by batch every epoch.
+  Corrupted validation_corrupted;
+  if (options_.validate_corrupted && validation.size() > 0) {
+    validation_corrupted = corrupt_seeded(validation.inputs.cpu(), dynamic_cast<Corrupting&>(*model_).corruption(),
+                                          static_cast<uint64_t>(options_.seed));
+    for (torch::Tensor* t : {&validation_corrupted.input, &validation_corrupted.mask, &validation_corrupted.level}) {
+      if (t->defined()) *t = t->to(device_);
+    }
+  }
   if (!run_dir_.empty() && writes()) {
     std::filesystem::create_directories(run_dir_);
     // A script's run: its configuration makes the directory one that eval, export, viz and report read.
