@@ -479,6 +479,20 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
                               "restorations: write them elsewhere",
                               out.string()));
     }
+  } else {
+    // A missing --out named like an image (x.png) is a single image's output given by mistake,
+    // not the name of a folder to make.
+    bool image_name = true;
+    try {
+      format_of_name(out);
+    } catch (const Error&) {
+      image_name = false;
+    }
+    if (image_name) {
+      throw Error(fmt::format("--out {}: names an image; a folder given to --in is restored into a folder "
+                              "(made when missing): give it a folder's name",
+                              out.string()));
+    }
   }
   if (task == RestoreTask::inpaint && !mask_spec.empty() && fs::exists(mask_spec, ec)) {
     throw Error(fmt::format("--mask {}: a mask file fits one image; a folder takes a drawn mask (random, scratches, "

@@ -545,6 +545,8 @@ TEST_F(RestoreTest, TheCommandLineRestoresAFolderIntoAnother) {
   test::expect_one_line_error(restore("--task denoise --out " + (dir / "photos").string()),
                               "is the folder --in names; its images would be replaced");
   test::expect_one_line_error(restore("--task denoise --out " + (dir / "m.pt").string()), "is not a folder");
+  test::expect_one_line_error(restore("--task denoise --out " + (dir / "restored.png").string()),
+                              "restored.png: names an image; a folder given to --in is restored into a folder");
   test::expect_one_line_error(
       restore(fmt::format("--task inpaint --mask {} --out {}", (dir / "holes" / "a_mask.png").string(),
                           (dir / "masked").string())),
@@ -552,6 +554,7 @@ TEST_F(RestoreTest, TheCommandLineRestoresAFolderIntoAnother) {
   test::expect_one_line_error(restore("--task inpaint --out " + (dir / "masked").string()), "inpaint needs --mask");
   EXPECT_EQ(count(), before);
   EXPECT_FALSE(std::filesystem::exists(dir / "masked"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "restored.png"));
   std::filesystem::create_directories(dir / "empty");
   test::expect_one_line_error(
       test::run_cli(fmt::format("restore --model {} --in {} --task denoise --out {}", archive,
