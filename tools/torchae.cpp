@@ -67,6 +67,7 @@ struct BenchArgs {
   std::string device = "cpu";
   std::string model;  // JSON of a model section; empty: the reference model
   std::string recipe;  // a zoo recipe: its model, data and batch size
+  std::vector<std::string> overrides;  // --set: keys of the recipe changed
   std::string twin;    // a directory: write what bench/restore.py's twin check needs, time nothing
   std::string baseline;  // JSON of a model section stepped in the same rounds: "cost" over it
   bool floor = false;
@@ -216,12 +217,14 @@ Json bench(const BenchArgs& args) {
     if (!args.model.empty()) throw torchae::Error("bench: --recipe and --model both name the model: give one");
     const auto recipes = torchae::zoo_recipes(torchae::zoo_dir());
     Json config = torchae::find_recipe(recipes, args.recipe).config;
+    for (const auto& assignment : args.overrides) torchae::apply_override(config, assignment);
     config["data"]["validation_fraction"] = 0.0;
     torchae::Run run = torchae::prepare_run(config, false);
     data = std::move(run.data);
     built = std::move(run.model);
     if (args.batch == 0) batch = run.train_options.batch_size;
   } else {
+    if (!args.overrides.empty()) throw torchae::Error("bench: --set changes a recipe's keys: give --recipe");
     torchae::DataOptions data_options;
     data_options.validation_fraction = 0.0;
     data = torchae::load_data(data_options, false);
@@ -688,6 +691,8 @@ void add_bench(CLI::App& app, char** argv) {
   bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
   bench_cmd->add_option("--recipe", args->recipe,
                         "a zoo recipe's model on its data at its batch size (bench/restore.py compares them with PyTorch)");
+  bench_cmd->add_option("--set", args->overrides, "with --recipe: override a key of it, e.g. --set model.skips=false (repeatable)")
+      ->take_all();
   bench_cmd->add_option("--twin", args->twin,
                         "instead of timing: write to this directory what bench/restore.py checks its PyTorch twin with");
   bench_cmd->add_option("--timeout", args->timeout, "under torchrun: seconds a rank waits for the others")

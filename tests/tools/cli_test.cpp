@@ -699,20 +699,26 @@ TEST_F(Cli, BenchAndItsPyTorchTwinReachTheSameLoss) {
 // batch and corrupted input `bench --twin` writes, it must give torchae's loss and gradients.
 TEST_F(Cli, EachRestorationRecipeHasAPyTorchTwin) {
   TempDir dir;
-  for (const char* recipe : {"dae-conv-fashion", "dae-conv-natural", "inpaint-conv-natural", "colorize-conv-natural"}) {
+  // The photo denoiser's last layer starts at zero (model.zero_init), which makes every other
+  // layer's first gradient zero in both: it is checked again started as LibTorch starts it.
+  for (const std::string recipe : {"dae-conv-fashion", "dae-conv-natural", "dae-conv-natural --set model.zero_init=false",
+                                   "inpaint-conv-natural", "colorize-conv-natural"}) {
     SCOPED_TRACE(recipe);
-    const std::filesystem::path twin = dir / recipe;
+    const std::string name = recipe.substr(0, recipe.find(' '));
+    const bool zero_init = recipe == "dae-conv-natural";
+    const std::filesystem::path twin = dir / (recipe == name ? name : name + "-default-init");
     CliResult r = run_cli(fmt::format("bench --recipe {} --batch 16 --twin {}", recipe, twin.string()));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(Json::parse(r.out)["batch"], 16);
+    EXPECT_EQ(Json::parse(r.out)["model"].value("zero_init", false), zero_init);
     // Only the photo denoiser's 48,000 patches stream; bench then samples their first 8,192.
-    EXPECT_EQ(Json::parse(r.out).value("streamed_data_sampled", 0), std::string(recipe) == "dae-conv-natural" ? 8192 : 0);
+    EXPECT_EQ(Json::parse(r.out).value("streamed_data_sampled", 0), name == "dae-conv-natural" ? 8192 : 0);
     const std::string bytes = torchae::read_text(twin / "twin.pt");
     const c10::Dict<c10::IValue, c10::IValue> saved =
         torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
     EXPECT_EQ(saved.at("batch").toTensor().size(0), 16);
     EXPECT_EQ(saved.at("pool").toTensor().size(0), 1024);
-    EXPECT_EQ(saved.contains("pool_masks"), std::string(recipe) == "inpaint-conv-natural");
+    EXPECT_EQ(saved.contains("pool_masks"), name == "inpaint-conv-natural");
     r = test::run_command(fmt::format("OMP_NUM_THREADS=1 /usr/bin/python3 '{}/bench/restore.py' '{}' --check",
                                       TORCHAE_SOURCE_DIR, twin.string()));
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -728,6 +734,8 @@ TEST_F(Cli, EachRestorationRecipeHasAPyTorchTwin) {
   expect_one_line_error(run_cli("bench --recipe nosuch --steps 1"), "nosuch");
   expect_one_line_error(run_cli(R"(bench --recipe dae-conv-fashion --model '{}' --steps 1)"),
                         "--recipe and --model both name the model");
+  expect_one_line_error(run_cli("bench --set model.skips=false --steps 1"), "--set changes a recipe's keys");
+  expect_one_line_error(run_cli("bench --recipe dae-conv-fashion --set model.nosuch=1 --steps 1"), "nosuch");
 }
 
 // bench/colorize_decode.py decodes the shipped colouriser's scores other ways; at the archive's own
