@@ -179,7 +179,7 @@ void write_png_mat(const fs::path& path, const cv::Mat& mat) {
   });
 }
 
-std::string format_of_name(const fs::path& path) {
+std::optional<std::string> known_format(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (ext == ".jpeg") return ".jpg";
@@ -187,6 +187,11 @@ std::string format_of_name(const fs::path& path) {
   for (const char* known : {".png", ".jpg", ".bmp", ".tif", ".webp"}) {
     if (ext == known) return ext;
   }
+  return std::nullopt;
+}
+
+std::string format_of_name(const fs::path& path) {
+  if (auto format = known_format(path)) return *format;
   throw Error(fmt::format("{}: cannot tell the image format from the name; end it in .png, .jpg, .bmp, .tif or .webp",
                           path.string()));
 }

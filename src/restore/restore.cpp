@@ -479,20 +479,12 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
                               "restorations: write them elsewhere",
                               out.string()));
     }
-  } else {
+  } else if (known_format(out)) {
     // A missing --out named like an image (x.png) is a single image's output given by mistake,
     // not the name of a folder to make.
-    bool image_name = true;
-    try {
-      format_of_name(out);
-    } catch (const Error&) {
-      image_name = false;
-    }
-    if (image_name) {
-      throw Error(fmt::format("--out {}: names an image; a folder given to --in is restored into a folder "
-                              "(made when missing): give it a folder's name",
-                              out.string()));
-    }
+    throw Error(fmt::format("--out {}: names an image; a folder given to --in is restored into a folder "
+                            "(made when missing): give it a folder's name",
+                            out.string()));
   }
   if (task == RestoreTask::inpaint && !mask_spec.empty() && fs::exists(mask_spec, ec)) {
     throw Error(fmt::format("--mask {}: a mask file fits one image; a folder takes a drawn mask (random, scratches, "
@@ -510,11 +502,7 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
   for (const fs::path& file : files) {
     // The input's name, when restore writes its format; else the same stem as a PNG.
     fs::path name = file.filename();
-    try {
-      format_of_name(name);
-    } catch (const Error&) {
-      name.replace_extension(".png");
-    }
+    if (!known_format(name)) name.replace_extension(".png");
     const fs::path target = out / name;
     try {
       if (!outputs.insert(target).second) {

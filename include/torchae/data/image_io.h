@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 
 namespace torchae {
 
@@ -20,6 +21,9 @@ void write_image(const std::filesystem::path& path, const torch::Tensor& image);
 /// (also .tiff) or ".webp", by its extension in any case; any other name is an Error that lists
 /// these (an image written under a name that says another format is read wrongly later).
 std::string format_of_name(const std::filesystem::path& path);
+
+/// `format_of_name`'s format, or nothing for a name that says none of them.
+std::optional<std::string> known_format(const std::filesystem::path& path);
 
 /// An image as an 8-bit file holds it: clipped to [0, 1] and rounded to multiples of 1/255.
 torch::Tensor quantize_8bit(const torch::Tensor& image);
