@@ -235,6 +235,11 @@ std::vector<std::string> script_estimate_noise_sigma(const std::string& images, 
       fmt::format("{} = torch.stack(sigmas).to({}.dtype)", out, images)};
 }
 
+Corrupted Corrupted::to(const torch::Device& device) const {
+  auto moved = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  return {moved(input), moved(mask), moved(level)};
+}
+
 Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& o) {
   torch::NoGradGuard no_grad;
   Corrupted c = corrupt_unclipped(x, o);

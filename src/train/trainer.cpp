@@ -632,6 +632,7 @@ LossSummary Trainer::evaluate(const Dataset& data, const Corrupted& corrupted) {
   model_->module().eval();
   LossMeter meter;
   const Dataset on_device = data.to(device_);
+  const Corrupted corrupted_on_device = corrupted.to(device_);
   const int64_t batch_size = std::max<int64_t>(options_.batch_size, 1000);
   // In a data-parallel run each rank evaluates its shard and the sums are reduced: the figures
   // one process would get. Data smaller than the world is evaluated whole on every rank.
@@ -642,10 +643,10 @@ LossSummary Trainer::evaluate(const Dataset& data, const Corrupted& corrupted) {
   for (int64_t start = first; start < first + length; start += batch_size) {
     const int64_t n = std::min(batch_size, first + length - start);
     const torch::Tensor x = on_device.inputs.narrow(0, start, n);
-    // (A no-op copy when `corrupted` is on the device already, as fit's is.)
-    auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, n).to(device_) : t; };
-    const Output out = corrupting ? corrupting->forward_corrupted(
-                                        {part(corrupted.input), part(corrupted.mask), part(corrupted.level)})
+    auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, n) : t; };
+    const Output out = corrupting ? corrupting->forward_corrupted({part(corrupted_on_device.input),
+                                                                   part(corrupted_on_device.mask),
+                                                                   part(corrupted_on_device.level)})
                                   : model_->forward(x);
     Losses losses =
         losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor(), out);
@@ -865,14 +866,12 @@ void Trainer::fit_epochs(const Dataset* train, const BatchSource* stream, const 
   const Dataset validation_on_device = validation.to(device_);
   // Drawn on the CPU, whatever the device: the same inputs on every device and every rank; then
   // moved to the device once, as the validation set is, not batch by batch every epoch.
-  Corrupted validation_corrupted;
-  if (options_.validate_corrupted && validation.size() > 0) {
-    validation_corrupted = corrupt_seeded(validation.inputs.cpu(), dynamic_cast<Corrupting&>(*model_).corruption(),
-                                          static_cast<uint64_t>(options_.seed));
-    for (torch::Tensor* t : {&validation_corrupted.input, &validation_corrupted.mask, &validation_corrupted.level}) {
-      if (t->defined()) *t = t->to(device_);
-    }
-  }
+  const Corrupted validation_corrupted =
+      options_.validate_corrupted && validation.size() > 0
+          ? corrupt_seeded(validation.inputs.cpu(), dynamic_cast<Corrupting&>(*model_).corruption(),
+                           static_cast<uint64_t>(options_.seed))
+                .to(device_)
+          : Corrupted{};
   if (!run_dir_.empty() && writes()) {
     std::filesystem::create_directories(run_dir_);
     // A script's run: its configuration makes the directory one that eval, export, viz and report read.

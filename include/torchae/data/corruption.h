@@ -60,6 +60,9 @@ struct Corrupted {
   torch::Tensor mask;
   /// gaussian: each example's sigma [B] (before clipping); undefined for the others.
   torch::Tensor level;
+
+  /// The same on `device` (its undefined parts stay so; no copy where they are there already).
+  Corrupted to(const torch::Device& device) const;
 };
 
 /// The standard deviation of white Gaussian noise in images [B, C, H, W] (sides of at least 2),
