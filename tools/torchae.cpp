@@ -329,6 +329,7 @@ Json bench(const BenchArgs& args) {
               {"steps", args.steps},
               {"processes", ranks},
               {"threads", at::get_num_threads()},
+              {"blas_threads", torchae::blas_threads()},
               {"omp_wait_policy", wait_policy ? wait_policy : "(unset)"},
               {"seconds", seconds},
               {"samples_per_s", static_cast<double>(batch * args.steps) / seconds},
@@ -349,6 +350,11 @@ Json bench(const BenchArgs& args) {
                        {"samples_per_s", static_cast<double>(batch * args.steps) / floor_seconds},
                        {"with_adam_samples_per_s", static_cast<double>(batch * args.steps) / adam_floor_seconds},
                        {"rounds", rounds}};
+    // Each OpenBLAS thread count the products were timed at, on its own (the floor is the faster).
+    for (const auto& [threads, total] : floor->seconds_by_blas_threads()) {
+      result["floor"]["samples_per_s_by_blas_threads"][std::to_string(threads)] =
+          static_cast<double>(batch * args.steps) / total;
+    }
     result["of_floor"] = ratios[ratios.size() / 2];
     result["of_floor_with_adam"] = adam_ratios[adam_ratios.size() / 2];
   }

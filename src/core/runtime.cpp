@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <dlfcn.h>
 #include <malloc.h>
 #include <regex>
 #include <sched.h>
@@ -53,6 +54,38 @@ torch::Device resolve_device(const std::string& spec) {
 void set_threads(int64_t threads) {
   static const int library_default = at::get_num_threads();
   at::set_num_threads(threads > 0 ? static_cast<int>(threads) : library_default);
+}
+
+namespace {
+
+// OpenBLAS's entry points, where the BLAS LibTorch loaded is OpenBLAS (Debian's libblas.so.3
+// alternative): looked up once, null otherwise.
+struct OpenBlas {
+  int (*get)() = nullptr;
+  void (*set)(int) = nullptr;
+  int library_default = 0;
+  OpenBlas() {
+    get = reinterpret_cast<int (*)()>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    set = reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (get == nullptr || set == nullptr) get = nullptr, set = nullptr;
+    if (get) library_default = get();
+  }
+};
+
+const OpenBlas& openblas() {
+  static const OpenBlas blas;
+  return blas;
+}
+
+}  // namespace
+
+int64_t blas_threads() { return openblas().get ? openblas().get() : 0; }
+
+bool set_blas_threads(int64_t threads) {
+  const OpenBlas& blas = openblas();
+  if (!blas.set) return false;
+  blas.set(threads > 0 ? static_cast<int>(threads) : blas.library_default);
+  return true;
 }
 
 int64_t cores_per_process() {

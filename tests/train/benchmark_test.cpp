@@ -1,6 +1,7 @@
 #include "test_tools.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/runtime.h"
 #include "torchae/models/registry.h"
 #include "torchae/train/benchmark.h"
 
@@ -33,6 +34,32 @@ TEST_F(BenchmarkTest, TheFloorIsTheStepsMatrixProducts) {
   for (const auto& p : built.model->module().parameters()) parameters += p.numel();
   EXPECT_EQ(floor.parameters(), parameters);
   EXPECT_GT(floor.time_with_adam(3), 0.0);
+}
+
+TEST_F(BenchmarkTest, TheFloorIsTheFasterOfOpenBlasOnItsThreadsAndOnOne) {
+  const int64_t threads = blas_threads();
+  if (threads == 0) GTEST_SKIP() << "this process's BLAS is not OpenBLAS";
+  ASSERT_TRUE(set_blas_threads(2));
+  EXPECT_EQ(blas_threads(), 2);
+  GemmFloor floor({{64, 32}, {32, 64}}, 8);
+  const double seconds = floor.time(4);
+  const auto& by_threads = floor.seconds_by_blas_threads();
+  ASSERT_EQ(by_threads.size(), 2u);
+  ASSERT_EQ(by_threads.count(1), 1u);
+  ASSERT_EQ(by_threads.count(2), 1u);
+  EXPECT_DOUBLE_EQ(seconds, std::min(by_threads.at(1), by_threads.at(2)));
+  EXPECT_EQ(blas_threads(), 2) << "the floor leaves OpenBLAS as it found it";
+  EXPECT_GT(floor.time_with_adam(2), 0.0);
+  EXPECT_EQ(blas_threads(), 2);
+  // Already on one thread: the one setting.
+  ASSERT_TRUE(set_blas_threads(1));
+  GemmFloor single({{64, 32}}, 8);
+  single.time(2);
+  EXPECT_EQ(single.seconds_by_blas_threads().size(), 1u);
+  EXPECT_EQ(single.seconds_by_blas_threads().count(1), 1u);
+  // 0: back to what the process started with.
+  ASSERT_TRUE(set_blas_threads(0));
+  EXPECT_EQ(blas_threads(), threads);
 }
 
 TEST_F(BenchmarkTest, TheFloorRefusesModelsBeyondLinearLayers) {

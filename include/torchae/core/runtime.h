@@ -33,6 +33,15 @@ torch::Device resolve_device(const std::string& spec);
 /// when torchae first set it), so that a setting does not leak from one caller to the next.
 void set_threads(int64_t threads);
 
+/// OpenBLAS's own thread count (its matrix products run on threads of their own, apart from
+/// LibTorch's intra-op threads): `openblas_get_num_threads`, looked up in the running process, so
+/// that a LibTorch on another BLAS still links and runs; 0 when the process has no OpenBLAS.
+int64_t blas_threads();
+
+/// Sets OpenBLAS's thread count (`openblas_set_num_threads`); 0 sets the count the process had
+/// when torchae first set it. false, and nothing done, when the process has no OpenBLAS.
+bool set_blas_threads(int64_t threads);
+
 /// The cores this process may run on (its CPU affinity), shared by the ranks of a data-parallel
 /// run on this machine (torchrun's LOCAL_WORLD_SIZE): at least 1.
 int64_t cores_per_process();

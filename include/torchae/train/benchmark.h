@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -26,12 +27,17 @@ class GemmFloor {
   GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int64_t batch);
   int64_t products() const { return products_; }
   double flops_per_step() const { return flops_; }
-  /// Seconds that `steps` steps' products take, one run after the other.
+  /// Seconds that `steps` steps' products take, one run after the other, with OpenBLAS on the
+  /// thread count it has and on one thread, the faster of the two (a floor is the products' best:
+  /// small products can run faster on one thread than split over two); OpenBLAS is left as it was.
   double time(int64_t steps);
   /// The same with, after each step's products, a FusedAdam step over the layers' weights and
   /// biases (their gradients the products' and fixed draws): the floor of a step trained with
   /// Adam, since no step can skip its optimizer's update either.
   double time_with_adam(int64_t steps);
+  /// The seconds `time` has measured so far at each OpenBLAS thread count (one entry, 0, when the
+  /// process has no OpenBLAS; one when it runs on one thread already).
+  const std::map<int64_t, double>& seconds_by_blas_threads() const { return seconds_by_blas_threads_; }
   /// The parameters that update covers a step: each layer's weights and biases.
   int64_t parameters() const;
 
@@ -44,6 +50,7 @@ class GemmFloor {
   std::unique_ptr<torch::optim::Optimizer> adam_;  // a FusedAdam over the weights and biases
   int64_t products_ = 0;
   double flops_ = 0;
+  std::map<int64_t, double> seconds_by_blas_threads_;
 };
 
 /// The Linear layers of `module` in registration order, as (in_features, out_features); empty
