@@ -708,8 +708,9 @@ void add_bench(CLI::App& app, char** argv) {
                         "a model section as JSON, stepped in rounds interleaved with the model's on the same data "
                         "(with --stage, its stage): \"baseline\", and \"cost\", the model's step time over its");
   bench_cmd->add_flag("--floor", args->floor,
-                      "also time the step's matrix products alone (models of Linear layers), and them with Adam's "
-                      "update of the parameters: \"floor\", \"of_floor\", \"of_floor_with_adam\"");
+                      "also time the step's matrix products alone (models of Linear layers; OpenBLAS on its threads "
+                      "and on one, the faster), and them with Adam's update of the parameters: \"floor\", "
+                      "\"of_floor\", \"of_floor_with_adam\"");
   bench_cmd->add_option("--profile", args->profile,
                         "then profile this many steps with LibTorch's profiler: where a step's time goes")
       ->check(integer_at_least(1));
