@@ -91,18 +91,19 @@ double seconds_of(const std::function<void()>& run) {
 }
 
 // `run` timed with OpenBLAS on the threads it has and on one, the faster; each setting's seconds
-// added to `totals` (by thread count) when given. OpenBLAS is left as it was.
+// added to `totals` (by thread count) when given. OpenBLAS is left as it was. Without OpenBLAS
+// (threads 0) setting the count does nothing, and `run` is timed once.
 double fastest_over_blas_threads(const std::function<void()>& run, std::map<int64_t, double>* totals) {
   const int64_t threads = blas_threads();
   const std::vector<int64_t> settings = threads > 1 ? std::vector<int64_t>{threads, 1} : std::vector<int64_t>{threads};
   double fastest = std::numeric_limits<double>::infinity();
   for (const int64_t setting : settings) {
-    if (setting > 0) set_blas_threads(setting);
+    set_blas_threads(setting);
     const double seconds = seconds_of(run);
     if (totals) (*totals)[setting] += seconds;
     fastest = std::min(fastest, seconds);
   }
-  if (threads > 0) set_blas_threads(threads);
+  set_blas_threads(threads);
   return fastest;
 }
 
