@@ -174,11 +174,19 @@ CorruptionOptions parse_corruption_spec(const std::string& text, const DataSpec&
 }
 
 Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const CorruptionOptions& corruption,
-                        const torch::Device& device) {
+                        const torch::Device& device, bool as_trained) {
+  auto* corrupting = dynamic_cast<Corrupting*>(&model);
+  TORCH_CHECK(!as_trained || corrupting, "evaluate_corrupted: as_trained needs a model trained on corrupted batches");
   torch::NoGradGuard no_grad;
   model.module().eval();
   const torch::Tensor clean = data.test.inputs;
-  const torch::Tensor corrupted = corrupt_seeded(clean, corruption, 0).input;
+  const Corrupted all = corrupt_seeded(clean, corruption, 0);
+  const torch::Tensor& corrupted = all.input;
+  // Rows [start, start + count) of the corrupted set, on the device, with where they were corrupted.
+  const auto rows = [&](int64_t start, int64_t count) {
+    const auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, count) : t; };
+    return Corrupted{part(all.input), part(all.mask), part(all.level)}.to(device);
+  };
   const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
   const int64_t components = std::min(model.code_size(), train.size(1));
   PCA pca;
@@ -190,7 +198,8 @@ Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const Corrup
   for (int64_t start = 0; start < clean.size(0); start += batch) {
     const int64_t count = std::min(batch, clean.size(0) - start);
     const torch::Tensor x = clean.narrow(0, start, count), seen = corrupted.narrow(0, start, count);
-    const torch::Tensor outputs[3] = {seen, model.forward(seen.to(device)).reconstruction.cpu(),
+    const Output out = as_trained ? corrupting->forward_corrupted(rows(start, count)) : model.forward(seen.to(device));
+    const torch::Tensor outputs[3] = {seen, out.reconstruction.cpu(),
                                       components < train.size(1) ? pca.reconstruct(seen) : seen};
     for (int k = 0; k < 3; ++k) {
       const torch::Tensor example_mse = (outputs[k].to(torch::kFloat64) - x.to(torch::kFloat64)).pow(2).flatten(1).mean(1);
@@ -198,7 +207,7 @@ Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const Corrup
       psnr_sum[k] += psnr_of_mse(example_mse, peak).sum().item<double>();
     }
   }
-  return Json{{"corruption", to_string(corruption.kind)}, {"level", corruption.level},
+  return Json{{"corruption", to_string(corruption.kind)}, {"level", corruption.level}, {"as_trained", as_trained},
               {"input_mse", sse[0] / n},                   {"input_psnr_db", psnr_sum[0] / n},
               {"test_mse", sse[1] / n},                    {"test_psnr_db", psnr_sum[1] / n},
               {"pca_test_mse", sse[2] / n},                {"pca_test_psnr_db", psnr_sum[2] / n}};

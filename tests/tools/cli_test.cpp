@@ -376,6 +376,7 @@ TEST_F(Cli, ARunTrainedOnADeviceAbsentHereIsEvaluatedExportedAndDrawn) {
   const CliResult eval = run_cli(fmt::format("eval --run {} --device cpu", run.string()));
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
   EXPECT_GT(Json::parse(eval.out)["test_mse"].get<double>(), 0.0);
+  EXPECT_FALSE(Json::parse(eval.out).contains("corrupted")) << "not a denoiser, and no --corrupt";
   const CliResult exported = run_cli(fmt::format("export --run {} --out {}", run.string(), (dir / "m.pt").string()));
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   EXPECT_EQ(read_model_card(dir / "m.pt")["config"]["train"]["device"], "cuda:7");

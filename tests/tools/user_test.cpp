@@ -418,7 +418,7 @@ TEST_F(UserTest, EvalScoresReconstructionsOfCorruptedTestImages) {
   TempDir dir;
   const std::string run = (dir / "run").string();
   ASSERT_EQ(run_cli(fmt::format("train {} --set model.family=denoising --set model.corruption=gaussian "
-                                "--set model.level=0.2 --set train.epochs=2 --out {}",
+                                "--set model.level=0.2 --set model.clip=true --set train.epochs=2 --out {}",
                                 test::kSmallRun, run))
                 .exit_code,
             0);
@@ -427,6 +427,17 @@ TEST_F(UserTest, EvalScoresReconstructionsOfCorruptedTestImages) {
   const Json c = Json::parse(r.out)["corrupted"];
   EXPECT_EQ(c["corruption"], "gaussian");
   EXPECT_DOUBLE_EQ(c["level"].get<double>(), 0.2);
+  EXPECT_EQ(c["as_trained"], false);
+  // Without --corrupt a denoiser is scored on its own corruption as well, seeded alike: here the
+  // same clipped noise as --corrupt gaussian:0.2 (an MLP denoiser is told nothing more of it than
+  // the noisy image), so the same figures.
+  const CliResult own = run_cli(fmt::format("eval --run {}", run));
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  Json as_trained = Json::parse(own.out)["corrupted"];
+  EXPECT_EQ(as_trained["as_trained"], true);
+  as_trained["as_trained"] = false;
+  EXPECT_EQ(as_trained, c);
+  EXPECT_EQ(load_json_file(std::filesystem::path(run) / "eval.json")["corrupted"]["as_trained"], true);
   // Clipped Gaussian noise of sigma 0.2: a little under 0.04 per pixel.
   EXPECT_NEAR(c["input_mse"].get<double>(), 0.03, 0.01);
   const Json clean = Json::parse(r.out);

@@ -73,10 +73,13 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
 /// generator seeded 0, so every model meets the same corrupted images; the default generator is
 /// left as it was), then the model's eval-mode reconstruction of each and PCA's (as in
 /// `evaluate_reconstruction`) compared with the clean image, beside the corrupted input's own
-/// figures. JSON: corruption, level, input_mse, input_psnr_db, test_mse, test_psnr_db,
-/// pca_test_mse, pca_test_psnr_db.
+/// figures. JSON: corruption, level, as_trained, input_mse, input_psnr_db, test_mse,
+/// test_psnr_db, pca_test_mse, pca_test_psnr_db. `as_trained` (a model trained on corrupted
+/// batches, `Corrupting`, and its own corruption): the model is given each image as its training
+/// gave it, with where it was corrupted (an inpainter's mask, a denoiser's sigma), through
+/// `forward_corrupted`; otherwise it sees the corrupted images alone, through `forward`.
 Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const CorruptionOptions& corruption,
-                        const torch::Device& device);
+                        const torch::Device& device, bool as_trained = false);
 
 /// `--corrupt`'s text "KIND:LEVEL" (KIND a corruption name, LEVEL its sigma or fraction) for data
 /// of `spec`, clipped to the data's range as an image file would hold it; an Error naming what is
