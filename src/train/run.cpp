@@ -445,8 +445,8 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
     metrics["corrupted"] = evaluate_corrupted(*run.model.model, run.data, *corruption, device);
   } else if (auto* denoiser = dynamic_cast<Corrupting*>(run.model.model.get());
              denoiser && denoiser->corruption().kind != CorruptionKind::none) {
-    // A denoiser's figures on clean inputs say little (one started as the identity scores 59 dB
-    // on clean photographs): beside them, its figures on what it was trained to restore.
+    // A denoiser's figures on clean inputs say little (the photo denoiser, started as the
+    // identity, scores 59 dB on clean test patches): beside them, those on what it restores.
     metrics["corrupted"] = evaluate_corrupted(*run.model.model, run.data, denoiser->corruption(), device, true);
   }
   // Sample quality, where the feature network means something: generative models of the
