@@ -240,6 +240,11 @@ Corrupted Corrupted::to(const torch::Device& device) const {
   return {moved(input), moved(mask), moved(level)};
 }
 
+Corrupted Corrupted::narrow(int64_t start, int64_t length) const {
+  auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, length) : t; };
+  return {part(input), part(mask), part(level)};
+}
+
 Corrupted corrupt(const torch::Tensor& x, const CorruptionOptions& o) {
   torch::NoGradGuard no_grad;
   Corrupted c = corrupt_unclipped(x, o);

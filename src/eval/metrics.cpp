@@ -180,13 +180,7 @@ Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const Corrup
   torch::NoGradGuard no_grad;
   model.module().eval();
   const torch::Tensor clean = data.test.inputs;
-  const Corrupted all = corrupt_seeded(clean, corruption, 0);
-  const torch::Tensor& corrupted = all.input;
-  // Rows [start, start + count) of the corrupted set, on the device, with where they were corrupted.
-  const auto rows = [&](int64_t start, int64_t count) {
-    const auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, count) : t; };
-    return Corrupted{part(all.input), part(all.mask), part(all.level)}.to(device);
-  };
+  const Corrupted corrupted = corrupt_seeded(clean, corruption, 0);
   const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
   const int64_t components = std::min(model.code_size(), train.size(1));
   PCA pca;
@@ -197,8 +191,10 @@ Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const Corrup
   double sse[3] = {0, 0, 0}, psnr_sum[3] = {0, 0, 0};
   for (int64_t start = 0; start < clean.size(0); start += batch) {
     const int64_t count = std::min(batch, clean.size(0) - start);
-    const torch::Tensor x = clean.narrow(0, start, count), seen = corrupted.narrow(0, start, count);
-    const Output out = as_trained ? corrupting->forward_corrupted(rows(start, count)) : model.forward(seen.to(device));
+    const torch::Tensor x = clean.narrow(0, start, count);
+    const Corrupted part = corrupted.narrow(start, count);
+    const torch::Tensor& seen = part.input;
+    const Output out = as_trained ? corrupting->forward_corrupted(part.to(device)) : model.forward(seen.to(device));
     const torch::Tensor outputs[3] = {seen, out.reconstruction.cpu(),
                                       components < train.size(1) ? pca.reconstruct(seen) : seen};
     for (int k = 0; k < 3; ++k) {

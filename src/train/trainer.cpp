@@ -643,11 +643,8 @@ LossSummary Trainer::evaluate(const Dataset& data, const Corrupted& corrupted) {
   for (int64_t start = first; start < first + length; start += batch_size) {
     const int64_t n = std::min(batch_size, first + length - start);
     const torch::Tensor x = on_device.inputs.narrow(0, start, n);
-    auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, n) : t; };
-    const Output out = corrupting ? corrupting->forward_corrupted({part(corrupted_on_device.input),
-                                                                   part(corrupted_on_device.mask),
-                                                                   part(corrupted_on_device.level)})
-                                  : model_->forward(x);
+    const Output out =
+        corrupting ? corrupting->forward_corrupted(corrupted_on_device.narrow(start, n)) : model_->forward(x);
     Losses losses =
         losses_of(x, on_device.labels.defined() ? on_device.labels.narrow(0, start, n) : torch::Tensor(), out);
     meter.add(losses, losses.total.item<double>(), x.size(0));

@@ -63,6 +63,8 @@ struct Corrupted {
 
   /// The same on `device` (its undefined parts stay so; no copy where they are there already).
   Corrupted to(const torch::Device& device) const;
+  /// Examples [start, start + length) (views; its undefined parts stay so).
+  Corrupted narrow(int64_t start, int64_t length) const;
 };
 
 /// The standard deviation of white Gaussian noise in images [B, C, H, W] (sides of at least 2),
