@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -220,6 +221,22 @@ const Json* find_dotted(const Json& config, const std::string& dotted_key) {
     if (dot == std::string::npos) return node;
     start = dot + 1;
   }
+}
+
+std::vector<LeafDifference> leaf_differences(const Json& first, const Json& second) {
+  const Json a = first.flatten(), b = second.flatten();  // {"/model/code_size": 32, ...}
+  Json keys = a;
+  keys.update(b);
+  std::vector<LeafDifference> out;
+  for (const auto& item : keys.items()) {
+    const auto in_a = a.find(item.key()), in_b = b.find(item.key());
+    if (in_a != a.end() && in_b != b.end() && *in_a == *in_b) continue;
+    std::string key = item.key().substr(1);
+    std::replace(key.begin(), key.end(), '/', '.');
+    out.push_back({std::move(key), in_a == a.end() ? std::nullopt : std::optional<Json>(*in_a),
+                   in_b == b.end() ? std::nullopt : std::optional<Json>(*in_b)});
+  }
+  return out;
 }
 
 void apply_override(Json& config, const std::string& assignment) {

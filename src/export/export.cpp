@@ -17,6 +17,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace torchae {
@@ -48,6 +49,7 @@ std::string ScriptModel::tensor(const std::string& name, const torch::Tensor& te
     return "self." + id;
   }
   tensors_.emplace_back(id, tensor.detach().to(torch::kCPU).clone());
+  sources_.push_back(tensor);
   return "self." + id;
 }
 
@@ -252,6 +254,91 @@ Json read_model_card(const fs::path& given) {
   const Json card = parse_json(text, fmt::format("{}: its {}", archive.string(), kModelCardFile));
   if (!card.is_object()) throw Error(fmt::format("{}: its {} is not a JSON object", archive.string(), kModelCardFile));
   return card;
+}
+
+std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model_config, const fs::path& source) {
+  const std::string name = source.string();
+  std::vector<std::string> warnings;
+  Json trained;  // the source's model section
+  std::error_code ec;
+  if (fs::is_directory(source, ec)) {
+    const fs::path checkpoint = source / kCheckpointFile;
+    if (!fs::exists(checkpoint, ec)) {
+      throw Error(fmt::format("train.init: {}: no {} (the run has not completed an epoch)", name, kCheckpointFile));
+    }
+    try {
+      const Json config =
+          load_model_weights(model, checkpoint, torch::kCPU, "the model this run's configuration builds");
+      if (config.is_object()) trained = config.value("model", Json());
+    } catch (const Error& e) {
+      throw Error(fmt::format("train.init: {}", e.what()));
+    }
+  } else {
+    Json card;
+    torch::jit::Module archive;
+    try {
+      card = read_model_card(source);
+      archive = load_torchscript(source);
+    } catch (const Error& e) {
+      throw Error(fmt::format("train.init: {}", e.what()));
+    }
+    if (const Json* section = find_dotted(card, "config.model")) trained = *section;
+    ScriptModel script;
+    try {
+      model.script(script);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      throw Error(fmt::format("train.init: {}: this run's model cannot be matched to an archive's tensors ({}); start "
+                              "it from a run directory",
+                              name, what.substr(0, what.find('\n'))));
+    }
+    std::vector<std::pair<std::string, torch::Tensor>> own;
+    for (const auto& p : model.module().named_parameters()) own.emplace_back(p.key(), p.value());
+    for (const auto& b : model.module().named_buffers()) own.emplace_back(b.key(), b.value());
+    std::set<const c10::TensorImpl*> written;
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < script.tensors().size(); ++i) {
+      const std::string& id = script.tensors()[i].first;
+      const auto mine = std::find_if(own.begin(), own.end(),
+                                     [&](const auto& entry) { return entry.second.is_same(script.sources()[i]); });
+      if (mine == own.end()) continue;  // computed from the model's tensors, not one of them
+      if (!archive.hasattr(id) || !archive.attr(id).isTensor()) {
+        throw Error(fmt::format("train.init: {}: the archive holds no {} (this run's {}): it is not a model of this "
+                                "kind",
+                                name, id, mine->first));
+      }
+      const torch::Tensor stored = archive.attr(id).toTensor();
+      if (stored.sizes() != mine->second.sizes() || stored.scalar_type() != mine->second.scalar_type()) {
+        throw Error(fmt::format("train.init: {}: {} is {} there, {} in this run's model ({})", name, id,
+                                shape_of(stored), shape_of(mine->second), mine->first));
+      }
+      mine->second.copy_(stored);
+      written.insert(mine->second.unsafeGetTensorImpl());
+    }
+    if (written.empty()) {
+      throw Error(fmt::format("train.init: {}: the archive holds none of this run's model's tensors", name));
+    }
+    std::vector<std::string> kept;
+    for (const auto& p : model.module().named_parameters()) {
+      if (written.count(p.value().unsafeGetTensorImpl()) == 0) kept.push_back(p.key());
+    }
+    if (!kept.empty()) {
+      warnings.push_back(fmt::format("train.init: {} holds no {} (not exported: used only in training); they keep "
+                                     "their initialisation",
+                                     name, fmt::join(kept, ", ")));
+    }
+  }
+  std::vector<std::string> differences;
+  if (trained.is_object()) {
+    for (const auto& d : leaf_differences(trained, model_config)) {
+      differences.push_back(fmt::format("model.{} {} there, {} here", d.key, LeafDifference::text(d.first),
+                                        LeafDifference::text(d.second)));
+    }
+  }
+  if (!differences.empty()) {
+    warnings.push_back(fmt::format("train.init: {} was trained as another model: {}", name, fmt::join(differences, "; ")));
+  }
+  return warnings;
 }
 
 std::vector<int64_t> card_image_shape(const Json& card, const fs::path& archive) {

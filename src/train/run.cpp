@@ -6,6 +6,7 @@
 #include "torchae/eval/ais.h"
 #include "torchae/eval/frechet.h"
 #include "torchae/eval/metrics.h"
+#include "torchae/export/export.h"
 #include "torchae/train/staged.h"
 
 #include <torch/torch.h>
@@ -50,8 +51,11 @@ Json run_config(const BuiltModel& model, const DataOptions& data, const TrainOpt
 Run prepare_run(const Json& config, bool with_test) {
   if (!config.is_object()) throw Error(fmt::format("config: expected a JSON object, got {}", config.dump()));
   for (const auto& item : config.items()) {
+    // A zoo recipe is a configuration with a description: it trains as it is (train --config).
+    if (item.key() == "description" && item.value().is_string()) continue;
     if (item.key() != "model" && item.key() != "data" && item.key() != "train") {
-      throw Error(fmt::format("config: {}: unknown section (known: model, data, train)", item.key()));
+      throw Error(fmt::format("config: {}: unknown section (known: model, data, train; and a recipe's description)",
+                              item.key()));
     }
   }
   const Json none = Json::object();
@@ -82,6 +86,9 @@ Run prepare_run(const Json& config, bool with_test) {
                        fmt::format("model family \"{}\" is not trained on corrupted batches (a denoising model, or a "
                                    "stack with denoising layers, is); leave it false",
                                    run.model.resolved.value("family", "")));
+  train_reader.require(run.train_options.init.empty() || !dynamic_cast<const Staged*>(run.model.model.get()), "init",
+                       "a model trained in stages (a stack's layerwise pretraining) begins by pretraining its layers "
+                       "afresh; it cannot start from a trained model");
   if (run.data.stream && dynamic_cast<const Staged*>(run.model.model.get())) {
     data_reader.require(false, "source",
                         "a model trained in stages (a stack's layerwise pretraining) trains its later stages on codes "
@@ -109,13 +116,13 @@ const std::vector<std::string> kChangeableOnResume = [] {
 
 // Model options added since checkpoints were first written, with the value that keeps the models
 // of runs from before them what they were: a checkpoint without the key was trained so.
-bool added_with_old_behaviour(const std::string& pointer, const Json& value) {
+bool added_with_old_behaviour(const std::string& key, const Json& value) {
   static const std::vector<std::pair<std::string, Json>> added{
       {"binary_code", "none"}, {"mask_input", false}, {"noise_map", false}, {"prefill", 0},
       {"skips", false}, {"chroma_bins", 0.0}, {"residual", false}, {"zero_init", false}};
-  if (pointer.rfind("/model/", 0) != 0) return false;
-  const std::string key = pointer.substr(pointer.rfind('/') + 1);
-  return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == key && a.second == value; });
+  if (key.rfind("model.", 0) != 0) return false;
+  const std::string name = key.substr(key.rfind('.') + 1);
+  return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == name && a.second == value; });
 }
 
 // The resume rule, for config.json itself: a config.json that differs from the configuration the
@@ -140,23 +147,16 @@ void check_config_fits_checkpoint(const Json& config, const Json& trained, const
   };
   resolve("data", [](OptionReader& reader) { DataOptions::from(reader); });
   resolve("train", [](OptionReader& reader) { TrainOptions::from(reader); });
-  const Json now = config.flatten(), then = trained_resolved.flatten();  // {"/model/code_size": 32, ...}
-  std::vector<std::string> pointers{"/model/family"};
-  for (const Json* side : {&now, &then}) {
-    for (const auto& item : side->items()) pointers.push_back(item.key());
-  }
-  for (const std::string& pointer : pointers) {
-    std::string key = pointer.substr(1);
-    std::replace(key.begin(), key.end(), '/', '.');
+  std::vector<LeafDifference> differences = leaf_differences(config, trained_resolved);
+  std::stable_partition(differences.begin(), differences.end(),
+                        [](const LeafDifference& d) { return d.key == "model.family"; });
+  for (const auto& [key, is, was] : differences) {
     if (std::find(kChangeableOnResume.begin(), kChangeableOnResume.end(), key) != kChangeableOnResume.end()) continue;
-    const auto is = now.find(pointer), was = then.find(pointer);
-    if (is != now.end() && was != then.end() && *is == *was) continue;
-    if (is == now.end() && was == then.end()) continue;
-    if (is != now.end() && was == then.end() && added_with_old_behaviour(pointer, *is)) continue;
+    if (is && !was && added_with_old_behaviour(key, *is)) continue;
     const std::string difference =
-        is == now.end()    ? fmt::format("{} is missing, but the checkpoint was trained with {}", key, was->dump())
-        : was == then.end() ? fmt::format("{} is {}, which the checkpoint was trained without", key, is->dump())
-                            : fmt::format("{} is {}, but the checkpoint was trained with {}", key, is->dump(), was->dump());
+        !is    ? fmt::format("{} is missing, but the checkpoint was trained with {}", key, was->dump())
+        : !was ? fmt::format("{} is {}, which the checkpoint was trained without", key, is->dump())
+               : fmt::format("{} is {}, but the checkpoint was trained with {}", key, is->dump(), was->dump());
     throw Error(fmt::format("{}: {}: config.json and the checkpoint disagree (an edit, or another run's "
                             "checkpoint); only {} can change, with train --resume {} --set",
                             (run_dir / kConfigFile).string(), difference, fmt::join(kChangeableOnResume, ", "),
@@ -200,17 +200,10 @@ void check_same_config(ProcessGroup* group, const Json& config) {
   const std::vector<std::string> texts = group->all_gather_text(json_text(shared));
   for (int r = 1; r < group->size(); ++r) {
     if (texts[r] == texts[0]) continue;
-    const Json ours = Json::parse(texts[0]).flatten(), theirs = Json::parse(texts[r]).flatten();
-    Json keys = ours;
-    keys.update(theirs);
-    for (const auto& item : keys.items()) {
-      const auto a = ours.find(item.key()), b = theirs.find(item.key());
-      if (a != ours.end() && b != theirs.end() && *a == *b) continue;
-      std::string key = item.key().substr(1);
-      std::replace(key.begin(), key.end(), '/', '.');
+    for (const auto& d : leaf_differences(Json::parse(texts[0]), Json::parse(texts[r]))) {
       throw Error(fmt::format("the ranks were given different configurations: {} is {} on rank 0 and {} on rank {}; "
                               "give every rank the same --config and --set",
-                              key, a == ours.end() ? "absent" : a->dump(), b == theirs.end() ? "absent" : b->dump(), r));
+                              d.key, LeafDifference::text(d.first), LeafDifference::text(d.second), r));
     }
   }
 }
@@ -226,6 +219,18 @@ void tell_warnings(const Run& run) {
   for (const auto& warning : run.model.warnings) o.reporter->on_warning(warning);
 }
 
+// A run that names a trained model (train.init) starts from it, on rank 0 before the trainer gives
+// the other ranks rank 0's weights; a resumed run whose checkpoint exists continues from that instead.
+void start_from_init(Run& run) {
+  const TrainOptions& o = run.train_options;
+  if (o.init.empty()) return;
+  on_writer(o.group.get(), [&] {
+    for (const auto& warning : init_from_trained(*run.model.model, run.config["model"], o.init)) {
+      if (o.reporter) o.reporter->on_warning(warning);
+    }
+  });
+}
+
 }  // namespace
 
 void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<ProcessGroup> group,
@@ -237,6 +242,7 @@ void train_run(const Json& config, const fs::path& run_dir, std::shared_ptr<Proc
   run.train_options.reporter = std::move(reporter);
   check_same_config(group.get(), run.config);
   tell_warnings(run);
+  start_from_init(run);  // before the run directory is made: a source that does not fit leaves no run
   std::optional<RunClaim> claim;
   on_writer(group.get(), [&] {
     std::error_code ec;
@@ -326,6 +332,12 @@ void resume_run(const fs::path& run_dir, const std::vector<std::string>& overrid
   check_same_config(group.get(), run.config);
   tell_warnings(run);
   check_config_fits_checkpoint(run.config, checkpoint_config(run_dir), run_dir);
+  // A run without a checkpoint starts from the beginning, as rank 0 sees it (the checkpoint is
+  // rank 0's).
+  std::error_code ec;
+  bool from_the_beginning = !fs::exists(run_dir / kCheckpointFile, ec);
+  if (group) from_the_beginning = group->broadcast_text(from_the_beginning ? "yes" : "no") == "yes";
+  if (from_the_beginning) start_from_init(run);
   // Every rank has read config.json before rank 0 writes it again.
   if (group) group->broadcast_text({});
   on_writer(group.get(), [&] { write_text_atomically(run_dir / kConfigFile, json_text(run.config, 2) + "\n"); });

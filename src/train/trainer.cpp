@@ -52,6 +52,7 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   o.patience = r.integer("patience", o.patience, at_least(0));
   o.min_delta = r.number("min_delta", o.min_delta, at_least(0));
   o.validate_corrupted = r.boolean("validate_corrupted", o.validate_corrupted);
+  o.init = r.string("init", o.init);
   o.threads = r.integer("threads", o.threads, between(0, 1024));
   o.progress = r.choice("progress", o.progress, {"auto", "lines", "none"});
   r.finish();
@@ -68,7 +69,7 @@ Json TrainOptions::to_json() const {
           {"step_size", step_size}, {"gamma", gamma},
           {"min_lr", min_lr},       {"clip_grad_norm", clip_grad_norm},
           {"patience", patience},   {"min_delta", min_delta},
-          {"validate_corrupted", validate_corrupted},
+          {"validate_corrupted", validate_corrupted}, {"init", init},
           {"threads", threads},     {"progress", progress}};
 }
 
@@ -221,8 +222,6 @@ bool has_convolutions(const torch::nn::Module& module) {
   return false;
 }
 
-std::string shape_of(const torch::Tensor& t) { return fmt::format("{} [{}]", c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", ")); }
-
 // Loads a module's archive (as Module::save wrote it) into `module`, refusing rather than
 // reshaping: Module::load would take a tensor of any shape in place of a parameter. Every
 // parameter and buffer must be there with the module's shape and type, and the archive must hold
@@ -258,14 +257,13 @@ void load_fitting(torch::nn::Module& module, torch::serialize::InputArchive& arc
 
 // `load_fitting` of a checkpoint's "model", an Error naming the checkpoint.
 void load_model_part(torch::nn::Module& module, torch::serialize::InputArchive& checkpoint,
-                     const std::filesystem::path& path) {
+                     const std::filesystem::path& path, const char* model_is = "the model its run's config.json builds") {
   torch::serialize::InputArchive model_archive;
   checkpoint.read("model", model_archive);
   try {
     load_fitting(module, model_archive, "");
   } catch (const Error& e) {
-    throw Error(fmt::format("{}: the checkpoint does not fit the model its run's config.json builds: {}",
-                            path.string(), e.what()));
+    throw Error(fmt::format("{}: the checkpoint does not fit {}: {}", path.string(), model_is, e.what()));
   }
 }
 
@@ -282,11 +280,16 @@ Json recorded_config(torch::serialize::InputArchive& archive, const std::filesys
 
 }  // namespace
 
-Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device) {
+std::string shape_of(const torch::Tensor& t) {
+  return fmt::format("{} [{}]", c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", "));
+}
+
+Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device,
+                        const char* model_is) {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(checkpoint.string(), device);
-    load_model_part(model.module(), archive, checkpoint);
+    load_model_part(model.module(), archive, checkpoint, model_is);
     return recorded_config(archive, checkpoint);
   } catch (const c10::Error& e) {
     throw Error(fmt::format("{}: cannot load the model: {}", checkpoint.string(), e.what_without_backtrace()));

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <set>
 
 namespace torchae {
@@ -77,7 +78,81 @@ TEST_P(ExportEveryFamily, ArchiveLoadsInLibTorchAndMatchesTheNativeModel) {
   EXPECT_EQ(loaded.type()->name()->qualifiedName(), "__torch__.torchae.Autoencoder");
 }
 
+// train.init: a model of the same kind started from the archive computes what the archived one
+// does, every parameter the archive holds taken from it; those it does not are named.
+TEST_P(ExportEveryFamily, AModelStartsFromAnArchiveOfItsKind) {
+  const Json section = Json::parse(GetParam());
+  torch::manual_seed(1);
+  const BuiltModel trained = build_model(section, kSpec);
+  TempDir dir;
+  save_torchscript(to_torchscript(*trained.model, torch::rand({16, 1, 6, 5})),
+                   {{"config", {{"model", trained.resolved}}}}, dir / "model.pt");
+  torch::manual_seed(2);
+  const BuiltModel fresh = build_model(section, kSpec);
+  const std::vector<std::string> warnings = init_from_trained(*fresh.model, fresh.resolved, dir / "model.pt");
+
+  std::set<std::string> kept;  // the parameters a warning says the archive did not give
+  for (const auto& warning : warnings) {
+    ASSERT_NE(warning.find("keep their initialisation"), std::string::npos) << warning;
+    for (const auto& p : fresh.model->module().named_parameters()) {
+      if (warning.find(p.key()) != std::string::npos) kept.insert(p.key());
+    }
+  }
+  const auto theirs = trained.model->module().named_parameters();
+  for (const auto& p : fresh.model->module().named_parameters()) {
+    if (kept.count(p.key()) != 0) continue;
+    EXPECT_TRUE(torch::equal(p.value(), theirs[p.key()])) << p.key() << " was not taken from the archive";
+  }
+  fresh.model->module().eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::rand({9, 1, 6, 5});
+  EXPECT_TRUE(torch::equal(fresh.model->forward(x).reconstruction, trained.model->forward(x).reconstruction));
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, ExportEveryFamily, ::testing::ValuesIn(test::family_configs()));
+
+TEST(Export, AStartFromAModelOfAnotherShapeOrSettingIsNamed) {
+  TempDir dir;
+  const Json section = {{"family", "undercomplete"}, {"hidden", {8}}, {"code_size", 4}};
+  const BuiltModel trained = build_model(section, kSpec);
+  save_torchscript(to_torchscript(*trained.model, torch::rand({4, 1, 6, 5})),
+                   {{"config", {{"model", trained.resolved}}}}, dir / "model.pt");
+  Json other = section;
+  other["code_size"] = 3;
+  const BuiltModel smaller = build_model(other, kSpec);
+  try {
+    init_from_trained(*smaller.model, smaller.resolved, dir / "model.pt");
+    FAIL() << "a model of another shape started from the archive";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.init: " + (dir / "model.pt").string() + ": "), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("Float [4, 8] there, Float [3, 8] in this run's model"), std::string::npos)
+        << e.what();
+  }
+  // The same shapes trained otherwise: started, and told.
+  other = section;
+  other["activation"] = "tanh";
+  const BuiltModel tanh = build_model(other, kSpec);
+  const auto warnings = init_from_trained(*tanh.model, tanh.resolved, dir / "model.pt");
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("was trained as another model: model.activation \"relu\" there, \"tanh\" here"),
+            std::string::npos)
+      << warnings[0];
+  // Not an archive, or none at all.
+  std::ofstream(dir / "text.pt") << "not an archive";
+  for (const auto& [source, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {(dir / "text.pt").string(), "not a TorchScript archive"},
+           {(dir / "missing.pt").string(), "no such file"},
+           {dir.path().string(), "no checkpoint.pt"}}) {
+    try {
+      init_from_trained(*tanh.model, tanh.resolved, source);
+      FAIL() << source;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("train.init: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  }
+}
 
 TEST(ExportPython, EveryFamilyLoadsWithTorchJitLoadAndMatches) {
   if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch (python3-torch) is not installed";

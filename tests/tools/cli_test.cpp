@@ -362,6 +362,77 @@ TEST_F(Cli, ResumeStartsARunInterruptedBeforeItsFirstCheckpoint) {
   EXPECT_EQ(metrics_lines(run)[0]["train_loss"], metrics_lines(fresh)[0]["train_loss"]);
 }
 
+// train.init: a run starts from a trained model, an archive or a run directory alike, goes on
+// from it, resumes exactly, and starts from it again when it resumes without a checkpoint; a
+// model that does not fit is refused before a run directory is made.
+TEST_F(Cli, ARunStartsFromATrainedModelAndResumesExactly) {
+  TempDir dir;
+  const auto path = [&](const char* name) { return (dir / name).string(); };
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=2 --out {}", kSmall, path("trained"))).exit_code, 0);
+  ASSERT_EQ(run_cli(fmt::format("export --run {} --out {}", path("trained"), path("trained.pt"))).exit_code, 0);
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, path("fresh"))).exit_code, 0);
+  CliResult r = run_cli(fmt::format("train {} --set train.epochs=2 --set train.init={} --out {}", kSmall,
+                                    path("trained.pt"), path("archive")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("train.init"), std::string::npos) << "the same model, nothing to warn of: " << r.err;
+  EXPECT_EQ(load_json_file(dir / "archive" / "config.json")["train"]["init"], path("trained.pt"));
+  const auto trained = metrics_lines(path("trained")), fresh = metrics_lines(path("fresh")),
+             archive = metrics_lines(path("archive"));
+  ASSERT_EQ(archive.size(), 2u);
+  // Where the trained model ended, not where a fresh one begins.
+  EXPECT_LT(archive[0]["val_loss"].get<double>(), fresh[0]["val_loss"].get<double>());
+  EXPECT_LT(archive[0]["val_loss"].get<double>(), trained[0]["val_loss"].get<double>());
+
+  // From the run directory: the same weights, so the same run.
+  ASSERT_EQ(run_cli(fmt::format("train {} --set train.epochs=1 --set train.init={} --out {}", kSmall, path("trained"),
+                                path("from_run")))
+                .exit_code,
+            0);
+  EXPECT_EQ(metrics_lines(path("from_run"))[0]["train_loss"], archive[0]["train_loss"]);
+  // Resumed from its checkpoint, it goes on as the run that did not stop.
+  r = run_cli(fmt::format("train --resume {} --set train.epochs=2", path("from_run")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(metrics_lines(path("from_run"))[1]["train_loss"], archive[1]["train_loss"]);
+  // Resumed before its first checkpoint, it starts from the trained model again.
+  std::filesystem::remove(dir / "from_run" / "checkpoint.pt");
+  std::filesystem::remove(dir / "from_run" / "metrics.jsonl");
+  r = run_cli(fmt::format("train --resume {} --set train.epochs=1", path("from_run")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(metrics_lines(path("from_run"))[0]["train_loss"], archive[0]["train_loss"]);
+
+  // Trained otherwise, the same shapes: started, and told.
+  r = run_cli(fmt::format("train {} --set train.epochs=1 --set model.input_dropout=0.1 --set train.init={} --out {}",
+                          kSmall, path("trained.pt"), path("dropout")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("was trained as another model: model.input_dropout 0.0 there, 0.1 here"), std::string::npos)
+      << r.err;
+  // A zoo recipe trains as it is (its description is not a section), here from the trained model.
+  r = run_cli(fmt::format("train --config {}/models/zoo/undercomplete-32.json {} --set train.epochs=1 --set "
+                          "train.init={} --out {}",
+                          TORCHAE_SOURCE_DIR, kSmall, path("trained.pt"), path("recipe")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(load_json_file(dir / "recipe" / "config.json")["train"]["schedule"], "cosine");
+  EXPECT_FALSE(load_json_file(dir / "recipe" / "config.json").contains("description"));
+  // What does not fit is refused, and leaves no run.
+  const std::string out = path("refused");
+  expect_one_line_error(
+      run_cli(fmt::format("train {} --set model.code_size=8 --set train.init={} --out {}", kSmall, path("trained.pt"),
+                          out)),
+      "train.init: " + path("trained.pt") + ": ");
+  expect_one_line_error(
+      run_cli(fmt::format("train {} --set model.code_size=8 --set train.init={} --out {}", kSmall, path("trained"), out)),
+      "the checkpoint does not fit the model this run's configuration builds");
+  expect_one_line_error(run_cli(fmt::format("train {} --set train.init=/nonexistent.pt --out {}", kSmall, out)),
+                        "train.init: /nonexistent.pt: no such file");
+  expect_one_line_error(run_cli(fmt::format("train {} --set train.init=zoo:nope --out {}", kSmall, out)),
+                        "zoo:nope");
+  expect_one_line_error(run_cli(fmt::format("train --set data.limit=1200 --set model.family=stacked --set train.init={} "
+                                            "--out {}",
+                                            path("trained.pt"), out)),
+                        "train.init: a model trained in stages");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
 // A run whose train.device is absent here (trained on a GPU machine, say) is evaluated with
 // --device, and exported and drawn as it is; its configuration keeps saying where it trained.
 TEST_F(Cli, ARunTrainedOnADeviceAbsentHereIsEvaluatedExportedAndDrawn) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -115,5 +116,18 @@ void apply_override(Json& config, const std::string& assignment);
 
 /// Reads the value at a dotted key, or nullptr when absent.
 const Json* find_dotted(const Json& config, const std::string& dotted_key);
+
+/// A leaf (a value that is not an object) at which two configurations differ.
+struct LeafDifference {
+  std::string key;            ///< dotted: "model.code_size"
+  std::optional<Json> first;  ///< its value in the first; none: absent there
+  std::optional<Json> second;
+
+  /// A side's value as JSON text, or "absent".
+  static std::string text(const std::optional<Json>& value) { return value ? value->dump() : "absent"; }
+};
+
+/// The leaves at which `first` and `second` differ, in the order of their dotted keys.
+std::vector<LeafDifference> leaf_differences(const Json& first, const Json& second);
 
 }  // namespace torchae

@@ -55,6 +55,22 @@ std::vector<std::string> restoration_tasks(const Json& model_config);
 /// The image shape {C, H, W} a model card gives as input.shape, or an Error naming `archive`.
 std::vector<int64_t> card_image_shape(const Json& card, const std::filesystem::path& archive);
 
+/// Starts `model` from a trained one (`train.init`). `source` is an archive (a path, or
+/// "zoo:NAME") or a run directory:
+/// - an archive's tensors are written into the tensors of `model` they were exported from:
+///   `model` describes itself (`Autoencoder::script`), and each tensor of the description that
+///   is one of its parameters or buffers takes the archive's tensor of the same name. One the
+///   archive lacks, or holds in another shape or type, is an Error naming it. Parameters the
+///   description leaves out (used only in training, such as an adversary) keep their
+///   initialisation, and so do buffers (a colouriser's class counts start afresh);
+/// - a run directory's checkpoint must fit `model` entirely, as on resume.
+/// `model_config` is `model`'s resolved section. Returns warnings, one line each: the parameters
+/// the source did not give, and the model settings in which the source was trained otherwise
+/// (its card's or its checkpoint's configuration): fine-tuning may change how a model is
+/// trained (a noise level, a loss), and the shapes alone check that the networks are alike.
+std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model_config,
+                                           const std::filesystem::path& source);
+
 /// `torchae export`: the trained run in `run_dir` as a TorchScript archive at `out`, checked
 /// against the native model on inputs drawn from the run's test split. The run is evaluated
 /// first when it has no eval.json yet, so that the card carries its metrics; `card_extra`'s

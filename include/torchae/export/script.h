@@ -39,10 +39,14 @@ class ScriptModel {
   const std::string& source() const { return source_; }
   /// The registered tensors, in order of registration.
   const std::vector<std::pair<std::string, torch::Tensor>>& tensors() const { return tensors_; }
+  /// The tensors as they were given, in the same order: the model's own (sharing its storage)
+  /// where the model registered a parameter or buffer, which `init_from_trained` writes back to.
+  const std::vector<torch::Tensor>& sources() const { return sources_; }
 
  private:
   std::string source_;
   std::vector<std::pair<std::string, torch::Tensor>> tensors_;
+  std::vector<torch::Tensor> sources_;
   std::vector<std::string> methods_;
   std::string scope_;
   std::vector<std::string> scope_methods_;

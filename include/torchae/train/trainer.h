@@ -107,6 +107,11 @@ struct TrainOptions {
   /// false: validated on the clean inputs, as it runs in eval mode (a denoiser's validation loss
   /// then says how much it changes a clean input, not how well it restores one).
   bool validate_corrupted = false;
+  /// Starts the model from a trained one rather than from its initialisation: an exported
+  /// archive (a path, or "zoo:NAME") or a run directory ("" : none). Applied when a run starts
+  /// (not when it resumes from a checkpoint); the optimizer's state and the schedule start
+  /// afresh. See `init_from_trained`.
+  std::string init;
   /// Intra-op threads. 0: on the CPU, a model with convolutions takes every core the process
   /// may use (`cores_per_process`: oneDNN's convolutions run on them; 1.0x to 1.7x from 1 to 2
   /// threads on the restoration recipes here, on a shared machine), any other model LibTorch's
@@ -302,11 +307,16 @@ int64_t checkpoint_stage(const std::filesystem::path& run_dir);
 /// null when there is no checkpoint or it records none.
 Json checkpoint_config(const std::filesystem::path& run_dir);
 
+/// A tensor's type and shape as error messages give them: "Float [4, 8]".
+std::string shape_of(const torch::Tensor& t);
+
 /// Loads the model part of a checkpoint written by `Trainer` into `model`, on `device`. A
 /// checkpoint that does not fit the model (a tensor missing, of another shape or type, or one the
 /// model has not) is an Error naming the first mismatch; nothing of it is reshaped. Returns the
 /// configuration the checkpoint records (`checkpoint_config`, read from the same load).
-Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device);
+/// `model_is` names `model` in that Error.
+Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device,
+                        const char* model_is = "the model its run's config.json builds");
 
 
 }  // namespace torchae
