@@ -257,7 +257,7 @@ void load_fitting(torch::nn::Module& module, torch::serialize::InputArchive& arc
 
 // `load_fitting` of a checkpoint's "model", an Error naming the checkpoint.
 void load_model_part(torch::nn::Module& module, torch::serialize::InputArchive& checkpoint,
-                     const std::filesystem::path& path, const char* model_is = "the model its run's config.json builds") {
+                     const std::filesystem::path& path, const char* model_is = kModelOfItsRun) {
   torch::serialize::InputArchive model_archive;
   checkpoint.read("model", model_archive);
   try {

@@ -315,8 +315,9 @@ std::string shape_of(const torch::Tensor& t);
 /// model has not) is an Error naming the first mismatch; nothing of it is reshaped. Returns the
 /// configuration the checkpoint records (`checkpoint_config`, read from the same load).
 /// `model_is` names `model` in that Error.
+inline constexpr const char* kModelOfItsRun = "the model its run's config.json builds";
 Json load_model_weights(Autoencoder& model, const std::filesystem::path& checkpoint, const torch::Device& device,
-                        const char* model_is = "the model its run's config.json builds");
+                        const char* model_is = kModelOfItsRun);
 
 
 }  // namespace torchae
