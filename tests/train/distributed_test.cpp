@@ -369,6 +369,29 @@ TEST_F(DistributedCli, NprocIsTorchrunOnThisMachine) {
                               "--nproc: must be an integer >= 1, got 0");
 }
 
+// train.init under torchrun: rank 0 reads the archive and the trainer gives the other rank its
+// weights, so two ranks train the one-process run; resumed before its first checkpoint, the run
+// starts from the archive again (rank 0's decision, told to the other).
+TEST_F(DistributedCli, ARunStartedFromATrainedModelTrainsAsInOneProcess) {
+  TempDir dir;
+  const auto path = [&](const char* name) { return (dir / name).string(); };
+  ASSERT_EQ(test::run_cli(fmt::format("train {} --set train.epochs=1 --out {}", kSmall, path("trained"))).exit_code, 0);
+  ASSERT_EQ(test::run_cli(fmt::format("export --run {} --out {}", path("trained"), path("trained.pt"))).exit_code, 0);
+  const std::string args = fmt::format("{} --set train.epochs=2 --set train.init={}", kSmall, path("trained.pt"));
+  const CliResult one = test::run_cli(fmt::format("train {} --out {}", args, path("one")));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const CliResult two = run_command(under_torchrun(2, fmt::format("train {} --out {}", args, path("two"))));
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  expect_same_losses(dir / "two", dir / "one", 1e-5);
+  // Not a fresh start: the first epoch ends below the trained run's own first.
+  EXPECT_LT(metrics_of(dir / "two")[0]["val_loss"].get<double>(), metrics_of(dir / "trained")[0]["val_loss"].get<double>());
+  std::filesystem::remove(dir / "two" / "checkpoint.pt");
+  std::filesystem::remove(dir / "two" / "metrics.jsonl");
+  const CliResult again = run_command(under_torchrun(2, "train --resume " + path("two")));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  expect_same_losses(dir / "two", dir / "one", 1e-5);
+}
+
 // Streamed data under torchrun: each rank loads only its part of every batch (its crops, its IDX
 // examples), and the run is the one-process run; resumed on 2 ranks, it continues exactly.
 TEST_F(DistributedCli, StreamedDataIsShardedAcrossTheRanks) {
