@@ -24,9 +24,16 @@ counted on the training images (every image that is not held out, gray ones too 
 and averaged to the scores' grid as the loss averages its target) rather than on the training patches the
 model counted (the archive does not keep its counts): an approximation.
 
+With --match each setting is also decoded with a gain of each image's own, applied about the image's mean
+chroma rather than about gray: the one that makes the spread of the decoded chroma over the image what the
+model's distribution says the truth's is. By the law of total variance the truth's chroma varies over an image
+by the variance of the predicted means plus the mean of the predicted variances, so the gain is
+sqrt(1 + mean variance / variance of the means) (on the scores' grid, cb and cr together), and the mean chroma,
+which a calibrated model predicts without bias, is left as it is. It needs no setting read off any image.
+
 usage: bench/colorize_decode.py [--model models/zoo/shipped/colorize-conv-natural.pt]
                                 [--temperatures 0.38,0.6,1] [--gains 1,1.1,1.2,1.3]
-                                [--calibrate [--rebalance L] [--skip-gray]]
+                                [--calibrate [--rebalance L] [--skip-gray]] [--match]
 Prints one line a setting and, last, one JSON line.
 """
 import argparse
@@ -115,9 +122,17 @@ def class_log_weights(centres, held, rebalance, skip_gray, step, pool):
     return torch.log(w / (p * w).sum()).float().view(1, -1, 1, 1)
 
 
-def decode(model, s, y, size, temperature, gain):
+def decode(model, s, y, size, temperature, gain, match=False):
     h, w, hp, wp = size
-    c = torch.conv2d(torch.softmax(s / temperature, 1), model.chroma_kernel) * gain
+    p = torch.softmax(s / temperature, 1)
+    c = torch.conv2d(p, model.chroma_kernel)
+    if match:
+        # The predicted variance at each cell: E|chroma|^2 - |E chroma|^2.
+        variance = torch.conv2d(p, model.chroma_kernel.pow(2).sum(0, keepdim=True)) - c.pow(2).sum(1, keepdim=True)
+        mean = c.mean((2, 3), keepdim=True)
+        spread = (c - mean).pow(2).sum(1).mean()
+        c = mean + (c - mean) * torch.sqrt(1 + variance.clamp_min(0).mean() / spread)
+    c = c * gain
     c = torch.nn.functional.interpolate(c, size=(hp, wp), mode="bilinear", align_corners=False)[..., :h, :w]
     cb, cr = c[:, 0:1], c[:, 1:2]
     out = torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1).clamp(0, 1)[0].double()
@@ -143,6 +158,8 @@ def main():
     parser.add_argument("--calibrate", action="store_true", help="also decode the scores minus log w (see above)")
     parser.add_argument("--rebalance", type=float, help="the lambda of w (default: the recipe's)")
     parser.add_argument("--skip-gray", action="store_true", help="count colour training images only (skip_gray)")
+    parser.add_argument("--match", action="store_true",
+                        help="also decode with each image's own gain about its mean chroma (see above)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -165,25 +182,26 @@ def main():
         result[name] = {"n": len(xs), "gray_psnr_db": gray, "truth_colourfulness": truth}
         print(f"{name}: {len(xs)} images, the gray input {gray:.2f} dB, the truth's colourfulness {truth:.1f}")
     figure = json.load(open(os.path.join(ROOT, "models/zoo/shipped/figures.json")))["colorize-conv-natural"]
-    for calibrated in [False, True] if args.calibrate else [False]:
+    for calibrated, match in [(c, m) for c in ([False, True] if args.calibrate else [False])
+                              for m in ([False, True] if args.match else [False])]:
         for t in [float(v) for v in args.temperatures.split(",")] + [own_t]:
             for g in [float(v) for v in args.gains.split(",")] + [1.0]:
-                if any(r["calibrated"] == calibrated and r["temperature"] == t and r["gain"] == g
-                       for r in result["settings"]):
+                if any(r["calibrated"] == calibrated and r["matched"] == match and r["temperature"] == t
+                       and r["gain"] == g for r in result["settings"]):
                     continue
-                row = {"calibrated": calibrated, "temperature": t, "gain": g}
+                row = {"calibrated": calibrated, "matched": match, "temperature": t, "gain": g}
                 for name, xs in sets.items():
-                    outs = [decode(model, s - log_w if calibrated else s, y, size, t, g)
+                    outs = [decode(model, s - log_w if calibrated else s, y, size, t, g, match)
                             for s, y, size in decoded[name]]
                     row[name] = {"psnr_db": float(np.mean([psnr(o, x) for o, x in zip(outs, xs)])),
                                  "colourfulness": float(np.mean([colourfulness(o) for o in outs]))}
-                if (not calibrated and t == own_t and g == 1.0
+                if (not calibrated and not match and t == own_t and g == 1.0
                         and args.model.endswith("shipped/colorize-conv-natural.pt")):
                     gap = abs(row["photographs"]["psnr_db"] - figure["psnr_db"])
                     assert gap < 0.02, f"the archive's own decoding is {gap:.3f} dB from its figure: this script is off"
                 result["settings"].append(row)
                 photographs = row["photographs"]
-                print(f"{'calibrated, ' if calibrated else ''}T {t:.2f} gain {g:.2f}: photographs "
+                print(f"{'calibrated, ' if calibrated else ''}{'matched, ' if match else ''}T {t:.2f} gain {g:.2f}: photographs "
                       f"{photographs['psnr_db']:.2f} dB, colourfulness {photographs['colourfulness']:.1f}; validation "
                       f"{row['validation']['psnr_db']:.2f} dB, {row['validation']['colourfulness']:.1f}",
                       flush=True)
