@@ -7,7 +7,7 @@ mean at its temperature T (README, "Colour as classes"). This script decodes the
 --gains (1: as torchae decodes), then keeps the input's luma as `restore --task colorize` does. It scores the
 result on the five held-out photographs of the opencv-doc recipes and on the validation crops `restore-eval`
 chooses settings on (centre crops, 128x128 at most, of every fifth other colour image), each whole image in one
-pass (reflect-padded to a multiple of 16) rather than tiled: at T and gain of the archive it gives the shipped
+pass (reflect-padded to a multiple of its strides' product) rather than tiled: at T and gain of the archive it gives the shipped
 figure (figures.json) to 0.02 dB, which the script checks first.
 
 A gain scales the predicted chroma about gray, so colourfulness (Hasler & Suesstrunk 2003, linear in the
@@ -19,7 +19,7 @@ A model trained with rebalancing (`rebalance` lambda < 1) scores each cell as if
 as its weight w says: the scores minimise the weighted cross-entropy, so their softmax is about p(c) w(c),
 normalised. With --calibrate each setting is also decoded from the scores minus log w, which undoes that
 (their softmax is then about p(c) itself, whose mean at T 1 is the least squared error guess, were the model
-calibrated). w is `ChromaBins::class_weights` of the recipe's lambda (--rebalance), from the cells' frequencies
+calibrated). w is `ChromaBins::class_weights` of the model's lambda (its card's; or --rebalance), from the cells' frequencies
 counted on the training images (every image that is not held out, gray ones too unless --skip-gray, whole
 and averaged to the scores' grid as the loss averages its target) rather than on the training patches the
 model counted (the archive does not keep its counts): an approximation.
@@ -90,11 +90,11 @@ def luma(x):
     return 0.299 * x[..., 0:1, :, :] + 0.587 * x[..., 1:2, :, :] + 0.114 * x[..., 2:3, :, :]
 
 
-def scores(model, image):
+def scores(model, image, multiple):
     """The class scores of the gray image, its luma, and its size."""
     y = luma(image)[None].float()
     h, w = image.shape[1:]
-    hp, wp = -(-h // 16) * 16, -(-w // 16) * 16
+    hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
     gray = y.expand(1, 3, h, w)
     if (hp, wp) != (h, w):
         mode = "reflect" if hp - h < h and wp - w < w else "replicate"
@@ -156,17 +156,20 @@ def main():
     parser.add_argument("--temperatures", default="0.38,0.6,1")
     parser.add_argument("--gains", default="1,1.1,1.2,1.3")
     parser.add_argument("--calibrate", action="store_true", help="also decode the scores minus log w (see above)")
-    parser.add_argument("--rebalance", type=float, help="the lambda of w (default: the recipe's)")
+    parser.add_argument("--rebalance", type=float, help="the lambda of w (default: the model's)")
     parser.add_argument("--skip-gray", action="store_true", help="count colour training images only (skip_gray)")
     parser.add_argument("--match", action="store_true",
                         help="also decode with each image's own gain about its mean chroma (see above)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = torch.jit.load(args.model)
-    recipe = json.load(open(os.path.join(ROOT, "models/zoo/colorize-conv-natural.json")))
+    extra = {"model_card.json": ""}
+    model = torch.jit.load(args.model, _extra_files=extra)
+    # The model's own settings and held-out photographs, as it was trained (its card's configuration).
+    recipe = json.loads(extra["model_card.json"])["config"]
     test, validation = images(recipe["data"]["test_images"])
     own_t = recipe["model"]["temperature"]
+    multiple = int(np.prod(recipe["model"]["strides"]))
     log_w = None
     if args.calibrate:
         rebalance = recipe["model"]["rebalance"] if args.rebalance is None else args.rebalance
@@ -174,7 +177,7 @@ def main():
         log_w = class_log_weights(centres, recipe["data"]["test_images"], rebalance, args.skip_gray,
                                   recipe["model"]["chroma_bins"], recipe["model"]["strides"][0])
     sets = {"photographs": test, "validation": validation}
-    decoded = {name: [scores(model, x) for x in xs] for name, xs in sets.items()}
+    decoded = {name: [scores(model, x, multiple) for x in xs] for name, xs in sets.items()}
     result = {"model": args.model, "settings": []}
     for name, xs in sets.items():
         gray = np.mean([psnr(luma(x).expand(3, *x.shape[1:]), x) for x in xs])
