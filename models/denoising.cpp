@@ -57,9 +57,7 @@ void DenoisingImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor DenoisingImpl::colours(const torch::Tensor& scores, const torch::Tensor& y) const {
-  torch::Tensor c = torch::conv2d(torch::softmax(scores / options.temperature(), 1), chroma_kernel_.to(scores.dtype()));
-  if (c.size(2) != y.size(2) || c.size(3) != y.size(3)) c = torch::upsample_bilinear2d(c, {y.size(2), y.size(3)}, false);
-  return rgb_from_luma_chroma(y, c).clamp(0, 1);
+  return colours_of_scores(scores, chroma_kernel_, y, options.temperature());
 }
 
 Output DenoisingImpl::forward(const torch::Tensor& input) {

@@ -754,7 +754,7 @@ void add_restore(CLI::App& app, char** argv) {
     std::string model, task, in, out, noise, mask;
     uint64_t seed = 0;
     torchae::TileOptions tiling;
-    std::optional<double> noise_level;
+    torchae::TaskSettings settings;
   };
   auto args = std::make_shared<Args>();
   restore->add_option("--model", args->model,
@@ -779,9 +779,12 @@ void add_restore(CLI::App& app, char** argv) {
                       "context around each tile, discarded (default: the model's: an eighth of a fixed-size model's "
                       "side, 32 pixels for a convolutional one)")
       ->check(integer_at_least(0));
-  restore->add_option("--noise-level", args->noise_level,
+  restore->add_option("--noise-level", args->settings.noise_level,
                       "denoise, a model told the noise level (model.noise_map): the noise's standard deviation, 0-255 "
                       "units (default: estimated from the image)");
+  restore->add_option("--temperature", args->settings.temperature,
+                      "colorize, a colouriser by classes (model.chroma_bins): the temperature its class scores are "
+                      "decoded at (default: its own, the card's model.temperature; lower is more vivid, 1 the mean)");
   restore->add_flag("--self-ensemble", args->tiling.self_ensemble,
                     "average the model over the image's eight mirrorings and quarter turns (eight times the work)");
   computes(restore, argv, [args] {
@@ -791,7 +794,7 @@ void add_restore(CLI::App& app, char** argv) {
     std::error_code ec;
     if (!std::filesystem::is_directory(args->in, ec)) {
       for (const auto& path : torchae::restore_file(args->model, task, args->in, args->out, args->noise, args->mask,
-                                                    &args->tiling, warn, args->noise_level)) {
+                                                    &args->tiling, warn, args->settings)) {
         std::cout << path.string() << "\n";
       }
       return;
@@ -799,7 +802,7 @@ void add_restore(CLI::App& app, char** argv) {
     // Each path as its image is done: a large folder shows its progress.
     const torchae::FolderRestore done =
         torchae::restore_folder(args->model, task, args->in, args->out, args->noise, args->mask, &args->tiling, warn,
-                                args->noise_level, [](const std::filesystem::path& path) {
+                                args->settings, [](const std::filesystem::path& path) {
                                   std::cout << path.string() << std::endl;
                                 });
     if (!done.failed.empty()) {
@@ -842,6 +845,9 @@ void add_restore_eval(CLI::App& app, char** argv) {
   command->add_option("--noise-level", args->options.noise_level,
                       "denoise, a model told the noise level: the level it is given, 0-255 units (default: each "
                       "image's estimate)");
+  command->add_option("--temperature", args->options.temperature,
+                      "colorize, a colouriser by classes (model.chroma_bins): the temperature its class scores are "
+                      "decoded at (default: its own, the card's model.temperature; lower is more vivid, 1 the mean)");
   command->add_flag("--self-ensemble", args->options.self_ensemble,
                     "the model averaged over each image's eight mirrorings and quarter turns");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");

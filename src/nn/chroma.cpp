@@ -22,6 +22,23 @@ torch::Tensor rgb_from_luma_chroma(const torch::Tensor& y, const torch::Tensor& 
   return torch::cat({y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb}, -3);
 }
 
+torch::Tensor annealed_mean(const torch::Tensor& scores, const torch::Tensor& kernel, double temperature) {
+  TORCH_CHECK(kernel.dim() == 4 && kernel.size(0) == 2, "annealed mean: expected a kernel [2, Q, 1, 1], got ",
+              kernel.sizes());
+  TORCH_CHECK(scores.dim() == 4 && scores.size(1) == kernel.size(1), "annealed mean: expected class scores [B, ",
+              kernel.size(1), ", h, w], got ", scores.sizes());
+  TORCH_CHECK(temperature > 0, "annealed mean: the temperature must be positive, got ", temperature);
+  // A 1x1 convolution with the centres as its kernel: the expectation of the centres.
+  return torch::conv2d(torch::softmax(scores / temperature, 1), kernel.to(scores.options()));
+}
+
+torch::Tensor colours_of_scores(const torch::Tensor& scores, const torch::Tensor& kernel, const torch::Tensor& y,
+                                double temperature) {
+  torch::Tensor c = annealed_mean(scores, kernel, temperature);
+  if (c.size(2) != y.size(2) || c.size(3) != y.size(3)) c = torch::upsample_bilinear2d(c, {y.size(2), y.size(3)}, false);
+  return rgb_from_luma_chroma(y, c).clamp(0, 1);
+}
+
 std::string script_rgb_from_luma_chroma(const std::string& y, const std::string& chroma) {
   return fmt::format("torch.cat([{0} + 1.402 * {1}[:, 1:2], {0} - 0.344136 * {1}[:, 0:1] - 0.714136 * {1}[:, 1:2], "
                      "{0} + 1.772 * {1}[:, 0:1]], 1)",
@@ -121,12 +138,7 @@ torch::Tensor ChromaBins::class_weights(const torch::Tensor& counts, double lamb
 }
 
 torch::Tensor ChromaBins::annealed_mean(const torch::Tensor& logits, double temperature) const {
-  TORCH_CHECK(logits.dim() == 4 && logits.size(1) == size(), "chroma bins: expected class scores [B, ", size(),
-              ", h, w], got ", logits.sizes());
-  TORCH_CHECK(temperature > 0, "chroma bins: the temperature must be positive, got ", temperature);
-  const torch::Tensor p = torch::softmax(logits / temperature, 1);
-  // A 1x1 convolution with the centres as its kernel: the expectation of the centres.
-  return torch::conv2d(p, kernel().to(p.options()));
+  return torchae::annealed_mean(logits, kernel(), temperature);
 }
 
 std::vector<std::string> ChromaBins::script_annealed_mean(const std::string& out, const std::string& logits,

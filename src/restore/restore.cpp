@@ -22,6 +22,7 @@
 #include <opencv2/xphoto.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <numeric>
 #include <set>
@@ -187,6 +188,7 @@ Restorer Restorer::load(const fs::path& archive) {
   if (r.module_.hasattr("input_mean")) r.input_mean_ = r.module_.attr("input_mean").toTensor();
   r.takes_mask_ = r.module_.find_method("fill").has_value();
   r.takes_noise_level_ = r.module_.find_method("denoise").has_value();
+  r.decodes_classes_ = r.module_.find_method("net_forward").has_value() && r.module_.hasattr("chroma_kernel");
   return r;
 }
 
@@ -218,6 +220,10 @@ torch::Tensor Restorer::tiled_with_side_channel(const std::string& method_name, 
       torch::cat({image, side.to(image.dtype())}, 0), tiling_);
 }
 
+namespace {
+constexpr const char* kNotByClasses = "restore: this model does not decode classes (no net_forward and chroma_kernel)";
+}  // namespace
+
 torch::Tensor Restorer::fill(const torch::Tensor& batch, const torch::Tensor& missing) const {
   TORCH_CHECK(takes_mask_, "restore: this model does not take a mask (it has no fill method)");
   return with_side_channel("fill", batch, missing);
@@ -226,6 +232,23 @@ torch::Tensor Restorer::fill(const torch::Tensor& batch, const torch::Tensor& mi
 torch::Tensor Restorer::denoise(const torch::Tensor& batch, const torch::Tensor& level) const {
   TORCH_CHECK(takes_noise_level_, "restore: this model does not take a noise level (it has no denoise method)");
   return with_side_channel("denoise", batch, level);
+}
+
+void Restorer::set_temperature(std::optional<double> temperature) {
+  if (temperature) {
+    TORCH_CHECK(decodes_classes_, kNotByClasses);
+    TORCH_CHECK(*temperature > 0, "restore: the temperature must be positive, got ", *temperature);
+  }
+  temperature_ = temperature;
+}
+
+torch::Tensor Restorer::colours_at(const torch::Tensor& batch, double temperature) const {
+  TORCH_CHECK(decodes_classes_, kNotByClasses);
+  torch::NoGradGuard no_grad;
+  // As the archive's forward: the luma, in three channels, scored; its colours on that luma.
+  const torch::Tensor y = luma(batch).unsqueeze(1);
+  const torch::Tensor scores = module_.get_method("net_forward")({y.expand({-1, 3, -1, -1}).contiguous()}).toTensor();
+  return colours_of_scores(scores, module_.attr("chroma_kernel").toTensor(), y, temperature);
 }
 
 torch::Tensor gray_in_three_channels(const torch::Tensor& images) {
@@ -265,7 +288,9 @@ torch::Tensor Restorer::restore(RestoreTask task, const torch::Tensor& image, co
     }
     case RestoreTask::colorize: {
       const torch::Tensor gray = gray_in_three_channels(image);
-      const torch::Tensor colour = run_tiled(net, gray, tiling_);
+      const torch::Tensor colour =
+          temperature_ ? run_tiled([&](const torch::Tensor& x) { return colours_at(x, *temperature_); }, gray, tiling_)
+                       : run_tiled(net, gray, tiling_);
       // The luminance is known: keep the input's and take only the colour from the model.
       // Luma weights sum to 1, so adding the difference to every channel moves the luma to
       // the input's and leaves the chroma (B - Y, R - Y) as the model made it.
@@ -356,6 +381,21 @@ std::optional<double> told_noise_level(std::optional<double> level, const Restor
   return *level / 255.0;
 }
 
+// --temperature of restore and restore-eval, checked (colorize, a colouriser by classes) and set.
+void set_told_temperature(std::optional<double> temperature, Restorer& model, RestoreTask task,
+                          const fs::path& archive) {
+  if (!temperature) return;
+  if (task != RestoreTask::colorize || !model.decodes_classes()) {
+    throw Error(fmt::format("--temperature is for --task colorize with a colouriser by classes (model.chroma_bins); "
+                            "{} is not",
+                            archive.string()));
+  }
+  if (!(*temperature > 0 && std::isfinite(*temperature))) {
+    throw Error(fmt::format("--temperature: expected a positive number, got {}", *temperature));
+  }
+  model.set_temperature(temperature);
+}
+
 }  // namespace
 
 namespace {
@@ -370,7 +410,7 @@ struct TaskModel {
 };
 
 TaskModel load_for_task(const fs::path& archive, RestoreTask task, const std::string& mask_spec,
-                        const TileOptions* tiling, std::optional<double> noise_level) {
+                        const TileOptions* tiling, const TaskSettings& settings) {
   if (task != RestoreTask::inpaint && !mask_spec.empty()) throw Error("--mask is for --task inpaint");
   if (task == RestoreTask::inpaint && mask_spec.empty()) {
     throw Error("inpaint needs --mask (an image, or random, scratches, blocks or text)");
@@ -397,7 +437,8 @@ TaskModel load_for_task(const fs::path& archive, RestoreTask task, const std::st
                                           archive.string(), model_config.value("family", "?")));
   }
   model.require_task(task);  // before anything is written
-  loaded.level = told_noise_level(noise_level, model, task, archive);
+  loaded.level = told_noise_level(settings.noise_level, model, task, archive);
+  set_told_temperature(settings.temperature, model, task, archive);
   return loaded;
 }
 
@@ -456,16 +497,16 @@ std::vector<fs::path> restore_image(const Restorer& model, RestoreTask task, con
 std::vector<fs::path> restore_file(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
                                    const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
                                    const std::function<void(const std::string&)>& warn,
-                                   std::optional<double> noise_level) {
+                                   const TaskSettings& settings) {
   check_output_path(out, "--out");
   format_of_name(out);
-  const TaskModel loaded = load_for_task(archive, task, mask_spec, tiling, noise_level);
+  const TaskModel loaded = load_for_task(archive, task, mask_spec, tiling, settings);
   return restore_image(loaded.model, task, in, out, noise, mask_spec, loaded.level, loaded.warnings, warn);
 }
 
 FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs::path& in, const fs::path& out,
                              const std::string& noise, const std::string& mask_spec, const TileOptions* tiling,
-                             const std::function<void(const std::string&)>& warn, std::optional<double> noise_level,
+                             const std::function<void(const std::string&)>& warn, const TaskSettings& settings,
                              const std::function<void(const fs::path&)>& written) {
   std::error_code ec;
   const std::vector<fs::path> files = list_images(in);
@@ -491,7 +532,7 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
                             "blocks or text[:FRACTION]), one for each image",
                             mask_spec));
   }
-  const TaskModel loaded = load_for_task(archive, task, mask_spec, tiling, noise_level);
+  const TaskModel loaded = load_for_task(archive, task, mask_spec, tiling, settings);
   if (warn) {
     for (const auto& warning : loaded.warnings) warn(warning);
   }
@@ -704,6 +745,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   model.tiling().self_ensemble = o.self_ensemble;
   model.require_task(o.task);  // before the images are read
   const std::optional<double> level = told_noise_level(o.noise_level, model, o.task, archive);
+  set_told_temperature(o.temperature, model, o.task, archive);
   const bool told_level = o.task == RestoreTask::denoise && model.takes_noise_level();
   const EvalImages images = eval_images(model, o);
   const CorruptedImages corruption = corrupt_for_task(images.test, o);
@@ -713,6 +755,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   if (o.self_ensemble) result["self_ensemble"] = true;
   if (told_level && o.noise_level) result["noise_level"] = *o.noise_level;
+  if (o.temperature) result["temperature"] = *o.temperature;
   // What the model is told when no level is given: each image's own estimate, made once here
   // (the JSON lists them in 0-255 units, for a few images).
   std::vector<double> estimates;

@@ -10,6 +10,7 @@
 #include "torchae/eval/metrics.h"
 #include "torchae/export/export.h"
 #include "torchae/models/registry.h"
+#include "torchae/nn/chroma.h"
 #include "torchae/restore/restore.h"
 
 #include <torch/torch.h>
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <tuple>
 
 namespace torchae {
 namespace {
@@ -579,6 +581,51 @@ TEST_F(RestoreTest, AShippedModelIsFoundByItsZooName) {
   test::expect_one_line_error(test::run_cli(fmt::format("restore --model zoo:dae-conv --task denoise --in {} --out {}",
                                                         (dir / "photo.png").string(), (dir / "x.png").string())),
                               "zoo:dae-conv: no shipped archive of that name");
+}
+
+// A colouriser by classes decodes its scores at the temperature asked (restore --temperature):
+// at its own, as its archive does; lower, more vividly. Other models are refused it.
+TEST_F(RestoreTest, AColouriserByClassesDecodesAtTheTemperatureAsked) {
+  Restorer model = Restorer::load("zoo:colorize-conv-natural");
+  ASSERT_TRUE(model.decodes_classes());
+  const torch::Tensor photo =
+      read_image(std::filesystem::path(kOpenCvSampleDir) / "fruits.jpg", 3).narrow(1, 100, 128).narrow(2, 200, 120);
+  const torch::Tensor own = model.restore(RestoreTask::colorize, photo);
+  model.set_temperature(model.card()["config"]["model"]["temperature"].get<double>());
+  expect_tensors_near(model.restore(RestoreTask::colorize, photo), own, 1e-5);
+  model.set_temperature(0.1);
+  const torch::Tensor vivid = model.restore(RestoreTask::colorize, photo);
+  EXPECT_GT(colourfulness(vivid), colourfulness(own) + 1) << "0.1 against the model's 0.38";
+  model.set_temperature(std::nullopt);
+  EXPECT_TRUE(torch::equal(model.restore(RestoreTask::colorize, photo), own));
+
+  const Restorer denoiser = Restorer::load("zoo:dae-conv-natural");
+  EXPECT_FALSE(denoiser.decodes_classes());
+
+  TempDir dir;
+  write_image(dir / "photo.png", photo);
+  const auto restore = [&](const std::string& model_and_task, const std::string& temperature) {
+    return test::run_cli(fmt::format("restore --model zoo:{} --in {} --out {} --temperature {}", model_and_task,
+                                     (dir / "photo.png").string(), (dir / "out.png").string(), temperature));
+  };
+  const test::CliResult r = restore("colorize-conv-natural --task colorize", "0.1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_tensors_near(read_image(dir / "out.png", 3), vivid, 1.0 / 255 + 1e-6);
+  for (const auto& [model_and_task, temperature, error] :
+       {std::tuple{"colorize-conv-natural --task colorize", "0", "--temperature: expected a positive number, got 0"},
+        std::tuple{"colorize-conv-natural --task colorize", "nan", "--temperature: expected a positive number"},
+        std::tuple{"dae-conv-natural --task denoise", "0.1",
+                   "--temperature is for --task colorize with a colouriser by classes (model.chroma_bins); "
+                   "zoo:dae-conv-natural is not"}}) {
+    test::expect_one_line_error(restore(model_and_task, temperature), error);
+  }
+  // restore-eval scores it so, and says so.
+  const test::CliResult scored = test::run_cli(fmt::format(
+      "restore-eval --model zoo:colorize-conv-natural --task colorize --data {} --images fruits.jpg --no-baselines "
+      "--temperature 0.1",
+      kOpenCvSampleDir));
+  ASSERT_EQ(scored.exit_code, 0) << scored.err;
+  EXPECT_EQ(Json::parse(scored.out)["temperature"], 0.1);
 }
 
 TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {

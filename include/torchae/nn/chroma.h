@@ -18,6 +18,17 @@ torch::Tensor rgb_from_luma_chroma(const torch::Tensor& y, const torch::Tensor& 
 /// The same in TorchScript: an expression of the variables named `y` and `chroma`.
 std::string script_rgb_from_luma_chroma(const std::string& y, const std::string& chroma);
 
+/// The annealed mean of class scores `scores` [B, Q, h, w] at `temperature` (> 0) over the cells
+/// whose centres `kernel` holds ([2, Q, 1, 1], `ChromaBins::kernel`): sum_q softmax(scores / T)_q
+/// centre_q, [B, 2, h, w]. T = 1 is the mean, T -> 0 the mode.
+torch::Tensor annealed_mean(const torch::Tensor& scores, const torch::Tensor& kernel, double temperature);
+/// The colours a colouriser by classes makes of its scores: their annealed mean, upsampled
+/// bilinearly to the size of the luma `y` [B, 1, H, W] where it is smaller, on that luma; RGB
+/// [B, 3, H, W] clipped to [0, 1]. The model's reconstruction, and `restore --temperature` from
+/// an archive's `net_forward` and `chroma_kernel`.
+torch::Tensor colours_of_scores(const torch::Tensor& scores, const torch::Tensor& kernel, const torch::Tensor& y,
+                                double temperature);
+
 /// Colourfulness of an RGB image [3, H, W] in [0, 1] (Hasler & Suesstrunk 2003, in their 0-255
 /// units): with rg = R - G and yb = (R + G) / 2 - B, sigma(rg, yb) + 0.3 mu(rg, yb), sigma and
 /// mu the root sums of squares of the two channels' deviations and means. 0 for a gray image;
@@ -64,8 +75,7 @@ class ChromaBins {
   /// uniform one by `lambda` and inverted, w proportional to 1 / ((1 - lambda) p + lambda / Q),
   /// scaled so that the expected weight under p is 1.
   torch::Tensor class_weights(const torch::Tensor& counts, double lambda) const;
-  /// The annealed mean of class scores `logits` [B, Q, h, w] at temperature `temperature`:
-  /// sum_q softmax(logits / T)_q centre_q, [B, 2, h, w]. T = 1 is the mean, T -> 0 the mode.
+  /// The annealed mean of class scores `logits` [B, Q, h, w] over these cells (`torchae::annealed_mean`).
   torch::Tensor annealed_mean(const torch::Tensor& logits, double temperature) const;
   /// The same in TorchScript: statements setting `out` from `logits` (`kernel` is the
   /// expression of the registered `kernel()`).

@@ -90,6 +90,17 @@ class Restorer {
   /// The model's `denoise` on a batch [1, C, h, w] with `level` [1, 1, h, w] (the noise's
   /// standard deviation, in [0, 1] units).
   torch::Tensor denoise(const torch::Tensor& batch, const torch::Tensor& level) const;
+  /// Whether the model is a colouriser by classes (model.chroma_bins: its archive has
+  /// `net_forward`, the class scores, and `chroma_kernel`, the cells' centres), whose scores can
+  /// be decoded at another temperature.
+  bool decodes_classes() const { return decodes_classes_; }
+  /// colorize: the temperature the class scores are decoded at (> 0; `colours_of_scores` of the
+  /// archive's scores and cells), or std::nullopt for the model's own (its `forward`). Only for a
+  /// model that `decodes_classes`.
+  void set_temperature(std::optional<double> temperature);
+  std::optional<double> temperature() const { return temperature_; }
+  /// The colours of a batch [1, 3, h, w] of gray images at `temperature`, from the class scores.
+  torch::Tensor colours_at(const torch::Tensor& batch, double temperature) const;
   /// `image` [C, H, W] in [0, 1] restored by `task`; `mask` [H, W] (bool, true = missing) for
   /// inpaint. `noise_level`: for a model that takes one, the noise's standard deviation in [0,
   /// 1] units; when not given, `estimate_noise_sigma` of the whole image. Output in [0, 1].
@@ -104,6 +115,8 @@ class Restorer {
   torch::Tensor input_mean_;
   bool takes_mask_ = false;
   bool takes_noise_level_ = false;
+  bool decodes_classes_ = false;
+  std::optional<double> temperature_;
 
   /// The archive's method `method_name`(batch, side), for fill and denoise.
   torch::Tensor with_side_channel(const std::string& method_name, const torch::Tensor& batch,
@@ -128,6 +141,17 @@ torch::Tensor add_noise(const torch::Tensor& image, const std::string& noise);
 /// scratches, blocks, text (`random_mask`, FRACTION 0.15 by default).
 torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width);
 
+/// What `restore_file` and `restore_folder` tell the model beyond the image, checked against the
+/// model and the task before anything is written (an Error names the option).
+struct TaskSettings {
+  /// denoise, a model told the noise level (`Restorer::takes_noise_level`): its standard
+  /// deviation in 0-255 units (`--noise-level`); estimated from each image when not given.
+  std::optional<double> noise_level;
+  /// colorize, a colouriser by classes (`Restorer::decodes_classes`): the temperature its scores
+  /// are decoded at (`--temperature`; lower is more vivid, 1 the mean); its own when not given.
+  std::optional<double> temperature;
+};
+
 /// The restoration tasks a model card says its model was trained for (`restoration_tasks` of the
 /// configuration it records, so archives from before the card's "trained_for" are read alike).
 std::vector<RestoreTask> trained_tasks(const Json& card);
@@ -140,14 +164,14 @@ std::vector<RestoreTask> trained_tasks(const Json& card);
 /// images of a fixed size (Fashion-MNIST) and is given a large or colour photograph. `tiling`:
 /// where given, its tile (> 0) and margin (>= 0) replace the model's (`Restorer::tiling`: a
 /// fixed-size model's margin is an eighth of its side), and its self_ensemble is used.
-/// `noise_level` (0-255 units): the level given to a model that takes one (`Restorer::restore`;
-/// estimated when not given); refused for any other model or task. Returns the paths written.
+/// `settings`: see TaskSettings; each is refused for a model or task it is not for. Returns the
+/// paths written.
 std::vector<std::filesystem::path> restore_file(const std::filesystem::path& archive, RestoreTask task,
                                                 const std::filesystem::path& in, const std::filesystem::path& out,
                                                 const std::string& noise, const std::string& mask,
                                                 const TileOptions* tiling = nullptr,
                                                 const std::function<void(const std::string&)>& warn = {},
-                                                std::optional<double> noise_level = std::nullopt);
+                                                const TaskSettings& settings = {});
 
 /// What `restore_folder` did: the paths written, the images restored, and one line for each
 /// image it could not restore ("NAME: why"), in the folder's order.
@@ -169,7 +193,7 @@ FolderRestore restore_folder(const std::filesystem::path& archive, RestoreTask t
                              const std::filesystem::path& out, const std::string& noise, const std::string& mask,
                              const TileOptions* tiling = nullptr,
                              const std::function<void(const std::string&)>& warn = {},
-                             std::optional<double> noise_level = std::nullopt,
+                             const TaskSettings& settings = {},
                              const std::function<void(const std::filesystem::path&)>& written = {});
 
 /// `torchae restore-eval`: PSNR and SSIM of the model against the classical baselines on the
@@ -208,6 +232,9 @@ struct RestoreEvalOptions {
   /// denoise, a model that takes a noise level: the level it is given (0-255 units); when not
   /// given, each image's own estimate (`estimate_noise_sigma`).
   std::optional<double> noise_level;
+  /// colorize, a colouriser by classes: the temperature its scores are decoded at (as
+  /// TaskSettings::temperature); its own when not given.
+  std::optional<double> temperature;
 };
 
 /// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
