@@ -98,12 +98,12 @@ class Restorer {
   /// archive's scores and cells), or std::nullopt for the model's own (its `forward`). Only for a
   /// model that `decodes_classes`.
   void set_temperature(std::optional<double> temperature);
-  std::optional<double> temperature() const { return temperature_; }
   /// The colours of a batch [1, 3, h, w] of gray images at `temperature`, from the class scores.
   torch::Tensor colours_at(const torch::Tensor& batch, double temperature) const;
   /// `image` [C, H, W] in [0, 1] restored by `task`; `mask` [H, W] (bool, true = missing) for
   /// inpaint. `noise_level`: for a model that takes one, the noise's standard deviation in [0,
-  /// 1] units; when not given, `estimate_noise_sigma` of the whole image. Output in [0, 1].
+  /// 1] units; when not given, `estimate_noise_sigma` of the whole image. colorize decodes at
+  /// the temperature set (`set_temperature`), if any. Output in [0, 1].
   torch::Tensor restore(RestoreTask task, const torch::Tensor& image, const torch::Tensor& mask = {},
                         std::optional<double> noise_level = std::nullopt) const;
 
