@@ -7,8 +7,9 @@ mean at its temperature T (README, "Colour as classes"). This script decodes the
 --gains (1: as torchae decodes), then keeps the input's luma as `restore --task colorize` does. It scores the
 result on the five held-out photographs of the opencv-doc recipes and on the validation crops `restore-eval`
 chooses settings on (centre crops, 128x128 at most, of every fifth other colour image), each whole image in one
-pass (reflect-padded to a multiple of its strides' product) rather than tiled: at T and gain of the archive it gives the shipped
-figure (figures.json) to 0.02 dB, which the script checks first.
+pass (reflect-padded to a multiple of its strides' product) rather than tiled: at T and gain of the archive it
+gives the shipped figure (figures.json) to 0.02 dB, which the script checks first. The settings of the model
+(its temperature, lambda, strides, held-out photographs) are read from the archive's model card.
 
 A gain scales the predicted chroma about gray, so colourfulness (Hasler & Suesstrunk 2003, linear in the
 chroma) scales with it; under the model's own distribution it is the decoding that adds a given chroma energy
@@ -19,10 +20,10 @@ A model trained with rebalancing (`rebalance` lambda < 1) scores each cell as if
 as its weight w says: the scores minimise the weighted cross-entropy, so their softmax is about p(c) w(c),
 normalised. With --calibrate each setting is also decoded from the scores minus log w, which undoes that
 (their softmax is then about p(c) itself, whose mean at T 1 is the least squared error guess, were the model
-calibrated). w is `ChromaBins::class_weights` of the model's lambda (its card's; or --rebalance), from the cells' frequencies
-counted on the training images (every image that is not held out, gray ones too unless --skip-gray, whole
-and averaged to the scores' grid as the loss averages its target) rather than on the training patches the
-model counted (the archive does not keep its counts): an approximation.
+calibrated). w is `ChromaBins::class_weights` of the model's lambda (or --rebalance), from the cells'
+frequencies counted on the training images (every image that is not held out, gray ones too unless
+--skip-gray, whole and averaged to the scores' grid as the loss averages its target) rather than on the
+training patches the model counted (the archive does not keep its counts): an approximation.
 
 With --match each setting is also decoded with a gain of each image's own, applied about the image's mean
 chroma rather than about gray: the one that makes the spread of the decoded chroma over the image what the
@@ -204,8 +205,8 @@ def main():
                     assert gap < 0.02, f"the archive's own decoding is {gap:.3f} dB from its figure: this script is off"
                 result["settings"].append(row)
                 photographs = row["photographs"]
-                print(f"{'calibrated, ' if calibrated else ''}{'matched, ' if match else ''}T {t:.2f} gain {g:.2f}: photographs "
-                      f"{photographs['psnr_db']:.2f} dB, colourfulness {photographs['colourfulness']:.1f}; validation "
+                print(f"{'calibrated, ' if calibrated else ''}{'matched, ' if match else ''}T {t:.2f} gain {g:.2f}: "
+                      f"photographs {photographs['psnr_db']:.2f} dB, colourfulness {photographs['colourfulness']:.1f}; validation "
                       f"{row['validation']['psnr_db']:.2f} dB, {row['validation']['colourfulness']:.1f}",
                       flush=True)
     print(json.dumps(result))
