@@ -788,6 +788,9 @@ void add_restore(CLI::App& app, char** argv) {
   restore->add_flag("--self-ensemble", args->tiling.self_ensemble,
                     "average the model over the image's eight mirrorings and quarter turns (eight times the work)");
   computes(restore, argv, [args] {
+    // Every core the process may use, for the model's convolutions and the inpainter's prefill
+    // (LibTorch's default here is one thread).
+    torchae::set_threads(torchae::cores_per_process());
     torch::manual_seed(args->seed);
     const auto warn = [](const std::string& text) { std::cerr << "torchae: warning: " << text << "\n"; };
     const torchae::RestoreTask task = torchae::parse_restore_task(args->task);
@@ -856,6 +859,7 @@ void add_restore_eval(CLI::App& app, char** argv) {
       ->check(integer_at_least(8))
       ->capture_default_str();
   computes(command, argv, [args] {
+    torchae::set_threads(torchae::cores_per_process());  // as restore
     args->options.task = torchae::parse_restore_task(args->task);
     args->options.picture = args->picture;
     args->options.baselines = !args->no_baselines;
