@@ -748,6 +748,11 @@ void add_fd_net(CLI::App& app, char** argv) {
 
 const std::vector<std::string> kRestoreTasks{"denoise", "inpaint", "colorize"};
 
+// --temperature of restore and restore-eval.
+constexpr const char* kTemperatureHelp =
+    "colorize, a colouriser by classes (model.chroma_bins): the temperature its class scores are decoded at (default: "
+    "its own, the card's model.temperature; lower is more vivid, 1 the mean)";
+
 void add_restore(CLI::App& app, char** argv) {
   auto* restore = app.add_subcommand("restore", "restore an image with a TorchScript model: denoise, inpaint or colorize");
   struct Args {
@@ -782,9 +787,7 @@ void add_restore(CLI::App& app, char** argv) {
   restore->add_option("--noise-level", args->settings.noise_level,
                       "denoise, a model told the noise level (model.noise_map): the noise's standard deviation, 0-255 "
                       "units (default: estimated from the image)");
-  restore->add_option("--temperature", args->settings.temperature,
-                      "colorize, a colouriser by classes (model.chroma_bins): the temperature its class scores are "
-                      "decoded at (default: its own, the card's model.temperature; lower is more vivid, 1 the mean)");
+  restore->add_option("--temperature", args->settings.temperature, kTemperatureHelp);
   restore->add_flag("--self-ensemble", args->tiling.self_ensemble,
                     "average the model over the image's eight mirrorings and quarter turns (eight times the work)");
   computes(restore, argv, [args] {
@@ -848,9 +851,7 @@ void add_restore_eval(CLI::App& app, char** argv) {
   command->add_option("--noise-level", args->options.noise_level,
                       "denoise, a model told the noise level: the level it is given, 0-255 units (default: each "
                       "image's estimate)");
-  command->add_option("--temperature", args->options.temperature,
-                      "colorize, a colouriser by classes (model.chroma_bins): the temperature its class scores are "
-                      "decoded at (default: its own, the card's model.temperature; lower is more vivid, 1 the mean)");
+  command->add_option("--temperature", args->options.temperature, kTemperatureHelp);
   command->add_flag("--self-ensemble", args->options.self_ensemble,
                     "the model averaged over each image's eight mirrorings and quarter turns");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");
