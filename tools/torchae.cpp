@@ -848,10 +848,10 @@ void add_restore_eval(CLI::App& app, char** argv) {
   command->add_flag("--fsr-best", args->options.fsr_best,
                     "inpaint: also score frequency-selective reconstruction's best profile (minutes an image)");
   command->add_flag("--no-baselines", args->no_baselines, "score the model (and the corrupted input) only");
-  command->add_option("--noise-level", args->options.noise_level,
+  command->add_option("--noise-level", args->options.settings.noise_level,
                       "denoise, a model told the noise level: the level it is given, 0-255 units (default: each "
                       "image's estimate)");
-  command->add_option("--temperature", args->options.temperature, kTemperatureHelp);
+  command->add_option("--temperature", args->options.settings.temperature, kTemperatureHelp);
   command->add_flag("--self-ensemble", args->options.self_ensemble,
                     "the model averaged over each image's eight mirrorings and quarter turns");
   command->add_option("--picture", args->picture, "PNG: clean, corrupted, restored and baselines side by side");

@@ -396,6 +396,15 @@ void set_told_temperature(std::optional<double> temperature, Restorer& model, Re
   model.set_temperature(temperature);
 }
 
+// `settings` checked against the model and the task, its temperature set on the model; returns
+// its noise level (`told_noise_level`).
+std::optional<double> apply_settings(const TaskSettings& settings, Restorer& model, RestoreTask task,
+                                     const fs::path& archive) {
+  const std::optional<double> level = told_noise_level(settings.noise_level, model, task, archive);
+  set_told_temperature(settings.temperature, model, task, archive);
+  return level;
+}
+
 }  // namespace
 
 namespace {
@@ -437,8 +446,7 @@ TaskModel load_for_task(const fs::path& archive, RestoreTask task, const std::st
                                           archive.string(), model_config.value("family", "?")));
   }
   model.require_task(task);  // before anything is written
-  loaded.level = told_noise_level(settings.noise_level, model, task, archive);
-  set_told_temperature(settings.temperature, model, task, archive);
+  loaded.level = apply_settings(settings, model, task, archive);
   return loaded;
 }
 
@@ -744,8 +752,7 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   Restorer model = Restorer::load(archive);
   model.tiling().self_ensemble = o.self_ensemble;
   model.require_task(o.task);  // before the images are read
-  const std::optional<double> level = told_noise_level(o.noise_level, model, o.task, archive);
-  set_told_temperature(o.temperature, model, o.task, archive);
+  const std::optional<double> level = apply_settings(o.settings, model, o.task, archive);
   const bool told_level = o.task == RestoreTask::denoise && model.takes_noise_level();
   const EvalImages images = eval_images(model, o);
   const CorruptedImages corruption = corrupt_for_task(images.test, o);
@@ -754,12 +761,12 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
 
   Json result = {{"task", to_string(o.task)}, {"data", o.data}, {"n", images.test.size()}, {"seed", o.seed}};
   if (o.self_ensemble) result["self_ensemble"] = true;
-  if (told_level && o.noise_level) result["noise_level"] = *o.noise_level;
-  if (o.temperature) result["temperature"] = *o.temperature;
+  if (told_level && o.settings.noise_level) result["noise_level"] = *o.settings.noise_level;
+  if (o.settings.temperature) result["temperature"] = *o.settings.temperature;
   // What the model is told when no level is given: each image's own estimate, made once here
   // (the JSON lists them in 0-255 units, for a few images).
   std::vector<double> estimates;
-  if (told_level && !o.noise_level) {
+  if (told_level && !o.settings.noise_level) {
     for (const torch::Tensor& x : corrupted) estimates.push_back(estimated_noise_level(x));
     if (images.test.size() <= 16) {
       result["noise_level_estimates"] = Json::array();

@@ -141,8 +141,8 @@ torch::Tensor add_noise(const torch::Tensor& image, const std::string& noise);
 /// scratches, blocks, text (`random_mask`, FRACTION 0.15 by default).
 torch::Tensor make_mask(const std::string& spec, int64_t height, int64_t width);
 
-/// What `restore_file` and `restore_folder` tell the model beyond the image, checked against the
-/// model and the task before anything is written (an Error names the option).
+/// What `restore_file`, `restore_folder` and `restore_eval` tell the model beyond the image,
+/// checked against the model and the task before anything is written (an Error names the option).
 struct TaskSettings {
   /// denoise, a model told the noise level (`Restorer::takes_noise_level`): its standard
   /// deviation in 0-255 units (`--noise-level`); estimated from each image when not given.
@@ -229,12 +229,9 @@ struct RestoreEvalOptions {
   bool baselines = true;
   /// The model self-ensembled (`TileOptions::self_ensemble`): eight times the model's work.
   bool self_ensemble = false;
-  /// denoise, a model that takes a noise level: the level it is given (0-255 units); when not
-  /// given, each image's own estimate (`estimate_noise_sigma`).
-  std::optional<double> noise_level;
-  /// colorize, a colouriser by classes: the temperature its scores are decoded at (as
-  /// TaskSettings::temperature); its own when not given.
-  std::optional<double> temperature;
+  /// What the model is told: a denoiser's noise level (when not given, each image's own
+  /// estimate), a colouriser's temperature.
+  TaskSettings settings;
 };
 
 /// Scores the model in `archive` and the baselines (denoise: OpenCV's fastNlMeansDenoising,
