@@ -64,6 +64,7 @@ struct BenchArgs {
   int64_t steps = 300;
   int64_t warmup = 30;
   int64_t threads = 0;
+  std::string blas_threads = "0";  // train.blas_threads: a count (0: OpenBLAS's own) or "auto"
   std::string device = "cpu";
   std::string model;  // JSON of a model section; empty: the reference model
   std::string recipe;  // a zoo recipe: its model, data and batch size
@@ -259,6 +260,7 @@ Json bench(const BenchArgs& args) {
   options.batch_size = batch;
   options.device = args.device;
   options.threads = args.threads;
+  options.blas_threads = args.blas_threads == "auto" ? torchae::kAutoBlasThreads : std::stoll(args.blas_threads);
   // Under torchrun, data-parallel: --batch is the global batch, each rank steps on its part.
   options.group = torchae::join_process_group(std::chrono::milliseconds(static_cast<int64_t>(args.timeout * 1000)));
   const int ranks = options.group ? options.group->size() : 1;
@@ -280,7 +282,9 @@ Json bench(const BenchArgs& args) {
   }
   BenchStepper stepper(built.model, data.train, args.stage, options, part);
   torchae::Trainer& trainer = stepper.trainer();
-  for (int64_t i = 0; i < args.warmup; ++i) {
+  // With --blas-threads auto the warmup goes on until the trainer has chosen (its trial steps).
+  const auto tuning = [](torchae::Trainer& t) { return t.blas_tuner() && !t.blas_tuner()->decided(); };
+  for (int64_t i = 0; i < args.warmup || tuning(trainer) || (baseline && tuning(baseline->trainer())); ++i) {
     stepper.step();
     if (baseline) baseline->step();
   }
@@ -334,6 +338,12 @@ Json bench(const BenchArgs& args) {
               {"seconds", seconds},
               {"samples_per_s", static_cast<double>(batch * args.steps) / seconds},
               {"final_loss", loss}};
+  if (const torchae::BlasThreadTuner* tuner = trainer.blas_tuner()) {
+    const std::vector<double> seconds = tuner->seconds_per_step();
+    std::vector<double> ms(seconds.size());
+    std::transform(seconds.begin(), seconds.end(), ms.begin(), [](double s) { return 1e3 * s; });
+    result["blas_tuning"] = {{"candidates", tuner->candidates()}, {"ms_per_step", ms}, {"chosen", tuner->choice()}};
+  }
   if (!stepper.stage_figures().is_null()) result["stage"] = stepper.stage_figures();
   if (sampled > 0) result["streamed_data_sampled"] = sampled;
   if (baseline) {
@@ -693,6 +703,10 @@ void add_bench(CLI::App& app, char** argv) {
   bench_cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(integer_at_least(0));
   bench_cmd->add_option("--threads", args->threads, "intra-op threads (0: LibTorch's default)")
       ->check(integer_at_least(0));
+  bench_cmd->add_option("--blas-threads", args->blas_threads,
+                        "OpenBLAS's threads, as train.blas_threads: a count (0: OpenBLAS's own) or auto (chosen by "
+                        "timing the first steps, which then warm up until it has chosen: \"blas_tuning\")")
+      ->check(integer_at_least(0) | CLI::IsMember({"auto"}));
   bench_cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
   bench_cmd->add_option("--recipe", args->recipe,

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -54,6 +55,14 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   o.validate_corrupted = r.boolean("validate_corrupted", o.validate_corrupted);
   o.init = r.string("init", o.init);
   o.threads = r.integer("threads", o.threads, between(0, 1024));
+  if (const Json* blas = r.raw("blas_threads"); blas && blas->is_string()) {
+    r.require(blas->get<std::string>() == "auto", "blas_threads",
+              fmt::format("expected an integer in [0, 1024] or \"auto\", got {}", blas->dump()));
+    o.blas_threads = kAutoBlasThreads;
+    r.resolve("blas_threads", "auto");
+  } else {
+    o.blas_threads = r.integer("blas_threads", o.blas_threads, between(0, 1024));
+  }
   o.progress = r.choice("progress", o.progress, {"auto", "lines", "none"});
   r.finish();
   return o;
@@ -70,7 +79,66 @@ Json TrainOptions::to_json() const {
           {"min_lr", min_lr},       {"clip_grad_norm", clip_grad_norm},
           {"patience", patience},   {"min_delta", min_delta},
           {"validate_corrupted", validate_corrupted}, {"init", init},
-          {"threads", threads},     {"progress", progress}};
+          {"threads", threads},     {"progress", progress},
+          {"blas_threads", blas_threads == kAutoBlasThreads ? Json("auto") : Json(blas_threads)}};
+}
+
+BlasThreadTuner::BlasThreadTuner(int64_t threads, int64_t warmup, int64_t rounds, int64_t steps_per_turn)
+    : warmup_(warmup), rounds_(rounds), steps_per_turn_(steps_per_turn) {
+  TORCH_CHECK(threads >= 1 && warmup >= 0 && rounds >= 1 && steps_per_turn >= 1, "BlasThreadTuner: bad schedule");
+  for (int64_t n = threads; n > 1; n /= 2) candidates_.push_back(n);
+  candidates_.push_back(1);
+}
+
+std::size_t BlasThreadTuner::candidate_at(std::size_t step) const {
+  const auto warmup = static_cast<std::size_t>(warmup_);
+  if (step < warmup) return 0;
+  const std::size_t turn = (step - warmup) / static_cast<std::size_t>(steps_per_turn_);
+  const std::size_t n = candidates_.size(), round = turn / n, t = turn % n;
+  return round % 2 == 0 ? t : n - 1 - t;
+}
+
+int64_t BlasThreadTuner::next() const {
+  return decided() ? choice_ : candidates_[candidate_at(timings_.size())];
+}
+
+void BlasThreadTuner::record(double seconds) {
+  if (!decided() && !measured()) timings_.push_back(seconds);
+}
+
+bool BlasThreadTuner::measured() const {
+  return static_cast<int64_t>(timings_.size()) >=
+         warmup_ + rounds_ * steps_per_turn_ * static_cast<int64_t>(candidates_.size());
+}
+
+std::vector<double> BlasThreadTuner::seconds_per_step() const {
+  TORCH_CHECK(measured(), "BlasThreadTuner::seconds_per_step: the trial is not over");
+  const std::size_t n = candidates_.size();
+  std::vector<std::vector<double>> turns(n);  // per candidate, each round's mean
+  for (int64_t turn = 0; turn < rounds_ * static_cast<int64_t>(n); ++turn) {
+    const std::size_t first = static_cast<std::size_t>(warmup_ + turn * steps_per_turn_);
+    double sum = 0.0;
+    for (int64_t i = 0; i < steps_per_turn_; ++i) sum += timings_[first + static_cast<std::size_t>(i)];
+    turns[candidate_at(first)].push_back(sum / static_cast<double>(steps_per_turn_));
+  }
+  std::vector<double> medians;
+  for (auto& means : turns) {
+    std::sort(means.begin(), means.end());
+    const std::size_t m = means.size();
+    medians.push_back(m % 2 ? means[m / 2] : 0.5 * (means[m / 2 - 1] + means[m / 2]));
+  }
+  return medians;
+}
+
+void BlasThreadTuner::decide(const std::vector<double>& seconds) {
+  TORCH_CHECK(seconds.size() == candidates_.size(), "BlasThreadTuner::decide: one figure per candidate");
+  choice_ = candidates_[static_cast<std::size_t>(std::min_element(seconds.begin(), seconds.end()) - seconds.begin())];
+}
+
+void BlasThreadTuner::restore(std::vector<double> timings, int64_t choice) {
+  choice_ = std::max<int64_t>(choice, 0);
+  timings_ = std::move(timings);
+  if (!decided() && measured()) timings_.clear();  // another schedule's: measure afresh
 }
 
 double TrainOptions::lr_at(int64_t epoch) const {
@@ -348,6 +416,12 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
       best_val_(std::numeric_limits<double>::infinity()) {
   set_threads(options_.threads > 0 || !device_.is_cpu() || !has_convolutions(model_->module()) ? options_.threads
                                                                                                : cores_per_process());
+  set_blas_threads(0);  // OpenBLAS's own count, whatever an earlier trainer set
+  if (options_.blas_threads == kAutoBlasThreads) {
+    if (device_.is_cpu() && blas_threads() > 1) blas_tuner_ = std::make_unique<BlasThreadTuner>(blas_threads());
+  } else {
+    step_blas_threads_ = options_.blas_threads;
+  }
   if (options_.validate_corrupted && !dynamic_cast<Corrupting*>(model_.get())) {
     throw Error("config: train.validate_corrupted: the model is not trained on corrupted batches (only a denoising "
                 "model is); leave it false");
@@ -425,6 +499,12 @@ bool Trainer::resume() {
     best_val_ = entry("best_val").item<double>();
     bad_epochs_ = entry("bad_epochs").item<int64_t>();
     stopped_early_ = entry("stopped_early").item<bool>();
+    torch::Tensor tuning, chosen;
+    if (blas_tuner_ && archive.try_read("blas_tuning", tuning) && archive.try_read("blas_threads", chosen)) {
+      tuning = tuning.cpu().contiguous();
+      blas_tuner_->restore({tuning.data_ptr<double>(), tuning.data_ptr<double>() + tuning.numel()},
+                           chosen.cpu().item<int64_t>());
+    }
     shuffle_.set_state(entry("rng_shuffle"));
     at::Generator(at::detail::getDefaultCPUGenerator()).set_state(entry("rng_cpu"));
     // Ranks other than 0 take their own state when the checkpoint was written by as many ranks;
@@ -473,6 +553,11 @@ torch::serialize::OutputArchive Trainer::checkpoint(
   archive.write("bad_epochs", torch::tensor(bad_epochs_));
   archive.write("stopped_early", torch::tensor(stopped_early_));
   archive.write("stage", torch::tensor(stage_.index));
+  if (blas_tuner_) {
+    const std::vector<double>& timings = blas_tuner_->timings();
+    archive.write("blas_tuning", torch::tensor(c10::ArrayRef<double>(timings), torch::kFloat64));
+    archive.write("blas_threads", torch::tensor(blas_tuner_->choice()));
+  }
   archive.write("rng_shuffle", at::Generator(shuffle_).get_state());
   archive.write("rng_cpu", at::Generator(at::detail::getDefaultCPUGenerator()).get_state());
   if (device_.is_cuda()) archive.write("rng_cuda", at::Generator(at::globalContext().defaultGenerator(device_)).get_state());
@@ -558,6 +643,9 @@ torch::Tensor loss_sums(const Losses& losses, std::size_t terms, int64_t count, 
 Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& labels, int64_t global_count) {
   ProcessGroup* group = options_.group.get();
   const int64_t count = batch.defined() ? batch.size(0) : 0;
+  const int64_t blas = blas_tuner_ ? blas_tuner_->next() : step_blas_threads_;
+  if (blas > 0 && blas != blas_threads()) set_blas_threads(blas);
+  const auto started = Clock::now();
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
@@ -613,12 +701,36 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
     }
     adversary_optimizer_->step();
   }
+  if (blas_tuner_ && !blas_tuner_->decided()) tune_blas_threads(seconds_since(started));
   if (!group) return losses;
   // The global batch's mean loss and terms, the same on every rank.
   const torch::Tensor means = (figures.to(torch::kCPU, torch::kFloat64) / static_cast<double>(global_count));
   Losses global{means[0], {}};
   for (std::size_t i = 0; i < term_names_.size(); ++i) global.terms.emplace_back(term_names_[i], means[i + 1]);
   return global;
+}
+
+void Trainer::tune_blas_threads(double seconds) {
+  blas_tuner_->record(seconds);
+  if (!blas_tuner_->measured()) return;
+  std::vector<double> per_step = blas_tuner_->seconds_per_step();
+  if (ProcessGroup* group = options_.group.get()) {
+    torch::Tensor sums = torch::tensor(c10::ArrayRef<double>(per_step), torch::kFloat64);
+    group->all_reduce_sum(sums);
+    per_step.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+  }
+  blas_tuner_->decide(per_step);
+  set_blas_threads(blas_tuner_->choice());
+  if (Reporter* r = reporter("lines")) {
+    const auto threads = [](int64_t n) { return n == 1 ? std::string("1 thread") : fmt::format("{} threads", n); };
+    std::vector<std::string> timed;
+    for (std::size_t i = 0; i < per_step.size(); ++i) {
+      timed.push_back(fmt::format("{} {:.3g} ms", threads(blas_tuner_->candidates()[i]), 1e3 * per_step[i]));
+    }
+    if (Reporter* bar = reporter("auto")) bar->on_batches_end(stage_);  // the note on a line of its own
+    r->on_note(fmt::format("train.blas_threads auto: OpenBLAS on {} (a step: {}{})", threads(blas_tuner_->choice()),
+                           fmt::join(timed, ", "), options_.group ? ", summed over the ranks" : ""));
+  }
 }
 
 LossSummary Trainer::evaluate(const Dataset& data) { return evaluate(data, Corrupted{}); }

@@ -682,6 +682,27 @@ TEST_F(Cli, BenchPrintsThroughputAsJson) {
   EXPECT_EQ(j["omp_wait_policy"], "PASSIVE") << "torchae sets the passive wait policy itself";
 }
 
+TEST_F(Cli, BenchChoosesOpenBlasThreadsByTimingTheFirstSteps) {
+  CliResult r = run_cli("bench --steps 5 --warmup 1 --batch 32 --blas-threads auto");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json j = Json::parse(r.out);
+  if (j["blas_threads"].get<int64_t>() > 1 || j.contains("blas_tuning")) {
+    // OpenBLAS has threads to choose from: the warmup went on until the trainer had chosen.
+    ASSERT_TRUE(j.contains("blas_tuning")) << r.out;
+    const Json& tuning = j["blas_tuning"];
+    EXPECT_EQ(tuning["candidates"].size(), tuning["ms_per_step"].size());
+    EXPECT_EQ(tuning["candidates"].back(), 1);
+    EXPECT_EQ(tuning["chosen"], j["blas_threads"]);
+    for (const auto& ms : tuning["ms_per_step"]) EXPECT_GT(ms.get<double>(), 0.0);
+  }
+  r = run_cli("bench --steps 5 --warmup 1 --batch 32 --blas-threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = Json::parse(r.out);
+  EXPECT_EQ(j["blas_threads"], 1);
+  EXPECT_FALSE(j.contains("blas_tuning"));
+  expect_one_line_error(run_cli("bench --steps 1 --blas-threads fast"), "--blas-threads: (must be an integer >= 0");
+}
+
 TEST_F(Cli, BenchMeasuresTheFloorAndProfilesTheStep) {
   CliResult r = run_cli("bench --steps 20 --warmup 2 --batch 64 --floor --profile 5");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -233,6 +233,99 @@ TEST_F(TrainerTest, AModelWithConvolutionsTakesEveryCoreByDefault) {
   at::set_num_threads(initial);
 }
 
+TEST_F(TrainerTest, TheBlasThreadTunerTimesEachCandidateInTurnAndChoosesTheFastestByMedian) {
+  EXPECT_EQ(BlasThreadTuner(8).candidates(), (std::vector<int64_t>{8, 4, 2, 1}));
+  EXPECT_EQ(BlasThreadTuner(3).candidates(), (std::vector<int64_t>{3, 1}));
+  BlasThreadTuner tuner(2, /*warmup=*/1, /*rounds=*/3, /*steps_per_turn=*/2);
+  // One untimed step, then turns of two steps, the order reversed every other round.
+  const std::vector<int64_t> schedule{2, 2, 2, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1};
+  std::vector<int64_t> ran;
+  while (!tuner.measured()) {
+    ran.push_back(tuner.next());
+    // Two threads take 5 ms a step, one 3 ms, but for one turn of one thread in a busy moment
+    // (steps 5 and 6): by their means one thread would lose, by their medians it wins.
+    const std::size_t step = ran.size() - 1;
+    tuner.record(step == 5 || step == 6 ? 50e-3 : ran.back() == 2 ? 5e-3 : 3e-3);
+  }
+  EXPECT_EQ(ran, schedule);
+  const std::vector<double> per_step = tuner.seconds_per_step();
+  ASSERT_EQ(per_step.size(), 2u);
+  EXPECT_DOUBLE_EQ(per_step[0], 5e-3);
+  EXPECT_DOUBLE_EQ(per_step[1], 3e-3);
+  EXPECT_FALSE(tuner.decided());
+  tuner.decide(per_step);
+  EXPECT_EQ(tuner.choice(), 1);
+  EXPECT_EQ(tuner.next(), 1);
+  tuner.record(1.0);
+  EXPECT_EQ(tuner.timings().size(), schedule.size()) << "nothing is recorded once it has chosen";
+
+  // Restored from a checkpoint's timings, a tuner goes on with the schedule where they stop, or,
+  // given the run's choice, runs at it.
+  BlasThreadTuner resumed(2, 1, 3, 2);
+  resumed.restore({tuner.timings().begin(), tuner.timings().begin() + 6}, 0);
+  EXPECT_FALSE(resumed.decided());
+  EXPECT_EQ(resumed.next(), schedule[6]);
+  BlasThreadTuner chosen(2, 1, 3, 2);
+  chosen.restore(tuner.timings(), 1);
+  EXPECT_TRUE(chosen.decided());
+  EXPECT_EQ(chosen.next(), 1);
+}
+
+TEST_F(TrainerTest, BlasThreadsAutoChoosesFromTheRunsFirstStepsAndAResumedRunGoesOnFromItsCheckpoint) {
+  if (blas_threads() < 2) GTEST_SKIP() << "OpenBLAS runs on " << blas_threads() << " thread here: nothing to choose";
+  const int64_t own = blas_threads();
+  const Dataset train = random_data(160), val = random_data(32);  // 10 steps an epoch
+  TrainOptions o = small_options(1);
+  o.blas_threads = kAutoBlasThreads;
+  TempDir dir;
+  {
+    Trainer trainer(small_model(), o, dir.path());
+    trainer.fit(train, val);
+    ASSERT_NE(trainer.blas_tuner(), nullptr);
+    EXPECT_FALSE(trainer.blas_tuner()->decided()) << "the trial takes more than an epoch's 10 steps";
+    EXPECT_EQ(trainer.blas_tuner()->timings().size(), 10u);
+  }
+  o.epochs = 3;
+  int64_t chosen = 0;
+  {
+    Trainer trainer(small_model(), o, dir.path());
+    ASSERT_TRUE(trainer.resume());
+    const std::vector<double> measured = trainer.blas_tuner()->timings();
+    ASSERT_EQ(measured.size(), 10u);
+    trainer.fit(train, val);
+    const BlasThreadTuner& tuner = *trainer.blas_tuner();
+    ASSERT_TRUE(tuner.decided());
+    EXPECT_EQ(std::vector<double>(tuner.timings().begin(), tuner.timings().begin() + 10), measured);
+    EXPECT_EQ(blas_threads(), tuner.choice());
+    const auto& candidates = tuner.candidates();
+    EXPECT_NE(std::find(candidates.begin(), candidates.end(), tuner.choice()), candidates.end());
+    chosen = tuner.choice();
+  }
+  o.epochs = 4;
+  {
+    Trainer trainer(small_model(), o, dir.path());
+    ASSERT_TRUE(trainer.resume());
+    ASSERT_TRUE(trainer.blas_tuner()->decided()) << "a run that has chosen does not measure again";
+    EXPECT_EQ(trainer.blas_tuner()->choice(), chosen);
+    trainer.fit(train, val);
+    EXPECT_EQ(blas_threads(), chosen);
+  }
+  // The next trainer does not inherit the choice; a count given is set.
+  {
+    Trainer trainer(small_model(), small_options(1));
+    EXPECT_EQ(trainer.blas_tuner(), nullptr);
+    EXPECT_EQ(blas_threads(), own);
+  }
+  TrainOptions one = small_options(1);
+  one.blas_threads = 1;
+  {
+    Trainer trainer(small_model(), one);
+    trainer.step(random_data(16).inputs);
+    EXPECT_EQ(blas_threads(), 1);
+  }
+  set_blas_threads(0);
+}
+
 std::shared_ptr<Autoencoder> small_denoiser(int64_t seed = 0) {
   torch::manual_seed(seed);
   return build_model({{"family", "denoising"}, {"code_size", 4}, {"hidden", {12}}, {"corruption", "gaussian"},
@@ -400,6 +493,16 @@ TEST_F(TrainerTest, OptionsAreReadStrictly) {
             std::string::npos);
   EXPECT_EQ(error_of({{"schedule", "cosine"}, {"lr", 1e-3}, {"min_lr", 1e-3}}), "(no error)");
   EXPECT_EQ(error_of({{"schedule", "step"}, {"lr", 1e-3}, {"min_lr", 1e-2}}), "(no error)");  // unused there
+  EXPECT_EQ(error_of({{"blas_threads", "fast"}}),
+            "config: train.blas_threads: expected an integer in [0, 1024] or \"auto\", got \"fast\"");
+  EXPECT_NE(error_of({{"blas_threads", -1}}).find("config: train.blas_threads: must be"), std::string::npos);
+  EXPECT_EQ(error_of({{"blas_threads", "auto"}}), "(no error)");
+  EXPECT_EQ(error_of({{"blas_threads", 2}}), "(no error)");
+  OptionReader auto_reader(Json{{"blas_threads", "auto"}}, "train");
+  const TrainOptions automatic = TrainOptions::from(auto_reader);
+  EXPECT_EQ(automatic.blas_threads, kAutoBlasThreads);
+  EXPECT_EQ(automatic.to_json()["blas_threads"], "auto");
+  EXPECT_EQ(auto_reader.resolved()["blas_threads"], "auto");
 }
 
 }  // namespace

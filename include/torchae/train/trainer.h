@@ -68,6 +68,54 @@ std::shared_ptr<Reporter> console_reporter();
 /// (writing the last column would wrap on some terminals), whatever the width.
 std::string progress_line(const std::string& stage, const BatchProgress& progress, int columns);
 
+/// Chooses OpenBLAS's thread count for a training run by timing the run's own steps
+/// (`train.blas_threads` "auto"). OpenBLAS runs each matrix product on all its threads, and on a
+/// small machine that is often slower than one thread for a small step's products (on 2 vCPUs,
+/// the reference model at batch 32 stepped 1.3x as fast on one thread; at 512, 1.3x as fast on
+/// two), while which wins moves with the machine's load, so no rule of size chooses it.
+/// The run's first steps are the trial: `warmup` steps on the first candidate, untimed, then
+/// `rounds` rounds in which each candidate runs `steps_per_turn` steps in turn (the order
+/// reversed every other round, so that a drift in the machine's speed falls on both alike). The
+/// choice is the candidate whose median over the rounds of its seconds per step is least.
+/// The candidates' counts give different roundings (OpenBLAS splits a product otherwise), so
+/// two runs that choose differently do not compute the same thing: what the tuner measured is
+/// kept (`timings`, `restore`), so that a resumed run continues as it began.
+class BlasThreadTuner {
+ public:
+  /// Candidates: `threads` (OpenBLAS's count in this process) and its halvings down to 1.
+  explicit BlasThreadTuner(int64_t threads, int64_t warmup = 3, int64_t rounds = 4, int64_t steps_per_turn = 3);
+  const std::vector<int64_t>& candidates() const { return candidates_; }
+  /// The count the next step runs at: a candidate while measuring, then the choice.
+  int64_t next() const;
+  /// The seconds the step run at `next()` took.
+  void record(double seconds);
+  /// Every trial step has been timed: `decide` is due.
+  bool measured() const;
+  /// Per candidate, the median over the rounds of its seconds per step (`measured()` first).
+  std::vector<double> seconds_per_step() const;
+  /// Chooses the candidate of least `seconds` (per candidate, as `seconds_per_step` gives them,
+  /// or their sums over the ranks of a data-parallel run, so that every rank chooses alike).
+  void decide(const std::vector<double>& seconds);
+  bool decided() const { return choice_ > 0; }
+  int64_t choice() const { return choice_; }
+  /// The trial steps' seconds so far, in order: with `restore`, what a checkpoint keeps.
+  const std::vector<double>& timings() const { return timings_; }
+  /// Continues from `timings` (another tuner's, of the same candidates and schedule) and, when
+  /// the run had chosen, its `choice`.
+  void restore(std::vector<double> timings, int64_t choice);
+
+ private:
+  /// The candidate (index) that trial step `step` runs at.
+  std::size_t candidate_at(std::size_t step) const;
+  std::vector<int64_t> candidates_;
+  int64_t warmup_, rounds_, steps_per_turn_;
+  std::vector<double> timings_;
+  int64_t choice_ = 0;
+};
+
+/// `TrainOptions::blas_threads` for "auto".
+inline constexpr int64_t kAutoBlasThreads = -1;
+
 /// The `train` section of the configuration.
 struct TrainOptions {
   int64_t epochs = 10;
@@ -117,6 +165,12 @@ struct TrainOptions {
   /// threads on the restoration recipes here, on a shared machine), any other model LibTorch's
   /// default (its matrix products run on OpenBLAS, which has threads of its own).
   int64_t threads = 0;
+  /// OpenBLAS's threads, which run the CPU's matrix products (LibTorch's Linear layers and the
+  /// transposed convolutions of an exported archive): 0 leaves them at OpenBLAS's own count
+  /// (OPENBLAS_NUM_THREADS, else every core); N sets N; `kAutoBlasThreads` ("auto" in the
+  /// configuration) has a `BlasThreadTuner` choose them from the run's first steps, on the CPU.
+  /// A run that chooses is reproducible through its checkpoint, not from its seed alone.
+  int64_t blas_threads = 0;
   /// What the `reporter` is told: "auto" (batches and epochs: a progress bar on a terminal,
   /// epoch lines otherwise), "lines" (epochs) or "none".
   std::string progress = "auto";
@@ -232,6 +286,8 @@ class Trainer {
   bool stopped_early() const { return stopped_early_; }
   const torch::Device& device() const { return device_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  /// With train.blas_threads "auto" on the CPU, the tuner choosing OpenBLAS's threads; else null.
+  const BlasThreadTuner* blas_tuner() const { return blas_tuner_.get(); }
 
  private:
   /// The epochs of `fit`, on `train` in memory (on the device) or streamed.
@@ -260,6 +316,9 @@ class Trainer {
   void save(const EpochRecord& record) const;
   /// The model's losses on a batch: `loss`, or `supervised_loss` with the labels.
   Losses losses_of(const torch::Tensor& batch, const torch::Tensor& labels, const Output& output);
+  /// Records a step's `seconds` with the tuner and, once it has measured every candidate, sets
+  /// OpenBLAS's threads to its choice (every rank's, in a data-parallel run).
+  void tune_blas_threads(double seconds);
   /// What the checkpoint holds as "model".
   torch::nn::Module& saved_module() const { return stage_.whole ? *stage_.whole : model_->module(); }
 
@@ -286,6 +345,9 @@ class Trainer {
   double best_val_;
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;
+  /// OpenBLAS's threads for each step (0: left as they are), and, with "auto", what chooses them.
+  int64_t step_blas_threads_ = 0;
+  std::unique_ptr<BlasThreadTuner> blas_tuner_;
 };
 
 /// Whether `model` is trained on corrupted batches (`Corrupting`), or, trained in stages, one of
