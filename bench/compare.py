@@ -11,7 +11,11 @@ and bench/reference.py at every setting Python could be run with here (OMP_WAIT_
 The figures printed are medians over the rounds; each ratio is the median of the rounds' ratios,
 so that machine noise, which hits both runs of a round alike, cancels.
 
-usage: bench/compare.py [--rounds 3] [--steps 300] [--batches 32,128,512]   (after building)
+With --blas-threads-auto each round also runs `torchae bench --floor --blas-threads auto` (the
+setting train.blas_threads auto: OpenBLAS's threads chosen by timing the first steps), and a
+second table gives it beside the same rounds' PyTorch.
+
+usage: bench/compare.py [--rounds 3] [--steps 300] [--batches 32,128,512] [--blas-threads-auto]
 Prints a Markdown table and, last, one JSON line.
 """
 import argparse
@@ -42,10 +46,12 @@ def user_env():
     return env
 
 
-def torchae_bench(batch, steps, warmup, floor):
+def torchae_bench(batch, steps, warmup, floor, blas_threads=None):
     command = [torchae_binary(), "bench", "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup)]
     if floor:
         command.append("--floor")
+    if blas_threads:
+        command += ["--blas-threads", blas_threads]
     return run_json(command, user_env())
 
 
@@ -78,6 +84,8 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batches", default="32,128,512")
     parser.add_argument("--check-steps", type=int, default=20, help="steps of the twin check")
+    parser.add_argument("--blas-threads-auto", action="store_true",
+                        help="also run torchae with --blas-threads auto in every round")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     if not os.access(torchae_binary(), os.X_OK):
@@ -96,10 +104,12 @@ def main():
             sys.exit("compare.py: torchae and reference.py do not compute the same step; no comparison")
 
     rows = {b: {"torchae": [], "pytorch": [], "setting": [], "floor": [], "gflops": [], "ratio": [],
-                "ours_floor": [], "theirs_floor": [], "ours_adam_floor": []} for b in batches}
+                "ours_floor": [], "theirs_floor": [], "ours_adam_floor": [],
+                "auto": [], "auto_ratio": [], "auto_floor": [], "auto_chosen": []} for b in batches}
     for r in range(args.rounds):
         for batch in batches:
             ours = torchae_bench(batch, args.steps, 30, True)
+            auto = torchae_bench(batch, args.steps, 30, True, "auto") if args.blas_threads_auto else None
             best, setting = 0.0, ""
             for threads in (1, 2):
                 for foreach in (False, True):
@@ -122,6 +132,14 @@ def main():
                   f"({ours['of_floor']:.0%} of the floor, {ours['threads']} thread(s)), PyTorch best "
                   f"{best:,.0f} ({setting}), floor {floor:,.0f} ({ours['floor']['gemm_gflops']:.0f} GFLOP/s)",
                   flush=True)
+            if auto:
+                row["auto"].append(auto["samples_per_s"])
+                row["auto_ratio"].append(auto["samples_per_s"] / best)
+                row["auto_floor"].append(auto["of_floor"])
+                row["auto_chosen"].append(auto["blas_threads"])
+                print(f"round {r + 1}, batch {batch}: torchae --blas-threads auto {auto['samples_per_s']:,.0f} "
+                      f"samples/s ({auto['of_floor']:.0%} of its floor, OpenBLAS on {auto['blas_threads']} "
+                      f"thread(s): {auto.get('blas_tuning', {}).get('ms_per_step')} ms a step)", flush=True)
 
     med = statistics.median
     print()
@@ -140,6 +158,19 @@ def main():
                                      "gemm_gflops": med(row["gflops"]), "torchae_of_floor": med(row["ours_floor"]),
                                      "pytorch_of_floor": med(row["theirs_floor"]),
                                      "torchae_of_floor_with_adam": med(row["ours_adam_floor"])}
+    if args.blas_threads_auto:
+        print()
+        print("| batch | torchae, blas_threads auto | OpenBLAS threads chosen, by round | ratio to PyTorch's best | "
+              "of the floor |")
+        print("|---|---|---|---|---|")
+        for batch in batches:
+            row = rows[batch]
+            print(f"| {batch} | {med(row['auto']):,.0f} | {', '.join(map(str, row['auto_chosen']))} | "
+                  f"**{med(row['auto_ratio']):.2f}x** | **{med(row['auto_floor']):.0%}** |")
+            summary["batches"][batch].update({"torchae_blas_auto": med(row["auto"]),
+                                              "blas_auto_chosen": row["auto_chosen"],
+                                              "blas_auto_ratio": med(row["auto_ratio"]),
+                                              "blas_auto_of_floor": med(row["auto_floor"])})
     print(json.dumps(summary))
 
 
