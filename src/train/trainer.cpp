@@ -6,6 +6,7 @@
 #include "torchae/nn/fused.h"
 
 #include <ATen/record_function.h>
+#include <torch/csrc/autograd/function.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -14,12 +15,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <utility>
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -268,6 +274,148 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
 
 }  // namespace
 
+// Adam's update of each parameter on a second thread, started as soon as backward has its gradient
+// (a post-hook on the parameter's gradient accumulator, as DistributedDataParallel hooks its
+// all-reduce), while backward goes on with the layers below on this one. Each update is the one
+// `FusedAdam::step` makes, so the parameters are those of a step that updates them all at the end,
+// bit for bit. That needs what backward reads after a parameter's gradient is final never to be
+// the parameter itself: true of a graph in which every node that saved a parameter also sends it
+// a gradient (its accumulator runs after all of them); the trainer's test checks every family.
+class AdamBehindBackward {
+ public:
+  AdamBehindBackward(FusedAdam& adam, const std::vector<torch::Tensor>& parameters) : adam_(adam) {
+    for (auto& group : adam.param_groups()) {
+      auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
+      for (const auto& p : group.params()) options_of_[p.unsafeGetTensorImpl()] = &options;
+    }
+    for (const auto& p : parameters) {
+      auto found = options_of_.find(p.unsafeGetTensorImpl());
+      if (!p.requires_grad() || found == options_of_.end()) continue;
+      const std::size_t index = parameters_.size();
+      parameters_.push_back(p);
+      options_.push_back(found->second);
+      accumulators_.push_back(torch::autograd::impl::grad_accumulator(p));
+      hook_keys_.push_back(accumulators_.back()->add_post_hook(std::make_unique<Hook>(this, index)));
+    }
+    updated_.assign(parameters_.size(), 0);
+    worker_ = std::thread([this] { run(); });
+  }
+  AdamBehindBackward(const AdamBehindBackward&) = delete;
+  AdamBehindBackward& operator=(const AdamBehindBackward&) = delete;
+  ~AdamBehindBackward() {
+    for (std::size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    worker_.join();
+  }
+
+  /// From now until `finish`, each parameter whose gradient backward completes is updated.
+  void arm() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    armed_ = true;
+  }
+  /// After a backward that failed: waits for the updates under way and makes no more.
+  void disarm() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    armed_ = false;
+    done_.wait(lock, [&] { return pending_ == 0; });
+    error_ = nullptr;
+    std::fill(updated_.begin(), updated_.end(), 0);
+  }
+  /// After backward: waits for the updates under way, then makes those of parameters whose
+  /// gradient no hook announced (set otherwise than by backward), here, in order.
+  void finish() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    armed_ = false;
+    // The updates the worker has not begun are made here (it may be waiting for a core the machine
+    // has given to something else); then the one it is making is waited for.
+    while (!queue_.empty()) {
+      const std::size_t index = queue_.front();
+      queue_.erase(queue_.begin());
+      lock.unlock();
+      apply(index);
+      lock.lock();
+    }
+    done_.wait(lock, [&] { return pending_ == 0; });
+    if (error_) {
+      std::exception_ptr error = std::exchange(error_, nullptr);
+      std::fill(updated_.begin(), updated_.end(), 0);
+      std::rethrow_exception(error);
+    }
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      if (!updated_[i] && parameters_[i].grad().defined()) adam_.update(parameters_[i], parameters_[i].grad(), *options_[i]);
+      updated_[i] = 0;
+    }
+  }
+
+ private:
+  struct Hook final : torch::autograd::FunctionPostHook {
+    Hook(AdamBehindBackward* owner, std::size_t index) : owner(owner), index(index) {}
+    torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                              const torch::autograd::variable_list& /*inputs*/) override {
+      owner->enqueue(index);
+      return outputs;
+    }
+    AdamBehindBackward* owner;
+    std::size_t index;
+  };
+
+  void enqueue(std::size_t index) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!armed_ || updated_[index]) return;
+      updated_[index] = 1;
+      queue_.push_back(index);
+      ++pending_;
+    }
+    wake_.notify_one();
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping
+      const std::size_t index = queue_.front();
+      queue_.erase(queue_.begin());
+      lock.unlock();
+      apply(index);
+      lock.lock();
+    }
+  }
+
+  // Updates parameter `index` (without the lock), then counts it done.
+  void apply(std::size_t index) {
+    std::exception_ptr error;
+    try {
+      adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (error && !error_) error_ = error;
+    if (--pending_ == 0) done_.notify_all();
+  }
+
+  FusedAdam& adam_;
+  std::map<const void*, torch::optim::AdamOptions*> options_of_;
+  std::vector<torch::Tensor> parameters_;
+  std::vector<torch::optim::AdamOptions*> options_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  std::vector<std::uintptr_t> hook_keys_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::size_t> queue_;
+  std::vector<char> updated_;  // this step's, under mutex_
+  std::size_t pending_ = 0;
+  bool armed_ = false, stop_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;
+};
+
 torch::Device training_device(const TrainOptions& options) {
   const torch::Device device = resolve_device(options.device);
   if (options.group && device.is_cuda() && options.device.find(':') == std::string::npos) {
@@ -443,6 +591,10 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
     }
   }
   optimizer_ = make_optimizer(options_, parameters_);
+  if (device_.is_cpu() && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group &&
+      !adversary_ && cores_per_process() >= 2) {
+    adam_behind_ = std::make_unique<AdamBehindBackward>(static_cast<FusedAdam&>(*optimizer_), parameters_);
+  }
   if (ProcessGroup* group = options_.group.get()) {
     if (options_.batch_size < group->size()) {
       throw Error(fmt::format("config: train.batch_size: {} is smaller than the {} ranks of this run: it is the "
@@ -458,6 +610,8 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
     seed_rank_generator(0);
   }
 }
+
+Trainer::~Trainer() = default;
 
 void Trainer::seed_rank_generator(int64_t epoch) const {
   if (!options_.group || options_.group->rank() == 0) return;
@@ -646,6 +800,9 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   const int64_t blas = blas_tuner_ ? blas_tuner_->next() : step_blas_threads_;
   if (blas > 0 && blas != blas_threads()) set_blas_threads(blas);
   const auto started = Clock::now();
+  // When the step's arithmetic runs on one core (OpenBLAS and LibTorch on one thread each), Adam
+  // updates each parameter on another as soon as its gradient is final.
+  const bool behind = adam_behind_ && blas_threads() == 1 && at::get_num_threads() == 1;
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
@@ -664,7 +821,13 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
       losses = losses_of(batch, labels, out);
     }
     RECORD_USER_SCOPE("torchae::backward");
-    losses.total.backward();
+    if (behind) adam_behind_->arm();
+    try {
+      losses.total.backward();
+    } catch (...) {
+      if (behind) adam_behind_->disarm();
+      throw;
+    }
   }
   // Each rank's gradient is of the mean over its examples: weighted by its share, the sum over the
   // ranks is the gradient of the mean over the global batch.
@@ -684,7 +847,11 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   {
     RECORD_USER_SCOPE("torchae::optimizer");
     if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
-    optimizer_->step();
+    if (behind) {
+      adam_behind_->finish();
+    } else {
+      optimizer_->step();
+    }
   }
   if (adversary_) {
     // The model's backward left gradients in the adversary too (its loss passes through it);

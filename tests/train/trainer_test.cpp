@@ -4,6 +4,7 @@
 #include "torchae/core/io.h"
 #include "torchae/core/runtime.h"
 #include "torchae/models/registry.h"
+#include "torchae/nn/fused.h"
 #include "torchae/train/run.h"
 #include "torchae/train/trainer.h"
 #include "torchae/viz/pictures.h"
@@ -325,6 +326,52 @@ TEST_F(TrainerTest, BlasThreadsAutoChoosesFromTheRunsFirstStepsAndAResumedRunGoe
   }
   set_blas_threads(0);
 }
+
+// With the step's arithmetic on one core, the trainer has Adam update each parameter on another as
+// soon as backward has its gradient. For every family, the parameters after a few steps must be
+// those of steps that update them all at the end (FusedAdam::step after backward), bit for bit: no
+// part of backward may read a parameter after its gradient is final.
+class AdamBehindBackwardFamily : public TorchaeTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(AdamBehindBackwardFamily, UpdatesEveryParameterAsAnUpdateAtTheEndOfTheStep) {
+  if (cores_per_process() < 2) GTEST_SKIP() << "one core: the update has no second core to run on";
+  const Json section = Json::parse(GetParam());
+  torch::manual_seed(3);
+  const std::shared_ptr<Autoencoder> behind = build_model(section, kSpec).model;
+  torch::manual_seed(3);
+  const std::shared_ptr<Autoencoder> plain = build_model(section, kSpec).model;
+  if (auto* adversarial = dynamic_cast<Adversarial*>(behind.get());
+      adversarial && !adversarial->adversary_parameters().empty()) {
+    GTEST_SKIP() << "a model with an adversary is updated after backward (its adversary's loss reads it)";
+  }
+  TrainOptions o = small_options(1);
+  o.threads = 1;
+  o.blas_threads = 1;
+  Trainer trainer(behind, o);
+  std::vector<torch::Tensor> parameters = plain->module().parameters();
+  FusedAdam adam(parameters, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+  for (int64_t i = 0; i < 4; ++i) {
+    const Dataset batch = random_data(16);
+    torch::manual_seed(100 + i);
+    trainer.step(batch.inputs, batch.labels);
+    ASSERT_EQ(blas_threads(), 1);
+    ASSERT_EQ(at::get_num_threads(), 1);
+    torch::manual_seed(100 + i);
+    for (auto& p : parameters) p.mutable_grad().reset();
+    const Output out = plain->forward(batch.inputs);
+    const Losses losses = plain->supervised() ? plain->supervised_loss(out, batch.labels) : plain->loss(batch.inputs, out);
+    losses.total.backward();
+    adam.step();
+  }
+  const auto expected = plain->module().named_parameters();
+  for (const auto& p : behind->module().named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), expected[p.key()])) << p.key();
+  }
+  set_blas_threads(0);
+  set_threads(0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, AdamBehindBackwardFamily, ::testing::ValuesIn(test::family_configs()));
 
 std::shared_ptr<Autoencoder> small_denoiser(int64_t seed = 0) {
   torch::manual_seed(seed);

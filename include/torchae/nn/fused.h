@@ -22,8 +22,10 @@ class FusedAdam : public torch::optim::Adam {
   using torch::optim::Adam::Adam;
 
   torch::Tensor step(LossClosure closure = nullptr) override;
-
- private:
+  /// What `step` does to one parameter `p` of a group with `options`, from `grad`: for a caller
+  /// that updates each parameter as soon as its gradient is final rather than all at the end
+  /// (the trainer's Adam behind backward). Calls for distinct parameters may run on distinct
+  /// threads one after the other, not at once.
   void update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options);
 };
 

@@ -22,6 +22,7 @@ namespace torchae {
 
 struct EpochRecord;
 struct TrainingStage;
+class AdamBehindBackward;
 
 /// Where training stands within an epoch, for a `Reporter`.
 struct BatchProgress {
@@ -255,6 +256,7 @@ class Trainer {
  public:
   Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::filesystem::path run_dir = {},
           TrainingStage stage = {});
+  ~Trainer();
 
   /// Restores run_dir/checkpoint.pt; false when there is none. Refuses a checkpoint written
   /// by another stage.
@@ -348,6 +350,9 @@ class Trainer {
   /// OpenBLAS's threads for each step (0: left as they are), and, with "auto", what chooses them.
   int64_t step_blas_threads_ = 0;
   std::unique_ptr<BlasThreadTuner> blas_tuner_;
+  /// With Adam on the CPU (one process, no adversary, no clipping), the update of each parameter
+  /// on a second core while backward goes on, for steps whose arithmetic runs on one.
+  std::unique_ptr<AdamBehindBackward> adam_behind_;
 };
 
 /// Whether `model` is trained on corrupted batches (`Corrupting`), or, trained in stages, one of
