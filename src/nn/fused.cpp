@@ -159,16 +159,22 @@ void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim:
   const double beta1 = std::get<0>(options.betas());
   const double beta2 = std::get<1>(options.betas());
   const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
-  auto found = state_.find(key);
-  if (found == state_.end()) {
-    auto fresh = std::make_unique<torch::optim::AdamParamState>();
-    fresh->step(0);
-    fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    if (options.amsgrad()) fresh->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    found = state_.emplace(key, std::move(fresh)).first;
+  torch::optim::OptimizerParamState* entry = nullptr;
+  {
+    // The table may grow (and rehash) here; the states themselves do not move.
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    auto found = state_.find(key);
+    if (found == state_.end()) {
+      auto fresh = std::make_unique<torch::optim::AdamParamState>();
+      fresh->step(0);
+      fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      if (options.amsgrad()) fresh->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      found = state_.emplace(key, std::move(fresh)).first;
+    }
+    entry = found->second.get();
   }
-  auto& state = static_cast<torch::optim::AdamParamState&>(*found->second);
+  auto& state = static_cast<torch::optim::AdamParamState&>(*entry);
   torch::Tensor& exp_avg = state.exp_avg();
   torch::Tensor& exp_avg_sq = state.exp_avg_sq();
   state.step(state.step() + 1);

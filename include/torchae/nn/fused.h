@@ -3,6 +3,8 @@
 #include <torch/optim/adam.h>
 #include <torch/types.h>
 
+#include <mutex>
+
 namespace torchae {
 
 /// LibTorch's Adam (Kingma & Ba 2015, the same options, state and checkpoint format), with the
@@ -24,9 +26,14 @@ class FusedAdam : public torch::optim::Adam {
   torch::Tensor step(LossClosure closure = nullptr) override;
   /// What `step` does to one parameter `p` of a group with `options`, from `grad`: for a caller
   /// that updates each parameter as soon as its gradient is final rather than all at the end
-  /// (the trainer's Adam behind backward). Calls for distinct parameters may run on distinct
-  /// threads one after the other, not at once.
+  /// (the trainer's Adam behind backward). Calls for distinct parameters may run on two threads
+  /// at once.
   void update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options);
+
+ private:
+  /// Guards the state's table, which `update` grows on a parameter's first step, against two
+  /// threads updating two parameters at once (each parameter's own state is its caller's).
+  std::mutex state_mutex_;
 };
 
 /// The mean binary cross-entropy of `target` under `logits`, as
