@@ -564,7 +564,7 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
       best_val_(std::numeric_limits<double>::infinity()) {
   set_threads(options_.threads > 0 || !device_.is_cpu() || !has_convolutions(model_->module()) ? options_.threads
                                                                                                : cores_per_process());
-  set_blas_threads(0);  // OpenBLAS's own count, whatever an earlier trainer set
+  blas_threads_before_ = blas_threads();
   if (options_.blas_threads == kAutoBlasThreads) {
     if (device_.is_cpu() && blas_threads() > 1) blas_tuner_ = std::make_unique<BlasThreadTuner>(blas_threads());
   } else {
@@ -611,7 +611,10 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
   }
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  // OpenBLAS's threads as they were before this trainer set them.
+  if (blas_tuner_ || step_blas_threads_ > 0) set_blas_threads(blas_threads_before_);
+}
 
 void Trainer::seed_rank_generator(int64_t epoch) const {
   if (!options_.group || options_.group->rank() == 0) return;

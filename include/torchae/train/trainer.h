@@ -167,10 +167,12 @@ struct TrainOptions {
   /// default (its matrix products run on OpenBLAS, which has threads of its own).
   int64_t threads = 0;
   /// OpenBLAS's threads, which run the CPU's matrix products (LibTorch's Linear layers and the
-  /// transposed convolutions of an exported archive): 0 leaves them at OpenBLAS's own count
-  /// (OPENBLAS_NUM_THREADS, else every core); N sets N; `kAutoBlasThreads` ("auto" in the
-  /// configuration) has a `BlasThreadTuner` choose them from the run's first steps, on the CPU.
-  /// A run that chooses is reproducible through its checkpoint, not from its seed alone.
+  /// transposed convolutions of an exported archive): 0 leaves them as they are (OpenBLAS's own
+  /// count from OPENBLAS_NUM_THREADS, else every core, unless a program set another); N sets N;
+  /// `kAutoBlasThreads` ("auto" in the configuration) has a `BlasThreadTuner` choose them from
+  /// the run's first steps, on the CPU. A trainer that set them sets the count it found again
+  /// when it is destroyed. A run that chooses is reproducible through its checkpoint, not from
+  /// its seed alone.
   int64_t blas_threads = 0;
   /// What the `reporter` is told: "auto" (batches and epochs: a progress bar on a terminal,
   /// epoch lines otherwise), "lines" (epochs) or "none".
@@ -347,8 +349,10 @@ class Trainer {
   double best_val_;
   int64_t bad_epochs_ = 0;
   bool stopped_early_ = false;
-  /// OpenBLAS's threads for each step (0: left as they are), and, with "auto", what chooses them.
+  /// OpenBLAS's threads for each step (0: left as they are), and, with "auto", what chooses them;
+  /// the count before this trainer, which its destructor sets again when it set another.
   int64_t step_blas_threads_ = 0;
+  int64_t blas_threads_before_ = 0;
   std::unique_ptr<BlasThreadTuner> blas_tuner_;
   /// With Adam on the CPU (one process, no adversary, no clipping), the update of each parameter
   /// on a second core while backward goes on, for steps whose arithmetic runs on one.
