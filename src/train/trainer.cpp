@@ -284,13 +284,14 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
 class AdamBehindBackward {
  public:
   AdamBehindBackward(FusedAdam& adam, const std::vector<torch::Tensor>& parameters) : adam_(adam) {
+    std::map<const void*, torch::optim::AdamOptions*> options_of;  // each parameter's group's
     for (auto& group : adam.param_groups()) {
       auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
-      for (const auto& p : group.params()) options_of_[p.unsafeGetTensorImpl()] = &options;
+      for (const auto& p : group.params()) options_of[p.unsafeGetTensorImpl()] = &options;
     }
     for (const auto& p : parameters) {
-      auto found = options_of_.find(p.unsafeGetTensorImpl());
-      if (!p.requires_grad() || found == options_of_.end()) continue;
+      auto found = options_of.find(p.unsafeGetTensorImpl());
+      if (!p.requires_grad() || found == options_of.end()) continue;
       const std::size_t index = parameters_.size();
       parameters_.push_back(p);
       options_.push_back(found->second);
@@ -401,7 +402,6 @@ class AdamBehindBackward {
   }
 
   FusedAdam& adam_;
-  std::map<const void*, torch::optim::AdamOptions*> options_of_;
   std::vector<torch::Tensor> parameters_;
   std::vector<torch::optim::AdamOptions*> options_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
