@@ -154,6 +154,16 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
 }
 
 void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options) {
+  if (const std::optional<Pass> pass = prepare(p, grad, options)) pass->run(0, pass->size);  // grad kept alive
+}
+
+void FusedAdam::Pass::run(int64_t begin, int64_t end) const {
+  fused_adam_update(param + begin, grad + begin, exp_avg + begin, exp_avg_sq + begin, end - begin, beta1, beta2, eps,
+                    weight_decay, step_size, sqrt_bias_correction2);
+}
+
+std::optional<FusedAdam::Pass> FusedAdam::prepare(torch::Tensor& p, torch::Tensor grad,
+                                                  const torch::optim::AdamOptions& options) {
   torch::NoGradGuard no_grad;
   TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
   const double beta1 = std::get<0>(options.betas());
@@ -185,10 +195,9 @@ void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim:
   const bool fusable = !options.amsgrad() && is_dense_cpu_float(p) && is_dense_cpu_float(grad) &&
                        is_dense_cpu_float(exp_avg) && is_dense_cpu_float(exp_avg_sq) && grad.numel() == p.numel();
   if (fusable) {
-    fused_adam_update(p.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(),
-                      exp_avg_sq.data_ptr<float>(), p.numel(), beta1, beta2, options.eps(), options.weight_decay(),
-                      step_size, std::sqrt(bias_correction2));
-    return;
+    return Pass{p.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(), exp_avg_sq.data_ptr<float>(),
+                p.numel(), beta1, beta2, options.eps(), options.weight_decay(), step_size,
+                std::sqrt(bias_correction2)};
   }
   // LibTorch's own Adam::step, operation for operation.
   if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
@@ -203,6 +212,7 @@ void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim:
     denom = (exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
   }
   p.addcdiv_(exp_avg, denom, -step_size);
+  return std::nullopt;
 }
 
 }  // namespace torchae

@@ -22,11 +22,14 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -274,16 +277,24 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
 
 }  // namespace
 
-// Adam's update of each parameter on a second thread, started as soon as backward has its gradient
-// (a post-hook on the parameter's gradient accumulator, as DistributedDataParallel hooks its
-// all-reduce), while backward goes on with the layers below on this one. Each update is the one
-// `FusedAdam::step` makes, so the parameters are those of a step that updates them all at the end,
-// bit for bit. That needs what backward reads after a parameter's gradient is final never to be
-// the parameter itself: true of a graph in which every node that saved a parameter also sends it
-// a gradient (its accumulator runs after all of them); the trainer's test checks every family.
-class AdamBehindBackward {
+// A second thread for Adam's update, used in one of two ways by a step whose LibTorch intra-op
+// threads are one.
+//
+// Behind backward, when OpenBLAS runs on one thread too, so that the step's arithmetic takes one
+// core: each parameter is updated on the second as soon as backward has its gradient (a post-hook
+// on the parameter's gradient accumulator, as DistributedDataParallel hooks its all-reduce), while
+// backward goes on with the layers below. Each update is the one `FusedAdam::step` makes, so the
+// parameters are those of a step that updates them all at the end, bit for bit. That needs what
+// backward reads after a parameter's gradient is final never to be the parameter itself: true of a
+// graph in which every node that saved a parameter also sends it a gradient (its accumulator runs
+// after all of them); the trainer's test checks every family.
+//
+// In halves, when OpenBLAS runs on more threads: its products then take both cores, and an update
+// beside them would take one away. After backward, the update's element-wise passes are split in
+// two by elements, this thread making the first half while the worker makes the second.
+class AdamWorker {
  public:
-  AdamBehindBackward(FusedAdam& adam, const std::vector<torch::Tensor>& parameters) : adam_(adam) {
+  AdamWorker(FusedAdam& adam, const std::vector<torch::Tensor>& parameters) : adam_(adam) {
     std::map<const void*, torch::optim::AdamOptions*> options_of;  // each parameter's group's
     for (auto& group : adam.param_groups()) {
       auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
@@ -301,9 +312,9 @@ class AdamBehindBackward {
     updated_.assign(parameters_.size(), 0);
     worker_ = std::thread([this] { run(); });
   }
-  AdamBehindBackward(const AdamBehindBackward&) = delete;
-  AdamBehindBackward& operator=(const AdamBehindBackward&) = delete;
-  ~AdamBehindBackward() {
+  AdamWorker(const AdamWorker&) = delete;
+  AdamWorker& operator=(const AdamWorker&) = delete;
+  ~AdamWorker() {
     for (std::size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -313,8 +324,10 @@ class AdamBehindBackward {
     worker_.join();
   }
 
-  /// From now until `finish`, each parameter whose gradient backward completes is updated.
+  /// Behind backward: from now until `finish`, each parameter whose gradient backward completes is
+  /// updated.
   void arm() {
+    keep_worker_off_this_core();
     std::lock_guard<std::mutex> lock(mutex_);
     armed_ = true;
   }
@@ -337,31 +350,81 @@ class AdamBehindBackward {
       const std::size_t index = queue_.front();
       queue_.erase(queue_.begin());
       lock.unlock();
-      apply(index);
+      apply([&] { adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]); });
       lock.lock();
     }
-    done_.wait(lock, [&] { return pending_ == 0; });
-    if (error_) {
-      std::exception_ptr error = std::exchange(error_, nullptr);
-      std::fill(updated_.begin(), updated_.end(), 0);
-      std::rethrow_exception(error);
-    }
+    wait_and_rethrow(lock);
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       if (!updated_[i] && parameters_[i].grad().defined()) adam_.update(parameters_[i], parameters_[i].grad(), *options_[i]);
       updated_[i] = 0;
     }
   }
 
+  /// In halves, after backward (instead of `arm` and `finish`): every parameter's update, the
+  /// first half of the elements here and the second on the worker, at once. An update of fewer
+  /// than 128 K elements in all is made here alone: waking the worker would cost more than it saves.
+  void update_in_halves() {
+    std::vector<FusedAdam::Pass> passes;
+    int64_t total = 0;
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      const torch::Tensor grad = parameters_[i].grad();  // the parameter holds it while the pass runs
+      if (!grad.defined()) continue;
+      if (const std::optional<FusedAdam::Pass> pass = adam_.prepare(parameters_[i], grad, *options_[i])) {
+        passes.push_back(*pass);
+        total += pass->size;
+      }
+    }
+    if (total < (int64_t{1} << 17)) {
+      for (const auto& pass : passes) pass.run(0, pass.size);
+      return;
+    }
+    // The second half starts at a multiple of 64 elements of its parameter (256 bytes, beyond any
+    // vector's alignment), so that each element is computed by the same instructions as in one
+    // pass over the parameter.
+    std::vector<Piece> first;
+    int64_t before = 0;  // elements of the passes before the one being split
+    std::size_t split = 0;
+    for (; split < passes.size() && before + passes[split].size <= total / 2; ++split) {
+      first.push_back({&passes[split], 0, passes[split].size});
+      before += passes[split].size;
+    }
+    const int64_t offset = (total / 2 - before) / 64 * 64;
+    std::vector<Piece> second;
+    if (offset > 0) first.push_back({&passes[split], 0, offset});
+    second.push_back({&passes[split], offset, passes[split].size});
+    for (std::size_t i = split + 1; i < passes.size(); ++i) second.push_back({&passes[i], 0, passes[i].size});
+    keep_worker_off_this_core();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      halves_ = std::move(second);
+      ++pending_;
+    }
+    wake_.notify_one();
+    std::exception_ptr error;
+    try {
+      for (const auto& piece : first) piece.pass->run(piece.begin, piece.end);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (error && !error_) error_ = error;
+    wait_and_rethrow(lock);
+  }
+
  private:
   struct Hook final : torch::autograd::FunctionPostHook {
-    Hook(AdamBehindBackward* owner, std::size_t index) : owner(owner), index(index) {}
+    Hook(AdamWorker* owner, std::size_t index) : owner(owner), index(index) {}
     torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
                                               const torch::autograd::variable_list& /*inputs*/) override {
       owner->enqueue(index);
       return outputs;
     }
-    AdamBehindBackward* owner;
+    AdamWorker* owner;
     std::size_t index;
+  };
+  struct Piece {
+    const FusedAdam::Pass* pass;
+    int64_t begin, end;
   };
 
   void enqueue(std::size_t index) {
@@ -378,27 +441,62 @@ class AdamBehindBackward {
   void run() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (true) {
-      wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      wake_.wait(lock, [&] { return stop_ || !queue_.empty() || !halves_.empty(); });
+      if (!halves_.empty()) {
+        const std::vector<Piece> pieces = std::exchange(halves_, {});
+        lock.unlock();
+        apply([&] {
+          for (const auto& piece : pieces) piece.pass->run(piece.begin, piece.end);
+        });
+        lock.lock();
+        continue;
+      }
       if (queue_.empty()) return;  // stopping
       const std::size_t index = queue_.front();
       queue_.erase(queue_.begin());
       lock.unlock();
-      apply(index);
+      apply([&] { adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]); });
       lock.lock();
     }
   }
 
-  // Updates parameter `index` (without the lock), then counts it done.
-  void apply(std::size_t index) {
+  // Runs one task counted in pending_ (without the lock), then counts it done.
+  template <typename Task>
+  void apply(const Task& task) {
     std::exception_ptr error;
     try {
-      adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]);
+      task();
     } catch (...) {
       error = std::current_exception();
     }
     std::lock_guard<std::mutex> lock(mutex_);
     if (error && !error_) error_ = error;
     if (--pending_ == 0) done_.notify_all();
+  }
+
+  // Waits until no task is pending; rethrows the first error a task met, if any.
+  void wait_and_rethrow(std::unique_lock<std::mutex>& lock) {
+    done_.wait(lock, [&] { return pending_ == 0; });
+    if (error_) {
+      std::exception_ptr error = std::exchange(error_, nullptr);
+      std::fill(updated_.begin(), updated_.end(), 0);
+      std::rethrow_exception(error);
+    }
+  }
+
+  // The scheduler may wake the worker on this thread's core when the other looks busy (OpenBLAS's
+  // idle threads spin there, yielding), and then the two share one core. So the worker may run
+  // anywhere this thread may but on the core this thread is on, set again when that has changed.
+  void keep_worker_off_this_core() {
+#ifdef __linux__
+    const int core = sched_getcpu();
+    if (core < 0 || core == worker_kept_off_) return;
+    cpu_set_t cores;
+    if (sched_getaffinity(0, sizeof cores, &cores) != 0 || !CPU_ISSET(core, &cores)) return;
+    CPU_CLR(core, &cores);
+    if (CPU_COUNT(&cores) == 0) return;
+    if (pthread_setaffinity_np(worker_.native_handle(), sizeof cores, &cores) == 0) worker_kept_off_ = core;
+#endif
   }
 
   FusedAdam& adam_;
@@ -409,10 +507,12 @@ class AdamBehindBackward {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::size_t> queue_;
+  std::vector<Piece> halves_;  // the worker's half, under mutex_
   std::vector<char> updated_;  // this step's, under mutex_
   std::size_t pending_ = 0;
   bool armed_ = false, stop_ = false;
   std::exception_ptr error_;
+  int worker_kept_off_ = -1;  // the core the worker may not run on, once set
   std::thread worker_;
 };
 
@@ -593,7 +693,7 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
   optimizer_ = make_optimizer(options_, parameters_);
   if (device_.is_cpu() && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group &&
       !adversary_ && cores_per_process() >= 2) {
-    adam_behind_ = std::make_unique<AdamBehindBackward>(static_cast<FusedAdam&>(*optimizer_), parameters_);
+    adam_worker_ = std::make_unique<AdamWorker>(static_cast<FusedAdam&>(*optimizer_), parameters_);
   }
   if (ProcessGroup* group = options_.group.get()) {
     if (options_.batch_size < group->size()) {
@@ -803,9 +903,10 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   const int64_t blas = blas_tuner_ ? blas_tuner_->next() : step_blas_threads_;
   if (blas > 0 && blas != blas_threads()) set_blas_threads(blas);
   const auto started = Clock::now();
-  // When the step's arithmetic runs on one core (OpenBLAS and LibTorch on one thread each), Adam
-  // updates each parameter on another as soon as its gradient is final.
-  const bool behind = adam_behind_ && blas_threads() == 1 && at::get_num_threads() == 1;
+  // With LibTorch on one thread, Adam takes a second: when OpenBLAS runs on one thread too, to
+  // update each parameter as soon as its gradient is final; else for half of the update at the end.
+  const bool worker = adam_worker_ && at::get_num_threads() == 1;
+  const bool behind = worker && blas_threads() == 1;
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
@@ -824,11 +925,11 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
       losses = losses_of(batch, labels, out);
     }
     RECORD_USER_SCOPE("torchae::backward");
-    if (behind) adam_behind_->arm();
+    if (behind) adam_worker_->arm();
     try {
       losses.total.backward();
     } catch (...) {
-      if (behind) adam_behind_->disarm();
+      if (behind) adam_worker_->disarm();
       throw;
     }
   }
@@ -851,7 +952,9 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
     RECORD_USER_SCOPE("torchae::optimizer");
     if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
     if (behind) {
-      adam_behind_->finish();
+      adam_worker_->finish();
+    } else if (worker) {
+      adam_worker_->update_in_halves();
     } else {
       optimizer_->step();
     }

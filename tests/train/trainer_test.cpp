@@ -382,6 +382,44 @@ TEST_P(AdamBehindBackwardFamily, UpdatesEveryParameterAsAnUpdateAtTheEndOfTheSte
 
 INSTANTIATE_TEST_SUITE_P(Families, AdamBehindBackwardFamily, ::testing::ValuesIn(configs_without_an_adversary()));
 
+// With OpenBLAS on more threads than one (and LibTorch on one), the trainer splits Adam's update
+// after backward in two halves by elements, the second made on another thread (when the process
+// has two cores or more; on one, all of it here, which the test then checks). The parameters must
+// be those of FusedAdam::step, bit for bit. The model's 419,120 elements put the split inside a
+// parameter (the third weight, 320 elements in).
+TEST_F(TrainerTest, AdamInTwoHalvesUpdatesAsOnePassOverEachParameter) {
+  const DataSpec spec{{1, 28, 28}, 0, 1, 1};
+  const Json section{{"code_size", 32}, {"hidden", {256}}};
+  torch::manual_seed(5);
+  const std::shared_ptr<Autoencoder> halves = build_model(section, spec).model;
+  torch::manual_seed(5);
+  const std::shared_ptr<Autoencoder> plain = build_model(section, spec).model;
+  std::vector<torch::Tensor> parameters = plain->module().parameters();
+  int64_t elements = 0;
+  for (const auto& p : parameters) elements += p.numel();
+  ASSERT_EQ(elements, 419120);
+  TrainOptions o = small_options(1);
+  o.threads = 1;
+  o.blas_threads = 2;
+  Trainer trainer(halves, o);
+  FusedAdam adam(parameters, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+  for (int64_t i = 0; i < 4; ++i) {
+    const torch::Tensor batch = torch::rand({16, 1, 28, 28});
+    trainer.step(batch);
+    ASSERT_NE(blas_threads(), 1);
+    ASSERT_EQ(at::get_num_threads(), 1);
+    for (auto& p : parameters) p.mutable_grad().reset();
+    plain->loss(batch, plain->forward(batch)).total.backward();
+    adam.step();
+  }
+  const auto expected = plain->module().named_parameters();
+  for (const auto& p : halves->module().named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), expected[p.key()])) << p.key();
+  }
+  set_blas_threads(0);
+  set_threads(0);
+}
+
 std::shared_ptr<Autoencoder> small_denoiser(int64_t seed = 0) {
   torch::manual_seed(seed);
   return build_model({{"family", "denoising"}, {"code_size", 4}, {"hidden", {12}}, {"corruption", "gaussian"},

@@ -4,6 +4,7 @@
 #include <torch/types.h>
 
 #include <mutex>
+#include <optional>
 
 namespace torchae {
 
@@ -29,6 +30,25 @@ class FusedAdam : public torch::optim::Adam {
   /// (the trainer's Adam behind backward). Calls for distinct parameters may run on two threads
   /// at once.
   void update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options);
+
+  /// The element-wise pass of one parameter's update, for a caller that makes it in pieces (the
+  /// trainer splits the whole step's update between two threads): `run(begin, end)` updates
+  /// elements [begin, end) of the parameter, and pieces that cover them all make `update`'s result
+  /// bit for bit. Its pointers are the parameter's, its gradient's and its moments': the gradient
+  /// tensor given to `prepare` must outlive it.
+  struct Pass {
+    float* param;
+    const float* grad;
+    float* exp_avg;
+    float* exp_avg_sq;
+    int64_t size;
+    double beta1, beta2, eps, weight_decay, step_size, sqrt_bias_correction2;
+    void run(int64_t begin, int64_t end) const;
+  };
+  /// `update` up to its element-wise pass: counts the parameter's step and returns the pass, or,
+  /// for a parameter the pass cannot take (CUDA, double, amsgrad, ...), makes the whole update
+  /// with LibTorch's operations and returns nothing.
+  std::optional<Pass> prepare(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options);
 
  private:
   /// Guards the state's table, which `update` grows on a parameter's first step, against two

@@ -22,7 +22,7 @@ namespace torchae {
 
 struct EpochRecord;
 struct TrainingStage;
-class AdamBehindBackward;
+class AdamWorker;
 
 /// Where training stands within an epoch, for a `Reporter`.
 struct BatchProgress {
@@ -354,9 +354,10 @@ class Trainer {
   int64_t step_blas_threads_ = 0;
   int64_t blas_threads_before_ = 0;
   std::unique_ptr<BlasThreadTuner> blas_tuner_;
-  /// With Adam on the CPU (one process, no adversary, no clipping), the update of each parameter
-  /// on a second core while backward goes on, for steps whose arithmetic runs on one.
-  std::unique_ptr<AdamBehindBackward> adam_behind_;
+  /// With Adam on the CPU (one process, no adversary, no clipping), a second thread for its
+  /// update: each parameter's while backward goes on, for steps whose arithmetic runs on one core;
+  /// half of all of them after backward, for steps whose products run on OpenBLAS's threads.
+  std::unique_ptr<AdamWorker> adam_worker_;
 };
 
 /// Whether `model` is trained on corrupted batches (`Corrupting`), or, trained in stages, one of
