@@ -337,6 +337,17 @@ TEST_F(TrainerTest, BlasThreadsAutoChoosesFromTheRunsFirstStepsAndAResumedRunGoe
 // left out here.
 class AdamBehindBackwardFamily : public TorchaeTest, public ::testing::WithParamInterface<std::string> {};
 
+// The Adam tests' end: `trained`'s parameters must be `plain`'s bit for bit; then LibTorch's and
+// OpenBLAS's threads are set back.
+void expect_the_same_parameters(Autoencoder& trained, Autoencoder& plain) {
+  const auto expected = plain.module().named_parameters();
+  for (const auto& p : trained.module().named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), expected[p.key()])) << p.key();
+  }
+  set_blas_threads(0);
+  set_threads(0);
+}
+
 std::vector<std::string> configs_without_an_adversary() {
   std::vector<std::string> configs;
   for (const std::string& config : test::family_configs()) {
@@ -372,12 +383,7 @@ TEST_P(AdamBehindBackwardFamily, UpdatesEveryParameterAsAnUpdateAtTheEndOfTheSte
     losses.total.backward();
     adam.step();
   }
-  const auto expected = plain->module().named_parameters();
-  for (const auto& p : behind->module().named_parameters()) {
-    EXPECT_TRUE(torch::equal(p.value(), expected[p.key()])) << p.key();
-  }
-  set_blas_threads(0);
-  set_threads(0);
+  expect_the_same_parameters(*behind, *plain);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, AdamBehindBackwardFamily, ::testing::ValuesIn(configs_without_an_adversary()));
@@ -412,12 +418,7 @@ TEST_F(TrainerTest, AdamInTwoHalvesUpdatesAsOnePassOverEachParameter) {
     plain->loss(batch, plain->forward(batch)).total.backward();
     adam.step();
   }
-  const auto expected = plain->module().named_parameters();
-  for (const auto& p : halves->module().named_parameters()) {
-    EXPECT_TRUE(torch::equal(p.value(), expected[p.key()])) << p.key();
-  }
-  set_blas_threads(0);
-  set_threads(0);
+  expect_the_same_parameters(*halves, *plain);
 }
 
 std::shared_ptr<Autoencoder> small_denoiser(int64_t seed = 0) {
