@@ -154,7 +154,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
 }
 
 void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options) {
-  if (const std::optional<Pass> pass = prepare(p, grad, options)) pass->run(0, pass->size);  // grad kept alive
+  if (const std::optional<Pass> pass = prepare(p, grad, options)) pass->run(0, pass->size);  // `grad` outlives it
 }
 
 void FusedAdam::Pass::run(int64_t begin, int64_t end) const {

@@ -33,9 +33,10 @@ class FusedAdam : public torch::optim::Adam {
 
   /// The element-wise pass of one parameter's update, for a caller that makes it in pieces (the
   /// trainer splits the whole step's update between two threads): `run(begin, end)` updates
-  /// elements [begin, end) of the parameter, and pieces that cover them all make `update`'s result
-  /// bit for bit. Its pointers are the parameter's, its gradient's and its moments': the gradient
-  /// tensor given to `prepare` must outlive it.
+  /// elements [begin, end) of the parameter. Pieces that cover them all and begin at multiples of
+  /// 64 elements make `update`'s result bit for bit (each element is computed by the instructions
+  /// one pass would use). Its pointers are the parameter's, its gradient's and its moments': the
+  /// gradient tensor given to `prepare` must outlive it.
   struct Pass {
     float* param;
     const float* grad;
