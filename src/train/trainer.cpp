@@ -350,12 +350,12 @@ class AdamWorker {
       const std::size_t index = queue_.front();
       queue_.erase(queue_.begin());
       lock.unlock();
-      apply([&] { adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]); });
+      apply([&] { update(index); });
       lock.lock();
     }
     wait_and_rethrow(lock);
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      if (!updated_[i] && parameters_[i].grad().defined()) adam_.update(parameters_[i], parameters_[i].grad(), *options_[i]);
+      if (!updated_[i] && parameters_[i].grad().defined()) update(i);
       updated_[i] = 0;
     }
   }
@@ -397,17 +397,11 @@ class AdamWorker {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       halves_ = std::move(second);
-      ++pending_;
+      pending_ += 2;  // the worker's half and this thread's
     }
     wake_.notify_one();
-    std::exception_ptr error;
-    try {
-      for (const auto& piece : first) piece.pass->run(piece.begin, piece.end);
-    } catch (...) {
-      error = std::current_exception();
-    }
+    apply([&] { run_pieces(first); });
     std::unique_lock<std::mutex> lock(mutex_);
-    if (error && !error_) error_ = error;
     wait_and_rethrow(lock);
   }
 
@@ -445,9 +439,7 @@ class AdamWorker {
       if (!halves_.empty()) {
         const std::vector<Piece> pieces = std::exchange(halves_, {});
         lock.unlock();
-        apply([&] {
-          for (const auto& piece : pieces) piece.pass->run(piece.begin, piece.end);
-        });
+        apply([&] { run_pieces(pieces); });
         lock.lock();
         continue;
       }
@@ -455,9 +447,16 @@ class AdamWorker {
       const std::size_t index = queue_.front();
       queue_.erase(queue_.begin());
       lock.unlock();
-      apply([&] { adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]); });
+      apply([&] { update(index); });
       lock.lock();
     }
+  }
+
+  // What `FusedAdam::step` does to parameter `index`.
+  void update(std::size_t index) { adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]); }
+
+  static void run_pieces(const std::vector<Piece>& pieces) {
+    for (const auto& piece : pieces) piece.pass->run(piece.begin, piece.end);
   }
 
   // Runs one task counted in pending_ (without the lock), then counts it done.
