@@ -65,6 +65,7 @@ struct BenchArgs {
   int64_t warmup = 30;
   int64_t threads = 0;
   std::string blas_threads = "0";  // train.blas_threads: a count (0: OpenBLAS's own) or "auto"
+  bool unpaired = false;           // train.paired_products false
   std::string device = "cpu";
   std::string model;  // JSON of a model section; empty: the reference model
   std::string recipe;  // a zoo recipe: its model, data and batch size
@@ -261,6 +262,7 @@ Json bench(const BenchArgs& args) {
   options.device = args.device;
   options.threads = args.threads;
   options.blas_threads = args.blas_threads == "auto" ? torchae::kAutoBlasThreads : std::stoll(args.blas_threads);
+  options.paired_products = !args.unpaired;
   // Under torchrun, data-parallel: --batch is the global batch, each rank steps on its part.
   options.group = torchae::join_process_group(std::chrono::milliseconds(static_cast<int64_t>(args.timeout * 1000)));
   const int ranks = options.group ? options.group->size() : 1;
@@ -334,6 +336,7 @@ Json bench(const BenchArgs& args) {
               {"processes", ranks},
               {"threads", at::get_num_threads()},
               {"blas_threads", torchae::blas_threads()},
+              {"paired_products", trainer.paired_products()},
               {"omp_wait_policy", wait_policy ? wait_policy : "(unset)"},
               {"seconds", seconds},
               {"samples_per_s", static_cast<double>(batch * args.steps) / seconds},
@@ -364,6 +367,9 @@ Json bench(const BenchArgs& args) {
     for (const auto& [threads, total] : floor->seconds_by_blas_threads()) {
       result["floor"]["samples_per_s_by_blas_threads"][std::to_string(threads)] =
           static_cast<double>(batch * args.steps) / total;
+    }
+    if (floor->paired_seconds() > 0) {
+      result["floor"]["samples_per_s_paired"] = static_cast<double>(batch * args.steps) / floor->paired_seconds();
     }
     result["of_floor"] = ratios[ratios.size() / 2];
     result["of_floor_with_adam"] = adam_ratios[adam_ratios.size() / 2];
@@ -707,6 +713,9 @@ void add_bench(CLI::App& app, char** argv) {
                         "OpenBLAS's threads, as train.blas_threads: a count (0: OpenBLAS's own) or auto (chosen by "
                         "timing the first steps, which then warm up until it has chosen: \"blas_tuning\")")
       ->check(integer_at_least(0) | CLI::IsMember({"auto"}));
+  bench_cmd->add_flag("--unpaired", args->unpaired,
+                      "as train.paired_products false: the products on OpenBLAS's threads, not in halves on two "
+                      "threads of ours (which a process with two cores takes by default)");
   bench_cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   bench_cmd->add_option("--model", args->model, "a model section as JSON (default: the reference model)");
   bench_cmd->add_option("--recipe", args->recipe,

@@ -8,12 +8,17 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <dlfcn.h>
 #include <malloc.h>
 #include <regex>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace torchae {
 
@@ -98,6 +103,104 @@ int64_t cores_per_process() {
     if (end != local && *end == '\0' && ranks > 0) cores /= ranks;
   }
   return std::max<int64_t>(cores, 1);
+}
+
+void keep_off_this_core(std::thread& thread, int* kept_off) {
+#ifdef __linux__
+  const int core = ::sched_getcpu();
+  if (core < 0 || core == *kept_off) return;
+  cpu_set_t cores;
+  if (::sched_getaffinity(0, sizeof cores, &cores) != 0 || !CPU_ISSET(core, &cores)) return;
+  CPU_CLR(core, &cores);
+  if (CPU_COUNT(&cores) == 0) return;
+  if (::pthread_setaffinity_np(thread.native_handle(), sizeof cores, &cores) == 0) *kept_off = core;
+#endif
+}
+
+namespace {
+
+void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// Spins until `ready()` or 100 microseconds have passed; whether it became ready.
+template <typename Ready>
+bool spin_until(const Ready& ready) {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + std::chrono::microseconds(100);
+  while (true) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      pause();
+    }
+    if (Clock::now() > until) return ready();
+  }
+}
+
+}  // namespace
+
+HelperThread::HelperThread() : thread_([this] { run(); }) {}
+
+HelperThread::~HelperThread() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_helper_.notify_one();
+  thread_.join();
+}
+
+// The sleeping flags and the counters are sequentially consistent: a side that sets its flag and
+// then finds nothing to do, under the mutex, and a side that publishes and then reads the flag
+// cannot both miss each other.
+void HelperThread::post(void (*task)(void*), void* argument) {
+  keep_off_this_core(thread_, &kept_off_);
+  task_ = task;
+  argument_ = argument;
+  posted_.fetch_add(1);
+  if (helper_sleeps_.load()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake_helper_.notify_one();
+  }
+}
+
+std::exception_ptr HelperThread::wait() {
+  const uint64_t posted = posted_.load(std::memory_order_relaxed);
+  const auto finished = [&] { return done_.load() == posted; };
+  if (!spin_until(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    caller_sleeps_ = true;
+    wake_caller_.wait(lock, finished);
+    caller_sleeps_ = false;
+  }
+  return std::exchange(error_, nullptr);
+}
+
+void HelperThread::run() {
+  uint64_t taken = 0;
+  const auto posted = [&] { return posted_.load() != taken || stop_.load(); };
+  while (true) {
+    if (!spin_until(posted)) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      helper_sleeps_ = true;
+      wake_helper_.wait(lock, posted);
+      helper_sleeps_ = false;
+    }
+    if (posted_.load() == taken) return;  // stopping, nothing posted
+    ++taken;
+    try {
+      task_(argument_);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+    done_.store(taken);
+    if (caller_sleeps_.load()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      wake_caller_.notify_one();
+    }
+  }
 }
 
 }  // namespace torchae

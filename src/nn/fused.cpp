@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/string_utils.h>
 #include <torch/autograd.h>
+#include <torch/nn/functional/linear.h>
 #include <torch/nn/functional/loss.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -153,6 +154,36 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   return loss;
 }
 
+void FusedAdam::step_in_halves(HelperThread& helper) {
+  torch::NoGradGuard no_grad;
+  std::vector<Pass> passes;
+  int64_t total = 0;
+  for (auto& group : param_groups_) {
+    auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      if (const std::optional<Pass> pass = prepare(p, p.grad(), options)) {  // p holds the gradient meanwhile
+        passes.push_back(*pass);
+        total += pass->size;
+      }
+    }
+  }
+  if (total < (int64_t{1} << 17)) {
+    for (const Pass& pass : passes) pass.run(0, pass.size);
+    return;
+  }
+  // 64 elements are 256 bytes, beyond any vector's alignment: each element is computed by the
+  // instructions one pass would use.
+  const auto middle = [](const Pass& pass) { return pass.size / 2 / 64 * 64; };
+  helper.both(
+      [&] {
+        for (const Pass& pass : passes) pass.run(middle(pass), pass.size);
+      },
+      [&] {
+        for (const Pass& pass : passes) pass.run(0, middle(pass));
+      });
+}
+
 void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim::AdamOptions& options) {
   if (const std::optional<Pass> pass = prepare(p, grad, options)) pass->run(0, pass->size);  // `grad` outlives it
 }
@@ -213,6 +244,76 @@ std::optional<FusedAdam::Pass> FusedAdam::prepare(torch::Tensor& p, torch::Tenso
   }
   p.addcdiv_(exp_avg, denom, -step_size);
   return std::nullopt;
+}
+
+namespace {
+
+thread_local HelperThread* paired_helper = nullptr;
+
+class PairedLinear : public torch::autograd::Function<PairedLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    HelperThread* helper = PairedProducts::current();
+    const int64_t out = weight.size(0);
+    torch::Tensor y = torch::empty({x.size(0), out}, x.options());
+    in_halves(*helper, out, [&](int64_t begin, int64_t end) {
+      torch::Tensor part = y.narrow(1, begin, end - begin);
+      at::addmm_out(part, bias.narrow(0, begin, end - begin), x, weight.narrow(0, begin, end - begin).t());
+    });
+    ctx->save_for_backward({x, weight});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1];
+    const torch::Tensor& gy = grads[0];
+    const bool for_x = ctx->needs_input_grad(0), for_weight = ctx->needs_input_grad(1);
+    torch::Tensor gx, gw;
+    HelperThread* helper = PairedProducts::current();
+    if (helper == nullptr || torch::GradMode::is_enabled()) {
+      if (for_x) gx = gy.mm(weight);
+      if (for_weight) gw = gy.t().mm(x);
+    } else if (for_weight) {
+      // Each thread takes the rows of the weight it made forward: their gradient, and their part
+      // of the input's gradient (a sum over the rows), so that what a core wrote stays in its cache.
+      gw = torch::empty(weight.sizes(), weight.options());
+      torch::Tensor parts[2];
+      const int64_t out = weight.size(0);
+      in_halves(*helper, out, [&](int64_t begin, int64_t end) {
+        const torch::Tensor g = gy.narrow(1, begin, end - begin);
+        torch::Tensor rows = gw.narrow(0, begin, end - begin);
+        at::mm_out(rows, g.t(), x);
+        if (for_x) parts[begin == 0 ? 0 : 1] = g.mm(weight.narrow(0, begin, end - begin));
+      });
+      if (for_x) gx = parts[0].add_(parts[1]);
+    } else if (for_x) {
+      gx = gy.mm(weight);
+    }
+    torch::Tensor gb = ctx->needs_input_grad(2) ? gy.sum(0) : torch::Tensor();
+    return {gx, gw, gb};
+  }
+};
+
+}  // namespace
+
+PairedProducts::PairedProducts(HelperThread& helper) : previous_(paired_helper) { paired_helper = &helper; }
+
+PairedProducts::~PairedProducts() { paired_helper = previous_; }
+
+HelperThread* PairedProducts::current() { return paired_helper; }
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const auto is_cpu_float = [](const torch::Tensor& t) {
+    return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.layout() == torch::kStrided;
+  };
+  const bool paired = paired_helper != nullptr && is_cpu_float(x) && is_cpu_float(weight) && is_cpu_float(bias) &&
+                      x.dim() == 2 && weight.dim() == 2 && bias.dim() == 1 && weight.size(0) >= 2 &&
+                      x.size(1) == weight.size(1) && bias.size(0) == weight.size(0);
+  if (!paired) return torch::nn::functional::linear(x, weight, bias);
+  return PairedLinear::apply(x, weight, bias);
 }
 
 }  // namespace torchae

@@ -4,14 +4,12 @@
 #include "torchae/nn/fused.h"
 
 #include <torch/autograd.h>
-#include <torch/nn/functional/linear.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 namespace torchae {
 
-namespace F = torch::nn::functional;
 
 const std::vector<std::string>& activation_names() {
   static const std::vector<std::string> names{"relu", "sigmoid", "tanh", "identity"};
@@ -180,7 +178,7 @@ std::pair<torch::Tensor, torch::Tensor> MLPImpl::forward_with_tangents(torch::Te
 
 torch::Tensor MLPImpl::forward_preactivation(torch::Tensor x) {
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    x = layers_[i]->forward(x);
+    x = linear(x, layers_[i]->weight, layers_[i]->bias);  // torchae's: paired where asked
     if (i + 1 < layers_.size()) x = hidden(x, options.activation());
   }
   return x;
@@ -196,7 +194,7 @@ torch::Tensor MLPImpl::forward_transposed(torch::Tensor x, const std::vector<tor
   const std::size_t n = layers_.size();
   for (std::size_t k = 0; k < n; ++k) {
     const auto& layer = layers_[n - 1 - k];
-    x = F::linear(x, layer->weight.t(), biases[k]);
+    x = linear(x, layer->weight.t(), biases[k]);
     if (k + 1 < n) x = hidden(x, activation);
   }
   return x;

@@ -50,6 +50,7 @@ GemmFloor::GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int
     layer.grad_output = torch::rand({batch, out});
     layer.grad_weight = torch::empty({out, in});
     if (i > 0) layer.grad_input = torch::empty({batch, in});
+    if (i > 0) layer.grad_input_part = torch::empty({batch, in});  // the helper's, paired
     layer.bias = torch::rand({out});
     // Adam reads the products' weight gradient in place, and a fixed draw for the bias.
     layer.weight.mutable_grad() = layer.grad_weight;
@@ -63,6 +64,7 @@ GemmFloor::GemmFloor(const std::vector<std::pair<int64_t, int64_t>>& layers, int
   for (const auto& l : layers_) parameters.insert(parameters.end(), {l.weight, l.bias});
   // The rate is small enough that the weights stay where they were drawn over any number of steps.
   adam_ = std::make_unique<FusedAdam>(parameters, torch::optim::AdamOptions(1e-6));
+  if (cores_per_process() >= 2) helper_ = std::make_unique<HelperThread>();
   step();  // the first products allocate OpenBLAS's buffers
   adam_->step();  // and the first update Adam's moments
 }
@@ -73,6 +75,28 @@ void GemmFloor::step() {
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     at::mm_out(it->grad_weight, it->grad_output.t(), it->input);
     if (it->grad_input.defined()) at::mm_out(it->grad_input, it->grad_output, it->weight);
+  }
+}
+
+void GemmFloor::paired_step() {
+  // As PairedLinear makes them: forward in halves of the output's columns, that is of the weight's
+  // rows; backward, each thread the gradient of its rows of the weight and their part of the
+  // input's gradient (the sum of the two parts is not a product, and not timed).
+  for (auto& l : layers_) {
+    in_halves(*helper_, l.weight.size(0), [&](int64_t begin, int64_t end) {
+      torch::Tensor part = l.output.narrow(1, begin, end - begin);
+      at::mm_out(part, l.input, l.weight.narrow(0, begin, end - begin).t());
+    });
+  }
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    in_halves(*helper_, it->weight.size(0), [&](int64_t begin, int64_t end) {
+      const torch::Tensor g = it->grad_output.narrow(1, begin, end - begin);
+      torch::Tensor rows = it->grad_weight.narrow(0, begin, end - begin);
+      at::mm_out(rows, g.t(), it->input);
+      if (it->grad_input.defined()) {
+        at::mm_out(begin == 0 ? it->grad_input : it->grad_input_part, g, it->weight.narrow(0, begin, end - begin));
+      }
+    });
   }
 }
 
@@ -109,23 +133,37 @@ double fastest_over_blas_threads(const std::function<void()>& run, std::map<int6
 
 }  // namespace
 
+double GemmFloor::fastest(const std::function<void(bool)>& run, bool count) {
+  double best = fastest_over_blas_threads([&] { run(false); }, count ? &seconds_by_blas_threads_ : nullptr);
+  if (helper_) {
+    const double paired = seconds_of([&] { run(true); });
+    if (count) paired_seconds_ += paired;
+    best = std::min(best, paired);
+  }
+  return best;
+}
+
 double GemmFloor::time(int64_t steps) {
-  return fastest_over_blas_threads(
-      [&] {
-        for (int64_t i = 0; i < steps; ++i) step();
+  return fastest(
+      [&](bool paired) {
+        for (int64_t i = 0; i < steps; ++i) paired ? paired_step() : step();
       },
-      &seconds_by_blas_threads_);
+      true);
 }
 
 double GemmFloor::time_with_adam(int64_t steps) {
-  return fastest_over_blas_threads(
-      [&] {
+  return fastest(
+      [&](bool paired) {
         for (int64_t i = 0; i < steps; ++i) {
-          step();
-          adam_->step();
+          paired ? paired_step() : step();
+          if (helper_) {
+            adam_->step_in_halves(*helper_);
+          } else {
+            adam_->step();
+          }
         }
       },
-      nullptr);
+      false);
 }
 
 namespace {
@@ -164,6 +202,7 @@ const char* scope_part(const std::string& scope) {
   if (scope == "torchae::data") return "data";
   if (scope == "torchae::optimizer") return "optimizer";
   if (scope == "torchae::loss") return "loss";
+  if (scope == "torchae::paired") return "matrix products";  // this thread's half, and its wait for the other
   return nullptr;
 }
 

@@ -109,7 +109,8 @@ const char* const kLoaderKeys[] = {"workers", "prefetch", "cache_mb"};
 /// What may change when a run is resumed: nothing else would continue it as it began. A
 /// colouriser's temperature is how its scores are decoded, not what they are trained on.
 const std::vector<std::string> kChangeableOnResume = [] {
-  std::vector<std::string> keys{"train.epochs", "train.device", "train.threads", "train.blas_threads", "train.progress", "model.temperature"};
+  std::vector<std::string> keys{"train.epochs",          "train.device",   "train.threads", "train.blas_threads",
+                                "train.paired_products", "train.progress", "model.temperature"};
   for (const char* key : kLoaderKeys) keys.push_back(std::string("data.") + key);
   return keys;
 }();

@@ -72,6 +72,7 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   } else {
     o.blas_threads = r.integer("blas_threads", o.blas_threads, between(0, 1024));
   }
+  o.paired_products = r.boolean("paired_products", o.paired_products);
   o.progress = r.choice("progress", o.progress, {"auto", "lines", "none"});
   r.finish();
   return o;
@@ -89,6 +90,7 @@ Json TrainOptions::to_json() const {
           {"patience", patience},   {"min_delta", min_delta},
           {"validate_corrupted", validate_corrupted}, {"init", init},
           {"threads", threads},     {"progress", progress},
+          {"paired_products", paired_products},
           {"blas_threads", blas_threads == kAutoBlasThreads ? Json("auto") : Json(blas_threads)}};
 }
 
@@ -277,21 +279,17 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
 
 }  // namespace
 
-// A second thread for Adam's update, used in one of two ways by a step whose LibTorch intra-op
-// threads are one.
-//
-// Behind backward, when OpenBLAS runs on one thread too, so that the step's arithmetic takes one
-// core: each parameter is updated on the second as soon as backward has its gradient (a post-hook
-// on the parameter's gradient accumulator, as DistributedDataParallel hooks its all-reduce), while
+// A second thread for Adam's update behind backward, for a step whose arithmetic runs on one core
+// (LibTorch's intra-op threads one, OpenBLAS on one thread, the products not paired): each
+// parameter is updated on the second core as soon as backward has its gradient (a post-hook on the
+// parameter's gradient accumulator, as DistributedDataParallel hooks its all-reduce), while
 // backward goes on with the layers below. Each update is the one `FusedAdam::step` makes, so the
 // parameters are those of a step that updates them all at the end, bit for bit. That needs what
 // backward reads after a parameter's gradient is final never to be the parameter itself: true of a
 // graph in which every node that saved a parameter also sends it a gradient (its accumulator runs
-// after all of them); the trainer's test checks every family.
-//
-// In halves, when OpenBLAS runs on more threads: its products then take both cores, and an update
-// beside them would take one away. After backward, the update's element-wise passes are split in
-// two by elements, this thread making the first half while the worker makes the second.
+// after all of them); the trainer's test checks every family. (When the products take both cores,
+// an update beside them would take one away: the trainer makes it in halves after backward,
+// `FusedAdam::step_in_halves`, on its helper thread.)
 class AdamWorker {
  public:
   AdamWorker(FusedAdam& adam, const std::vector<torch::Tensor>& parameters) : adam_(adam) {
@@ -327,7 +325,7 @@ class AdamWorker {
   /// Behind backward: from now until `finish`, each parameter whose gradient backward completes is
   /// updated.
   void arm() {
-    keep_worker_off_this_core();
+    keep_off_this_core(worker_, &worker_kept_off_);
     std::lock_guard<std::mutex> lock(mutex_);
     armed_ = true;
   }
@@ -360,51 +358,6 @@ class AdamWorker {
     }
   }
 
-  /// In halves, after backward (instead of `arm` and `finish`): every parameter's update, the
-  /// first half of the elements here and the second on the worker, at once. An update of fewer
-  /// than 128 K elements in all is made here alone: waking the worker would cost more than it saves.
-  void update_in_halves() {
-    std::vector<FusedAdam::Pass> passes;
-    int64_t total = 0;
-    for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      const torch::Tensor grad = parameters_[i].grad();  // the parameter holds it while the pass runs
-      if (!grad.defined()) continue;
-      if (const std::optional<FusedAdam::Pass> pass = adam_.prepare(parameters_[i], grad, *options_[i])) {
-        passes.push_back(*pass);
-        total += pass->size;
-      }
-    }
-    if (total < (int64_t{1} << 17)) {
-      for (const auto& pass : passes) pass.run(0, pass.size);
-      return;
-    }
-    // The second half starts at a multiple of 64 elements of its parameter (256 bytes, beyond any
-    // vector's alignment), so that each element is computed by the same instructions as in one
-    // pass over the parameter.
-    std::vector<Piece> first;
-    int64_t before = 0;  // elements of the passes before the one being split
-    std::size_t split = 0;
-    for (; split < passes.size() && before + passes[split].size <= total / 2; ++split) {
-      first.push_back({&passes[split], 0, passes[split].size});
-      before += passes[split].size;
-    }
-    const int64_t offset = (total / 2 - before) / 64 * 64;
-    std::vector<Piece> second;
-    if (offset > 0) first.push_back({&passes[split], 0, offset});
-    second.push_back({&passes[split], offset, passes[split].size});
-    for (std::size_t i = split + 1; i < passes.size(); ++i) second.push_back({&passes[i], 0, passes[i].size});
-    keep_worker_off_this_core();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      halves_ = std::move(second);
-      pending_ += 2;  // the worker's half and this thread's
-    }
-    wake_.notify_one();
-    apply([&] { run_pieces(first); });
-    std::unique_lock<std::mutex> lock(mutex_);
-    wait_and_rethrow(lock);
-  }
-
  private:
   struct Hook final : torch::autograd::FunctionPostHook {
     Hook(AdamWorker* owner, std::size_t index) : owner(owner), index(index) {}
@@ -415,10 +368,6 @@ class AdamWorker {
     }
     AdamWorker* owner;
     std::size_t index;
-  };
-  struct Piece {
-    const FusedAdam::Pass* pass;
-    int64_t begin, end;
   };
 
   void enqueue(std::size_t index) {
@@ -435,14 +384,7 @@ class AdamWorker {
   void run() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (true) {
-      wake_.wait(lock, [&] { return stop_ || !queue_.empty() || !halves_.empty(); });
-      if (!halves_.empty()) {
-        const std::vector<Piece> pieces = std::exchange(halves_, {});
-        lock.unlock();
-        apply([&] { run_pieces(pieces); });
-        lock.lock();
-        continue;
-      }
+      wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping
       const std::size_t index = queue_.front();
       queue_.erase(queue_.begin());
@@ -454,10 +396,6 @@ class AdamWorker {
 
   // What `FusedAdam::step` does to parameter `index`.
   void update(std::size_t index) { adam_.update(parameters_[index], parameters_[index].grad(), *options_[index]); }
-
-  static void run_pieces(const std::vector<Piece>& pieces) {
-    for (const auto& piece : pieces) piece.pass->run(piece.begin, piece.end);
-  }
 
   // Runs one task counted in pending_ (without the lock), then counts it done.
   template <typename Task>
@@ -483,21 +421,6 @@ class AdamWorker {
     }
   }
 
-  // The scheduler may wake the worker on this thread's core when the other looks busy (OpenBLAS's
-  // idle threads spin there, yielding), and then the two share one core. So the worker may run
-  // anywhere this thread may but on the core this thread is on, set again when that has changed.
-  void keep_worker_off_this_core() {
-#ifdef __linux__
-    const int core = sched_getcpu();
-    if (core < 0 || core == worker_kept_off_) return;
-    cpu_set_t cores;
-    if (sched_getaffinity(0, sizeof cores, &cores) != 0 || !CPU_ISSET(core, &cores)) return;
-    CPU_CLR(core, &cores);
-    if (CPU_COUNT(&cores) == 0) return;
-    if (pthread_setaffinity_np(worker_.native_handle(), sizeof cores, &cores) == 0) worker_kept_off_ = core;
-#endif
-  }
-
   FusedAdam& adam_;
   std::vector<torch::Tensor> parameters_;
   std::vector<torch::optim::AdamOptions*> options_;
@@ -506,12 +429,11 @@ class AdamWorker {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::size_t> queue_;
-  std::vector<Piece> halves_;  // the worker's half, under mutex_
   std::vector<char> updated_;  // this step's, under mutex_
   std::size_t pending_ = 0;
   bool armed_ = false, stop_ = false;
   std::exception_ptr error_;
-  int worker_kept_off_ = -1;  // the core the worker may not run on, once set
+  int worker_kept_off_ = -1;  // the core the worker may not run on, once set (keep_off_this_core)
   std::thread worker_;
 };
 
@@ -690,8 +612,11 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
     }
   }
   optimizer_ = make_optimizer(options_, parameters_);
-  if (device_.is_cpu() && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group &&
-      !adversary_ && cores_per_process() >= 2) {
+  if (device_.is_cpu() && cores_per_process() >= 2) {
+    helper_ = std::make_unique<HelperThread>();
+    paired_ = options_.paired_products && cores_per_process() == 2;
+  }
+  if (helper_ && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group && !adversary_) {
     adam_worker_ = std::make_unique<AdamWorker>(static_cast<FusedAdam&>(*optimizer_), parameters_);
   }
   if (ProcessGroup* group = options_.group.get()) {
@@ -902,10 +827,13 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   const int64_t blas = blas_tuner_ ? blas_tuner_->next() : step_blas_threads_;
   if (blas > 0 && blas != blas_threads()) set_blas_threads(blas);
   const auto started = Clock::now();
-  // With LibTorch on one thread, Adam takes a second: when OpenBLAS runs on one thread too, to
-  // update each parameter as soon as its gradient is final; else for half of the update at the end.
+  // With LibTorch on one thread, Adam's update takes the second core: when the products run on one
+  // thread (OpenBLAS on one, not paired), each parameter's as soon as its gradient is final; else
+  // half of the update at the end, on the helper thread.
   const bool worker = adam_worker_ && at::get_num_threads() == 1;
-  const bool behind = worker && blas_threads() == 1;
+  const bool behind = worker && blas_threads() == 1 && !paired_;
+  std::optional<PairedProducts> paired;
+  if (paired_) paired.emplace(*helper_);
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
   // lets backward write fresh gradients directly.
   for (auto& p : parameters_) p.mutable_grad().reset();
@@ -953,7 +881,7 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
     if (behind) {
       adam_worker_->finish();
     } else if (worker) {
-      adam_worker_->update_in_halves();
+      static_cast<FusedAdam&>(*optimizer_).step_in_halves(*helper_);
     } else {
       optimizer_->step();
     }
@@ -1015,6 +943,8 @@ LossSummary Trainer::evaluate(const Dataset& data, const Corrupted& corrupted) {
                 "Trainer::evaluate: corrupted inputs need a Corrupting model and data's shape");
   }
   torch::NoGradGuard no_grad;
+  std::optional<PairedProducts> paired;
+  if (paired_) paired.emplace(*helper_);
   const bool was_training = model_->module().is_training();
   model_->module().eval();
   LossMeter meter;

@@ -4,9 +4,15 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include <torch/nn/functional/linear.h>
+
+#include <chrono>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
+#include <thread>
 
 namespace torchae {
 namespace {
@@ -166,6 +172,87 @@ void expect_the_same_draws_on_another_thread_count(uint64_t seed, const torch::T
   torch::manual_seed(seed);
   EXPECT_TRUE(torch::equal(drawn, draw()));
   at::set_num_threads(threads);
+}
+
+// Paired products: a layer's value and its three gradients as LibTorch's linear gives them, to
+// rounding, for a hidden layer (its input needs a gradient: each thread's part of it added), a
+// first layer (none: the weight's rows in halves), an odd number of outputs (unequal halves) and
+// a transposed weight (a tied decoder's).
+TEST_F(FusedTest, PairedLinearIsLibTorchsLinearInValueAndGradients) {
+  HelperThread helper;
+  struct Case {
+    int64_t batch, in, out;
+    bool input_grad, transposed;
+  };
+  for (const Case c : {Case{32, 784, 512, true, false}, Case{32, 784, 512, false, false}, Case{5, 9, 7, true, false},
+                       Case{16, 40, 24, true, true}}) {
+    SCOPED_TRACE(::testing::Message() << c.batch << "x" << c.in << "->" << c.out << (c.transposed ? " transposed" : ""));
+    const torch::Tensor x = torch::randn({c.batch, c.in}).requires_grad_(c.input_grad);
+    const torch::Tensor stored = (c.transposed ? torch::randn({c.in, c.out}) : torch::randn({c.out, c.in})).requires_grad_();
+    const torch::Tensor bias = torch::randn({c.out}).requires_grad_();
+    const torch::Tensor upstream = torch::randn({c.batch, c.out});
+    const auto gradients = [&](bool paired) {
+      std::optional<PairedProducts> pairs;
+      if (paired) pairs.emplace(helper);
+      const torch::Tensor weight = c.transposed ? stored.t() : stored;
+      const torch::Tensor y = paired ? linear(x, weight, bias) : torch::nn::functional::linear(x, weight, bias);
+      std::vector<torch::Tensor> inputs{stored, bias};
+      if (c.input_grad) inputs.push_back(x);
+      std::vector<torch::Tensor> out = torch::autograd::grad({y}, inputs, {upstream});
+      out.insert(out.begin(), y.detach());
+      return out;
+    };
+    const std::vector<torch::Tensor> ours = gradients(true), theirs = gradients(false);
+    ASSERT_EQ(ours.size(), theirs.size());
+    // Sums of hundreds of products in another order: within 1e-5 of the largest element.
+    for (std::size_t i = 0; i < ours.size(); ++i) {
+      const double difference = (ours[i] - theirs[i]).abs().max().item<double>();
+      EXPECT_LE(difference, 1e-5 * theirs[i].abs().max().item<double>()) << "output " << i;
+    }
+  }
+}
+
+// Outside PairedProducts it is LibTorch's linear, bit for bit; inside, a backward that builds a
+// graph gives second derivatives (the contractive penalty's), as LibTorch's does.
+TEST_F(FusedTest, PairedLinearFallsBackOutsideAndDifferentiatesTwice) {
+  const torch::Tensor x = torch::randn({8, 12}).requires_grad_();
+  const torch::Tensor weight = torch::randn({6, 12}).requires_grad_(), bias = torch::randn({6}).requires_grad_();
+  EXPECT_TRUE(torch::equal(linear(x, weight, bias), torch::nn::functional::linear(x, weight, bias)));
+  EXPECT_FALSE(PairedProducts::current());
+  HelperThread helper;
+  const auto second_derivative = [&](bool paired) {
+    std::optional<PairedProducts> pairs;
+    if (paired) pairs.emplace(helper);
+    const torch::Tensor y = torch::sigmoid(paired ? linear(x, weight, bias) : torch::nn::functional::linear(x, weight, bias));
+    const torch::Tensor dx = torch::autograd::grad({y.sum()}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+    return torch::autograd::grad({dx.pow(2).sum()}, {weight})[0];
+  };
+  const torch::Tensor ours = second_derivative(true), theirs = second_derivative(false);
+  EXPECT_TRUE(torch::allclose(ours, theirs, 1e-5, 1e-6)) << (ours - theirs).abs().max().item<double>();
+}
+
+TEST_F(FusedTest, HelperThreadRunsBothSidesAndRethrowsEitherSidesError) {
+  HelperThread helper;
+  std::thread::id there, here;
+  helper.both([&] { there = std::this_thread::get_id(); }, [&] { here = std::this_thread::get_id(); });
+  EXPECT_EQ(here, std::this_thread::get_id());
+  EXPECT_NE(there, here);
+  bool ran_here = false;
+  EXPECT_THROW(helper.both([] { throw std::runtime_error("there"); }, [&] { ran_here = true; }), std::runtime_error);
+  EXPECT_TRUE(ran_here);
+  bool ran_there = false;
+  try {
+    helper.both([&] { ran_there = true; }, [] { throw std::logic_error("here"); });
+    ADD_FAILURE() << "no error";
+  } catch (const std::logic_error& e) {
+    EXPECT_STREQ(e.what(), "here");
+  }
+  EXPECT_TRUE(ran_there);
+  // After a wait long enough that the helper sleeps, it still takes the next task.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  int count = 0;
+  for (int i = 0; i < 100; ++i) helper.both([&] { ++count; }, [] {});
+  EXPECT_EQ(count, 100);
 }
 
 TEST_F(FusedTest, UniformDrawsAreUniformReproducibleAndThreadIndependent) {

@@ -358,67 +358,100 @@ std::vector<std::string> configs_without_an_adversary() {
   return configs;
 }
 
-TEST_P(AdamBehindBackwardFamily, UpdatesEveryParameterAsAnUpdateAtTheEndOfTheStep) {
-  const Json section = Json::parse(GetParam());
+// Steps a trainer with `o` on a model of `section` and, beside it, a twin of the model stepped
+// by FusedAdam::step after backward, its products paired as the trainer's are (with a helper of
+// its own) or not; then expects the same parameters, bit for bit.
+void expect_trainer_and_twin_alike(const Json& section, const TrainOptions& o) {
   torch::manual_seed(3);
-  const std::shared_ptr<Autoencoder> behind = build_model(section, kSpec).model;
+  const std::shared_ptr<Autoencoder> trained = build_model(section, kSpec).model;
   torch::manual_seed(3);
   const std::shared_ptr<Autoencoder> plain = build_model(section, kSpec).model;
-  TrainOptions o = small_options(1);
-  o.threads = 1;
-  o.blas_threads = 1;
-  Trainer trainer(behind, o);
+  Trainer trainer(trained, o);
+  HelperThread helper;
   std::vector<torch::Tensor> parameters = plain->module().parameters();
   FusedAdam adam(parameters, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
   for (int64_t i = 0; i < 4; ++i) {
     const Dataset batch = random_data(16);
     torch::manual_seed(100 + i);
     trainer.step(batch.inputs, batch.labels);
-    ASSERT_EQ(blas_threads(), 1);
     ASSERT_EQ(at::get_num_threads(), 1);
+    if (o.blas_threads > 0) ASSERT_EQ(blas_threads(), o.blas_threads);
     torch::manual_seed(100 + i);
     for (auto& p : parameters) p.mutable_grad().reset();
-    const Output out = plain->forward(batch.inputs);
-    const Losses losses = plain->supervised() ? plain->supervised_loss(out, batch.labels) : plain->loss(batch.inputs, out);
-    losses.total.backward();
+    {
+      std::optional<PairedProducts> paired;
+      if (trainer.paired_products()) paired.emplace(helper);
+      const Output out = plain->forward(batch.inputs);
+      const Losses losses =
+          plain->supervised() ? plain->supervised_loss(out, batch.labels) : plain->loss(batch.inputs, out);
+      losses.total.backward();
+    }
     adam.step();
   }
-  expect_the_same_parameters(*behind, *plain);
+  expect_the_same_parameters(*trained, *plain);
+}
+
+TEST_P(AdamBehindBackwardFamily, UpdatesEveryParameterAsAnUpdateAtTheEndOfTheStep) {
+  TrainOptions o = small_options(1);
+  o.threads = 1;
+  o.blas_threads = 1;
+  o.paired_products = false;  // else the products take the second core, and Adam's update is made in halves after
+  expect_trainer_and_twin_alike(Json::parse(GetParam()), o);
+}
+
+// With the products paired (two cores, the default), every family trains: its parameters after a
+// few steps are those of a twin whose products are paired alike, updated at the end, bit for bit
+// (Adam's update made in halves, on the helper and here). On another number of cores nothing is
+// paired, and the test checks the plain step.
+TEST_P(AdamBehindBackwardFamily, PairedProductsStepAsAPairedTwinUpdatedAtTheEnd) {
+  TrainOptions o = small_options(1);
+  o.threads = 1;
+  expect_trainer_and_twin_alike(Json::parse(GetParam()), o);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, AdamBehindBackwardFamily, ::testing::ValuesIn(configs_without_an_adversary()));
 
 // With OpenBLAS on more threads than one (and LibTorch on one), the trainer splits Adam's update
-// after backward in two halves by elements, the second made on another thread (when the process
-// has two cores or more; on one, all of it here, which the test then checks). The parameters must
-// be those of FusedAdam::step, bit for bit. The model's 419,120 elements put the split inside a
-// parameter (the third weight, 320 elements in).
+// after backward in two, each parameter at a multiple of 64 elements near its middle, the second
+// halves made on its helper thread (when the process has two cores or more; on one, all of it
+// here, which the test then checks). The parameters must be those of FusedAdam::step, bit for bit,
+// with the products paired (the default on two cores, the twin's paired alike) and not.
 TEST_F(TrainerTest, AdamInTwoHalvesUpdatesAsOnePassOverEachParameter) {
   const DataSpec spec{{1, 28, 28}, 0, 1, 1};
   const Json section{{"code_size", 32}, {"hidden", {256}}};
-  torch::manual_seed(5);
-  const std::shared_ptr<Autoencoder> halves = build_model(section, spec).model;
-  torch::manual_seed(5);
-  const std::shared_ptr<Autoencoder> plain = build_model(section, spec).model;
-  std::vector<torch::Tensor> parameters = plain->module().parameters();
-  int64_t elements = 0;
-  for (const auto& p : parameters) elements += p.numel();
-  ASSERT_EQ(elements, 419120);
-  TrainOptions o = small_options(1);
-  o.threads = 1;
-  o.blas_threads = 2;
-  Trainer trainer(halves, o);
-  FusedAdam adam(parameters, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
-  for (int64_t i = 0; i < 4; ++i) {
-    const torch::Tensor batch = torch::rand({16, 1, 28, 28});
-    trainer.step(batch);
-    ASSERT_NE(blas_threads(), 1);
-    ASSERT_EQ(at::get_num_threads(), 1);
-    for (auto& p : parameters) p.mutable_grad().reset();
-    plain->loss(batch, plain->forward(batch)).total.backward();
-    adam.step();
+  for (const bool pairs : {true, false}) {
+    SCOPED_TRACE(pairs ? "paired" : "not paired");
+    torch::manual_seed(5);
+    const std::shared_ptr<Autoencoder> halves = build_model(section, spec).model;
+    torch::manual_seed(5);
+    const std::shared_ptr<Autoencoder> plain = build_model(section, spec).model;
+    std::vector<torch::Tensor> parameters = plain->module().parameters();
+    int64_t elements = 0;
+    for (const auto& p : parameters) elements += p.numel();
+    ASSERT_EQ(elements, 419120);  // over the 128 K under which the update is made here alone
+    TrainOptions o = small_options(1);
+    o.threads = 1;
+    o.blas_threads = 2;
+    o.paired_products = pairs;
+    Trainer trainer(halves, o);
+    EXPECT_EQ(trainer.paired_products(), pairs && cores_per_process() == 2);
+    HelperThread helper;
+    FusedAdam adam(parameters, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+    for (int64_t i = 0; i < 4; ++i) {
+      const torch::Tensor batch = torch::rand({16, 1, 28, 28});
+      trainer.step(batch);
+      ASSERT_NE(blas_threads(), 1);
+      ASSERT_EQ(at::get_num_threads(), 1);
+      for (auto& p : parameters) p.mutable_grad().reset();
+      {
+        std::optional<PairedProducts> paired;
+        if (trainer.paired_products()) paired.emplace(helper);
+        plain->loss(batch, plain->forward(batch)).total.backward();
+      }
+      adam.step();
+    }
+    expect_the_same_parameters(*halves, *plain);
   }
-  expect_the_same_parameters(*halves, *plain);
 }
 
 std::shared_ptr<Autoencoder> small_denoiser(int64_t seed = 0) {

@@ -2,7 +2,13 @@
 
 #include <torch/types.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <type_traits>
 
 namespace torchae {
 
@@ -45,5 +51,57 @@ bool set_blas_threads(int64_t threads);
 /// The cores this process may run on (its CPU affinity), shared by the ranks of a data-parallel
 /// run on this machine (torchrun's LOCAL_WORLD_SIZE): at least 1.
 int64_t cores_per_process();
+
+/// Lets `thread` run on any core the calling thread may run on but the one it is on now, when
+/// that core is not `*kept_off` (then set to it). On two cores the scheduler may otherwise wake
+/// `thread` on the caller's core while the other looks busy (OpenBLAS's idle threads spin there,
+/// yielding), and the two share one core. Does nothing off Linux or on one core.
+void keep_off_this_core(std::thread& thread, int* kept_off);
+
+/// A second thread for a task beside the caller's: `both(there, here)` runs `there` on it and
+/// `here` on the calling thread, and returns when both are done, rethrowing the first error
+/// (the caller's first). For work split a few times a millisecond (the halves of a layer's
+/// products, see `PairedProducts`), it waits spinning for 100 microseconds before it sleeps, on
+/// either side, and it is kept off the caller's core (`keep_off_this_core`). One caller at a time.
+class HelperThread {
+ public:
+  HelperThread();
+  HelperThread(const HelperThread&) = delete;
+  HelperThread& operator=(const HelperThread&) = delete;
+  ~HelperThread();
+
+  template <typename There, typename Here>
+  void both(There&& there, Here&& here) {
+    post(&call<std::remove_reference_t<There>>, &there);
+    std::exception_ptr mine;
+    try {
+      here();
+    } catch (...) {
+      mine = std::current_exception();
+    }
+    std::exception_ptr theirs = wait();
+    if (mine) std::rethrow_exception(mine);
+    if (theirs) std::rethrow_exception(theirs);
+  }
+
+ private:
+  template <typename Task>
+  static void call(void* task) {
+    (*static_cast<Task*>(task))();
+  }
+  void post(void (*task)(void*), void* argument);
+  std::exception_ptr wait();
+  void run();
+
+  void (*task_)(void*) = nullptr;
+  void* argument_ = nullptr;
+  std::exception_ptr error_;
+  std::atomic<uint64_t> posted_{0}, done_{0};
+  std::atomic<bool> helper_sleeps_{false}, caller_sleeps_{false}, stop_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_helper_, wake_caller_;
+  int kept_off_ = -1;
+  std::thread thread_;
+};
 
 }  // namespace torchae

@@ -1,5 +1,8 @@
 #pragma once
 
+#include "torchae/core/runtime.h"
+#include "torchae/nn/fused.h"
+
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
@@ -28,29 +31,41 @@ class GemmFloor {
   int64_t products() const { return products_; }
   double flops_per_step() const { return flops_; }
   /// Seconds that `steps` steps' products take, one run after the other, with OpenBLAS on the
-  /// thread count it has and on one thread, the faster of the two (a floor is the products' best:
-  /// small products can run faster on one thread than split over two); OpenBLAS is left as it was.
+  /// thread count it has, on one thread, and, in a process with two cores or more, paired as the
+  /// trainer pairs them (`PairedProducts`: each layer's products in two halves at once, by the
+  /// weight's rows, on OpenBLAS's one-thread kernel): the fastest (a floor is the
+  /// products' best: small products can run faster on one thread than split over two); OpenBLAS
+  /// is left as it was.
   double time(int64_t steps);
   /// The same with, after each step's products, a FusedAdam step over the layers' weights and
-  /// biases (their gradients the products' and fixed draws): the floor of a step trained with
-  /// Adam, since no step can skip its optimizer's update either.
+  /// biases (their gradients the products' and fixed draws), in halves on two threads as the
+  /// trainer makes it (`FusedAdam::step_in_halves`; with two cores or more): the floor of a step
+  /// trained with Adam, since no step can skip its optimizer's update either.
   double time_with_adam(int64_t steps);
   /// The seconds `time` has measured so far at each OpenBLAS thread count (one entry, 0, when the
   /// process has no OpenBLAS; one when it runs on one thread already).
   const std::map<int64_t, double>& seconds_by_blas_threads() const { return seconds_by_blas_threads_; }
+  /// The seconds `time` has measured so far with the products paired; 0 when not timed.
+  double paired_seconds() const { return paired_seconds_; }
   /// The parameters that update covers a step: each layer's weights and biases.
   int64_t parameters() const;
 
  private:
   void step();
+  void paired_step();
+  // The fastest of `time`'s settings for `run(paired)`, each one's seconds added to the totals
+  // when `count` is set.
+  double fastest(const std::function<void(bool)>& run, bool count);
   struct Layer {
-    torch::Tensor input, weight, output, grad_output, grad_input, grad_weight, bias;
+    torch::Tensor input, weight, output, grad_output, grad_input, grad_weight, bias, grad_input_part;
   };
   std::vector<Layer> layers_;
-  std::unique_ptr<torch::optim::Optimizer> adam_;  // a FusedAdam over the weights and biases
+  std::unique_ptr<FusedAdam> adam_;  // over the weights and biases
   int64_t products_ = 0;
   double flops_ = 0;
   std::map<int64_t, double> seconds_by_blas_threads_;
+  double paired_seconds_ = 0;
+  std::unique_ptr<HelperThread> helper_;  // two cores or more
 };
 
 /// The Linear layers of `module` in registration order, as (in_features, out_features); empty

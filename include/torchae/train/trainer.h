@@ -23,6 +23,7 @@ namespace torchae {
 struct EpochRecord;
 struct TrainingStage;
 class AdamWorker;
+class HelperThread;
 
 /// Where training stands within an epoch, for a `Reporter`.
 struct BatchProgress {
@@ -174,6 +175,11 @@ struct TrainOptions {
   /// when it is destroyed. A run that chooses is reproducible through its checkpoint, not from
   /// its seed alone.
   int64_t blas_threads = 0;
+  /// On the CPU, in a process with two cores: the Linear layers of the model's MLPs make each
+  /// matrix product in two halves at once, on two threads of OpenBLAS's one-thread kernel
+  /// (`PairedProducts`), forward and backward; faster here than OpenBLAS's own two threads at
+  /// every batch size measured (see the README's Speed). Results change by rounding, not more.
+  bool paired_products = true;
   /// What the `reporter` is told: "auto" (batches and epochs: a progress bar on a terminal,
   /// epoch lines otherwise), "lines" (epochs) or "none".
   std::string progress = "auto";
@@ -292,6 +298,8 @@ class Trainer {
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   /// With train.blas_threads "auto" on the CPU, the tuner choosing OpenBLAS's threads; else null.
   const BlasThreadTuner* blas_tuner() const { return blas_tuner_.get(); }
+  /// Whether the steps' Linear products are paired (`TrainOptions::paired_products`, two cores).
+  bool paired_products() const { return paired_; }
 
  private:
   /// The epochs of `fit`, on `train` in memory (on the device) or streamed.
@@ -354,9 +362,13 @@ class Trainer {
   int64_t step_blas_threads_ = 0;
   int64_t blas_threads_before_ = 0;
   std::unique_ptr<BlasThreadTuner> blas_tuner_;
-  /// With Adam on the CPU (one process, no adversary, no clipping), a second thread for its
-  /// update: each parameter's while backward goes on, for steps whose arithmetic runs on one core;
-  /// half of all of them after backward, for steps whose products run on OpenBLAS's threads.
+  /// On the CPU with two cores or more, a second thread for the step: half of each of its
+  /// products (with `paired_products`, on two cores) and half of Adam's update after backward.
+  std::unique_ptr<HelperThread> helper_;
+  bool paired_ = false;
+  /// With Adam on the CPU (one process, no adversary, no clipping, two cores or more), a thread
+  /// for its update behind backward, for steps whose arithmetic runs on one core; steps whose
+  /// products take both cores make it in halves on `helper_` after backward instead.
   std::unique_ptr<AdamWorker> adam_worker_;
 };
 
