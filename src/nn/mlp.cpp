@@ -10,7 +10,6 @@
 
 namespace torchae {
 
-
 const std::vector<std::string>& activation_names() {
   static const std::vector<std::string> names{"relu", "sigmoid", "tanh", "identity"};
   return names;

@@ -612,11 +612,13 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
     }
   }
   optimizer_ = make_optimizer(options_, parameters_);
-  if (device_.is_cpu() && cores_per_process() >= 2) {
-    helper_ = std::make_unique<HelperThread>();
-    paired_ = options_.paired_products && cores_per_process() == 2;
-  }
-  if (helper_ && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group && !adversary_) {
+  const bool two_cores = device_.is_cpu() && cores_per_process() >= 2;
+  paired_ = two_cores && options_.paired_products && cores_per_process() == 2;
+  adam_on_two_cores_ = two_cores && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group &&
+                       !adversary_;
+  if (paired_ || adam_on_two_cores_) helper_ = std::make_unique<HelperThread>();
+  // Behind backward needs the products on one core, which paired products are not.
+  if (adam_on_two_cores_ && !paired_) {
     adam_worker_ = std::make_unique<AdamWorker>(static_cast<FusedAdam&>(*optimizer_), parameters_);
   }
   if (ProcessGroup* group = options_.group.get()) {
@@ -830,8 +832,8 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
   // With LibTorch on one thread, Adam's update takes the second core: when the products run on one
   // thread (OpenBLAS on one, not paired), each parameter's as soon as its gradient is final; else
   // half of the update at the end, on the helper thread.
-  const bool worker = adam_worker_ && at::get_num_threads() == 1;
-  const bool behind = worker && blas_threads() == 1 && !paired_;
+  const bool second_core = adam_on_two_cores_ && at::get_num_threads() == 1;
+  const bool behind = second_core && adam_worker_ && blas_threads() == 1;
   std::optional<PairedProducts> paired;
   if (paired_) paired.emplace(*helper_);
   // Setting gradients to none (rather than zeroing them) spares a memset per parameter and
@@ -880,7 +882,7 @@ Losses Trainer::step_part(const torch::Tensor& batch, const torch::Tensor& label
     if (options_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.clip_grad_norm);
     if (behind) {
       adam_worker_->finish();
-    } else if (worker) {
+    } else if (second_core) {
       static_cast<FusedAdam&>(*optimizer_).step_in_halves(*helper_);
     } else {
       optimizer_->step();

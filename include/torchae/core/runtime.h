@@ -72,7 +72,7 @@ class HelperThread {
 
   template <typename There, typename Here>
   void both(There&& there, Here&& here) {
-    post(&call<std::remove_reference_t<There>>, &there);
+    post(&call<std::remove_reference_t<There>>, const_cast<void*>(static_cast<const void*>(&there)));
     std::exception_ptr mine;
     try {
       here();
@@ -87,7 +87,7 @@ class HelperThread {
  private:
   template <typename Task>
   static void call(void* task) {
-    (*static_cast<Task*>(task))();
+    (*static_cast<Task*>(task))();  // Task may be const: the cast adds it back
   }
   void post(void (*task)(void*), void* argument);
   std::exception_ptr wait();

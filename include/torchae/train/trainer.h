@@ -362,13 +362,13 @@ class Trainer {
   int64_t step_blas_threads_ = 0;
   int64_t blas_threads_before_ = 0;
   std::unique_ptr<BlasThreadTuner> blas_tuner_;
-  /// On the CPU with two cores or more, a second thread for the step: half of each of its
-  /// products (with `paired_products`, on two cores) and half of Adam's update after backward.
+  /// Whether the products are paired (`paired_products`, on two cores), and whether Adam's update
+  /// takes a second core (Adam on the CPU with two cores or more, one process, no adversary, no
+  /// clipping): behind backward on `adam_worker_` for steps whose arithmetic runs on one core
+  /// (products not paired), else in halves on `helper_` after backward.
+  bool paired_ = false, adam_on_two_cores_ = false;
+  /// The second thread of the paired products and of Adam's halves, when either is wanted.
   std::unique_ptr<HelperThread> helper_;
-  bool paired_ = false;
-  /// With Adam on the CPU (one process, no adversary, no clipping, two cores or more), a thread
-  /// for its update behind backward, for steps whose arithmetic runs on one core; steps whose
-  /// products take both cores make it in halves on `helper_` after backward instead.
   std::unique_ptr<AdamWorker> adam_worker_;
 };
 
