@@ -250,17 +250,41 @@ namespace {
 
 thread_local HelperThread* paired_helper = nullptr;
 
+}  // namespace
+
+// Each thread keeps to its half of the weight's rows, forward and backward, so that what a core
+// wrote stays in its cache.
+void paired_forward(HelperThread& helper, torch::Tensor& y, const torch::Tensor& x, const torch::Tensor& weight,
+                    const torch::Tensor& bias) {
+  in_halves(helper, weight.size(0), [&](int64_t begin, int64_t end) {
+    torch::Tensor part = y.narrow(1, begin, end - begin);
+    const torch::Tensor rows = weight.narrow(0, begin, end - begin);
+    if (bias.defined()) {
+      at::addmm_out(part, bias.narrow(0, begin, end - begin), x, rows.t());
+    } else {
+      at::mm_out(part, x, rows.t());
+    }
+  });
+}
+
+void paired_backward(HelperThread& helper, torch::Tensor& grad_weight, torch::Tensor* grad_input_parts,
+                     const torch::Tensor& grad_output, const torch::Tensor& x, const torch::Tensor& weight) {
+  in_halves(helper, weight.size(0), [&](int64_t begin, int64_t end) {
+    const torch::Tensor g = grad_output.narrow(1, begin, end - begin);
+    torch::Tensor rows = grad_weight.narrow(0, begin, end - begin);
+    at::mm_out(rows, g.t(), x);
+    if (grad_input_parts) at::mm_out(grad_input_parts[begin == 0 ? 0 : 1], g, weight.narrow(0, begin, end - begin));
+  });
+}
+
+namespace {
+
 class PairedLinear : public torch::autograd::Function<PairedLinear> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& bias) {
-    HelperThread* helper = PairedProducts::current();
-    const int64_t out = weight.size(0);
-    torch::Tensor y = torch::empty({x.size(0), out}, x.options());
-    in_halves(*helper, out, [&](int64_t begin, int64_t end) {
-      torch::Tensor part = y.narrow(1, begin, end - begin);
-      at::addmm_out(part, bias.narrow(0, begin, end - begin), x, weight.narrow(0, begin, end - begin).t());
-    });
+    torch::Tensor y = torch::empty({x.size(0), weight.size(0)}, x.options());
+    paired_forward(*PairedProducts::current(), y, x, weight, bias);
     ctx->save_for_backward({x, weight});
     return y;
   }
@@ -277,17 +301,10 @@ class PairedLinear : public torch::autograd::Function<PairedLinear> {
       if (for_x) gx = gy.mm(weight);
       if (for_weight) gw = gy.t().mm(x);
     } else if (for_weight) {
-      // Each thread takes the rows of the weight it made forward: their gradient, and their part
-      // of the input's gradient (a sum over the rows), so that what a core wrote stays in its cache.
       gw = torch::empty(weight.sizes(), weight.options());
       torch::Tensor parts[2];
-      const int64_t out = weight.size(0);
-      in_halves(*helper, out, [&](int64_t begin, int64_t end) {
-        const torch::Tensor g = gy.narrow(1, begin, end - begin);
-        torch::Tensor rows = gw.narrow(0, begin, end - begin);
-        at::mm_out(rows, g.t(), x);
-        if (for_x) parts[begin == 0 ? 0 : 1] = g.mm(weight.narrow(0, begin, end - begin));
-      });
+      if (for_x) parts[0] = torch::empty(x.sizes(), x.options()), parts[1] = torch::empty(x.sizes(), x.options());
+      paired_backward(*helper, gw, for_x ? parts : nullptr, gy, x, weight);
       if (for_x) gx = parts[0].add_(parts[1]);
     } else if (for_x) {
       gx = gy.mm(weight);

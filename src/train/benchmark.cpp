@@ -79,24 +79,14 @@ void GemmFloor::step() {
 }
 
 void GemmFloor::paired_step() {
-  // As PairedLinear makes them: forward in halves of the output's columns, that is of the weight's
-  // rows; backward, each thread the gradient of its rows of the weight and their part of the
-  // input's gradient (the sum of the two parts is not a product, and not timed).
-  for (auto& l : layers_) {
-    in_halves(*helper_, l.weight.size(0), [&](int64_t begin, int64_t end) {
-      torch::Tensor part = l.output.narrow(1, begin, end - begin);
-      at::mm_out(part, l.input, l.weight.narrow(0, begin, end - begin).t());
-    });
-  }
+  // As PairedLinear makes them (the sum of the input gradient's two parts is not a product, and
+  // not timed).
+  const torch::Tensor no_bias;
+  for (auto& l : layers_) paired_forward(*helper_, l.output, l.input, l.weight, no_bias);
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
-    in_halves(*helper_, it->weight.size(0), [&](int64_t begin, int64_t end) {
-      const torch::Tensor g = it->grad_output.narrow(1, begin, end - begin);
-      torch::Tensor rows = it->grad_weight.narrow(0, begin, end - begin);
-      at::mm_out(rows, g.t(), it->input);
-      if (it->grad_input.defined()) {
-        at::mm_out(begin == 0 ? it->grad_input : it->grad_input_part, g, it->weight.narrow(0, begin, end - begin));
-      }
-    });
+    torch::Tensor parts[2] = {it->grad_input, it->grad_input_part};
+    paired_backward(*helper_, it->grad_weight, it->grad_input.defined() ? parts : nullptr, it->grad_output, it->input,
+                    it->weight);
   }
 }
 

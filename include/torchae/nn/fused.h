@@ -162,6 +162,15 @@ void in_halves(HelperThread& helper, int64_t rows, const Product& product) {
       [&] { product(int64_t{0}, half); });
 }
 
+/// A layer's paired products into given tensors, as `linear` makes them (and `GemmFloor` times
+/// them): y = x W^T (+ bias, when defined) by halves of W's rows; backward, each half's rows of
+/// the weight's gradient and, when `grad_input_parts` is given, its part of the input's gradient
+/// into grad_input_parts[0] (this thread's) and [1] (the helper's), left for the caller to add.
+void paired_forward(HelperThread& helper, torch::Tensor& y, const torch::Tensor& x, const torch::Tensor& weight,
+                    const torch::Tensor& bias);
+void paired_backward(HelperThread& helper, torch::Tensor& grad_weight, torch::Tensor* grad_input_parts,
+                     const torch::Tensor& grad_output, const torch::Tensor& x, const torch::Tensor& weight);
+
 /// x W^T + b, as `torch::nn::functional::linear`, in halves on two threads while a
 /// `PairedProducts` lives on this thread and x is a [batch, in] float CPU matrix (with a bias).
 /// Each thread keeps to one half of the weight's rows: forward, their columns of the output;
