@@ -282,7 +282,12 @@ Losses DBMImpl::loss(const torch::Tensor& target, const Output& output) {
   const std::vector<torch::Tensor> model = output.negative.split_with_sizes(widths, 1);
   // E is linear in each layer's state, so E(v, q) = E_q[E(v, h)]: the gradient of this gap is the
   // data term under q less the chains' model term (Salakhutdinov & Hinton 2009, equation 7).
-  const torch::Tensor gap = energy(data).mean() - energy(model).mean();
+  // Both terms in one batch, as the RBM's: one product a layer, whose weight gradient sums both.
+  std::vector<torch::Tensor> both;
+  for (std::size_t l = 0; l < data.size(); ++l) both.push_back(torch::cat({data[l], model[l]}));
+  const int64_t n0 = data.front().size(0);
+  const torch::Tensor energies = energy(both);
+  const torch::Tensor gap = energies.narrow(0, 0, n0).mean() - energies.narrow(0, n0, energies.size(0) - n0).mean();
   Losses losses{gap, {{"recon", recon.detach()}, {"energy_gap", gap.detach()}}};
   if (options.weight_cost() > 0) {
     torch::Tensor decay = torch::zeros({}, gap.options());

@@ -207,8 +207,12 @@ Losses RBMImpl::loss(const torch::Tensor& target, const Output& output) {
   const torch::Tensor recon = reconstruction_cost(output, v0);
   if (!output.negative.defined()) return {recon, {{"recon", recon}}};
   // The gradient of F(v_data) - F(v_model) is minus CD's estimate of d log p(v) / d theta
-  // (Hinton 2002): the data's statistics <v h>_0 less the negative samples' <v h>_k.
-  const torch::Tensor gap = free_energy(v0).mean() - free_energy(output.negative).mean();
+  // (Hinton 2002): the data's statistics <v h>_0 less the negative samples' <v h>_k. Both phases
+  // in one batch: one product for their hidden inputs, and W's gradient one product that sums
+  // both phases' statistics, where two would leave autograd a weight-sized sum to make.
+  const int64_t n0 = v0.size(0);
+  const torch::Tensor energies = free_energy(torch::cat({v0.flatten(1), output.negative.flatten(1)}));
+  const torch::Tensor gap = energies.narrow(0, 0, n0).mean() - energies.narrow(0, n0, energies.size(0) - n0).mean();
   Losses losses{gap, {{"recon", recon.detach()}, {"free_energy_gap", gap.detach()}}};
   if (options.weight_cost() > 0) {
     const torch::Tensor decay = 0.5 * options.weight_cost() * encoder_->weight.pow(2).sum();

@@ -53,6 +53,34 @@ std::pair<torch::Tensor, double> enumerate(DBM& dbm, int64_t visible) {
 
 class DbmTest : public TorchaeTest {};
 
+// The loss takes the data's and the chains' energies in one batch: its value and gradients are
+// those of E(v, q).mean() - E(chains).mean() taken apart (a batch of 7 against the chains).
+TEST_F(DbmTest, TheEnergyGapTakesBothTermsInOneBatch) {
+  torch::manual_seed(5);
+  DBM dbm = random_dbm(6, {4, 3}, 0.5);
+  dbm->train();
+  const torch::Tensor batch = (torch::rand({7, 6}) < 0.5).to(torch::kFloat);
+  const Output out = dbm->forward(batch);
+  ASSERT_TRUE(out.negative.defined() && out.positive.defined());
+  ASSERT_NE(out.negative.size(0), batch.size(0));
+  std::vector<torch::Tensor> data{out.input.defined() ? out.input.flatten(1) : batch};
+  for (const torch::Tensor& q : out.positive.split_with_sizes({4, 3}, 1)) data.push_back(q);
+  const std::vector<torch::Tensor> model = out.negative.split_with_sizes({6, 4, 3}, 1);
+  const auto gradients = [&](const torch::Tensor& loss) {
+    std::vector<torch::Tensor> grads = torch::autograd::grad({loss}, dbm->parameters(), {}, /*retain_graph=*/true,
+                                                             /*create_graph=*/false, /*allow_unused=*/true);
+    for (auto& g : grads) {
+      if (!g.defined()) g = torch::zeros({1});
+    }
+    grads.push_back(loss.detach());
+    return grads;
+  };
+  const auto ours = gradients(dbm->loss(batch, out).total);
+  const auto apart = gradients(dbm->energy(data).mean() - dbm->energy(model).mean());
+  ASSERT_EQ(ours.size(), apart.size());
+  for (std::size_t i = 0; i < ours.size(); ++i) test::expect_tensors_near(ours[i], apart[i], 1e-5);
+}
+
 TEST_F(DbmTest, PartitionFunctionBoundAndSamplerMatchEnumeration) {
   DBM dbm = random_dbm(4, {3, 2}, 1.0);
   const auto [log_marginal, log_z] = enumerate(dbm, 4);

@@ -149,6 +149,31 @@ TEST_F(RbmTest, CdGradientTendsToTheExactGradientAsKGrows) {
   EXPECT_LT(errors[2], 0.015) << errors[0] << " " << errors[1] << " " << errors[2];
 }
 
+// The loss takes both phases' free energies in one batch: its value and gradients are those of
+// F(v_data).mean() - F(v_model).mean() taken apart, with CD's negatives and with persistent
+// chains (as many as 5, against a batch of 7), Bernoulli and Gaussian units.
+TEST_F(RbmTest, TheFreeEnergyGapTakesBothPhasesInOneBatch) {
+  for (const auto& options : {RBMOptions({1}, 1).cd_k(2), RBMOptions({1}, 1).persistent(true).chains(5),
+                              RBMOptions({1}, 1).hidden_units(Units::gaussian)}) {
+    torch::manual_seed(3);
+    RBM rbm = tiny_rbm(9, 4, 0.5, options);
+    rbm->train();
+    const torch::Tensor batch = (torch::rand({7, 9}) < 0.5).to(torch::kFloat);
+    const Output out = rbm->forward(batch);
+    const auto gradients = [&](const torch::Tensor& loss) {
+      std::vector<torch::Tensor> grads;
+      for (const auto& g : torch::autograd::grad({loss}, rbm->parameters(), {}, /*retain_graph=*/true)) grads.push_back(g);
+      grads.push_back(loss.detach());
+      return grads;
+    };
+    const Losses losses = rbm->loss(batch, out);
+    const auto ours = gradients(losses.total);
+    const auto apart = gradients(rbm->free_energy(out.input).mean() - rbm->free_energy(out.negative).mean());
+    ASSERT_EQ(ours.size(), apart.size());
+    for (std::size_t i = 0; i < ours.size(); ++i) expect_tensors_near(ours[i], apart[i], 1e-5);
+  }
+}
+
 // The exact mean log-likelihood of `data` under `rbm`, every visible state summed over.
 double exact_log_likelihood(RBMImpl& rbm, const torch::Tensor& data) {
   torch::NoGradGuard no_grad;
