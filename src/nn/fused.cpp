@@ -297,17 +297,16 @@ class PairedLinear : public torch::autograd::Function<PairedLinear> {
     const bool for_x = ctx->needs_input_grad(0), for_weight = ctx->needs_input_grad(1);
     torch::Tensor gx, gw;
     HelperThread* helper = PairedProducts::current();
-    if (helper == nullptr || torch::GradMode::is_enabled()) {
+    // Without the weight's gradient there is one product, the input's, which would not be split.
+    if (helper == nullptr || torch::GradMode::is_enabled() || !for_weight) {
       if (for_x) gx = gy.mm(weight);
       if (for_weight) gw = gy.t().mm(x);
-    } else if (for_weight) {
+    } else {
       gw = torch::empty(weight.sizes(), weight.options());
       torch::Tensor parts[2];
       if (for_x) parts[0] = torch::empty(x.sizes(), x.options()), parts[1] = torch::empty(x.sizes(), x.options());
       paired_backward(*helper, gw, for_x ? parts : nullptr, gy, x, weight);
       if (for_x) gx = parts[0].add_(parts[1]);
-    } else if (for_x) {
-      gx = gy.mm(weight);
     }
     torch::Tensor gb = ctx->needs_input_grad(2) ? gy.sum(0) : torch::Tensor();
     return {gx, gw, gb};

@@ -613,7 +613,7 @@ Trainer::Trainer(std::shared_ptr<Autoencoder> model, TrainOptions options, std::
   }
   optimizer_ = make_optimizer(options_, parameters_);
   const bool two_cores = device_.is_cpu() && cores_per_process() >= 2;
-  paired_ = two_cores && options_.paired_products && cores_per_process() == 2;
+  paired_ = device_.is_cpu() && options_.paired_products && cores_per_process() == 2;
   adam_on_two_cores_ = two_cores && options_.optimizer == "adam" && options_.clip_grad_norm == 0 && !options_.group &&
                        !adversary_;
   if (paired_ || adam_on_two_cores_) helper_ = std::make_unique<HelperThread>();
