@@ -3,7 +3,8 @@
 
 Each is written as a PyTorch user would write it (nn.Conv2d, nn.ConvTranspose2d, F.mse_loss, torch.optim.Adam),
 built from the model section torchae resolved (model.json, written by `torchae bench --recipe NAME --twin DIR`):
-a fully convolutional encoder and its mirror of transposed convolutions; with `skips`, each encoder feature map
+a fully convolutional encoder (with `blocks`, residual blocks after its layers) and its mirror of transposed
+convolutions; with `skips`, each encoder feature map
 added to its mirror's output; with `mask_input`, the holes first filled `prefill` rings deep by averaging and the
 mask as a fourth channel; with `noise_map`, each example's noise sigma as one more channel; with `residual`, the
 output is the (prefilled) input plus the network's; with `chroma_bins`, colourisation by classification (Zhang,
@@ -78,9 +79,14 @@ class Encoder(nn.Module):
     def __init__(self, m, in_channels):
         super().__init__()
         self.n = len(m["channels"])
+        self.blocks = [blocks(m, i) for i in range(self.n)]
         for i, c in enumerate(m["channels"]):
             k = kernel(m, i)
             setattr(self, f"conv{i}", nn.Conv2d(in_channels, c, k, stride(m, i), (k - 1) // 2))
+            # Residual blocks: x + conv(relu(conv(x))), 3x3, the layer's channels.
+            for b in range(self.blocks[i]):
+                setattr(self, f"block{i}_{b}a", nn.Conv2d(c, c, 3, 1, 1))
+                setattr(self, f"block{i}_{b}b", nn.Conv2d(c, c, 3, 1, 1))
             in_channels = c
 
     def forward(self, x):
@@ -89,6 +95,9 @@ class Encoder(nn.Module):
             x = getattr(self, f"conv{i}")(x)
             if i + 1 < self.n:
                 x = F.relu(x)
+            for b in range(self.blocks[i]):
+                x = x + getattr(self, f"block{i}_{b}b")(F.relu(getattr(self, f"block{i}_{b}a")(x)))
+            if i + 1 < self.n:
                 features.append(x)
         return x, features
 
@@ -125,6 +134,11 @@ def kernel(m, i):
 def stride(m, i):
     s = m["strides"]
     return s[0] if len(s) == 1 else s[i]
+
+
+def blocks(m, i):
+    b = m.get("blocks", [0])
+    return b[0] if len(b) == 1 else b[i]
 
 
 class Backbone(nn.Module):

@@ -3,6 +3,7 @@
 #include "torchae/core/error.h"
 #include "torchae/core/io.h"
 #include "torchae/export/zoo.h"
+#include "torchae/nn/conv.h"
 #include "torchae/train/run.h"
 #include "torchae/version.h"
 
@@ -296,6 +297,8 @@ std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model
     for (const auto& p : model.module().named_parameters()) own.emplace_back(p.key(), p.value());
     for (const auto& b : model.module().named_buffers()) own.emplace_back(b.key(), b.value());
     std::set<const c10::TensorImpl*> written;
+    std::set<std::string> taken;  // the archive's tensors given to the model
+    std::vector<std::string> grown;  // the model's residual blocks the archive lacks
     torch::NoGradGuard no_grad;
     for (std::size_t i = 0; i < script.tensors().size(); ++i) {
       const std::string& id = script.tensors()[i].first;
@@ -303,6 +306,12 @@ std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model
                                      [&](const auto& entry) { return entry.second.is_same(script.sources()[i]); });
       if (mine == own.end()) continue;  // computed from the model's tensors, not one of them
       if (!archive.hasattr(id) || !archive.attr(id).isTensor()) {
+        // A residual block starts as the identity: an archive's model without blocks is what this
+        // one starts as (checked below).
+        if (is_residual_block_parameter(mine->first)) {
+          grown.push_back(mine->first);
+          continue;
+        }
         throw Error(fmt::format("train.init: {}: the archive holds no {} (this run's {}): it is not a model of this "
                                 "kind",
                                 name, id, mine->first));
@@ -314,13 +323,38 @@ std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model
       }
       mine->second.copy_(stored);
       written.insert(mine->second.unsafeGetTensorImpl());
+      taken.insert(id);
+    }
+    // Blocks are grown on a model without them, and an archive's blocks all have their place:
+    // otherwise the model would not start as the archive's.
+    std::vector<std::string> archived_blocks, unplaced;
+    for (const auto& attribute : archive.named_attributes(/*recurse=*/false)) {
+      if (!attribute.value.isTensor() || !is_residual_block_parameter(attribute.name)) continue;
+      archived_blocks.push_back(attribute.name);
+      if (taken.count(attribute.name) == 0) unplaced.push_back(attribute.name);
+    }
+    if (!unplaced.empty()) {
+      throw Error(fmt::format("train.init: {}: its residual blocks {} have no place in this run's model (model.blocks)",
+                              name, fmt::join(unplaced, ", ")));
+    }
+    if (!grown.empty() && !archived_blocks.empty()) {
+      throw Error(fmt::format("train.init: {}: the archive holds residual blocks, and not this run's {}: blocks are "
+                              "grown on a model without them (model.blocks)",
+                              name, fmt::join(grown, ", ")));
     }
     if (written.empty()) {
       throw Error(fmt::format("train.init: {}: the archive holds none of this run's model's tensors", name));
     }
     std::vector<std::string> kept;
     for (const auto& p : model.module().named_parameters()) {
-      if (written.count(p.value().unsafeGetTensorImpl()) == 0) kept.push_back(p.key());
+      if (written.count(p.value().unsafeGetTensorImpl()) == 0 && !is_residual_block_parameter(p.key())) {
+        kept.push_back(p.key());
+      }
+    }
+    if (!grown.empty()) {
+      warnings.push_back(fmt::format("train.init: {} holds no {}: residual blocks this run adds, which start as "
+                                     "the identity",
+                                     name, fmt::join(grown, ", ")));
     }
     if (!kept.empty()) {
       warnings.push_back(fmt::format("train.init: {} holds no {} (not exported: used only in training); they keep "
@@ -331,6 +365,8 @@ std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model
   std::vector<std::string> differences;
   if (trained.is_object()) {
     for (const auto& d : leaf_differences(trained, model_config)) {
+      // An option added since the source was trained, at what it was trained with.
+      if (!d.first && d.second && added_with_old_behaviour("model." + d.key, *d.second)) continue;
       differences.push_back(fmt::format("model.{} {} there, {} here", d.key, LeafDifference::text(d.first),
                                         LeafDifference::text(d.second)));
     }

@@ -27,6 +27,7 @@ ConvOptions BackboneOptions::conv_options(int64_t dense, double dropout) const {
   return ConvOptions(input_shape_, channels_)
       .kernels(kernels_)
       .strides(strides_)
+      .blocks(blocks_)
       .activation(activation_)
       .code_size(dense)
       .dropout(dropout)
@@ -62,9 +63,9 @@ BackboneOptions read_backbone_options(OptionReader& r, const DataSpec& data, con
   o.code_size(r.integer("code_size", o.code_size(), at_least(conv && rules.feature_map_code ? 0 : 1)));
   std::vector<std::string> mlp_only{"hidden"};
   mlp_only.insert(mlp_only.end(), rules.mlp_only.begin(), rules.mlp_only.end());
-  for (const std::string& key : conv ? mlp_only : std::vector<std::string>{"channels", "kernels", "strides"}) {
+  for (const std::string& key : conv ? mlp_only : std::vector<std::string>{"channels", "kernels", "strides", "blocks"}) {
     r.require(!r.given(key), key,
-              conv ? "is an MLP option; the conv backbone takes model.channels, kernels and strides"
+              conv ? "is an MLP option; the conv backbone takes model.channels, kernels, strides and blocks"
                    : "is a conv option; set model.backbone to \"conv\" to use it");
   }
   if (!conv) {
@@ -74,6 +75,7 @@ BackboneOptions read_backbone_options(OptionReader& r, const DataSpec& data, con
   o.channels(r.integers("channels", o.channels(), at_least(1)));
   o.kernels(r.integers("kernels", o.kernels(), at_least(1)));
   o.strides(r.integers("strides", o.strides(), at_least(1)));
+  o.blocks(r.integers("blocks", o.blocks(), at_least(0)));
   if (const auto problem = o.conv_options(0).problem()) r.require(false, problem->first, problem->second);
   return o;
 }

@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <vector>
 
 namespace torchae {
@@ -190,6 +191,8 @@ int64_t ConvOptions::kernel(std::size_t i) const { return kernels_.size() == 1 ?
 
 int64_t ConvOptions::stride(std::size_t i) const { return strides_.size() == 1 ? strides_[0] : strides_.at(i); }
 
+int64_t ConvOptions::block_count(std::size_t i) const { return blocks_.size() == 1 ? blocks_[0] : blocks_.at(i); }
+
 int64_t ConvOptions::total_stride() const {
   int64_t total = 1;
   for (std::size_t i = 0; i < channels_.size(); ++i) total *= stride(i);
@@ -212,7 +215,7 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
     if (c < 1) return Problem{"channels", fmt::format("must be positive, got {}", c)};
   }
   const std::size_t n = channels_.size();
-  for (const auto& [key, list] : {std::pair{"kernels", &kernels_}, {"strides", &strides_}}) {
+  for (const auto& [key, list] : {std::pair{"kernels", &kernels_}, {"strides", &strides_}, {"blocks", &blocks_}}) {
     if (list->size() != 1 && list->size() != n) {
       return Problem{key, fmt::format("needs one entry, or one per layer of channels ({}), got {}", n, list->size())};
     }
@@ -224,6 +227,7 @@ std::optional<std::pair<std::string, std::string>> ConvOptions::problem() const 
     if (stride(i) < 1 || stride(i) > kernel(i)) {
       return Problem{"strides", fmt::format("{} is not in [1, its kernel {}]", stride(i), kernel(i))};
     }
+    if (block_count(i) < 0) return Problem{"blocks", fmt::format("must be >= 0, got {}", block_count(i))};
   }
   const int64_t s = total_stride();
   if (input_shape_[1] % s != 0 || input_shape_[2] % s != 0) {
@@ -262,18 +266,41 @@ ConvEncoderImpl::ConvEncoderImpl(ConvOptions options_, Activation output_activat
   reset();
 }
 
+bool is_residual_block_parameter(const std::string& name) {
+  // A segment "block<layer>_<index>(a|b)", as `ConvEncoderImpl::reset` names them, after a '.' (a
+  // parameter's name) or a '_' (its name in an archive).
+  for (std::size_t at = name.find("block"); at != std::string::npos; at = name.find("block", at + 1)) {
+    const std::size_t digit = at + 5;
+    if (at > 0 && (name[at - 1] == '.' || name[at - 1] == '_') && digit < name.size() &&
+        std::isdigit(static_cast<unsigned char>(name[digit]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void ConvEncoderImpl::reset() {
   options.check();
   convs_.clear();
+  blocks_.clear();
   int64_t in = input_channels();
   for (std::size_t i = 0; i < options.channels().size(); ++i) {
-    const int64_t k = options.kernel(i);
+    const int64_t k = options.kernel(i), c = options.channels()[i];
     convs_.push_back(register_module(
         "conv" + std::to_string(i),
-        torch::nn::Conv2d(torch::nn::Conv2dOptions(in, options.channels()[i], k)
-                              .stride(options.stride(i))
-                              .padding((k - 1) / 2))));
-    in = options.channels()[i];
+        torch::nn::Conv2d(torch::nn::Conv2dOptions(in, c, k).stride(options.stride(i)).padding((k - 1) / 2))));
+    auto& blocks = blocks_.emplace_back();
+    for (int64_t b = 0; b < options.block_count(i); ++b) {
+      for (const char* half : {"a", "b"}) {
+        blocks.push_back(register_module(fmt::format("block{}_{}{}", i, b, half),
+                                         torch::nn::Conv2d(torch::nn::Conv2dOptions(c, c, 3).padding(1))));
+      }
+      // The block's second convolution starts at zero: the block starts as the identity.
+      torch::NoGradGuard no_grad;
+      blocks.back()->weight.zero_();
+      blocks.back()->bias.zero_();
+    }
+    in = c;
   }
   dense_ = nullptr;
   if (options.code_size() > 0) {
@@ -283,8 +310,11 @@ void ConvEncoderImpl::reset() {
 }
 
 std::string describe_layers(const ConvOptions& options) {
-  return fmt::format("channels={}, kernels={}, strides={}{}{}{}", int_list(options.channels()),
+  const auto& blocks = options.blocks();
+  const bool any_blocks = std::any_of(blocks.begin(), blocks.end(), [](int64_t b) { return b > 0; });
+  return fmt::format("channels={}, kernels={}, strides={}{}{}{}{}", int_list(options.channels()),
                      int_list(options.kernels()), int_list(options.strides()),
+                     any_blocks ? ", blocks=" + int_list(blocks) : "",
                      options.mask_input() ? fmt::format(", mask_input=true, prefill={}", options.prefill())
                      : options.noise_map() ? ", noise_map=true"
                                            : "",
@@ -323,9 +353,18 @@ torch::Tensor ConvEncoderImpl::forward_preactivation(torch::Tensor x, std::vecto
   for (std::size_t i = 0; i < convs_.size(); ++i) {
     x = convs_[i]->forward(x);
     if (i + 1 < convs_.size() || dense_) x = hidden_activation(x, options.activation(), options.dropout(), is_training());
+    x = apply_blocks(i, std::move(x));
     if (features && i + 1 < convs_.size()) features->push_back(x);
   }
   return dense_ ? dense_->forward(x.flatten(1)) : x;
+}
+
+torch::Tensor ConvEncoderImpl::apply_blocks(std::size_t i, torch::Tensor x) {
+  auto& blocks = blocks_[i];
+  for (std::size_t b = 0; b < blocks.size(); b += 2) {
+    x = x + blocks[b + 1]->forward(activate(blocks[b]->forward(x), options.activation()));
+  }
+  return x;
 }
 
 torch::Tensor ConvEncoderImpl::forward(torch::Tensor x, std::vector<torch::Tensor>* features) {
@@ -348,7 +387,23 @@ std::vector<std::string> ConvEncoderImpl::script(ScriptModel& script, const std:
                                          script.tensor(prefix + ".weight", convs_[i]->weight),
                                          script.tensor(prefix + ".bias", convs_[i]->bias), s, s, p, p);
     const bool last = i + 1 == convs_.size() && !dense_;
-    lines.push_back(var + " = " + script_activation(last ? output_activation : options.activation(), conv));
+    const auto& blocks = blocks_[i];
+    // The last layer's blocks come before its output activation.
+    lines.push_back(var + " = " +
+                    (last && !blocks.empty() ? conv
+                                             : script_activation(last ? output_activation : options.activation(), conv)));
+    for (std::size_t b = 0; b < blocks.size(); b += 2) {
+      const std::string first = fmt::format("{}.block{}_{}a", name, i, b / 2);
+      const std::string second = fmt::format("{}.block{}_{}b", name, i, b / 2);
+      const std::string inner = fmt::format("torch.conv2d({}, {}, {}, [1, 1], [1, 1])", var,
+                                            script.tensor(first + ".weight", blocks[b]->weight),
+                                            script.tensor(first + ".bias", blocks[b]->bias));
+      lines.push_back("block_hidden = " + script_activation(options.activation(), inner));
+      lines.push_back(fmt::format("{0} = {0} + torch.conv2d(block_hidden, {1}, {2}, [1, 1], [1, 1])", var,
+                                  script.tensor(second + ".weight", blocks[b + 1]->weight),
+                                  script.tensor(second + ".bias", blocks[b + 1]->bias)));
+    }
+    if (last && !blocks.empty()) lines.push_back(var + " = " + script_activation(output_activation, var));
     if (options.skips() && i + 1 < convs_.size()) lines.push_back(fmt::format("skip{} = {}", i, var));
   }
   if (dense_) {

@@ -115,16 +115,28 @@ const std::vector<std::string> kChangeableOnResume = [] {
   return keys;
 }();
 
-// Model options added since checkpoints were first written, with the value that keeps the models
-// of runs from before them what they were: a checkpoint without the key was trained so.
+}  // namespace
+
 bool added_with_old_behaviour(const std::string& key, const Json& value) {
+  // Lists of one value for all layers (blocks): each entry of a list of old values is old.
   static const std::vector<std::pair<std::string, Json>> added{
       {"binary_code", "none"}, {"mask_input", false}, {"noise_map", false}, {"prefill", 0},
-      {"skips", false}, {"chroma_bins", 0.0}, {"residual", false}, {"zero_init", false}};
+      {"skips", false}, {"chroma_bins", 0.0}, {"residual", false}, {"zero_init", false}, {"blocks", 0}};
   if (key.rfind("model.", 0) != 0) return false;
-  const std::string name = key.substr(key.rfind('.') + 1);
+  // "model.blocks.2" is entry 2 of model.blocks.
+  std::string option = key;
+  for (std::size_t dot = option.rfind('.');
+       dot != std::string::npos && dot + 1 < option.size() &&
+       std::all_of(option.begin() + static_cast<std::ptrdiff_t>(dot) + 1, option.end(),
+                   [](char c) { return c >= '0' && c <= '9'; });
+       dot = option.rfind('.')) {
+    option.resize(dot);
+  }
+  const std::string name = option.substr(option.rfind('.') + 1);
   return std::any_of(added.begin(), added.end(), [&](const auto& a) { return a.first == name && a.second == value; });
 }
+
+namespace {
 
 // The resume rule, for config.json itself: a config.json that differs from the configuration the
 // checkpoint was trained under (a hand edit) in anything that may not change on resume is refused,

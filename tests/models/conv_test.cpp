@@ -533,6 +533,103 @@ TEST_F(ConvTest, AResidualNetworkStartedAtZeroIsTheIdentityUntilItLearns) {
       << build_error(plain, images);
 }
 
+// Residual blocks start as the identity: a network with them computes, to the bit, what the same
+// network without them computes, so a trained model grows deeper by train.init; once they have
+// learned, the exported model computes what the C++ one does.
+TEST_F(ConvTest, ResidualBlocksStartAsTheIdentityAndGrowATrainedModel) {
+  const DataSpec images{{3, 16, 16}, 0, 1, 1};
+  const Json plain = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0}, {"channels", {6, 8}},
+                      {"strides", {1, 2}}, {"skips", true}, {"residual", true}, {"noise_map", true},
+                      {"corruption", "gaussian"}, {"level", 0.1}, {"blind", true}};
+  Json deeper = plain;
+  deeper["blocks"] = {1, 2};
+  torch::manual_seed(1);
+  const BuiltModel trained = build_model(plain, images);
+  EXPECT_EQ(trained.resolved["blocks"], Json({0}));
+  torch::manual_seed(2);
+  const BuiltModel grown = build_model(deeper, images);
+  EXPECT_EQ(grown.resolved["blocks"], Json({1, 2}));
+  // Three blocks of two 3x3 convolutions each, of their layer's channels.
+  const auto params = grown.model->module().named_parameters();
+  EXPECT_EQ(params.size(), trained.model->module().named_parameters().size() + 12);
+  EXPECT_EQ(params["backbone.encoder.block0_0a.weight"].sizes(), torch::IntArrayRef({6, 6, 3, 3}));
+  EXPECT_EQ(params["backbone.encoder.block1_1b.weight"].sizes(), torch::IntArrayRef({8, 8, 3, 3}));
+  for (const auto& p : params) {
+    EXPECT_EQ(is_residual_block_parameter(p.key()), p.key().find(".block") != std::string::npos) << p.key();
+  }
+  EXPECT_FALSE(is_residual_block_parameter("backbone.blocks"));
+
+  test::TempDir dir;
+  const torch::Tensor x = torch::rand({2, 3, 16, 20});
+  trained.model->module().eval();
+  save_torchscript(to_torchscript(*trained.model, torch::rand({2, 3, 16, 16})), {{"config", {{"model", trained.resolved}}}},
+                   dir / "model.pt");
+  const std::vector<std::string> warnings = init_from_trained(*grown.model, grown.resolved, dir / "model.pt");
+  ASSERT_EQ(warnings.size(), 2U);
+  EXPECT_NE(warnings[0].find("residual blocks this run adds, which start as the identity"), std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[0].find("backbone.encoder.block1_1a.weight"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[1].find("model.blocks.0 0 there, 1 here; model.blocks.1 absent there, 2 here"), std::string::npos) << warnings[1];
+  grown.model->module().eval();
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::equal(grown.model->forward(x).reconstruction, trained.model->forward(x).reconstruction));
+  }
+  // A step of training moves the blocks' second convolutions off zero.
+  grown.model->module().train();
+  torch::optim::Adam adam(grown.model->module().parameters(), 1e-2);
+  const torch::Tensor batch = torch::rand({4, 3, 16, 16});
+  grown.model->loss(batch, grown.model->forward(batch)).total.backward();
+  EXPECT_GT(params["backbone.encoder.block1_1b.weight"].grad().abs().max().item<double>(), 0.0);
+  adam.step();
+  // Every block doing something, the exported model computes what the C++ one does, at another size too.
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params) {
+      if (is_residual_block_parameter(p.key())) p.value().normal_(0.0, 0.2);
+    }
+  }
+  grown.model->module().eval();
+  EXPECT_GT((grown.model->forward(x).reconstruction - trained.model->forward(x).reconstruction).abs().max().item<double>(),
+            1e-3);
+  torch::jit::Module module = to_torchscript(*grown.model, torch::rand({2, 3, 16, 16}));
+  expect_tensors_near(module.forward({x}).toTensor(), grown.model->forward(x).reconstruction, 1e-5);
+  // An archive with blocks starts a run with the same blocks, not one with fewer or others.
+  save_torchscript(module, {{"config", {{"model", grown.resolved}}}}, dir / "deeper.pt");
+  for (const auto& [blocks, expected] :
+       {std::tuple{Json({1, 2}), ""},
+        {Json({1, 1}), "its residual blocks backbone_encoder_block1_1a_bias, backbone_encoder_block1_1a_weight, backbone_encoder_block1_1b_bias"},
+        {Json({0}), "have no place in this run's model (model.blocks)"},
+        {Json({2, 2}), "the archive holds residual blocks, and not this run's backbone.encoder.block0_1a.bias"}}) {
+    Json other = deeper;
+    other["blocks"] = blocks;
+    const BuiltModel run = build_model(other, images);
+    std::string error;
+    try {
+      init_from_trained(*run.model, run.resolved, dir / "deeper.pt");
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (std::string(expected).empty()) {
+      EXPECT_EQ(error, "");
+      run.model->module().eval();
+      torch::NoGradGuard no_grad;
+      EXPECT_TRUE(torch::equal(run.model->forward(x).reconstruction, grown.model->forward(x).reconstruction));
+    } else {
+      EXPECT_NE(error.find(expected), std::string::npos) << blocks << ": " << error;
+    }
+  }
+  // Its options: one entry for every layer or one per layer, none negative, the conv backbone.
+  for (const auto& [value, expected] : {std::pair{Json({1, 1, 1}), "blocks: needs one entry, or one per layer"},
+                                        {Json({-1}), "blocks: every entry must be >= 0"}}) {
+    Json wrong = plain;
+    wrong["blocks"] = value;
+    EXPECT_NE(build_error(wrong, images).find(expected), std::string::npos) << build_error(wrong, images);
+  }
+  const Json mlp = {{"family", "denoising"}, {"blocks", {1}}};
+  EXPECT_NE(build_error(mlp, images).find("blocks: is a conv option"), std::string::npos) << build_error(mlp, images);
+}
+
 // Piecewise-constant images, half of their pixels black: a hole set to 0 looks like black paint
 // unless the network is told where the holes are.
 TEST_F(ConvTest, KnowingTheMaskFillsHolesBetter) {

@@ -793,13 +793,18 @@ TEST_F(Cli, BenchAndItsPyTorchTwinReachTheSameLoss) {
 TEST_F(Cli, EachRestorationRecipeHasAPyTorchTwin) {
   TempDir dir;
   // The photo denoiser's last layer starts at zero (model.zero_init), which makes every other
-  // layer's first gradient zero in both: it is checked again started as LibTorch starts it.
-  for (const std::string recipe : {"dae-conv-fashion", "dae-conv-natural", "dae-conv-natural --set model.zero_init=false",
-                                   "inpaint-conv-natural", "colorize-conv-natural"}) {
+  // layer's first gradient zero in both: it is checked again started as LibTorch starts it, and
+  // with residual blocks.
+  const std::vector<std::string> recipes{"dae-conv-fashion", "dae-conv-natural",
+                                         "dae-conv-natural --set model.zero_init=false",
+                                         "dae-conv-natural --set model.zero_init=false --set model.blocks=[1,0,1,2]",
+                                         "inpaint-conv-natural", "colorize-conv-natural"};
+  for (std::size_t i = 0; i < recipes.size(); ++i) {
+    const std::string& recipe = recipes[i];
     SCOPED_TRACE(recipe);
     const std::string name = recipe.substr(0, recipe.find(' '));
     const bool zero_init = recipe == "dae-conv-natural";
-    const std::filesystem::path twin = dir / (recipe == name ? name : name + "-default-init");
+    const std::filesystem::path twin = dir / fmt::format("{}-{}", name, i);
     CliResult r = run_cli(fmt::format("bench --recipe {} --batch 16 --twin {}", recipe, twin.string()));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(Json::parse(r.out)["batch"], 16);

@@ -537,6 +537,36 @@ TEST_F(TrainerTest, ADenoiserValidatedOnCorruptedInputsResumesExactly) {
   EXPECT_EQ(losses_of(straight / kMetricsFile), losses_of(split / kMetricsFile));
 }
 
+// A conv run from before model.blocks resumes: its checkpoint, without the key, was trained
+// without blocks, a list of zeros (each entry its own leaf of the configuration).
+TEST_F(TrainerTest, AConvRunFromBeforeResidualBlocksResumes) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
+  EXPECT_TRUE(added_with_old_behaviour("model.blocks.0", 0));
+  EXPECT_TRUE(added_with_old_behaviour("model.blocks.3", 0));
+  EXPECT_FALSE(added_with_old_behaviour("model.blocks.0", 1));
+  EXPECT_FALSE(added_with_old_behaviour("model.hidden.0", 0));
+  EXPECT_TRUE(added_with_old_behaviour("model.skips", false));
+  EXPECT_FALSE(added_with_old_behaviour("train.skips", false));
+  TempDir dir;
+  torchae::Run old = prepare_run({{"model", {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0},
+                                             {"channels", {4}}, {"strides", {2}}}},
+                                  {"data", {{"limit", 200}}},
+                                  {"train", {{"epochs", 1}, {"progress", "none"}}}},
+                                 /*with_test=*/false);
+  ASSERT_EQ(old.config["model"]["blocks"], Json({0}));
+  old.config["model"].erase("blocks");
+  fit_run(old, dir / "old", /*resume=*/false);
+  EXPECT_FALSE(load_json_file(dir / "old" / kConfigFile)["model"].contains("blocks"));
+  EXPECT_NO_THROW(resume_run(dir / "old", {"train.epochs=2"}));
+  EXPECT_EQ(test::read_lines(dir / "old" / kMetricsFile).size(), 2u);
+  try {
+    resume_run(dir / "old", {"train.epochs=3", "model.blocks=[1]"});
+    FAIL() << "blocks added on resume";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("only train.epochs"), std::string::npos) << e.what();
+  }
+}
+
 // A stack validates its denoising layers' pretraining on corrupted codes and its fine-tuning,
 // which trains on clean batches, on clean ones; a run from before the option resumes.
 TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRunsResume) {

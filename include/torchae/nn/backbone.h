@@ -60,6 +60,9 @@ struct BackboneOptions {
   TORCH_ARG(std::vector<int64_t>, kernels) = std::vector<int64_t>{3};
   /// Conv: strides, one for all layers or one per layer.
   TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
+  /// Conv: residual blocks after each encoder layer, one for all layers or one per layer
+  /// (`ConvOptions::blocks`).
+  TORCH_ARG(std::vector<int64_t>, blocks) = std::vector<int64_t>{0};
   /// Non-linearity of the hidden layers.
   TORCH_ARG(Activation, activation) = Activation::relu;
   /// Conv: the encoder also takes the mask of what is missing (`ConvOptions::mask_input`).
@@ -87,7 +90,7 @@ struct BackboneRules {
 };
 
 /// Reads the backbone options every family shares: `backbone`, `code_size`, and `hidden` (mlp)
-/// or `channels`, `kernels` and `strides` (conv), each from `defaults` when not given, and
+/// or `channels`, `kernels`, `strides` and `blocks` (conv), each from `defaults` when not given, and
 /// checks that they fit together and fit `data`. A conv option with an MLP or an MLP option
 /// with conv is refused by name. `activation` is the family's to read: its default can depend
 /// on other options (a linear autoencoder's is identity).

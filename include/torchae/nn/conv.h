@@ -28,6 +28,8 @@ struct ConvOptions {
   /// The kernel and the stride of layer `i` (lists of one apply to every layer).
   int64_t kernel(std::size_t i) const;
   int64_t stride(std::size_t i) const;
+  /// The residual blocks after layer `i` (a list of one applies to every layer).
+  int64_t block_count(std::size_t i) const;
   /// {C, h, w} of the last feature map for the training shape.
   std::vector<int64_t> feature_shape() const;
   /// The first rule these options break, as {option, what is wrong}, e.g. {"kernels", "must be
@@ -46,6 +48,14 @@ struct ConvOptions {
   /// Stride of each convolution, one per layer or one for all. Padding is (kernel - 1) / 2, so
   /// a layer of stride s maps a side n to n / s, and its transposed twin maps it back.
   TORCH_ARG(std::vector<int64_t>, strides) = std::vector<int64_t>{2};
+  /// Residual blocks after each encoder convolution, one entry per layer or one for all: each
+  /// block adds conv(activation(conv(x))) to its input x (3x3 convolutions, stride 1, the layer's
+  /// channels; He et al., CVPR 2016), after the layer's activation (after the last layer, before
+  /// the output activation). Each block's second convolution starts at zero, so that a block
+  /// starts as the identity: the network computes what it computes without the blocks, and a
+  /// trained model grows deeper without losing what it learned (`train.init`). The skips pass
+  /// on each level's maps after its blocks.
+  TORCH_ARG(std::vector<int64_t>, blocks) = std::vector<int64_t>{0};
   /// Non-linearity after every hidden layer.
   TORCH_ARG(Activation, activation) = Activation::relu;
   /// Width of a dense code after the convolutions. 0: no dense layer; the code is the last
@@ -119,11 +129,22 @@ class ConvEncoderImpl : public torch::nn::Cloneable<ConvEncoderImpl> {
  private:
   void check_input(const torch::Tensor& x) const;
 
+  /// x + second(activation(first(x))) for each block of `blocks_[i]`.
+  torch::Tensor apply_blocks(std::size_t i, torch::Tensor x);
+
   std::vector<torch::nn::Conv2d> convs_;
+  /// Per layer, its blocks' convolutions in pairs: first, second, first, second, ...
+  std::vector<std::vector<torch::nn::Conv2d>> blocks_;
   torch::nn::Linear dense_{nullptr};
 };
 
 TORCH_MODULE(ConvEncoder);
+
+/// Whether `name`, a model's parameter name ("backbone.encoder.block1_0b.weight") or its name in
+/// an exported archive ("backbone_encoder_block1_0b_weight"), is one of the residual blocks of
+/// `ConvOptions::blocks`, which start as the identity: a trained model without blocks computes
+/// what the same model with them starts as, so `train.init` may grow it.
+bool is_residual_block_parameter(const std::string& name);
 
 /// The decoder of the convolutional backbone, the encoder's mirror: a dense layer from the
 /// code (when `code_size` > 0) with `activation`, then transposed convolutions back to the

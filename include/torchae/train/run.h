@@ -38,6 +38,11 @@ struct Run {
 ///   trainer.fit(data.train, data.validation);
 Json run_config(const BuiltModel& model, const DataOptions& data, const TrainOptions& train);
 
+/// Whether `value` at `key` (a dotted leaf, "model.skips" or "model.blocks.0") is what a model
+/// option added since checkpoints were first written takes to keep the models of earlier runs
+/// what they were: a checkpoint or an archive without the key was trained so.
+bool added_with_old_behaviour(const std::string& key, const Json& value);
+
 /// Resolves `config` ({"model": ..., "data": ..., "train": ...}; any section may be absent),
 /// seeds the global generator with train.seed, loads the data (the test split only when
 /// `with_test`) and builds the model. Unknown keys and bad values are refused by name.
