@@ -327,17 +327,18 @@ std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model
     }
     // Blocks are grown on a model without them, and an archive's blocks all have their place:
     // otherwise the model would not start as the archive's.
-    std::vector<std::string> archived_blocks, unplaced;
+    bool archive_has_blocks = false;
+    std::vector<std::string> unplaced;
     for (const auto& attribute : archive.named_attributes(/*recurse=*/false)) {
       if (!attribute.value.isTensor() || !is_residual_block_parameter(attribute.name)) continue;
-      archived_blocks.push_back(attribute.name);
+      archive_has_blocks = true;
       if (taken.count(attribute.name) == 0) unplaced.push_back(attribute.name);
     }
     if (!unplaced.empty()) {
       throw Error(fmt::format("train.init: {}: its residual blocks {} have no place in this run's model (model.blocks)",
                               name, fmt::join(unplaced, ", ")));
     }
-    if (!grown.empty() && !archived_blocks.empty()) {
+    if (!grown.empty() && archive_has_blocks) {
       throw Error(fmt::format("train.init: {}: the archive holds residual blocks, and not this run's {}: blocks are "
                               "grown on a model without them (model.blocks)",
                               name, fmt::join(grown, ", ")));
