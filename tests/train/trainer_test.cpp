@@ -537,6 +537,26 @@ TEST_F(TrainerTest, ADenoiserValidatedOnCorruptedInputsResumesExactly) {
   EXPECT_EQ(losses_of(straight / kMetricsFile), losses_of(split / kMetricsFile));
 }
 
+// A run of `config` whose configuration and checkpoint predate `section`.`key` (erased from both)
+// resumes in `run_dir`, as trained with what the key's default does; setting it on resume
+// (`set_on_resume`) is refused.
+void expect_a_run_from_before_the_key_resumes(const Json& config, const std::string& section, const std::string& key,
+                                              const std::string& set_on_resume, const std::filesystem::path& run_dir) {
+  torchae::Run old = prepare_run(config, /*with_test=*/false);
+  ASSERT_TRUE(old.config[section].contains(key));
+  old.config[section].erase(key);
+  fit_run(old, run_dir, /*resume=*/false);
+  EXPECT_FALSE(load_json_file(run_dir / kConfigFile)[section].contains(key));
+  EXPECT_NO_THROW(resume_run(run_dir, {"train.epochs=2"}));
+  EXPECT_EQ(test::read_lines(run_dir / kMetricsFile).size(), 2u);
+  try {
+    resume_run(run_dir, {"train.epochs=3", set_on_resume});
+    FAIL() << set_on_resume << " on resume";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("only train.epochs"), std::string::npos) << e.what();
+  }
+}
+
 // A conv run from before model.blocks resumes: its checkpoint, without the key, was trained
 // without blocks, a list of zeros (each entry its own leaf of the configuration).
 TEST_F(TrainerTest, AConvRunFromBeforeResidualBlocksResumes) {
@@ -548,23 +568,11 @@ TEST_F(TrainerTest, AConvRunFromBeforeResidualBlocksResumes) {
   EXPECT_TRUE(added_with_old_behaviour("model.skips", false));
   EXPECT_FALSE(added_with_old_behaviour("train.skips", false));
   TempDir dir;
-  torchae::Run old = prepare_run({{"model", {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0},
-                                             {"channels", {4}}, {"strides", {2}}}},
-                                  {"data", {{"limit", 200}}},
-                                  {"train", {{"epochs", 1}, {"progress", "none"}}}},
-                                 /*with_test=*/false);
-  ASSERT_EQ(old.config["model"]["blocks"], Json({0}));
-  old.config["model"].erase("blocks");
-  fit_run(old, dir / "old", /*resume=*/false);
-  EXPECT_FALSE(load_json_file(dir / "old" / kConfigFile)["model"].contains("blocks"));
-  EXPECT_NO_THROW(resume_run(dir / "old", {"train.epochs=2"}));
-  EXPECT_EQ(test::read_lines(dir / "old" / kMetricsFile).size(), 2u);
-  try {
-    resume_run(dir / "old", {"train.epochs=3", "model.blocks=[1]"});
-    FAIL() << "blocks added on resume";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("only train.epochs"), std::string::npos) << e.what();
-  }
+  expect_a_run_from_before_the_key_resumes({{"model", {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0},
+                                                       {"channels", {4}}, {"strides", {2}}}},
+                                            {"data", {{"limit", 200}}},
+                                            {"train", {{"epochs", 1}, {"progress", "none"}}}},
+                                           "model", "blocks", "model.blocks=[1]", dir / "old");
 }
 
 // A stack validates its denoising layers' pretraining on corrupted codes and its fine-tuning,
@@ -608,24 +616,13 @@ TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRu
             dir / "denoiser");
   EXPECT_EQ(training_curves(dir / "denoiser").series.at(1).name, "val loss (corrupted)");
 
-  // A run whose configuration and checkpoint predate the key resumes (it had the default).
-  torchae::Run old = prepare_run({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
-                                  {"data", {{"limit", 300}}},
-                                  {"train", {{"epochs", 1}, {"progress", "none"}}}},
-                                 /*with_test=*/false);
-  ASSERT_TRUE(old.config["train"].contains("validate_corrupted"));
-  old.config["train"].erase("validate_corrupted");
-  fit_run(old, dir / "old", /*resume=*/false);
-  EXPECT_FALSE(load_json_file(dir / "old" / kConfigFile)["train"].contains("validate_corrupted"));
-  EXPECT_NO_THROW(resume_run(dir / "old", {"train.epochs=2"}));
-  EXPECT_EQ(test::read_lines(dir / "old" / kMetricsFile).size(), 2u);
-  // Set on resume, it would change what the validation loss of the run means: refused.
-  try {
-    resume_run(dir / "old", {"train.epochs=3", "train.validate_corrupted=true"});
-    FAIL() << "validate_corrupted changed on resume";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("only train.epochs"), std::string::npos) << e.what();
-  }
+  // A run whose configuration and checkpoint predate the key resumes (it had the default). Set
+  // on resume, it would change what the validation loss of the run means: refused.
+  expect_a_run_from_before_the_key_resumes({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
+                                            {"data", {{"limit", 300}}},
+                                            {"train", {{"epochs", 1}, {"progress", "none"}}}},
+                                           "train", "validate_corrupted", "train.validate_corrupted=true",
+                                           dir / "old");
 }
 
 TEST_F(TrainerTest, OptionsAreReadStrictly) {
