@@ -334,6 +334,10 @@ std::vector<std::string> init_from_trained(Autoencoder& model, const Json& model
       archive_has_blocks = true;
       if (taken.count(attribute.name) == 0) unplaced.push_back(attribute.name);
     }
+    // In name order: the order of a model's tensors in an archive differs from one compiler to the
+    // next (the order in which a call's arguments are evaluated).
+    std::sort(unplaced.begin(), unplaced.end());
+    std::sort(grown.begin(), grown.end());
     if (!unplaced.empty()) {
       throw Error(fmt::format("train.init: {}: its residual blocks {} have no place in this run's model (model.blocks)",
                               name, fmt::join(unplaced, ", ")));

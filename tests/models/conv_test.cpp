@@ -545,10 +545,10 @@ TEST_F(ConvTest, ResidualBlocksStartAsTheIdentityAndGrowATrainedModel) {
   deeper["blocks"] = {1, 2};
   torch::manual_seed(1);
   const BuiltModel trained = build_model(plain, images);
-  EXPECT_EQ(trained.resolved["blocks"], Json({0}));
+  EXPECT_EQ(trained.resolved["blocks"], Json::array({0}));
   torch::manual_seed(2);
   const BuiltModel grown = build_model(deeper, images);
-  EXPECT_EQ(grown.resolved["blocks"], Json({1, 2}));
+  EXPECT_EQ(grown.resolved["blocks"], Json::array({1, 2}));
   // Three blocks of two 3x3 convolutions each, of their layer's channels.
   const auto params = grown.model->module().named_parameters();
   EXPECT_EQ(params.size(), trained.model->module().named_parameters().size() + 12);
@@ -597,10 +597,10 @@ TEST_F(ConvTest, ResidualBlocksStartAsTheIdentityAndGrowATrainedModel) {
   // An archive with blocks starts a run with the same blocks, not one with fewer or others.
   save_torchscript(module, {{"config", {{"model", grown.resolved}}}}, dir / "deeper.pt");
   for (const auto& [blocks, expected] :
-       {std::tuple{Json({1, 2}), ""},
-        {Json({1, 1}), "its residual blocks backbone_encoder_block1_1a_bias, backbone_encoder_block1_1a_weight, backbone_encoder_block1_1b_bias"},
-        {Json({0}), "have no place in this run's model (model.blocks)"},
-        {Json({2, 2}), "the archive holds residual blocks, and not this run's backbone.encoder.block0_1a.bias"}}) {
+       {std::tuple{Json::array({1, 2}), ""},
+        {Json::array({1, 1}), "its residual blocks backbone_encoder_block1_1a_bias, backbone_encoder_block1_1a_weight, backbone_encoder_block1_1b_bias"},
+        {Json::array({0}), "have no place in this run's model (model.blocks)"},
+        {Json::array({2, 2}), "the archive holds residual blocks, and not this run's backbone.encoder.block0_1a.bias"}}) {
     Json other = deeper;
     other["blocks"] = blocks;
     const BuiltModel run = build_model(other, images);
@@ -620,8 +620,8 @@ TEST_F(ConvTest, ResidualBlocksStartAsTheIdentityAndGrowATrainedModel) {
     }
   }
   // Its options: one entry for every layer or one per layer, none negative, the conv backbone.
-  for (const auto& [value, expected] : {std::pair{Json({1, 1, 1}), "blocks: needs one entry, or one per layer"},
-                                        {Json({-1}), "blocks: every entry must be >= 0"}}) {
+  for (const auto& [value, expected] : {std::pair{Json::array({1, 1, 1}), "blocks: needs one entry, or one per layer"},
+                                        {Json::array({-1}), "blocks: every entry must be >= 0"}}) {
     Json wrong = plain;
     wrong["blocks"] = value;
     EXPECT_NE(build_error(wrong, images).find(expected), std::string::npos) << build_error(wrong, images);
