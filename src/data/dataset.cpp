@@ -212,6 +212,20 @@ DataSplits load_idx(const DataOptions& options, bool with_test) {
 
 }  // namespace
 
+torch::Tensor orient_images(const torch::Tensor& images, const torch::Tensor& orientations) {
+  TORCH_CHECK(images.dim() == 4 && orientations.dim() == 1 && orientations.size(0) == images.size(0),
+              "orient_images: images [B, C, H, W] and one orientation an image");
+  const torch::Tensor code = orientations.to(images.device(), torch::kLong).view({-1, 1, 1, 1});
+  const auto has = [&](int64_t bit) { return code.bitwise_and(bit).ne(0); };
+  torch::Tensor out = torch::where(has(1), images.flip(-1), images);
+  out = torch::where(has(2), out.flip(-2), out);
+  if (has(4).any().item<bool>()) {
+    TORCH_CHECK(images.size(2) == images.size(3), "orient_images: a transposed image must be square");
+    out = torch::where(has(4), out.transpose(-1, -2), out);
+  }
+  return out.contiguous();
+}
+
 bool streams(const DataOptions& options, int64_t float_bytes) {
   return options.source == "stream" || (options.source == "auto" && float_bytes > kInMemoryBytes);
 }

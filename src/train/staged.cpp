@@ -50,6 +50,8 @@ StagedTrainer::StagedTrainer(std::shared_ptr<Autoencoder> model, TrainOptions op
     // A stack validates its denoising layers' pretraining on corrupted codes; the stages that
     // train on clean batches (fine-tuning) on clean ones.
     o.validate_corrupted = o.validate_corrupted && dynamic_cast<Corrupting*>(stage.model.get()) != nullptr;
+    // Codes are not images: the stages that train on them see them as they are.
+    if (!stage.inputs_through.empty()) o.augment = "none";
     stages_.push_back({stage, o});
   }
 }

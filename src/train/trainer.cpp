@@ -5,6 +5,7 @@
 #include "torchae/core/runtime.h"
 #include "torchae/nn/fused.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/torch.h>
@@ -62,6 +63,7 @@ TrainOptions TrainOptions::from(OptionReader& r) {
   o.patience = r.integer("patience", o.patience, at_least(0));
   o.min_delta = r.number("min_delta", o.min_delta, at_least(0));
   o.validate_corrupted = r.boolean("validate_corrupted", o.validate_corrupted);
+  o.augment = r.choice("augment", o.augment, {"none", "flip", "dihedral"});
   o.init = r.string("init", o.init);
   o.threads = r.integer("threads", o.threads, between(0, 1024));
   if (const Json* blas = r.raw("blas_threads"); blas && blas->is_string()) {
@@ -88,7 +90,8 @@ Json TrainOptions::to_json() const {
           {"step_size", step_size}, {"gamma", gamma},
           {"min_lr", min_lr},       {"clip_grad_norm", clip_grad_norm},
           {"patience", patience},   {"min_delta", min_delta},
-          {"validate_corrupted", validate_corrupted}, {"init", init},
+          {"validate_corrupted", validate_corrupted}, {"augment", augment},
+          {"init", init},
           {"threads", threads},     {"progress", progress},
           {"paired_products", paired_products},
           {"blas_threads", blas_threads == kAutoBlasThreads ? Json("auto") : Json(blas_threads)}};
@@ -1028,6 +1031,24 @@ class StreamFeed : public EpochFeed {
 
 }  // namespace
 
+torch::Tensor Trainer::augmented(const torch::Tensor& images, int64_t batch, int64_t count, int part,
+                                 int parts) const {
+  const bool dihedral = options_.augment == "dihedral";
+  if (images.dim() != 4 || (dihedral && images.size(2) != images.size(3))) {
+    throw Error(fmt::format("config: train.augment: \"{}\" needs {}, and the batches are [{}]; leave it \"none\"",
+                            options_.augment, dihedral ? "square images" : "images", fmt::join(images.sizes(), ", ")));
+  }
+  // Orientations of their own, seeded by (seed, epoch, batch), drawn for the whole batch: each rank
+  // of a data-parallel run takes its part's, as one process would draw them.
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed) * 0x9E3779B97F4A7C15ull +
+                                                            static_cast<uint64_t>(epoch_) * 0xBF58476D1CE4E5B9ull +
+                                                            static_cast<uint64_t>(batch) * 0x94D049BB133111EBull);
+  const torch::Tensor orientations = torch::randint(dihedral ? 8 : 2, {count}, generator, torch::kLong);
+  const auto [start, length] = shard_of(count, part, parts);
+  TORCH_CHECK(length == images.size(0), "augment: a part of ", images.size(0), " examples where ", length, " were due");
+  return orient_images(images, orientations.narrow(0, start, length));
+}
+
 EpochRecord Trainer::train_epoch(const Dataset* train, const BatchSource* stream) {
   const double lr = options_.lr_at(epoch_);
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
@@ -1053,8 +1074,11 @@ EpochRecord Trainer::train_epoch(const Dataset* train, const BatchSource* stream
   LossMeter meter;
   int64_t seen = 0;
   for (int64_t i = 0; i < feed->size(); ++i) {
-    const Dataset batch = feed->next();
+    Dataset batch = feed->next();
     const int64_t count = feed->count(i);
+    if (options_.augment != "none" && batch.inputs.defined() && batch.inputs.size(0) > 0) {
+      batch.inputs = augmented(batch.inputs, i, count, part, parts);
+    }
     Losses losses = step_part(batch.inputs, batch.labels, count);
     const double total = losses.total.item<double>();
     if (!std::isfinite(total)) {

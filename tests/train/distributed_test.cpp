@@ -357,9 +357,10 @@ TEST_F(DistributedCli, TwoRanksUnderTorchrunTrainAsOneProcessAndOnlyRankZeroWrit
   EXPECT_EQ(epoch_lines, 1u) << "rank 0 alone prints:\n" << two.out;
 }
 
+// (With train.augment: each rank orients its part of a batch as one process orients the batch.)
 TEST_F(DistributedCli, NprocIsTorchrunOnThisMachine) {
   TempDir dir;
-  const std::string args = kSmall + " --set train.epochs=1";
+  const std::string args = kSmall + " --set train.epochs=1 --set train.augment=dihedral";
   ASSERT_EQ(test::run_cli(fmt::format("train {} --out {}", args, (dir / "one").string())).exit_code, 0);
   const CliResult two = run_command(
       fmt::format("{}{} train --nproc 2 {} --out {}", torchrun_tmpdir(), cli(), args, (dir / "two").string()));

@@ -575,6 +575,112 @@ TEST_F(TrainerTest, AConvRunFromBeforeResidualBlocksResumes) {
                                            "model", "blocks", "model.blocks=[1]", dir / "old");
 }
 
+// Orientation o of an image: mirrored left to right by bit 0, upside down by bit 1, then
+// transposed by bit 2: the eight symmetries of the square, each its own.
+TEST(OrientImages, GivesTheEightSymmetriesOfTheSquare) {
+  const torch::Tensor image = torch::arange(2 * 3 * 3, torch::kFloat).view({1, 2, 3, 3});
+  const torch::Tensor oriented = orient_images(image.expand({8, 2, 3, 3}), torch::arange(8));
+  for (int64_t o = 0; o < 8; ++o) {
+    torch::Tensor expected = image[0];
+    if (o & 1) expected = expected.flip(-1);
+    if (o & 2) expected = expected.flip(-2);
+    if (o & 4) expected = expected.transpose(-1, -2);
+    EXPECT_TRUE(torch::equal(oriented[o], expected)) << "orientation " << o;
+    for (int64_t other = 0; other < o; ++other) EXPECT_FALSE(torch::equal(oriented[o], oriented[other]));
+  }
+  EXPECT_TRUE(torch::equal(oriented[0], image[0]));
+  // Mirrored (orientations under 4) images need not be square; transposed ones must.
+  const torch::Tensor wide = torch::rand({4, 1, 2, 5});
+  EXPECT_TRUE(torch::equal(orient_images(wide, torch::tensor({0, 1, 2, 3}))[3], wide[3].flip({-1, -2})));
+  EXPECT_THROW(orient_images(wide, torch::tensor({0, 4, 0, 0})), c10::Error);
+}
+
+// train.augment orients each training image at random, from a generator of its own: on images
+// that every symmetry of the square leaves as they are, a denoiser (whose corruption draws from
+// the training's generator) trains to the same parameters, bit for bit, as without it; on others
+// it trains otherwise, the same way every time and across a resume. Images it cannot orient are
+// one line, before any step.
+TEST_F(TrainerTest, AugmentOrientsTheTrainingImagesFromAGeneratorOfItsOwnAndResumesExactly) {
+  const DataSpec square{{1, 6, 6}, 0, 1, 1};
+  const auto denoiser = [&](int64_t seed) {
+    torch::manual_seed(seed);
+    return build_model({{"family", "denoising"}, {"code_size", 4}, {"hidden", {12}}, {"corruption", "gaussian"},
+                        {"level", 0.3}},
+                       square)
+        .model;
+  };
+  const auto options = [](const std::string& augment, int64_t epochs) {
+    TrainOptions o = small_options(epochs);
+    o.augment = augment;
+    return o;
+  };
+  const auto fitted = [&](const Dataset& train, const Dataset& val, const std::string& augment,
+                          const std::filesystem::path& dir) {
+    const std::shared_ptr<Autoencoder> model = denoiser(0);
+    Trainer trainer(model, options(augment, 2), dir);
+    trainer.fit(train, val);
+    return model;
+  };
+  torch::manual_seed(1);
+  torch::Tensor symmetric = torch::rand({64, 1, 6, 6});
+  symmetric = symmetric + symmetric.flip(-1);
+  symmetric = symmetric + symmetric.flip(-2);
+  symmetric = (symmetric + symmetric.transpose(-1, -2)) / 8;
+  const Dataset plain = random_data(64), square_plain = {torch::rand({64, 1, 6, 6}), torch::arange(64) % 10};
+  const Dataset square_symmetric = {symmetric, torch::arange(64) % 10};
+  {
+    TempDir none, dihedral;
+    const auto a = fitted(square_symmetric, square_symmetric, "none", none.path());
+    const auto b = fitted(square_symmetric, square_symmetric, "dihedral", dihedral.path());
+    expect_the_same_parameters(*b, *a);
+    EXPECT_EQ(losses_of(none / kMetricsFile), losses_of(dihedral / kMetricsFile));
+  }
+  {
+    TempDir none, dihedral, again, flip;
+    fitted(square_plain, square_plain, "none", none.path());
+    fitted(square_plain, square_plain, "dihedral", dihedral.path());
+    fitted(square_plain, square_plain, "dihedral", again.path());
+    fitted(square_plain, square_plain, "flip", flip.path());
+    const std::vector<double> oriented = losses_of(dihedral / kMetricsFile);
+    EXPECT_NE(losses_of(none / kMetricsFile)[0], oriented[0]);
+    EXPECT_NE(losses_of(flip / kMetricsFile)[0], oriented[0]);
+    EXPECT_EQ(losses_of(again / kMetricsFile), oriented);
+  }
+  {
+    TempDir straight, split;
+    {
+      Trainer trainer(denoiser(0), options("dihedral", 4), straight.path());
+      trainer.fit(square_plain, square_plain);
+    }
+    {
+      Trainer trainer(denoiser(0), options("dihedral", 2), split.path());
+      trainer.fit(square_plain, square_plain);
+    }
+    torch::manual_seed(999);
+    Trainer resumed(denoiser(42), options("dihedral", 4), split.path());
+    ASSERT_TRUE(resumed.resume());
+    resumed.fit(square_plain, square_plain);
+    EXPECT_EQ(losses_of(straight / kMetricsFile), losses_of(split / kMetricsFile));
+  }
+  // 6 x 5 images can be mirrored, not turned; flat examples neither.
+  {
+    Trainer trainer(small_model(), options("flip", 1));
+    EXPECT_NO_THROW(trainer.fit(plain, plain));
+  }
+  const auto refused = [&](const std::string& augment, const Dataset& data, const std::string& says) {
+    Trainer trainer(small_model(), options(augment, 1));
+    try {
+      trainer.fit(data, data);
+      FAIL() << augment << " trained";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  refused("dihedral", plain, "config: train.augment: \"dihedral\" needs square images, and the batches are [16, 1, 6, 5]");
+  refused("flip", {plain.inputs.flatten(1), plain.labels}, "config: train.augment: \"flip\" needs images");
+}
+
 // A stack validates its denoising layers' pretraining on corrupted codes and its fine-tuning,
 // which trains on clean batches, on clean ones; a run from before the option resumes.
 TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRunsResume) {
@@ -623,6 +729,31 @@ TEST_F(TrainerTest, AStackValidatesItsDenoisingLayersOnCorruptedInputsAndOlderRu
                                             {"train", {{"epochs", 1}, {"progress", "none"}}}},
                                            "train", "validate_corrupted", "train.validate_corrupted=true",
                                            dir / "old");
+}
+
+// A stack orients the images its first layer and its fine-tuning train on, not the codes its later
+// layers train on; a run from before train.augment resumes, and may not take it up on resume.
+TEST_F(TrainerTest, AStackOrientsItsImagesNotItsCodesAndRunsFromBeforeTheKeyResume) {
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required";
+  TempDir dir;
+  auto config = [](const std::string& augment) {
+    return Json{{"model",
+                 {{"family", "stacked"},
+                  {"layers", {{{"units", 16}, {"family", "denoising"}}, {{"units", 8}, {"family", "denoising"}}}}}},
+                {"data", {{"limit", 300}}},
+                {"train", {{"epochs", 1}, {"progress", "none"}, {"augment", augment}}}};
+  };
+  train_run(config("none"), dir / "none");
+  train_run(config("dihedral"), dir / "dihedral");
+  const auto none = test::read_lines(dir / "none" / kMetricsFile),
+             dihedral = test::read_lines(dir / "dihedral" / kMetricsFile);
+  ASSERT_EQ(dihedral.size(), 3u);
+  ASSERT_EQ(none.size(), 3u);
+  EXPECT_NE(Json::parse(none[0])["train_loss"], Json::parse(dihedral[0])["train_loss"]);
+  expect_a_run_from_before_the_key_resumes({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
+                                            {"data", {{"limit", 300}}},
+                                            {"train", {{"epochs", 1}, {"progress", "none"}}}},
+                                           "train", "augment", "train.augment=flip", dir / "old");
 }
 
 TEST_F(TrainerTest, OptionsAreReadStrictly) {

@@ -139,6 +139,11 @@ DataSplits load_data(const DataOptions& options, bool with_test);
 /// {start, length}: contiguous, the first `n % parts` parts one item longer.
 std::pair<int64_t, int64_t> shard_of(int64_t n, int part, int parts);
 
+/// `images` [B, C, H, W] with example b in orientation `orientations[b]` (int64, 0-7, on any
+/// device): bit 0 mirrors it left to right, bit 1 turns it upside down, bit 2 then transposes it
+/// (which needs H == W); the eight are the symmetries of the square, 0 the image as it is.
+torch::Tensor orient_images(const torch::Tensor& images, const torch::Tensor& orientations);
+
 /// The batches of one pass over a data set, in the order of `order` (a permutation, or
 /// arange for a fixed order): batch i is one `index_select` of order[i*B : (i+1)*B]. The last
 /// batch may be smaller. In a data-parallel run each rank takes part `part` of `parts` of every

@@ -157,6 +157,13 @@ struct TrainOptions {
   /// false: validated on the clean inputs, as it runs in eval mode (a denoiser's validation loss
   /// then says how much it changes a clean input, not how well it restores one).
   bool validate_corrupted = false;
+  /// Each training batch's images in a random orientation, drawn for each example: "none";
+  /// "flip", mirrored left to right or not; "dihedral", any of the eight symmetries of the square
+  /// (mirrored or not, turned by a multiple of 90 degrees), for square images. Drawn from a
+  /// generator of its own seeded by (`seed`, epoch, batch), the training's random numbers
+  /// untouched: a resumed run draws what the uninterrupted one did, and the ranks of a
+  /// data-parallel run what one process would. Validation sees the images as they are.
+  std::string augment = "none";
   /// Starts the model from a trained one rather than from its initialisation: an exported
   /// archive (a path, or "zoo:NAME") or a run directory ("" : none). Applied when a run starts
   /// (not when it resumes from a checkpoint); the optimizer's state and the schedule start
@@ -307,6 +314,9 @@ class Trainer {
   /// One pass over the training set, batch by batch: the epoch's record without its validation
   /// figures and time.
   EpochRecord train_epoch(const Dataset* train, const BatchSource* stream);
+  /// Part `part` of `parts` of batch `batch` of this epoch (`count` examples in all), in the
+  /// random orientations of `augment`.
+  torch::Tensor augmented(const torch::Tensor& images, int64_t batch, int64_t count, int part, int parts) const;
   /// Early-stopping bookkeeping, then the metrics line, the checkpoint, the epoch line and the
   /// callback of the epoch just done.
   void finish_epoch(const EpochRecord& record);
