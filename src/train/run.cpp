@@ -86,6 +86,15 @@ Run prepare_run(const Json& config, bool with_test) {
                        fmt::format("model family \"{}\" is not trained on corrupted batches (a denoising model, or a "
                                    "stack with denoising layers, is); leave it false",
                                    run.model.resolved.value("family", "")));
+  const std::string& augment = run.train_options.augment;
+  const std::vector<int64_t>& shape = run.data.spec.shape;
+  train_reader.require(augment == "none" || (shape.size() == 3 && (augment != "dihedral" || shape[1] == shape[2])),
+                       "augment",
+                       fmt::format("\"{}\" needs {}, and the examples are [{}]; leave it \"none\"", augment,
+                                   augment == "dihedral" ? "square images" : "images", fmt::join(shape, ", ")));
+  train_reader.require(augment == "none" || (!run.data_options.center && !run.data_options.standardize), "augment",
+                       "orients the examples after data.center or data.standardize took each pixel's own mean off, "
+                       "which would not follow the pixel to its new place; leave one of them off");
   train_reader.require(run.train_options.init.empty() || !dynamic_cast<const Staged*>(run.model.model.get()), "init",
                        "a model trained in stages (a stack's layerwise pretraining) begins by pretraining its layers "
                        "afresh; it cannot start from a trained model");

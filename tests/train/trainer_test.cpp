@@ -750,6 +750,17 @@ TEST_F(TrainerTest, AStackOrientsItsImagesNotItsCodesAndRunsFromBeforeTheKeyResu
   ASSERT_EQ(dihedral.size(), 3u);
   ASSERT_EQ(none.size(), 3u);
   EXPECT_NE(Json::parse(none[0])["train_loss"], Json::parse(dihedral[0])["train_loss"]);
+  // Each pixel's own mean, taken off before the examples are oriented, would not follow the pixel.
+  Json centred = config("flip");
+  centred["data"]["center"] = true;
+  try {
+    prepare_run(centred, /*with_test=*/false);
+    FAIL() << "train.augment with data.center";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config: train.augment: orients the examples after data.center"),
+              std::string::npos)
+        << e.what();
+  }
   expect_a_run_from_before_the_key_resumes({{"model", {{"family", "denoising"}, {"code_size", 4}, {"hidden", {16}}}},
                                             {"data", {{"limit", 300}}},
                                             {"train", {{"epochs", 1}, {"progress", "none"}}}},
