@@ -226,6 +226,10 @@ torch::Tensor orient_images(const torch::Tensor& images, const torch::Tensor& or
   return out.contiguous();
 }
 
+bool orientable(const std::string& augment, c10::IntArrayRef example) {
+  return augment == "none" || (example.size() == 3 && (augment != "dihedral" || example[1] == example[2]));
+}
+
 bool streams(const DataOptions& options, int64_t float_bytes) {
   return options.source == "stream" || (options.source == "auto" && float_bytes > kInMemoryBytes);
 }

@@ -88,8 +88,7 @@ Run prepare_run(const Json& config, bool with_test) {
                                    run.model.resolved.value("family", "")));
   const std::string& augment = run.train_options.augment;
   const std::vector<int64_t>& shape = run.data.spec.shape;
-  train_reader.require(augment == "none" || (shape.size() == 3 && (augment != "dihedral" || shape[1] == shape[2])),
-                       "augment",
+  train_reader.require(orientable(augment, shape), "augment",
                        fmt::format("\"{}\" needs {}, and the examples are [{}]; leave it \"none\"", augment,
                                    augment == "dihedral" ? "square images" : "images", fmt::join(shape, ", ")));
   train_reader.require(augment == "none" || (!run.data_options.center && !run.data_options.standardize), "augment",

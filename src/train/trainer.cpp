@@ -1034,7 +1034,7 @@ class StreamFeed : public EpochFeed {
 torch::Tensor Trainer::augmented(const torch::Tensor& images, int64_t batch, int64_t count, int part,
                                  int parts) const {
   const bool dihedral = options_.augment == "dihedral";
-  if (images.dim() != 4 || (dihedral && images.size(2) != images.size(3))) {
+  if (!orientable(options_.augment, images.sizes().slice(1))) {  // the caller has a batch of at least one
     throw Error(fmt::format("config: train.augment: \"{}\" needs {}, and the batches are [{}]; leave it \"none\"",
                             options_.augment, dihedral ? "square images" : "images", fmt::join(images.sizes(), ", ")));
   }

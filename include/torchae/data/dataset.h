@@ -144,6 +144,10 @@ std::pair<int64_t, int64_t> shard_of(int64_t n, int part, int parts);
 /// (which needs H == W); the eight are the symmetries of the square, 0 the image as it is.
 torch::Tensor orient_images(const torch::Tensor& images, const torch::Tensor& orientations);
 
+/// Whether `train.augment` `augment` can orient examples of shape `example` (without the batch):
+/// any, for "none"; [C, H, W] images for "flip"; square ones for "dihedral".
+bool orientable(const std::string& augment, c10::IntArrayRef example);
+
 /// The batches of one pass over a data set, in the order of `order` (a permutation, or
 /// arange for a fixed order): batch i is one `index_select` of order[i*B : (i+1)*B]. The last
 /// batch may be smaller. In a data-parallel run each rank takes part `part` of `parts` of every
