@@ -6,7 +6,7 @@
 #         -DENVIRONMENT=OMP_WAIT_POLICY=PASSIVE -P discover_groups.cmake
 #
 # Why groups: a process that links LibTorch takes 0.6-0.9 s to start here, before its first
-# test; one process a test started it 787 times, a third of the suite's time.
+# test, and one process a test started it 786 times (README, "The test suite": the times).
 foreach(var TEST_EXECUTABLE CTEST_FILE GROUP_SIZE TIMEOUT ENVIRONMENT)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "discover_groups.cmake: ${var} is not set")
