@@ -7,6 +7,8 @@
 # beside another training; its first epochs alone took 78-87 s); on 2026-12-05 dae-conv-natural
 # (its residual network told the noise level) in 35, partly beside builds; scoring took 3 to 9 minutes for each natural denoising row
 # (the DCT filter's sigma is chosen on 18 crops), 3 to 6 minutes for each inpainting row.
+# FSR_BEST=1 adds frequency-selective reconstruction's best profile to the inpainting rows
+# (restore-eval --fsr-best): 21 to 29 minutes a row here on 2026-12-07, one row a core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/restore}
@@ -39,10 +41,13 @@ for sigma in 5 15 25; do
   eval_to "natural-denoise-$sigma-told-ensembled" --model "$out/dae-conv-natural.pt" --data "$natural" \
     --noise "$sigma" --no-baselines --noise-level "$sigma" --self-ensemble
 done
+fsr=()
+[ "${FSR_BEST:-0}" = 1 ] && fsr=(--fsr-best)
 eval_to natural-inpaint-random --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask random \
-  --picture docs/images/restore-natural-inpaint.png
-eval_to natural-inpaint-text --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask text
-eval_to natural-inpaint-blocks25 --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask blocks:0.25
+  --picture docs/images/restore-natural-inpaint.png "${fsr[@]}"
+eval_to natural-inpaint-text --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask text "${fsr[@]}"
+eval_to natural-inpaint-blocks25 --model "$out/inpaint-conv-natural.pt" --task inpaint --data "$natural" --mask blocks:0.25 \
+  "${fsr[@]}"
 eval_to natural-colorize --model "$out/colorize-conv-natural.pt" --task colorize --data "$natural" \
   --picture docs/images/restore-natural-colorize.png
 echo "== done: $out/*.json, docs/images/restore-*.png"
