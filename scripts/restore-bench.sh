@@ -6,9 +6,12 @@
 # 2026-12-03: dae-conv-fashion trained in 12 minutes, inpaint-conv-natural in 43 (20 epochs,
 # beside another training; its first epochs alone took 78-87 s); on 2026-12-05 dae-conv-natural
 # (its residual network told the noise level) in 35, partly beside builds; scoring took 3 to 9 minutes for each natural denoising row
-# (the DCT filter's sigma is chosen on 18 crops), 3 to 6 minutes for each inpainting row.
+# (the DCT filter's sigma is chosen on 18 crops), 3 to 6 minutes for each inpainting row, before
+# the classical methods ran an image a core (on 2026-12-07: the sigma 25 row 195 s against 268,
+# the text inpainting row 137 s against 234).
 # FSR_BEST=1 adds frequency-selective reconstruction's best profile to the inpainting rows
-# (restore-eval --fsr-best): 21 to 29 minutes a row here on 2026-12-07, one row a core.
+# (restore-eval --fsr-best): 21 to 29 minutes a row here on 2026-12-07, one row a core, before
+# the classical methods ran an image a core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/restore}

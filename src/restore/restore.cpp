@@ -17,13 +17,17 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <opencv2/core/utility.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/photo.hpp>
 #include <opencv2/xphoto.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <deque>
+#include <exception>
+#include <mutex>
 #include <numeric>
 #include <set>
 
@@ -572,42 +576,91 @@ FolderRestore restore_folder(const fs::path& archive, RestoreTask task, const fs
 
 namespace {
 
-torch::Tensor nlm(const torch::Tensor& noisy, double h) {
+// The classical methods take and give 8-bit images (`to_mat8`), as a file would hold them, and
+// call OpenCV alone, so that they can run on threads of their own (`for_each_on_every_core`).
+
+cv::Mat nlm(const cv::Mat& noisy, double h) {
   cv::Mat out;
-  const cv::Mat in = to_mat8(noisy);
-  if (noisy.size(0) == 3) {
-    cv::fastNlMeansDenoisingColored(in, out, static_cast<float>(h), static_cast<float>(h), 7, 21);
+  if (noisy.channels() == 3) {
+    cv::fastNlMeansDenoisingColored(noisy, out, static_cast<float>(h), static_cast<float>(h), 7, 21);
   } else {
-    cv::fastNlMeansDenoising(in, out, static_cast<float>(h), 7, 21);
+    cv::fastNlMeansDenoising(noisy, out, static_cast<float>(h), 7, 21);
   }
-  return from_mat8(out);
+  return out;
 }
 
 // OpenCV's DCT filter (Yu & Sapiro, IPOL 2011) on 16x16 blocks. Its borders come out worse
 // than the noisy input (4 dB under it on 40x40 images at sigma 4, where it should change
 // little): the image is padded by reflection first, by one block, and cropped after.
-torch::Tensor dct_denoise(const torch::Tensor& noisy, double sigma) {
+cv::Mat dct_denoise(const cv::Mat& noisy, double sigma) {
   constexpr int kBlock = 16;
   cv::Mat padded, out;
-  cv::copyMakeBorder(to_mat8(noisy), padded, kBlock, kBlock, kBlock, kBlock, cv::BORDER_REFLECT_101);
+  cv::copyMakeBorder(noisy, padded, kBlock, kBlock, kBlock, kBlock, cv::BORDER_REFLECT_101);
   cv::xphoto::dctDenoising(padded, out, sigma, kBlock);
-  return from_mat8(out(cv::Rect(kBlock, kBlock, static_cast<int>(noisy.size(2)), static_cast<int>(noisy.size(1)))).clone());
+  return out(cv::Rect(kBlock, kBlock, noisy.cols, noisy.rows)).clone();
 }
 
-torch::Tensor cv_inpaint(const torch::Tensor& image, const torch::Tensor& mask, int flags) {
-  const cv::Mat mask8 = to_mat8(mask.unsqueeze(0).to(torch::kFloat32));
+// `missing`: 255 where a pixel is missing.
+cv::Mat cv_inpaint(const cv::Mat& image, const cv::Mat& missing, int flags) {
   cv::Mat out;
-  cv::inpaint(to_mat8(image), mask8, out, 3.0, flags);
-  return from_mat8(out);
+  cv::inpaint(image, missing, out, 3.0, flags);
+  return out;
 }
 
 // Frequency-selective reconstruction (Seiler et al., TIP 2015; Genser et al., PCS 2018), whose
-// mask marks the known pixels.
-torch::Tensor fsr_inpaint(const torch::Tensor& image, const torch::Tensor& mask, int profile) {
-  const cv::Mat known = to_mat8(mask.logical_not().unsqueeze(0).to(torch::kFloat32));
+// mask marks the known pixels: `known` is 255 there.
+cv::Mat fsr_inpaint(const cv::Mat& image, const cv::Mat& known, int profile) {
   cv::Mat out;
-  cv::xphoto::inpaint(to_mat8(image), known, out, profile);
-  return from_mat8(out);
+  cv::xphoto::inpaint(image, known, out, profile);
+  return out;
+}
+
+// Calls work(i) for each i in [0, n), an i a task on OpenCV's own threads (its parallel
+// framework's pool, which lives as long as the process), or on this thread alone when LibTorch
+// has one (restore-eval gives it every core): OpenCV's classical methods run an image on one
+// core for most of their time, and the photographs differ in size. OpenCV's own parallel loops
+// within `work` run serially, as nested loops do. `work` must not use torch: LibTorch's parallel
+// loops, called from threads it did not start, would each start threads of their own. The first
+// exception thrown is rethrown here, once every task has stopped; the tasks not yet begun are
+// skipped.
+void for_each_on_every_core(std::size_t n, const std::function<void(std::size_t)>& work) {
+  std::atomic<bool> failed{false};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  const auto run = [&](const cv::Range& range) {
+    for (int i = range.start; i < range.end && !failed; ++i) {
+      try {
+        work(static_cast<std::size_t>(i));
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  const cv::Range all(0, static_cast<int>(n));
+  if (at::get_num_threads() > 1 && n > 1) {
+    // OpenCV 4.6 fills its tables for the Lab conversion (which non-local means in colour makes)
+    // on first use, unguarded: two threads converting at once for the first time each fill them,
+    // one's are lost (LeakSanitizer found 1.7 MB a table) and either may read the other's half
+    // filled. One pixel converted here, before any thread starts, fills them.
+    static std::once_flag lab_tables;
+    std::call_once(lab_tables, [] {
+      cv::Mat lab, bgr;
+      cv::cvtColor(cv::Mat(1, 1, CV_8UC3, cv::Scalar::all(128)), lab, cv::COLOR_BGR2Lab);
+      cv::cvtColor(lab, bgr, cv::COLOR_Lab2BGR);
+    });
+    cv::parallel_for_(all, run, static_cast<double>(n));
+  } else {
+    run(all);
+  }
+  if (failure) std::rethrow_exception(failure);
+}
+
+std::vector<cv::Mat> to_mats8(const std::vector<torch::Tensor>& images) {
+  std::vector<cv::Mat> mats;
+  for (const torch::Tensor& image : images) mats.push_back(to_mat8(image));
+  return mats;
 }
 
 double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); }
@@ -615,8 +668,11 @@ double mean(const std::vector<double>& v) { return std::accumulate(v.begin(), v.
 // PSNR and SSIM against the clean image, and, for colourisation, the result's colourfulness.
 struct Scores {
   std::vector<double> psnr, ssim, colour;
+  static double psnr_of(const torch::Tensor& result, const torch::Tensor& clean) {
+    return torchae::psnr(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>();
+  }
   void add(const torch::Tensor& result, const torch::Tensor& clean, bool colourfulness) {
-    psnr.push_back(torchae::psnr(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>());
+    psnr.push_back(psnr_of(result, clean));
     ssim.push_back(torchae::ssim(result.unsqueeze(0), clean.unsqueeze(0))[0].item<double>());
     if (colourfulness) colour.push_back(torchae::colourfulness(result));
   }
@@ -724,18 +780,24 @@ CorruptedImages corrupt_for_task(const std::vector<torch::Tensor>& test, const R
 // images by PSNR over `grid` (0-255 units): the defaults suit only light noise. What was tried
 // goes into `result` as <key> and <key's method>_validation_psnr_db.
 double choose_on_validation(const std::string& method, const std::string& key, const std::vector<double>& grid,
-                            const std::function<torch::Tensor(const torch::Tensor&, double)>& denoise,
+                            const std::function<cv::Mat(const cv::Mat&, double)>& denoise,
                             const std::vector<torch::Tensor>& validation, const RestoreEvalOptions& o, Json& result) {
   if (validation.empty()) throw Error(fmt::format("{}: no images left to choose {}'s parameter on", o.data, method));
   torch::manual_seed(o.seed + 1);
   std::vector<torch::Tensor> noisy;
   for (const auto& v : validation) noisy.push_back(add_noise(v, o.noise));
+  // Every value on every image at once; then PSNR alone, which is all the choice needs.
+  const std::vector<cv::Mat> noisy8 = to_mats8(noisy);
+  const std::size_t n = validation.size();
+  std::vector<cv::Mat> denoised(grid.size() * n);
+  for_each_on_every_core(denoised.size(), [&](std::size_t k) { denoised[k] = denoise(noisy8[k % n], grid[k / n]); });
   double chosen = grid.front(), best = -1e9;
   Json tried = Json::object();
-  for (double value : grid) {
-    Scores s;
-    for (std::size_t i = 0; i < validation.size(); ++i) s.add(denoise(noisy[i], value), validation[i], false);
-    const double p = s.json()["psnr_db"];
+  for (std::size_t v = 0; v < grid.size(); ++v) {
+    const double value = grid[v];
+    std::vector<double> psnr;
+    for (std::size_t i = 0; i < n; ++i) psnr.push_back(Scores::psnr_of(from_mat8(denoised[v * n + i]), validation[i]));
+    const double p = mean(psnr);
     tried[fmt::format("{:g}", value)] = p;
     if (p > best) best = p, chosen = value;
   }
@@ -779,12 +841,28 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
   rows.resize(shown);
   for (std::size_t i = 0; i < shown; ++i) rows[i] = {images.test[i], corrupted[i]};
 
-  // The methods scored, in the order of the picture's columns: (name, restoration of image i).
-  std::deque<std::pair<std::string, std::function<torch::Tensor(std::size_t)>>> methods;
-  methods.emplace_back("model", [&](std::size_t i) {
-    return model.restore(o.task, o.task == RestoreTask::inpaint ? images.test[i] : corrupted[i],
-                         masks.empty() ? torch::Tensor() : masks[i], estimates.empty() ? level : estimates[i]);
-  });
+  // The methods scored, in the order of the picture's columns: each a restoration of image i,
+  // by torch (the model, on this thread with every core for its operations) or by OpenCV alone
+  // (the classical methods, an image a core, on the 8-bit images).
+  struct Method {
+    std::string name;
+    std::function<torch::Tensor(std::size_t)> run;
+    std::function<cv::Mat(std::size_t)> classical;
+  };
+  std::deque<Method> methods;
+  methods.push_back({"model", [&](std::size_t i) {
+                       return model.restore(o.task, o.task == RestoreTask::inpaint ? images.test[i] : corrupted[i],
+                                            masks.empty() ? torch::Tensor() : masks[i],
+                                            estimates.empty() ? level : estimates[i]);
+                     }, nullptr});
+  std::vector<cv::Mat> corrupted8, missing8, known8;
+  if (o.baselines && o.task != RestoreTask::colorize) corrupted8 = to_mats8(corrupted);
+  if (o.baselines && o.task == RestoreTask::inpaint) {
+    for (const torch::Tensor& mask : masks) {
+      missing8.push_back(to_mat8(mask.unsqueeze(0).to(torch::kFloat32)));
+      known8.push_back(to_mat8(mask.logical_not().unsqueeze(0).to(torch::kFloat32)));
+    }
+  }
   if (o.task == RestoreTask::denoise) {
     result["corruption"] = o.noise;
   } else if (o.task == RestoreTask::inpaint) {
@@ -805,28 +883,39 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
         {3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.5, 14.0, 16.0, 18.0, 20.0, 22.5, 25.0, 28.0, 31.5, 35.5,
          40.0, 45.0, 50.0, 56.0, 63.0, 71.0, 80.0, 90.0},
         nlm, images.validation, o, result);
-    methods.emplace_back(model.channels() == 3 ? "fastNlMeansDenoisingColored" : "fastNlMeansDenoising",
-                         [&, best_h](std::size_t i) { return nlm(corrupted[i], best_h); });
+    methods.push_back({model.channels() == 3 ? "fastNlMeansDenoisingColored" : "fastNlMeansDenoising", nullptr,
+                       [&, best_h](std::size_t i) { return nlm(corrupted8[i], best_h); }});
     const double best_sigma = choose_on_validation(
         "dct", "dct_sigma", {4.0, 5.0, 6.0, 7.5, 9.0, 11.0, 13.0, 16.0, 19.0, 23.0, 28.0, 34.0, 40.0, 48.0, 58.0, 70.0, 84.0, 100.0, 125.0},
         dct_denoise, images.validation, o, result);
-    methods.emplace_back("dctDenoising", [&, best_sigma](std::size_t i) { return dct_denoise(corrupted[i], best_sigma); });
+    methods.push_back(
+        {"dctDenoising", nullptr, [&, best_sigma](std::size_t i) { return dct_denoise(corrupted8[i], best_sigma); }});
   } else if (o.baselines && o.task == RestoreTask::inpaint) {
-    methods.emplace_back("inpaint_telea", [&](std::size_t i) { return cv_inpaint(corrupted[i], masks[i], cv::INPAINT_TELEA); });
-    methods.emplace_back("inpaint_ns", [&](std::size_t i) { return cv_inpaint(corrupted[i], masks[i], cv::INPAINT_NS); });
-    methods.emplace_back("inpaint_fsr_fast",
-                         [&](std::size_t i) { return fsr_inpaint(corrupted[i], masks[i], cv::xphoto::INPAINT_FSR_FAST); });
+    methods.push_back({"inpaint_telea", nullptr, [&](std::size_t i) {
+                         return cv_inpaint(corrupted8[i], missing8[i], cv::INPAINT_TELEA);
+                       }});
+    methods.push_back(
+        {"inpaint_ns", nullptr, [&](std::size_t i) { return cv_inpaint(corrupted8[i], missing8[i], cv::INPAINT_NS); }});
+    methods.push_back({"inpaint_fsr_fast", nullptr, [&](std::size_t i) {
+                         return fsr_inpaint(corrupted8[i], known8[i], cv::xphoto::INPAINT_FSR_FAST);
+                       }});
     if (o.fsr_best) {
-      methods.emplace_back("inpaint_fsr_best",
-                           [&](std::size_t i) { return fsr_inpaint(corrupted[i], masks[i], cv::xphoto::INPAINT_FSR_BEST); });
+      methods.push_back({"inpaint_fsr_best", nullptr, [&](std::size_t i) {
+                           return fsr_inpaint(corrupted8[i], known8[i], cv::xphoto::INPAINT_FSR_BEST);
+                         }});
     }
   }
   const bool colour = o.task == RestoreTask::colorize;
-  methods.emplace_back("corrupted", [&](std::size_t i) { return corrupted[i]; });
-  for (const auto& [name, run] : methods) {
+  methods.push_back({"corrupted", [&](std::size_t i) { return corrupted[i]; }, nullptr});
+  for (const Method& method : methods) {
+    const std::string& name = method.name;
+    std::vector<cv::Mat> classical(method.classical ? images.test.size() : 0);
+    if (method.classical) {
+      for_each_on_every_core(classical.size(), [&](std::size_t i) { classical[i] = method.classical(i); });
+    }
     Scores& s = scores[name];
     for (std::size_t i = 0; i < images.test.size(); ++i) {
-      const torch::Tensor restored = run(i);
+      const torch::Tensor restored = method.classical ? from_mat8(classical[i]) : method.run(i);
       s.add(restored, images.test[i], colour);
       if (i < shown && name != "corrupted") rows[i].push_back(restored);
     }
@@ -859,8 +948,8 @@ Json restore_eval(const fs::path& archive, const RestoreEvalOptions& o) {
     write_picture(o.picture, rows, o.picture_crop);
     result["picture"] = o.picture.string();
     std::vector<std::string> columns{"clean", "corrupted"};
-    for (const auto& m : methods) {
-      if (m.first != "corrupted") columns.push_back(m.first);
+    for (const Method& m : methods) {
+      if (m.name != "corrupted") columns.push_back(m.name);
     }
     result["picture_columns"] = columns;
   }

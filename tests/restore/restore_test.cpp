@@ -696,5 +696,51 @@ TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
   EXPECT_GT(j["methods"]["inpaint_fsr_best"]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>() + 3);
 }
 
+TEST_F(RestoreTest, RestoreEvalsClassicalMethodsScoreTheSameOnOneThreadAsOnSeveral) {
+  // They run an image a thread: each image's figures are its own, in its place, whatever the
+  // number of threads (here more threads than cores, and images of different sizes).
+  TempDir dir;
+  for (int i = 0; i < 12; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_image(24 + 3 * i, 40 - i));
+  const std::string archive = conv_archive(dir / "m.pt");
+  const int threads = at::get_num_threads();
+  for (const RestoreTask task : {RestoreTask::denoise, RestoreTask::inpaint}) {
+    RestoreEvalOptions o;
+    o.task = task;
+    o.data = dir.path().string();
+    o.images = {"img09.png", "img02.png", "img11.png", "img04.png", "img07.png"};
+    o.noise = "25";
+    std::vector<Json> results;
+    for (const int t : {1, 4}) {
+      at::set_num_threads(t);
+      results.push_back(restore_eval(archive, o));
+    }
+    at::set_num_threads(threads);
+    for (const Json& j : results) ASSERT_EQ(j["n"], 5);
+    const std::vector<std::string> classical =
+        task == RestoreTask::denoise
+            ? std::vector<std::string>{"fastNlMeansDenoisingColored", "dctDenoising", "corrupted"}
+            : std::vector<std::string>{"inpaint_telea", "inpaint_ns", "inpaint_fsr_fast", "corrupted"};
+    for (const std::string& method : classical) {
+      EXPECT_EQ(results[0]["per_image"][method], results[1]["per_image"][method]) << method;
+      EXPECT_EQ(results[0]["methods"][method], results[1]["methods"][method]) << method;
+    }
+    if (task == RestoreTask::denoise) {
+      for (const char* key : {"nlm_h", "nlm_validation_psnr_db", "dct_sigma", "dct_validation_psnr_db"}) {
+        EXPECT_EQ(results[0][key], results[1][key]) << key;
+      }
+    }
+  }
+  // Each image's figure is that image's: the images differ, and so do their figures.
+  RestoreEvalOptions o;
+  o.task = RestoreTask::inpaint;
+  o.data = dir.path().string();
+  o.images = {"img09.png", "img02.png"};
+  const Json both = restore_eval(archive, o);
+  o.images = {"img09.png"};
+  const Json first = restore_eval(archive, o);  // the same mask: the first drawn
+  EXPECT_EQ(both["per_image"]["inpaint_ns"][0], first["per_image"]["inpaint_ns"][0]);
+  EXPECT_NE(both["per_image"]["inpaint_ns"][1]["psnr_db"], first["per_image"]["inpaint_ns"][0]["psnr_db"]);
+}
+
 }  // namespace
 }  // namespace torchae
