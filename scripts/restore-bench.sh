@@ -11,7 +11,7 @@
 # the text inpainting row 137 s against 234).
 # FSR_BEST=1 adds frequency-selective reconstruction's best profile to the inpainting rows
 # (restore-eval --fsr-best): 21 to 29 minutes a row here on 2026-12-07, one row a core, before
-# the classical methods ran an image a core.
+# the classical methods ran an image a core; after, the text row took 24 minutes alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/restore}
