@@ -70,9 +70,11 @@ PCA PCA::fit(const torch::Tensor& data, int64_t k) {
   TORCH_CHECK(data.dim() == 2, "PCA::fit: expected [N, D] data");
   TORCH_CHECK(k >= 1 && k <= data.size(1), "PCA::fit: k must be in [1, D]");
   torch::NoGradGuard no_grad;
-  const torch::Tensor x = data.to(torch::kFloat64);
-  const torch::Tensor mean = x.mean(0);
-  const torch::Tensor centred = x - mean;
+  // Centred in place, in a copy of its own: one [N, D] of doubles rather than two.
+  const torch::Tensor centred = data.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true);
+  const torch::Tensor mean = centred.mean(0);
+  centred.sub_(mean);
+  const torch::Tensor& x = centred;
   const double scale = 1.0 / static_cast<double>(std::max<int64_t>(x.size(0) - 1, 1));
   if (x.size(0) >= x.size(1)) {
     const torch::Tensor covariance = centred.t().mm(centred) * scale;
@@ -116,7 +118,28 @@ constexpr int64_t kStreamedSample = 60000;
 
 }  // namespace
 
-Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device) {
+PcaBaseline PcaBaseline::fit(const Autoencoder& model, const DataSplits& data, bool none) {
+  PcaBaseline baseline;
+  if (none) return baseline;
+  torch::NoGradGuard no_grad;
+  // Of a streamed training set, a sample as large as in-memory sets commonly are.
+  const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
+  baseline.components = std::min(model.code_size(), train.size(1));
+  // All components reconstruct exactly: no need to diagonalise a D x D covariance (6912 x
+  // 6912 for 48x48 colour patches) to learn that PCA is the identity.
+  if (baseline.components < train.size(1)) baseline.pca = PCA::fit(train, baseline.components);
+  return baseline;
+}
+
+torch::Tensor PcaBaseline::reconstruct(const torch::Tensor& x) const {
+  TORCH_CHECK(components > 0, "PcaBaseline::reconstruct: no baseline");
+  return pca.mean.defined() ? pca.reconstruct(x) : x;
+}
+
+Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device,
+                             const PcaBaseline* baseline) {
+  const PcaBaseline fitted = baseline ? PcaBaseline() : PcaBaseline::fit(model, data);
+  const PcaBaseline& pca = baseline ? *baseline : fitted;
   torch::NoGradGuard no_grad;
   model.module().eval();
   const double peak = data.spec.peak;
@@ -129,27 +152,21 @@ Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const t
         return out.reconstruction.to(torch::kCPU);
       },
       data.test, peak);
+  Json metrics{{"test_mse", ae.mse},
+               {"test_sse_per_image", ae.sse_per_example},
+               {"test_psnr_db", ae.psnr_db},
+               {"test_loss", loss_sum / static_cast<double>(data.test.size())}};
   // The baseline keeps as many components as the code has units, all of them for an
   // overcomplete code (then PCA is lossless and the comparison says only that).
-  // Of a streamed training set, a sample as large as in-memory sets commonly are.
-  const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
-  const int64_t components = std::min(model.code_size(), train.size(1));
-  // All components reconstruct exactly: no need to diagonalise a D x D covariance (6912 x
-  // 6912 for 48x48 colour patches) to learn that PCA is the identity.
-  PCA pca;
-  if (components < train.size(1)) pca = PCA::fit(train, components);
-  const ReconstructionMetrics baseline = reconstruction_metrics(
-      [&](const torch::Tensor& x) { return components < train.size(1) ? pca.reconstruct(x) : x; }, data.test, peak);
-  return Json{{"test_mse", ae.mse},
-              {"test_sse_per_image", ae.sse_per_example},
-              {"test_psnr_db", ae.psnr_db},
-              {"test_loss", loss_sum / static_cast<double>(data.test.size())},
-              {"pca_test_mse", baseline.mse},
-              {"pca_test_sse_per_image", baseline.sse_per_example},
-              {"pca_test_psnr_db", baseline.psnr_db},
-              {"code_size", model.code_size()},
-              {"pca_components", components},
-              {"n_test", data.test.size()}};
+  if (pca.components > 0) {
+    const ReconstructionMetrics baseline =
+        reconstruction_metrics([&](const torch::Tensor& x) { return pca.reconstruct(x); }, data.test, peak);
+    metrics.update({{"pca_test_mse", baseline.mse},
+                    {"pca_test_sse_per_image", baseline.sse_per_example},
+                    {"pca_test_psnr_db", baseline.psnr_db}});
+  }
+  metrics.update({{"code_size", model.code_size()}, {"pca_components", pca.components}, {"n_test", data.test.size()}});
+  return metrics;
 }
 
 CorruptionOptions parse_corruption_spec(const std::string& text, const DataSpec& spec) {
@@ -174,17 +191,15 @@ CorruptionOptions parse_corruption_spec(const std::string& text, const DataSpec&
 }
 
 Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const CorruptionOptions& corruption,
-                        const torch::Device& device, bool as_trained) {
+                        const torch::Device& device, bool as_trained, const PcaBaseline* baseline) {
   auto* corrupting = dynamic_cast<Corrupting*>(&model);
   TORCH_CHECK(!as_trained || corrupting, "evaluate_corrupted: as_trained needs a model trained on corrupted batches");
+  const PcaBaseline fitted = baseline ? PcaBaseline() : PcaBaseline::fit(model, data);
+  const PcaBaseline& pca = baseline ? *baseline : fitted;
   torch::NoGradGuard no_grad;
   model.module().eval();
   const torch::Tensor clean = data.test.inputs;
   const Corrupted corrupted = corrupt_seeded(clean, corruption, 0);
-  const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);
-  const int64_t components = std::min(model.code_size(), train.size(1));
-  PCA pca;
-  if (components < train.size(1)) pca = PCA::fit(train, components);
   const double peak = data.spec.peak;
   const auto n = static_cast<double>(clean.size(0));
   const int64_t batch = 1000;
@@ -196,17 +211,18 @@ Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const Corrup
     const torch::Tensor& seen = part.input;
     const Output out = as_trained ? corrupting->forward_corrupted(part.to(device)) : model.forward(seen.to(device));
     const torch::Tensor outputs[3] = {seen, out.reconstruction.cpu(),
-                                      components < train.size(1) ? pca.reconstruct(seen) : seen};
-    for (int k = 0; k < 3; ++k) {
+                                      pca.components > 0 ? pca.reconstruct(seen) : torch::Tensor()};
+    for (int k = 0; k < (pca.components > 0 ? 3 : 2); ++k) {
       const torch::Tensor example_mse = (outputs[k].to(torch::kFloat64) - x.to(torch::kFloat64)).pow(2).flatten(1).mean(1);
       sse[k] += example_mse.sum().item<double>();
       psnr_sum[k] += psnr_of_mse(example_mse, peak).sum().item<double>();
     }
   }
-  return Json{{"corruption", to_string(corruption.kind)}, {"level", corruption.level}, {"as_trained", as_trained},
-              {"input_mse", sse[0] / n},                   {"input_psnr_db", psnr_sum[0] / n},
-              {"test_mse", sse[1] / n},                    {"test_psnr_db", psnr_sum[1] / n},
-              {"pca_test_mse", sse[2] / n},                {"pca_test_psnr_db", psnr_sum[2] / n}};
+  Json metrics{{"corruption", to_string(corruption.kind)}, {"level", corruption.level}, {"as_trained", as_trained},
+               {"input_mse", sse[0] / n},                   {"input_psnr_db", psnr_sum[0] / n},
+               {"test_mse", sse[1] / n},                    {"test_psnr_db", psnr_sum[1] / n}};
+  if (pca.components > 0) metrics.update({{"pca_test_mse", sse[2] / n}, {"pca_test_psnr_db", psnr_sum[2] / n}});
+  return metrics;
 }
 
 double classification_accuracy(const std::function<torch::Tensor(const torch::Tensor&)>& scores,

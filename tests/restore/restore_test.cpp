@@ -696,6 +696,41 @@ TEST_F(RestoreTest, RestoreEvalScoresTheModelAndTheBaselinesOnHeldOutImages) {
   EXPECT_GT(j["methods"]["inpaint_fsr_best"]["psnr_db"].get<double>(), j["methods"]["corrupted"]["psnr_db"].get<double>() + 3);
 }
 
+TEST_F(RestoreTest, EvalLeavesOutThePcaBaselineWhereSkipsPassAroundTheCode) {
+  TempDir dir;
+  for (int i = 0; i < 10; ++i) write_image(dir / fmt::format("img{:02d}.png", i), smooth_image(36, 40));
+  const std::string conv_denoiser = fmt::format(
+      "--set data.dataset=images --set data.path={} --set data.patch=16 --set data.patches=64 --set model.family=denoising "
+      "--set model.backbone=conv --set model.code_size=0 --set model.channels=[4,8] --set model.strides=[1,2] "
+      "--set model.corruption=gaussian --set model.level=0.1 --set model.loss=mse --set train.epochs=1",
+      dir.path().string());
+  for (const std::string around : {"skips", "residual", ""}) {
+    const std::string run = (dir / ("run" + around)).string();
+    const std::string set = around.empty() ? "" : fmt::format("--set model.{}=true", around);
+    ASSERT_EQ(test::run_cli(fmt::format("train {} {} --out {}", conv_denoiser, set, run)).exit_code, 0) << around;
+    const test::CliResult r = test::run_cli("eval --run " + run);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Json j = Json::parse(r.out);
+    EXPECT_EQ(j["code_size"], 8 * 8 * 8);
+    EXPECT_GT(j["test_psnr_db"].get<double>(), 0.0);
+    EXPECT_GT(j["corrupted"]["test_psnr_db"].get<double>(), 0.0);
+    if (around.empty()) {
+      // The code bounds the reconstruction: PCA with as many components (512 of 768) beside it,
+      // one fit for the clean and the corrupted figures.
+      EXPECT_EQ(j["pca_components"], 512);
+      for (const char* key : {"pca_test_mse", "pca_test_sse_per_image", "pca_test_psnr_db"}) EXPECT_TRUE(j.contains(key));
+      EXPECT_GT(j["corrupted"]["pca_test_mse"].get<double>(), j["pca_test_mse"].get<double>());
+    } else {
+      // Skips (or a residual path) pass the input around the code, whose width bounds nothing.
+      EXPECT_EQ(j["pca_components"], 0) << around;
+      for (const char* key : {"pca_test_mse", "pca_test_sse_per_image", "pca_test_psnr_db"}) {
+        EXPECT_FALSE(j.contains(key)) << around << " " << key;
+        EXPECT_FALSE(j["corrupted"].contains(key)) << around << " " << key;
+      }
+    }
+  }
+}
+
 TEST_F(RestoreTest, RestoreEvalsClassicalMethodsScoreTheSameOnOneThreadAsOnSeveral) {
   // They run an image a thread: each image's figures are its own, in its place, whatever the
   // number of threads (here more threads than cores, and images of different sizes).

@@ -62,24 +62,41 @@ struct PCA {
 /// (0: the same subspace).
 double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tensor& b);
 
+/// The baseline beside a model's reconstructions: PCA with as many components as the model's code
+/// is wide, fitted on the training split (of a streamed one, a sample), or no baseline.
+struct PcaBaseline {
+  /// min(code size, input size); 0: no baseline.
+  int64_t components = 0;
+  /// Undefined when every component is kept (PCA is then the identity).
+  PCA pca;
+
+  /// The baseline of `model` on `data`; `none`: no baseline (a model whose skips or residual path
+  /// pass the input around its code, whose width then bounds nothing).
+  static PcaBaseline fit(const Autoencoder& model, const DataSplits& data, bool none = false);
+  /// x through the baseline (the identity when every component is kept).
+  torch::Tensor reconstruct(const torch::Tensor& x) const;
+};
+
 /// The evaluation of a trained autoencoder: its reconstruction metrics on the test set next
-/// to those of PCA with the same code size fitted on the training split, as JSON with keys
-/// test_mse, test_sse_per_image, test_psnr_db, test_loss, pca_test_mse, pca_test_sse_per_image,
-/// pca_test_psnr_db, code_size, pca_components (min(code_size, input size)), n_test.
-Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device);
+/// to those of `baseline` (fitted here when null), as JSON with keys test_mse,
+/// test_sse_per_image, test_psnr_db, test_loss, pca_test_mse, pca_test_sse_per_image,
+/// pca_test_psnr_db (the three left out without a baseline), code_size, pca_components, n_test.
+Json evaluate_reconstruction(Autoencoder& model, const DataSplits& data, const torch::Device& device,
+                             const PcaBaseline* baseline = nullptr);
 
 /// Reconstructions of corrupted test images scored against the clean ones (`torchae eval
 /// --corrupt KIND:LEVEL`): the test split corrupted once by `corruption` (random numbers from a
 /// generator seeded 0, so every model meets the same corrupted images; the default generator is
 /// left as it was), then the model's eval-mode reconstruction of each and PCA's (as in
-/// `evaluate_reconstruction`) compared with the clean image, beside the corrupted input's own
-/// figures. JSON: corruption, level, as_trained, input_mse, input_psnr_db, test_mse,
-/// test_psnr_db, pca_test_mse, pca_test_psnr_db. `as_trained` (a model trained on corrupted
-/// batches, `Corrupting`, and its own corruption): the model is given each image as its training
-/// gave it, with where it was corrupted (an inpainter's mask, a denoiser's sigma), through
-/// `forward_corrupted`; otherwise it sees the corrupted images alone, through `forward`.
+/// `evaluate_reconstruction`; `baseline`, fitted here when null) compared with the clean image,
+/// beside the corrupted input's own figures. JSON: corruption, level, as_trained, input_mse,
+/// input_psnr_db, test_mse, test_psnr_db, pca_test_mse, pca_test_psnr_db (the last two left out
+/// without a baseline). `as_trained` (a model trained on corrupted batches, `Corrupting`, and its
+/// own corruption): the model is given each image as its training gave it, with where it was
+/// corrupted (an inpainter's mask, a denoiser's sigma), through `forward_corrupted`; otherwise it
+/// sees the corrupted images alone, through `forward`.
 Json evaluate_corrupted(Autoencoder& model, const DataSplits& data, const CorruptionOptions& corruption,
-                        const torch::Device& device, bool as_trained = false);
+                        const torch::Device& device, bool as_trained = false, const PcaBaseline* baseline = nullptr);
 
 /// `--corrupt`'s text "KIND:LEVEL" (KIND a corruption name, LEVEL its sigma or fraction) for data
 /// of `spec`, clipped to the data's range as an image file would hold it; an Error naming what is
