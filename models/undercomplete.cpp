@@ -88,6 +88,10 @@ int64_t UndercompleteImpl::size_multiple() const {
   return conv() && options.networks().code_size() == 0 ? conv_encoder_->options.total_stride() : 0;
 }
 
+bool UndercompleteImpl::bottlenecked() const {
+  return !(conv() && (options.networks().skips() || options.networks().residual()));
+}
+
 torch::Tensor UndercompleteImpl::first_layer_weight() const {
   return conv() ? conv_encoder_->first_weight() : encoder_->layers().front()->weight;
 }

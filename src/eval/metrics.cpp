@@ -74,9 +74,8 @@ PCA PCA::fit(const torch::Tensor& data, int64_t k) {
   const torch::Tensor centred = data.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true);
   const torch::Tensor mean = centred.mean(0);
   centred.sub_(mean);
-  const torch::Tensor& x = centred;
-  const double scale = 1.0 / static_cast<double>(std::max<int64_t>(x.size(0) - 1, 1));
-  if (x.size(0) >= x.size(1)) {
+  const double scale = 1.0 / static_cast<double>(std::max<int64_t>(centred.size(0) - 1, 1));
+  if (centred.size(0) >= centred.size(1)) {
     const torch::Tensor covariance = centred.t().mm(centred) * scale;
     auto [values, vectors] = torch::linalg_eigh(covariance, "L");  // ascending eigenvalues
     const int64_t d = values.size(0);
@@ -118,9 +117,9 @@ constexpr int64_t kStreamedSample = 60000;
 
 }  // namespace
 
-PcaBaseline PcaBaseline::fit(const Autoencoder& model, const DataSplits& data, bool none) {
+PcaBaseline PcaBaseline::fit(const Autoencoder& model, const DataSplits& data) {
   PcaBaseline baseline;
-  if (none) return baseline;
+  if (!model.bottlenecked()) return baseline;
   torch::NoGradGuard no_grad;
   // Of a streamed training set, a sample as large as in-memory sets commonly are.
   const torch::Tensor train = data.train_sample(kStreamedSample).inputs.flatten(1);

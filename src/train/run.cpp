@@ -457,15 +457,8 @@ Json evaluate_run(Run& run, const fs::path& run_dir, const EvalOptions& options)
   const auto part = sharded ? shard_of(total, group->rank(), group->size()) : std::pair<int64_t, int64_t>{0, total};
   DataSplits data = run.data;
   if (sharded) data.test = run.data.test.select(torch::arange(part.first, part.first + part.second));
-  // A conv backbone's skips pass its feature maps around the code, and a residual one adds its
-  // input: the code's width then bounds nothing, and PCA with as many components is no baseline,
-  // only work (exporting a photo denoiser trained on 96x96 patches took nearly 15 minutes and
-  // 14 GB, fitting 18,432 components to 10,800 patches twice). Fitted once, the baseline serves
-  // the corrupted figures too.
-  const Json& model_config = run.config["model"];
-  const bool around_code = model_config.value("backbone", "") == "conv" &&
-                           (model_config.value("skips", false) || model_config.value("residual", false));
-  const PcaBaseline baseline = PcaBaseline::fit(*run.model.model, run.data, around_code);
+  // Fitted once, the baseline serves the corrupted figures too.
+  const PcaBaseline baseline = PcaBaseline::fit(*run.model.model, run.data);
   Json metrics = evaluate_reconstruction(*run.model.model, data, device, &baseline);
   if (dynamic_cast<Likelihood*>(run.model.model.get())) {
     metrics.update(evaluate_likelihood(*run.model.model, run.data.test, options.iw_samples, device, part));

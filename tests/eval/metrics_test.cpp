@@ -113,6 +113,42 @@ TEST_F(MetricsTest, LinearAutoencoderLearnsThePcaSubspace) {
   EXPECT_LT(std::abs(ratio - 1.0), 0.02) << metrics.dump();
 }
 
+TEST_F(MetricsTest, APcaBaselineOnlyWhereTheReconstructionPassesThroughTheCode) {
+  // The model says whether its code bounds its reconstruction (`bottlenecked`), and the baseline
+  // asks it, so a library caller of evaluate_reconstruction is spared a meaningless fit as
+  // `eval` is. Conv denoisers on 28x28 images whose code is 2 x 14 x 14 = 392 values.
+  ASSERT_TRUE(test::have_fashion_mnist()) << "Debian's dataset-fashion-mnist is required: scripts/install-deps.sh";
+  DataOptions data_options;
+  data_options.limit = 600;
+  const DataSplits data = load_data(data_options, /*with_test=*/true);
+  const Json conv = {{"family", "denoising"}, {"backbone", "conv"}, {"code_size", 0},   {"channels", {4, 2}},
+                     {"strides", {1, 2}},     {"corruption", "gaussian"}, {"level", 0.1}, {"loss", "mse"}};
+  for (const std::string around : {"skips", "residual", ""}) {
+    Json config = conv;
+    if (!around.empty()) config[around] = true;
+    torch::manual_seed(GTEST_FLAG_GET(random_seed));
+    const auto built = build_model(config, data.spec);
+    ASSERT_EQ(built.model->code_size(), 392) << around;
+    EXPECT_EQ(built.model->bottlenecked(), around.empty()) << around;
+    const PcaBaseline baseline = PcaBaseline::fit(*built.model, data);
+    const Json metrics = evaluate_reconstruction(*built.model, data, torch::kCPU);
+    EXPECT_GT(metrics["test_psnr_db"].get<double>(), 0.0) << around;
+    if (around.empty()) {
+      EXPECT_EQ(baseline.components, 392);
+      ASSERT_TRUE(baseline.pca.components.defined());
+      EXPECT_EQ(metrics["pca_components"], 392);
+      EXPECT_GT(metrics["pca_test_psnr_db"].get<double>(), 0.0);
+    } else {
+      EXPECT_EQ(baseline.components, 0) << around;
+      EXPECT_FALSE(baseline.pca.components.defined()) << around;
+      EXPECT_EQ(metrics["pca_components"], 0) << around;
+      for (const char* key : {"pca_test_mse", "pca_test_sse_per_image", "pca_test_psnr_db"}) {
+        EXPECT_FALSE(metrics.contains(key)) << around << " " << key;
+      }
+    }
+  }
+}
+
 // ---- fd_fashion ------------------------------------------------------------------------------
 
 // Diagonal covariances commute, and then the distance is ||m1 - m2||^2 + sum (sqrt s1 - sqrt s2)^2;

@@ -63,16 +63,18 @@ struct PCA {
 double largest_principal_angle_degrees(const torch::Tensor& a, const torch::Tensor& b);
 
 /// The baseline beside a model's reconstructions: PCA with as many components as the model's code
-/// is wide, fitted on the training split (of a streamed one, a sample), or no baseline.
+/// is wide, fitted on the training split (of a streamed one, a sample), or no baseline for a
+/// model that is not `bottlenecked()` (its skips or residual path pass the input around its
+/// code, whose width then bounds nothing: the fit would be work without meaning, and for a
+/// fully convolutional code on large patches, minutes and gigabytes).
 struct PcaBaseline {
   /// min(code size, input size); 0: no baseline.
   int64_t components = 0;
   /// Undefined when every component is kept (PCA is then the identity).
   PCA pca;
 
-  /// The baseline of `model` on `data`; `none`: no baseline (a model whose skips or residual path
-  /// pass the input around its code, whose width then bounds nothing).
-  static PcaBaseline fit(const Autoencoder& model, const DataSplits& data, bool none = false);
+  /// The baseline of `model` on `data`.
+  static PcaBaseline fit(const Autoencoder& model, const DataSplits& data);
   /// x through the baseline (the identity when every component is kept).
   torch::Tensor reconstruct(const torch::Tensor& x) const;
 };

@@ -124,6 +124,10 @@ class Autoencoder {
   /// (a fully convolutional network: its total stride); 0 when it takes its training shape
   /// only. Export records it in the archive, where restore reads it.
   virtual int64_t size_multiple() const { return 0; }
+  /// Whether every reconstruction passes through the code, so that the code's width bounds what
+  /// the model keeps of its input: what makes PCA with as many components its baseline. False
+  /// for a network whose skips or residual path carry the input around the code. Defaults to true.
+  virtual bool bottlenecked() const { return true; }
   /// Called by the trainer before each epoch (0-based) of `epochs`, for schedules that live
   /// in the model (k-sparse annealing). Derived from the epoch alone, so resume stays exact.
   virtual void set_progress(int64_t /*epoch*/, int64_t /*epochs*/) {}

@@ -25,6 +25,7 @@ class BackboneAutoencoder : public torch::nn::Cloneable<Derived>, public Autoenc
   Output reconstruct(const torch::Tensor& code) override { return backbone_->reconstruct(code); }
   int64_t code_size() const override { return backbone_->code_size(); }
   int64_t size_multiple() const override { return backbone_->size_multiple(); }
+  bool bottlenecked() const override { return backbone_->bottlenecked(); }
   torch::Tensor reconstruction_cost(const Output& output, const torch::Tensor& target) override {
     return backbone_->reconstruction_cost(output, target);
   }

@@ -75,6 +75,8 @@ class UndercompleteImpl : public torch::nn::Cloneable<UndercompleteImpl>,
   int64_t code_size() const override;
   /// A fully convolutional backbone's total stride; 0 otherwise.
   int64_t size_multiple() const override;
+  /// False for a conv backbone with skips or a residual path, which pass the input around the code.
+  bool bottlenecked() const override;
   torch::nn::Module& module() override { return *this; }
   void script(ScriptModel& script) const override;
 
