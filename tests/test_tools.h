@@ -21,6 +21,20 @@
 
 namespace torchae::test {
 
+/// Whether this program runs under AddressSanitizer (scripts/sanitize.sh's build), where a test
+/// may bound its memory differently or check its heaviest figures on a slice of the data.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 /// The configurations of every family the registry lists, read from tests/families/<name>.json
 /// (a list of model sections: the family and its notable options, for examples of shape
 /// {1, 6, 5}), in the registry's order: the suites that every family must pass run over them. A

@@ -335,24 +335,12 @@ TEST_F(Stream, AStackedModelCannotStream) {
   test::expect_one_line_error(r, "data.source");
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
 // The peak resident memory of a command, in MiB (GNU time's %M). Under AddressSanitizer, its
 // quarantine of freed blocks is kept small: it would hold every image decoded and freed.
 double peak_rss_mb(const std::string& command, CliResult* result) {
   TempDir log;
   std::string env;
-  if (kAddressSanitizer) {
+  if (test::kAddressSanitizer) {
     const char* options = std::getenv("ASAN_OPTIONS");
     env = fmt::format("ASAN_OPTIONS='{}:quarantine_size_mb=8' ", options ? options : "");
   }
@@ -386,7 +374,7 @@ TEST_F(Stream, PeakMemoryIsBoundedByTheCacheAndTheQueueNotByTheFolder) {
   const double decoded_mb = 40.0 * 1536 * 2048 * 3 * 4 / (1 << 20);
   // Under AddressSanitizer the process alone takes more (its shadow memory): the data budget is
   // the same, the premise about the cap is not.
-  if (!kAddressSanitizer) ASSERT_GT(decoded_mb, 4 * cap_mb);
+  if (!test::kAddressSanitizer) ASSERT_GT(decoded_mb, 4 * cap_mb);
 
   const std::string photos = fmt::format("{} --set data.path={}", run, (dir / "photos").string());
   CliResult streamed;
