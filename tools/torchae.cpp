@@ -922,6 +922,7 @@ void add_search(CLI::App& app, char** argv) {
       ->check(integer_at_least(0));
   command->add_option("--picture", args->picture, "PNG: the query and its neighbours, their distances above them");
   computes(command, argv, [args] {
+    torchae::set_threads(torchae::cores_per_process());  // for the scan (LibTorch's default here is one thread)
     std::cout << torchae::json_text(torchae::search_index(args->index, args->model, args->query, args->k, args->radius,
                                                           args->picture),
                                     2)

@@ -1,6 +1,7 @@
 #include "torchae/core/runtime.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/parallel.h"
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
+#include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -82,7 +84,88 @@ const OpenBlas& openblas() {
   return blas;
 }
 
+// libgomp's entry points (GCC's OpenMP ABI: what `#pragma omp parallel` compiles to), where the
+// LibTorch loaded is its OpenMP build: looked up once, null otherwise.
+struct Gomp {
+  using Parallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+  Parallel parallel = nullptr;
+  int (*thread_num)() = nullptr;
+  int (*team_size)() = nullptr;
+  Gomp() {
+    parallel = reinterpret_cast<Parallel>(::dlsym(RTLD_DEFAULT, "GOMP_parallel"));
+    thread_num = reinterpret_cast<int (*)()>(::dlsym(RTLD_DEFAULT, "omp_get_thread_num"));
+    team_size = reinterpret_cast<int (*)()>(::dlsym(RTLD_DEFAULT, "omp_get_num_threads"));
+    if (thread_num == nullptr || team_size == nullptr) parallel = nullptr;
+  }
+};
+
+const Gomp& gomp() {
+  static const Gomp runtime;
+  return runtime;
+}
+
+// One parallel_for's region: each thread of the team takes its piece, as at::parallel_for's do.
+struct Region {
+  Region(int64_t begin, int64_t end, int64_t grain, c10::function_ref<void(int64_t, int64_t)> f)
+      : begin(begin), end(end), grain(grain), f(f) {}
+  int64_t begin, end, grain;
+  c10::function_ref<void(int64_t, int64_t)> f;
+  std::atomic_flag failed = ATOMIC_FLAG_INIT;
+  std::exception_ptr error;
+};
+
+void run_piece(void* argument) {
+  Region& region = *static_cast<Region*>(argument);
+  // The team has LibTorch's count of threads (no num_threads clause: as LibTorch, which leaves
+  // libgomp's pool its size); at most one piece for every `grain` elements.
+  int64_t pieces = gomp().team_size();
+  if (region.grain > 0) pieces = std::min(pieces, at::divup(region.end - region.begin, region.grain));
+  const int64_t piece = at::divup(region.end - region.begin, pieces);
+  const int thread = gomp().thread_num();
+  const int64_t first = region.begin + thread * piece;
+  if (first >= region.end) return;
+  try {
+    at::internal::ThreadIdGuard id(thread);
+    region.f(first, std::min(region.end, first + piece));
+  } catch (...) {
+    if (!region.failed.test_and_set()) region.error = std::current_exception();
+  }
+}
+
 }  // namespace
+
+bool parallel_for_available() { return gomp().parallel != nullptr; }
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain, c10::function_ref<void(int64_t, int64_t)> f) {
+  if (begin >= end) return;
+  if (gomp().parallel != nullptr) {
+    at::internal::lazy_init_num_threads();
+    if (end - begin > std::max<int64_t>(grain, 1) && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+      Region region(begin, end, grain, f);
+      gomp().parallel(&run_piece, &region, /*num_threads=*/0, /*flags=*/0);
+      if (region.error) std::rethrow_exception(region.error);
+      return;
+    }
+  }
+  at::internal::ThreadIdGuard id(0);
+  f(begin, end);
+}
+
+double parallel_sum(int64_t begin, int64_t end, int64_t piece, c10::function_ref<double(int64_t, int64_t)> f) {
+  if (begin >= end) return 0.0;
+  piece = std::max<int64_t>(piece, 1);
+  const int64_t pieces = at::divup(end - begin, piece);
+  if (pieces == 1) return f(begin, end);
+  std::vector<double> sums(static_cast<std::size_t>(pieces));
+  parallel_for(0, pieces, 1, [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      sums[static_cast<std::size_t>(i)] = f(begin + i * piece, std::min(end, begin + (i + 1) * piece));
+    }
+  });
+  double total = 0.0;
+  for (const double sum : sums) total += sum;
+  return total;
+}
 
 int64_t blas_threads() { return openblas().get ? openblas().get() : 0; }
 

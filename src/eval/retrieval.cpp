@@ -1,11 +1,12 @@
 #include "torchae/eval/retrieval.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/parallel.h"
 #include "torchae/eval/metrics.h"
 #include "torchae/nn/binary_code.h"
+#include "src/nn/kernels.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -26,15 +27,6 @@ torch::Tensor cpu_contiguous(const torch::Tensor& t, torch::ScalarType type) {
   return t.to(torch::kCPU, type).contiguous();
 }
 
-// Popcount of the XOR of two packed codes of `words` words.
-inline int64_t hamming(const int64_t* a, const int64_t* b, int64_t words) {
-  int64_t d = 0;
-  for (int64_t w = 0; w < words; ++w) {
-    d += __builtin_popcountll(static_cast<unsigned long long>(a[w] ^ b[w]));
-  }
-  return d;
-}
-
 void check_packed(const torch::Tensor& queries, const torch::Tensor& database) {
   TORCH_CHECK(queries.dim() == 2 && database.dim() == 2 && queries.size(1) == database.size(1),
               "hamming: expected packed codes [Q, W] and [N, W] of one width, got ", queries.sizes(), " and ",
@@ -51,7 +43,7 @@ torch::Tensor pack_bits(const torch::Tensor& bits) {
   torch::Tensor packed = torch::zeros({n, words}, torch::kInt64);
   const uint8_t* in = b.data_ptr<uint8_t>();
   auto* out = reinterpret_cast<uint64_t*>(packed.data_ptr<int64_t>());
-  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+  parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       for (int64_t j = 0; j < width; ++j) {
         out[i * words + j / 64] |= static_cast<uint64_t>(in[i * width + j]) << (j % 64);
@@ -81,15 +73,13 @@ torch::Tensor hamming_distances(const torch::Tensor& queries, const torch::Tenso
   const torch::Tensor q = cpu_contiguous(queries, torch::kInt64), db = cpu_contiguous(database, torch::kInt64);
   const int64_t words = q.size(1), n = db.size(0);
   torch::Tensor out = torch::empty({q.size(0), n}, torch::kInt16);
-  const int64_t* qp = q.data_ptr<int64_t>();
-  const int64_t* dp = db.data_ptr<int64_t>();
+  const auto* qp = reinterpret_cast<const uint64_t*>(q.data_ptr<int64_t>());
+  const auto* dp = reinterpret_cast<const uint64_t*>(db.data_ptr<int64_t>());
   int16_t* o = out.data_ptr<int16_t>();
   // Parallel over the database: a search has one query.
   for (int64_t i = 0; i < q.size(0); ++i) {
-    at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j) {
-        o[i * n + j] = static_cast<int16_t>(hamming(qp + i * words, dp + j * words, words));
-      }
+    parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+      kernels::hamming_distances(qp + i * words, dp, words, begin, end, o + i * n);
     });
   }
   return out;
@@ -109,23 +99,16 @@ HammingHistograms hamming_histograms(const torch::Tensor& queries, const torch::
   const int64_t words = q.size(1), n = db.size(0), buckets = bits + 1;
   HammingHistograms h{torch::zeros({q.size(0), buckets}, torch::kInt64),
                       torch::zeros({q.size(0), buckets}, torch::kInt64)};
-  const int64_t* qp = q.data_ptr<int64_t>();
-  const int64_t* dp = db.data_ptr<int64_t>();
+  const auto* qp = reinterpret_cast<const uint64_t*>(q.data_ptr<int64_t>());
+  const auto* dp = reinterpret_cast<const uint64_t*>(db.data_ptr<int64_t>());
   const int64_t* qlp = ql.data_ptr<int64_t>();
   const int64_t* dlp = dl.data_ptr<int64_t>();
   int64_t* counts = h.counts.data_ptr<int64_t>();
   int64_t* relevant = h.relevant.data_ptr<int64_t>();
-  at::parallel_for(0, q.size(0), 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, q.size(0), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      int64_t* c = counts + i * buckets;
-      int64_t* r = relevant + i * buckets;
-      const int64_t* code = qp + i * words;
-      const int64_t label = qlp[i];
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t d = hamming(code, dp + j * words, words);
-        ++c[d];
-        r[d] += dlp[j] == label;
-      }
+      kernels::hamming_histogram(qp + i * words, dp, words, n, dlp, qlp[i], counts + i * buckets,
+                                 relevant + i * buckets);
     }
   });
   return h;

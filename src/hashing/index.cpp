@@ -1,6 +1,7 @@
 #include "torchae/hashing/index.h"
 
 #include "torchae/core/error.h"
+#include "torchae/core/parallel.h"
 #include "torchae/core/io.h"
 #include "torchae/data/dataset.h"
 #include "torchae/data/idx.h"
@@ -9,6 +10,7 @@
 #include "torchae/eval/retrieval.h"
 #include "torchae/export/export.h"
 #include "torchae/viz/pictures.h"
+#include "src/nn/kernels.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -332,37 +334,62 @@ std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::T
                                       int64_t radius) {
   TORCH_CHECK(codes.dim() == 2 && query.numel() == codes.size(1) && k >= 1,
               "hamming_search: a packed query [W] and codes [N, W]");
-  const int64_t n = codes.size(0), most = codes.size(1) * 64;
-  const torch::Tensor distances = hamming_distances(query.reshape({1, -1}), codes)[0];
-  const int16_t* distance = distances.data_ptr<int16_t>();
-  // A counting selection: the distance at which the k-th neighbour lies, then the items up to it
-  // in index order.
-  std::vector<int64_t> histogram(static_cast<std::size_t>(most) + 1, 0);
-  for (int64_t j = 0; j < n; ++j) ++histogram[static_cast<std::size_t>(distance[j])];
-  const int64_t limit = radius >= 0 ? std::min(radius, most) : most;
+  const torch::Tensor q = query.to(torch::kCPU, torch::kInt64).contiguous();
+  const torch::Tensor db = codes.to(torch::kCPU, torch::kInt64).contiguous();
+  const auto* query_words = reinterpret_cast<const uint64_t*>(q.data_ptr<int64_t>());
+  const auto* code_words = reinterpret_cast<const uint64_t*>(db.data_ptr<int64_t>());
+  const int64_t n = db.size(0), words = db.size(1), buckets = words * 64 + 1;
+  // The codes in pieces of 64 K, spread over LibTorch's threads: each piece's distances, then
+  // their histogram while they are in cache.
+  constexpr int64_t kPiece = int64_t{1} << 16;
+  const int64_t pieces = at::divup(n, kPiece);
+  std::vector<int16_t> distance(static_cast<std::size_t>(n));
+  std::vector<int64_t> histograms(static_cast<std::size_t>(pieces * buckets), 0);
+  const auto piece_range = [&](int64_t p) { return std::make_pair(p * kPiece, std::min(n, (p + 1) * kPiece)); };
+  parallel_for(0, pieces, 1, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      const auto [begin, end] = piece_range(p);
+      kernels::hamming_distances(query_words, code_words, words, begin, end, distance.data());
+      int64_t* histogram = histograms.data() + p * buckets;
+      for (int64_t j = begin; j < end; ++j) ++histogram[distance[static_cast<std::size_t>(j)]];
+    }
+  });
+  std::vector<int64_t> histogram(static_cast<std::size_t>(buckets), 0);
+  for (int64_t p = 0; p < pieces; ++p) {
+    for (int64_t d = 0; d < buckets; ++d) histogram[d] += histograms[p * buckets + d];
+  }
+  // A counting selection: `cut`, the distance of the k-th neighbour (or the radius, when fewer
+  // lie within it), all items nearer than it and the first `at_cut` at it, in index order.
+  const int64_t limit = radius >= 0 ? std::min(radius, buckets - 1) : buckets - 1;
   int64_t cut = 0, below = 0;
-  for (; cut <= limit; ++cut) {
-    if (below + histogram[static_cast<std::size_t>(cut)] >= k) break;
-    below += histogram[static_cast<std::size_t>(cut)];
+  while (cut <= limit && below + histogram[cut] < k) below += histogram[cut++];
+  int64_t at_cut = k - below;
+  if (cut > limit) cut = limit, at_cut = histogram[limit];
+  // Each piece's share of the items at `cut`: what the pieces before it leave.
+  std::vector<int64_t> take(static_cast<std::size_t>(pieces));
+  for (int64_t p = 0, left = at_cut; p < pieces; ++p) {
+    take[p] = std::min(left, histograms[p * buckets + cut]);
+    left -= take[p];
   }
-  cut = std::min(cut, limit);
-  int64_t at_cut = std::min(k - std::min(below, k), histogram[static_cast<std::size_t>(cut)]);
-  std::vector<std::vector<int64_t>> by_distance(static_cast<std::size_t>(cut) + 1);
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t d = distance[j];
-    if (d < cut) {
-      by_distance[static_cast<std::size_t>(d)].push_back(j);
-    } else if (d == cut && at_cut > 0) {
-      by_distance[static_cast<std::size_t>(d)].push_back(j);
-      --at_cut;
+  std::vector<std::vector<Neighbour>> found(static_cast<std::size_t>(pieces));
+  parallel_for(0, pieces, 1, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      const auto [begin, end] = piece_range(p);
+      int64_t left = take[p];
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t d = distance[static_cast<std::size_t>(j)];
+        if (d < cut) {
+          found[p].push_back({j, d});
+        } else if (d == cut && left > 0) {
+          found[p].push_back({j, d});
+          --left;
+        }
+      }
     }
-  }
+  });
   std::vector<Neighbour> out;
-  for (int64_t d = 0; d <= cut; ++d) {
-    for (const int64_t j : by_distance[static_cast<std::size_t>(d)]) {
-      if (static_cast<int64_t>(out.size()) < k) out.push_back({j, d});
-    }
-  }
+  for (const auto& piece : found) out.insert(out.end(), piece.begin(), piece.end());
+  std::stable_sort(out.begin(), out.end(), [](const Neighbour& a, const Neighbour& b) { return a.distance < b.distance; });
   return out;
 }
 

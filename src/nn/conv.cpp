@@ -1,6 +1,7 @@
 #include "torchae/nn/conv.h"
 
-#include <ATen/Parallel.h>
+#include "torchae/core/parallel.h"
+
 #include <torch/autograd.h>
 #include <torch/nn/functional/dropout.h>
 
@@ -99,7 +100,7 @@ torch::Tensor fill_missing_pixels(const torch::Tensor& images, const torch::Tens
   const int64_t channels = x.size(1), height = x.size(2), width = x.size(3), plane = height * width;
   float* const data = x.data_ptr<float>();
   const bool* const hole = holes.data_ptr<bool>();
-  at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> known(static_cast<std::size_t>(plane));
     std::vector<int64_t> todo, later, reached;
     std::vector<float> values, sum(static_cast<std::size_t>(channels));

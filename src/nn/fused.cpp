@@ -1,8 +1,8 @@
 #include "torchae/nn/fused.h"
 
 #include "kernels.h"
+#include "torchae/core/parallel.h"
 
-#include <ATen/Parallel.h>
 #include <c10/util/string_utils.h>
 #include <torch/autograd.h>
 #include <torch/nn/functional/linear.h>
@@ -35,12 +35,9 @@ class BceFromLogits : public torch::autograd::Function<BceFromLogits> {
     const float* x = logits.data_ptr<float>();
     const float* p = probabilities.data_ptr<float>();
     const float* t = target.data_ptr<float>();
-    const double sum = at::parallel_reduce(
-        int64_t{0}, logits.numel(), kLossGrain, 0.0,
-        [&](int64_t begin, int64_t end, double partial) {
-          return partial + kernels::bce_from_logits_sum(x, p, t, begin, end);
-        },
-        std::plus<double>());
+    const double sum = parallel_sum(0, logits.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
+      return kernels::bce_from_logits_sum(x, p, t, begin, end);
+    });
     return torch::scalar_tensor(sum / static_cast<double>(logits.numel()), logits.options());
   }
 
@@ -54,7 +51,7 @@ class BceFromLogits : public torch::autograd::Function<BceFromLogits> {
     const float* p = probabilities.data_ptr<float>();
     const float* t = target.data_ptr<float>();
     float* g = grad.data_ptr<float>();
-    at::parallel_for(0, probabilities.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
+    parallel_for(0, probabilities.numel(), kLossGrain, [&](int64_t begin, int64_t end) {
       kernels::bce_from_logits_grad(p, t, g, begin, end, scale);
     });
     return {grad, torch::Tensor(), torch::Tensor()};
@@ -87,7 +84,7 @@ torch::Tensor counter_based_like(const torch::Tensor& like, void (*kernel)(float
   torch::Tensor out = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous));
   float* data = out.data_ptr<float>();
   const uint64_t seed = draw_seed();
-  at::parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) { kernel(data, begin, end, seed); });
+  parallel_for(0, out.numel(), kLossGrain, [&](int64_t begin, int64_t end) { kernel(data, begin, end, seed); });
   return out;
 }
 
@@ -118,23 +115,35 @@ torch::Tensor choose_exactly(int64_t rows, int64_t d, int64_t m) {
   if (m == 0 || rows == 0) return mask;
   bool* data = mask.data_ptr<bool>();
   const uint64_t seed = draw_seed();
-  at::parallel_for(0, rows, std::max<int64_t>(1, kLossGrain / d), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, std::max<int64_t>(1, kLossGrain / d), [&](int64_t begin, int64_t end) {
     std::vector<int32_t> scratch(static_cast<std::size_t>(d));
     kernels::choose_exactly(data, scratch.data(), d, m, begin, end, seed);
   });
   return mask;
 }
 
+namespace {
+
+// Elements [begin, end) of one Adam step, on this thread.
+void adam_elements(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t begin, int64_t end,
+                   double beta1, double beta2, double eps, double weight_decay, double step_size,
+                   double sqrt_bias_correction2) {
+  // Each coefficient rounded to float once, from double, as LibTorch's scalar arguments are.
+  const auto f = [](double value) { return static_cast<float>(value); };
+  kernels::adam(param, grad, exp_avg, exp_avg_sq, begin, end, f(beta1), f(1 - beta1), f(beta2), f(1 - beta2), f(eps),
+                f(weight_decay), f(step_size), f(1 / sqrt_bias_correction2));
+}
+
+}  // namespace
+
 void fused_adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t size,
                        double beta1, double beta2, double eps, double weight_decay, double step_size,
                        double sqrt_bias_correction2) {
-  // Each coefficient rounded to float once, from double, as LibTorch's scalar arguments are.
-  const auto f = [](double value) { return static_cast<float>(value); };
   // 64 K floats (a quarter of a megabyte in each of the four buffers) a task: below that, waking
   // a second thread costs more than it saves.
-  at::parallel_for(0, size, int64_t{1} << 16, [&](int64_t begin, int64_t end) {
-    kernels::adam(param, grad, exp_avg, exp_avg_sq, begin, end, f(beta1), f(1 - beta1), f(beta2), f(1 - beta2), f(eps),
-                   f(weight_decay), f(step_size), f(1 / sqrt_bias_correction2));
+  parallel_for(0, size, int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+    adam_elements(param, grad, exp_avg, exp_avg_sq, begin, end, beta1, beta2, eps, weight_decay, step_size,
+                  sqrt_bias_correction2);
   });
 }
 
@@ -189,8 +198,10 @@ void FusedAdam::update(torch::Tensor& p, torch::Tensor grad, const torch::optim:
 }
 
 void FusedAdam::Pass::run(int64_t begin, int64_t end) const {
-  fused_adam_update(param + begin, grad + begin, exp_avg + begin, exp_avg_sq + begin, end - begin, beta1, beta2, eps,
-                    weight_decay, step_size, sqrt_bias_correction2);
+  // On the calling thread: a pass runs on the trainer's helper and its Adam worker too, threads
+  // of their own that split the work themselves.
+  adam_elements(param, grad, exp_avg, exp_avg_sq, begin, end, beta1, beta2, eps, weight_decay, step_size,
+                sqrt_bias_correction2);
 }
 
 std::optional<FusedAdam::Pass> FusedAdam::prepare(torch::Tensor& p, torch::Tensor grad,

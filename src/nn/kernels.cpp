@@ -14,8 +14,12 @@ namespace torchae::kernels {
 // next, and a build for the one it was built on would not run on the others.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define TORCHAE_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// The Hamming loops: the POPCNT instruction where the CPU has it (x86-64's baseline lacks it, and
+// without it __builtin_popcountll is a call into libgcc's bit-twiddling).
+#define TORCHAE_POPCNT_CLONES __attribute__((target_clones("popcnt", "default")))
 #else
 #define TORCHAE_CPU_CLONES
+#define TORCHAE_POPCNT_CLONES
 #endif
 
 namespace {
@@ -171,6 +175,58 @@ void choose_exactly(bool* mask, int32_t* scratch, int64_t d, int64_t m, int64_t 
       scratch[i] = chosen;
       out[chosen] = true;
     }
+  }
+}
+
+namespace {
+
+// The distance of `query` to code j, its `Words` words known when compiled (0: `words` of them).
+template <int Words>
+inline int64_t hamming(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t j) {
+  const int64_t w = Words > 0 ? Words : words;
+  const uint64_t* code = codes + j * w;
+  int64_t d = 0;
+  for (int64_t k = 0; k < w; ++k) d += __builtin_popcountll(query[k] ^ code[k]);
+  return d;
+}
+
+template <int Words>
+inline void hamming_distances_of(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t begin,
+                                 int64_t end, int16_t* out) {
+  for (int64_t j = begin; j < end; ++j) out[j] = static_cast<int16_t>(hamming<Words>(query, codes, words, j));
+}
+
+template <int Words>
+inline void hamming_histogram_of(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t n,
+                                 const int64_t* labels, int64_t label, int64_t* counts, int64_t* relevant) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t d = hamming<Words>(query, codes, words, j);
+    ++counts[d];
+    relevant[d] += labels[j] == label;
+  }
+}
+
+}  // namespace
+
+TORCHAE_POPCNT_CLONES
+void hamming_distances(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t begin, int64_t end,
+                       int16_t* out) {
+  switch (words) {
+    case 1: return hamming_distances_of<1>(query, codes, words, begin, end, out);
+    case 2: return hamming_distances_of<2>(query, codes, words, begin, end, out);
+    case 4: return hamming_distances_of<4>(query, codes, words, begin, end, out);
+    default: return hamming_distances_of<0>(query, codes, words, begin, end, out);
+  }
+}
+
+TORCHAE_POPCNT_CLONES
+void hamming_histogram(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t n, const int64_t* labels,
+                       int64_t label, int64_t* counts, int64_t* relevant) {
+  switch (words) {
+    case 1: return hamming_histogram_of<1>(query, codes, words, n, labels, label, counts, relevant);
+    case 2: return hamming_histogram_of<2>(query, codes, words, n, labels, label, counts, relevant);
+    case 4: return hamming_histogram_of<4>(query, codes, words, n, labels, label, counts, relevant);
+    default: return hamming_histogram_of<0>(query, codes, words, n, labels, label, counts, relevant);
   }
 }
 

@@ -46,4 +46,16 @@ void summed_kernel(const float* d, const float* grad, float* out, int64_t begin,
 /// (Knuth's Algorithm P), drawing from SplitMix64 keyed by the row. `scratch`: d ints.
 void choose_exactly(bool* mask, int32_t* scratch, int64_t d, int64_t m, int64_t begin, int64_t end, uint64_t seed);
 
+/// The Hamming distances of one packed code `query` (`words` 64-bit words) to codes [begin, end)
+/// of `codes` ([N, words], row by row), into out[begin, end): the popcount of their XOR, by the
+/// POPCNT instruction where the CPU has it.
+void hamming_distances(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t begin, int64_t end,
+                       int16_t* out);
+
+/// For one query against all n codes: counts[d] += the codes at distance d, relevant[d] += those
+/// of them whose label is `label` (`counts` and `relevant` have a bucket for every distance the
+/// codes can be apart).
+void hamming_histogram(const uint64_t* query, const uint64_t* codes, int64_t words, int64_t n, const int64_t* labels,
+                       int64_t label, int64_t* counts, int64_t* relevant);
+
 }  // namespace torchae::kernels

@@ -2,6 +2,7 @@
 
 #include "torchae/core/config.h"
 #include "torchae/core/error.h"
+#include "torchae/core/parallel.h"
 #include "torchae/nn/fused.h"
 #include "kernels.h"
 
@@ -180,7 +181,7 @@ class SummedKernel : public torch::autograd::Function<SummedKernel> {
       const float* dp = d.data_ptr<float>();
       const float* gp = grad.defined() ? grad.data_ptr<float>() : nullptr;
       float* op = out.data_ptr<float>();
-      at::parallel_for(0, d.numel(), int64_t{1} << 13, [&](int64_t begin, int64_t end) {
+      parallel_for(0, d.numel(), int64_t{1} << 13, [&](int64_t begin, int64_t end) {
         kernels::summed_kernel(dp, gp, op, begin, end, cs.data(), static_cast<int>(cs.size()), imq);
       });
       return out;

@@ -371,5 +371,47 @@ TEST_F(TorchaeTest, HammingSearchReturnsTheNearestCodesInIndexOrderOfTies) {
   for (const Neighbour& nb : within) EXPECT_LE(nb.distance, radius);
 }
 
+// More codes than one piece of the scan (64 K), on one thread and on two; and a radius within
+// which lie fewer than k, more of them at the radius than k leaves after the nearer ones.
+TEST_F(TorchaeTest, HammingSearchIsTheSameOverPiecesAndThreadsAndKeepsAllWithinTheRadius) {
+  const int64_t n = 200000, bits = 100;
+  const torch::Tensor codes = torch::randint(0, 2, {n, bits}, torch::kUInt8);
+  const torch::Tensor query = torch::randint(0, 2, {1, bits}, torch::kUInt8);
+  const torch::Tensor distance = codes.ne(query).sum(1);
+  const torch::Tensor order = std::get<1>(torch::sort(distance * n + torch::arange(n), /*dim=*/0));
+  const int threads = at::get_num_threads();
+  for (const int t : {1, 2}) {
+    at::set_num_threads(t);
+    for (const int64_t k : {1, 10, 1000}) {
+      SCOPED_TRACE(::testing::Message() << t << " threads, k " << k);
+      const auto found = hamming_search(pack_bits(query)[0], pack_bits(codes), k);
+      ASSERT_EQ(static_cast<int64_t>(found.size()), k);
+      for (int64_t r = 0; r < k; ++r) {
+        ASSERT_EQ(found[r].item, order[r].item<int64_t>());
+        ASSERT_EQ(found[r].distance, distance[found[r].item].item<int64_t>());
+      }
+    }
+  }
+  at::set_num_threads(threads);
+  // Two codes equal to the query, then five at distance 1 spread over the pieces, the rest far.
+  torch::Tensor near = query.repeat({n, 1}).bitwise_xor(torch::ones({n, bits}, torch::kUInt8));
+  near[3].copy_(query[0]);
+  near[70000].copy_(query[0]);
+  for (const int64_t i : {5, 66000, 130000, 131000, 199999}) {
+    near[i].copy_(query[0]);
+    near.index_put_({i, i % bits}, 1 - query[0][i % bits].item<int64_t>());
+  }
+  const auto within = hamming_search(pack_bits(query)[0], pack_bits(near), 10, 1);
+  ASSERT_EQ(within.size(), 7u);
+  const std::vector<int64_t> expected{3, 70000, 5, 66000, 130000, 131000, 199999};
+  for (std::size_t r = 0; r < expected.size(); ++r) {
+    EXPECT_EQ(within[r].item, expected[r]);
+    EXPECT_EQ(within[r].distance, r < 2 ? 0 : 1);
+  }
+  const auto nearest = hamming_search(pack_bits(query)[0], pack_bits(near), 4, 1);
+  ASSERT_EQ(nearest.size(), 4u);
+  EXPECT_EQ(nearest[3].item, 66000);
+}
+
 }  // namespace
 }  // namespace torchae

@@ -1,18 +1,24 @@
 #include "test_tools.h"
 
+#include "torchae/core/parallel.h"
 #include "torchae/nn/fused.h"
 
 #include <torch/nn/functional/loss.h>
 
 #include <torch/nn/functional/linear.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <limits>
+#include <mutex>
+#include <numeric>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace torchae {
 namespace {
@@ -253,6 +259,68 @@ TEST_F(FusedTest, HelperThreadRunsBothSidesAndRethrowsEitherSidesError) {
   int count = 0;
   for (int i = 0; i < 100; ++i) helper.both([&] { ++count; }, [] {});
   EXPECT_EQ(count, 100);
+}
+
+// torchae's loops on LibTorch's threads (at::parallel_for runs them on one: see parallel.h).
+TEST_F(FusedTest, ParallelForSplitsTheRangeOverLibTorchsThreads) {
+  ASSERT_TRUE(parallel_for_available()) << "LibTorch's OpenMP runtime (libgomp) was not found in the process";
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  const int64_t n = 100003;
+  std::vector<int> visits(n, 0);
+  std::mutex mutex;
+  std::set<std::thread::id> ran_on;
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  parallel_for(0, n, 1000, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) ++visits[i];
+    std::lock_guard<std::mutex> lock(mutex);
+    ran_on.insert(std::this_thread::get_id());
+    pieces.emplace_back(begin, end);
+  });
+  EXPECT_EQ(std::count(visits.begin(), visits.end(), 1), n);
+  EXPECT_EQ(ran_on.size(), 2u);
+  EXPECT_EQ(pieces.size(), 2u);
+  // A range of no more than `grain` elements, and a call from inside a region, stay on their thread.
+  std::set<std::thread::id> small;
+  parallel_for(0, 1000, 1000, [&](int64_t, int64_t) { small.insert(std::this_thread::get_id()); });
+  EXPECT_EQ(small, std::set<std::thread::id>{std::this_thread::get_id()});
+  std::atomic<int> inner_calls{0};
+  parallel_for(0, 2, 1, [&](int64_t, int64_t) {
+    const auto here = std::this_thread::get_id();
+    parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      EXPECT_EQ(std::this_thread::get_id(), here);
+      EXPECT_EQ(end - begin, n);
+      ++inner_calls;
+    });
+  });
+  EXPECT_EQ(inner_calls.load(), 2);
+  // A piece's exception reaches the caller; the other pieces still ran.
+  std::atomic<int> ran{0};
+  EXPECT_THROW(parallel_for(0, n, 1,
+                            [&](int64_t begin, int64_t) {
+                              ++ran;
+                              if (begin == 0) throw std::runtime_error("first piece");
+                            }),
+               std::runtime_error);
+  EXPECT_EQ(ran.load(), 2);
+  // The sum of pieces is added in their order whatever the threads: terms of very different
+  // sizes, whose sum depends on the order they are added in.
+  const torch::Tensor terms = torch::randn({n}, torch::kFloat64) * torch::pow(10.0, torch::randint(-8, 9, {n}).to(torch::kFloat64));
+  const double* t = terms.data_ptr<double>();
+  const auto piece_sum = [&](int64_t begin, int64_t end) { return std::accumulate(t + begin, t + end, 0.0); };
+  double expected = 0.0;
+  for (int64_t begin = 0; begin < n; begin += 4096) expected += piece_sum(begin, std::min(n, begin + 4096));
+  EXPECT_EQ(parallel_sum(0, n, 4096, piece_sum), expected);
+  at::set_num_threads(1);
+  EXPECT_EQ(parallel_sum(0, n, 4096, piece_sum), expected);
+  EXPECT_EQ(parallel_sum(5, 5, 4096, piece_sum), 0.0);
+  // So the fused binary cross-entropy is the same number on one thread and on two.
+  const torch::Tensor logits = torch::randn({512, 784}) * 4;
+  const torch::Tensor target = torch::rand({512, 784});
+  const torch::Tensor one = binary_cross_entropy_from_logits(logits, torch::sigmoid(logits), target);
+  at::set_num_threads(2);
+  EXPECT_TRUE(torch::equal(one, binary_cross_entropy_from_logits(logits, torch::sigmoid(logits), target)));
+  at::set_num_threads(threads);
 }
 
 TEST_F(FusedTest, UniformDrawsAreUniformReproducibleAndThreadIndependent) {

@@ -96,8 +96,9 @@ struct Neighbour {
 };
 
 /// The `k` codes of `codes` (packed [N, W]) nearest to `query` (packed [W]) in Hamming distance,
-/// nearest first, ties in the order of the index; with `radius` >= 0 only those within it. One
-/// pass of 64-bit XOR and popcount over LibTorch's intra-op threads, then a counting selection.
+/// nearest first, ties in the order of the index; with `radius` >= 0 only those within it (all of
+/// them when fewer than k). XOR and popcount over LibTorch's intra-op threads, in pieces of 64 K
+/// codes, each with the histogram of its distances; then a counting selection.
 std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::Tensor& codes, int64_t k,
                                       int64_t radius = -1);
 

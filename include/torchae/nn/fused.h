@@ -103,10 +103,11 @@ torch::Tensor dropout_multiplier_like(const torch::Tensor& like, double p);
 /// one 64-bit draw of LibTorch's default CPU generator), on the CPU.
 torch::Tensor choose_exactly(int64_t rows, int64_t d, int64_t m);
 
-/// One Adam step on `size` floats, in place (exposed for the benchmark and tests): LibTorch's
-/// Adam, element by element, to rounding (one division an element where LibTorch has two, the
-/// update moving by an ulp or so; subnormal moments stored as zero on x86). `step_size` is
-/// lr / (1 - beta1^t), `sqrt_bias_correction2` is sqrt(1 - beta2^t).
+/// One Adam step on `size` floats, in place, on LibTorch's intra-op threads (`parallel_for`;
+/// exposed for the benchmark and tests; `FusedAdam` makes its passes on the calling thread):
+/// LibTorch's Adam, element by element, to rounding (one division an element where LibTorch has
+/// two, the update moving by an ulp or so; subnormal moments stored as zero on x86). `step_size`
+/// is lr / (1 - beta1^t), `sqrt_bias_correction2` is sqrt(1 - beta2^t).
 void fused_adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t size,
                        double beta1, double beta2, double eps, double weight_decay, double step_size,
                        double sqrt_bias_correction2);
