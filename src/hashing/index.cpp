@@ -1,8 +1,8 @@
 #include "torchae/hashing/index.h"
 
 #include "torchae/core/error.h"
-#include "torchae/core/parallel.h"
 #include "torchae/core/io.h"
+#include "torchae/core/parallel.h"
 #include "torchae/data/dataset.h"
 #include "torchae/data/idx.h"
 #include "torchae/data/image_io.h"
@@ -364,7 +364,10 @@ std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::T
   int64_t cut = 0, below = 0;
   while (cut <= limit && below + histogram[cut] < k) below += histogram[cut++];
   int64_t at_cut = k - below;
-  if (cut > limit) cut = limit, at_cut = histogram[limit];
+  if (cut > limit) {  // fewer than k within the radius: all of them
+    cut = limit;
+    at_cut = histogram[limit];
+  }
   // Each piece's share of the items at `cut`: what the pieces before it leave.
   std::vector<int64_t> take(static_cast<std::size_t>(pieces));
   for (int64_t p = 0, left = at_cut; p < pieces; ++p) {
@@ -389,7 +392,8 @@ std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::T
   });
   std::vector<Neighbour> out;
   for (const auto& piece : found) out.insert(out.end(), piece.begin(), piece.end());
-  std::stable_sort(out.begin(), out.end(), [](const Neighbour& a, const Neighbour& b) { return a.distance < b.distance; });
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Neighbour& a, const Neighbour& b) { return a.distance < b.distance; });
   return out;
 }
 
