@@ -334,6 +334,9 @@ std::vector<Neighbour> hamming_search(const torch::Tensor& query, const torch::T
                                       int64_t radius) {
   TORCH_CHECK(codes.dim() == 2 && query.numel() == codes.size(1) && k >= 1,
               "hamming_search: a packed query [W] and codes [N, W]");
+  // As hamming_distances checked it for the search until now: distances are kept in 16 bits.
+  TORCH_CHECK(codes.size(1) >= 1 && codes.size(1) * 64 <= kMaxBits, "hamming_search: codes of 1 to ", kMaxBits,
+              " bits");
   const torch::Tensor q = query.to(torch::kCPU, torch::kInt64).contiguous();
   const torch::Tensor db = codes.to(torch::kCPU, torch::kInt64).contiguous();
   const auto* query_words = reinterpret_cast<const uint64_t*>(q.data_ptr<int64_t>());

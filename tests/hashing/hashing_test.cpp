@@ -411,6 +411,8 @@ TEST_F(TorchaeTest, HammingSearchIsTheSameOverPiecesAndThreadsAndKeepsAllWithinT
   const auto nearest = hamming_search(pack_bits(query)[0], pack_bits(near), 4, 1);
   ASSERT_EQ(nearest.size(), 4u);
   EXPECT_EQ(nearest[3].item, 66000);
+  // Codes wider than 1024 bits are refused, as before the scan had kernels of its own.
+  EXPECT_THROW(hamming_search(torch::zeros({17}, torch::kInt64), torch::zeros({3, 17}, torch::kInt64), 1), c10::Error);
 }
 
 }  // namespace
